@@ -1,0 +1,71 @@
+//! `ax`: the command line of the ax plugin runtime.
+//!
+//! Each subcommand lives in its own module and translates arguments into calls
+//! on `ax-runtime`. Errors reach [`main`] as `anyhow` chains and are printed as
+//! one `error: …` line with a non-zero exit; a panic in ax itself is a bug, and
+//! is reported the same way rather than as a Rust backtrace.
+
+mod logging;
+mod new;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ax: a plugin runtime for native Rust plugins.
+#[derive(Debug, Parser)]
+#[command(name = "ax", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new plugin crate that builds and runs as is.
+    New(new::NewArgs),
+    /// Build (if needed), load and call a plugin; print each result as JSON.
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error in ax{location}: {message} (this is a bug in ax, please report it)"
+        );
+    }));
+    let cli = Cli::parse();
+    let result = std::panic::catch_unwind(|| match cli.command {
+        Command::New(args) => new::run(args),
+        Command::Run(args) => run::run(args),
+    });
+    match result {
+        Ok(Ok(code)) => code,
+        Ok(Err(error)) => {
+            eprintln!("error: {}", one_line(&error));
+            ExitCode::FAILURE
+        }
+        Err(_) => ExitCode::from(101),
+    }
+}
+
+/// `error: outer: inner: innermost`, on one line.
+fn one_line(error: &anyhow::Error) -> String {
+    let text = format!("{error:#}");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,287 @@
+//! `ax run PLUGIN [METHOD [INPUT]]`: build if needed, load, call, print JSON.
+//!
+//! With `--calls FILE` (JSON lines of `{"method": …, "input": …}`) several calls
+//! run against one loaded instance, one result line each. The calls file is
+//! checked whole before the plugin is loaded, so a typo on line 7 does not leave
+//! six calls done. A failing call is reported and the remaining calls still run;
+//! the exit status says whether any failed. `--state FILE` restores the plugin's
+//! state from FILE before the calls (when it exists) and saves it after them.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use ax_runtime::{
+    BuildOptions, Host, HostOptions, Instrumentation, Plugin, PluginSource, SavedState,
+};
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The plugin: a crate directory with ax-plugin.toml, a manifest, or a library file.
+    plugin: PathBuf,
+    /// The method to call.
+    method: Option<String>,
+    /// The call's input, as JSON (default: null).
+    input: Option<String>,
+    /// Run the calls in FILE instead: one JSON object per line, {"method": …, "input": …}.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "input"])]
+    calls: Option<PathBuf>,
+    /// Do not run cargo; use the library already built.
+    #[arg(long)]
+    no_build: bool,
+    /// Build and load the release profile.
+    #[arg(long)]
+    release: bool,
+    /// Restore the plugin's state from FILE first (if it exists) and save it there afterwards.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+}
+
+/// One call to make.
+#[derive(Debug, PartialEq)]
+struct Call {
+    method: String,
+    input: Value,
+}
+
+pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
+    let log_filter = crate::logging::init()?;
+    let calls = match (&args.calls, &args.method) {
+        (Some(file), _) => read_calls(file)?,
+        (None, Some(method)) => vec![Call {
+            method: method.clone(),
+            input: parse_input(args.input.as_deref())?,
+        }],
+        (None, None) => Vec::new(),
+    };
+    let source = PluginSource::resolve(&args.plugin)?;
+    let mut build = BuildOptions {
+        build: !args.no_build,
+        release: args.release,
+        on_output: None,
+    };
+    let library = source.library(&mut build)?;
+
+    let instrumentation = Instrumentation {
+        log_filter,
+        ..Instrumentation::default()
+    };
+    let host = Host::with_options(HostOptions {
+        instrumentation,
+        ..HostOptions::default()
+    })
+    .context("cannot set up the plugin host")?;
+    crate::logging::print_plugin_logs(&host);
+    let plugin = host.load(&source, &library)?;
+
+    if calls.is_empty() {
+        let methods = if plugin.methods().is_empty() {
+            "it declares none".to_owned()
+        } else {
+            format!("one of: {}", plugin.methods().join(", "))
+        };
+        bail!(
+            "{}: no method given; expected a METHOD ({methods}) or --calls FILE",
+            args.plugin.display()
+        );
+    }
+    if let Some(state_file) = &args.state
+        && state_file.exists()
+    {
+        let saved = read_state(state_file)?;
+        plugin
+            .restore_state(&saved)
+            .with_context(|| format!("{}: state refused", state_file.display()))?;
+    }
+
+    let failed = run_calls(&plugin, &calls);
+    if let Some(state_file) = &args.state {
+        let saved = plugin.save_state()?;
+        write_state(state_file, &saved)?;
+    }
+    plugin.shutdown()?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs every call, printing results on stdout and errors on stderr; returns how many failed.
+fn run_calls(plugin: &Plugin, calls: &[Call]) -> usize {
+    let stdout = std::io::stdout();
+    let mut failed = 0;
+    for call in calls {
+        match plugin.call(&call.method, &call.input) {
+            Ok(output) => {
+                let mut out = stdout.lock();
+                let _ = writeln!(out, "{output}");
+                let _ = out.flush();
+            }
+            Err(error) => {
+                failed += 1;
+                eprintln!("error: {error}");
+            }
+        }
+    }
+    failed
+}
+
+fn parse_input(input: Option<&str>) -> Result<Value> {
+    let Some(text) = input else {
+        return Ok(Value::Null);
+    };
+    serde_json::from_str(text)
+        .map_err(|e| anyhow!("input {text:?} is not valid JSON ({e}); expected a JSON value such as '{{\"text\":\"a b c\"}}'"))
+}
+
+/// Reads a calls file, failing on the first bad line with its number.
+fn read_calls(path: &Path) -> Result<Vec<Call>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read calls file", path.display()))?;
+    let expected =
+        r#"expected one JSON object per line, such as {"method":"count","input":{"text":"a b"}}"#;
+    let mut calls = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let value: Value = serde_json::from_str(line)
+            .map_err(|e| anyhow!("{}: invalid JSON ({e}); {expected}", at()))?;
+        let Value::Object(mut object) = value else {
+            bail!("{}: not an object; {expected}", at())
+        };
+        let method = match object.remove("method") {
+            Some(Value::String(m)) if !m.is_empty() => m,
+            _ => bail!("{}: missing \"method\" string; {expected}", at()),
+        };
+        let input = object.remove("input").unwrap_or(Value::Null);
+        if let Some(key) = object.keys().next() {
+            bail!("{}: unknown key {key:?}; {expected}", at());
+        }
+        calls.push(Call { method, input });
+    }
+    if calls.is_empty() {
+        bail!("{}: no calls; {expected}", path.display());
+    }
+    Ok(calls)
+}
+
+/// State files: `AXSTATE1`, the schema version (u32 LE), then the plugin's bytes.
+const STATE_MAGIC: &[u8; 8] = b"AXSTATE1";
+
+fn read_state(path: &Path) -> Result<SavedState> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("{}: cannot read state file", path.display()))?;
+    let corrupt = || {
+        anyhow!(
+            "{}: not an ax state file (expected one written by `ax run --state`)",
+            path.display()
+        )
+    };
+    let rest = bytes
+        .strip_prefix(STATE_MAGIC.as_slice())
+        .ok_or_else(corrupt)?;
+    if rest.len() < 4 {
+        return Err(corrupt());
+    }
+    let (version, payload) = rest.split_at(4);
+    let schema_version = u32::from_le_bytes(version.try_into().map_err(|_| corrupt())?);
+    Ok(SavedState {
+        schema_version,
+        bytes: payload.to_vec(),
+    })
+}
+
+fn write_state(path: &Path, state: &SavedState) -> Result<()> {
+    let mut bytes = STATE_MAGIC.to_vec();
+    bytes.extend_from_slice(&state.schema_version.to_le_bytes());
+    bytes.extend_from_slice(&state.bytes);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("{}: cannot write state file", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calls_from(text: &str) -> Result<Vec<Call>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.jsonl");
+        std::fs::write(&path, text).unwrap();
+        read_calls(&path)
+            .map_err(|e| format!("{e:#}").replace(&dir.path().display().to_string(), "DIR"))
+    }
+
+    #[test]
+    fn calls_file_lines() {
+        let calls = calls_from(
+            "{\"method\":\"count\",\"input\":{\"text\":\"a\"}}\n\n{\"method\":\"other\"}\n",
+        )
+        .unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].input["text"], "a");
+        assert_eq!(
+            calls[1],
+            Call {
+                method: "other".into(),
+                input: Value::Null
+            }
+        );
+    }
+
+    #[test]
+    fn calls_file_errors_name_the_line() {
+        let err = calls_from("{\"method\":\"count\"}\n{oops}\n").unwrap_err();
+        assert!(err.starts_with("DIR/calls.jsonl:2: invalid JSON"), "{err}");
+        let err = calls_from("[1]\n").unwrap_err();
+        assert!(
+            err.starts_with("DIR/calls.jsonl:1: not an object; expected one JSON object per line"),
+            "{err}"
+        );
+        let err = calls_from("{\"input\":1}\n").unwrap_err();
+        assert!(err.contains(":1: missing \"method\" string"), "{err}");
+        let err = calls_from("{\"method\":\"m\",\"inptu\":1}\n").unwrap_err();
+        assert!(err.contains(":1: unknown key \"inptu\""), "{err}");
+        let err = calls_from("\n\n").unwrap_err();
+        assert!(err.contains("no calls"), "{err}");
+    }
+
+    #[test]
+    fn input_must_be_json() {
+        assert_eq!(parse_input(None).unwrap(), Value::Null);
+        assert_eq!(parse_input(Some("{\"a\":1}")).unwrap()["a"], 1);
+        let err = parse_input(Some("{text: 1}")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("input \"{text: 1}\" is not valid JSON"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn state_file_round_trip_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.state");
+        let saved = SavedState {
+            schema_version: 3,
+            bytes: b"{\"total\":9}".to_vec(),
+        };
+        write_state(&path, &saved).unwrap();
+        assert_eq!(read_state(&path).unwrap(), saved);
+        std::fs::write(&path, b"AXSTATE1\x01").unwrap();
+        let err = read_state(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with("not an ax state file (expected one written by `ax run --state`)"),
+            "{err}"
+        );
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(read_state(&path).is_err());
+    }
+}

@@ -1,0 +1,746 @@
+//! The host side of the tracing bridge: the [`HostVTable`] callbacks a plugin's
+//! spans, events and probe hits arrive through.
+//!
+//! One [`Bridge`] exists per loaded plugin image and lives as long as the
+//! process (the image is never unmapped and may keep calling, from threads it
+//! spawned, after its instance is gone). It
+//! - decides per callsite whether the plugin forwards it at all
+//!   ([`Instrumentation`]; the plugin caches the answer until told to rebuild),
+//! - keeps the live spans and, per thread, the *shadow stack* of entered spans,
+//!   which is how ax knows the plugin's call stack without unwinding native frames,
+//! - turns enabled events into [`Event::Log`],
+//! - records, per thread, the last probe site reached, and hands armed probe
+//!   hits to the instance's [`ProbeHandler`].
+//!
+//! Every callback is shielded with `catch_unwind`: a bug here must not abort the
+//! process through an `extern "C"` frame.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use ax_abi::{
+    ABI_VERSION, AxBytes, AxStr, CallsiteMeta, FieldValue, HostVTable, ProbeSite, ProbeValue,
+    Status, interest, value_kind,
+};
+use serde_json::Value;
+use sharded_slab::Slab;
+use tracing_subscriber::filter::Targets;
+
+use crate::error::SourceLocation;
+use crate::events::{Event, EventBus, InstanceId, Level, LogLine};
+
+/// What the host asks a plugin's instrumentation to forward.
+#[derive(Clone, Debug)]
+pub struct Instrumentation {
+    /// Forward spans: needed for the shadow stack (debugger frames) and profiles.
+    pub spans: bool,
+    /// Keep span field values, for frames' variables.
+    pub span_fields: bool,
+    /// Which events become [`Event::Log`] lines, by target and level (the
+    /// `AX_LOG` syntax: `info,word_count=debug`).
+    pub log_filter: Targets,
+}
+
+impl Default for Instrumentation {
+    fn default() -> Self {
+        Instrumentation {
+            spans: false,
+            span_fields: false,
+            log_filter: Targets::new().with_default(tracing::Level::INFO),
+        }
+    }
+}
+
+/// A callsite the plugin registered: a span or event macro invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallsiteInfo {
+    /// Opaque identity of the callsite within its plugin image.
+    pub id: usize,
+    pub is_span: bool,
+    pub level: Level,
+    pub name: String,
+    pub target: String,
+    pub module_path: String,
+    pub file: String,
+    /// 0 when unknown.
+    pub line: u32,
+    pub fields: Vec<String>,
+}
+
+/// A probe site of a loaded plugin, known from the moment the library is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSiteInfo {
+    /// Position in the plugin's probe table; stable for one loaded image.
+    pub index: usize,
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub module_path: String,
+    /// Path of the enclosing function, e.g. `word_count::WordCount::count`.
+    pub function: String,
+    /// Binding names, in the order written.
+    pub vars: Vec<String>,
+}
+
+/// A frame of the shadow stack: an entered span of the calling thread.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackFrame {
+    pub span: u64,
+    pub name: String,
+    pub target: String,
+    pub file: String,
+    pub line: u32,
+    /// Field values recorded on the span (empty unless `span_fields` is on).
+    pub fields: Vec<(String, Value)>,
+}
+
+/// The value of one probe binding at a hit, borrowed from the plugin for the
+/// duration of the hit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ProbeVar<'a> {
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    Str(&'a str),
+    /// JSON text of a `Serialize` value.
+    Json(&'a str),
+    /// `Debug` text of a value that is not `Serialize`, or `<type name>`.
+    Debug(&'a str),
+}
+
+impl ProbeVar<'_> {
+    /// As a JSON value (`Debug` text becomes a string).
+    pub fn to_json(&self) -> Value {
+        match *self {
+            ProbeVar::I64(v) => Value::from(v),
+            ProbeVar::U64(v) => Value::from(v),
+            ProbeVar::F64(v) => Value::from(v),
+            ProbeVar::Bool(v) => Value::from(v),
+            ProbeVar::Str(s) | ProbeVar::Debug(s) => Value::from(s),
+            ProbeVar::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::from(s)),
+        }
+    }
+}
+
+/// An armed probe site being hit, on the plugin's thread. The plugin waits
+/// until the handler returns, so a handler may inspect and overwrite bindings.
+#[derive(Debug)]
+pub struct ProbeHit<'a> {
+    pub instance: InstanceId,
+    pub site: &'a ProbeSiteInfo,
+    raw: &'a [ProbeValue],
+}
+
+impl<'a> ProbeHit<'a> {
+    /// Number of bindings.
+    pub fn len(&self) -> usize {
+        self.raw.len().min(self.site.vars.len())
+    }
+
+    /// Whether the probe has no bindings.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Name of binding `i`.
+    pub fn name(&self, i: usize) -> &'a str {
+        &self.site.vars[i]
+    }
+
+    /// Index of the binding called `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.site
+            .vars
+            .iter()
+            .take(self.len())
+            .position(|v| v == name)
+    }
+
+    /// Value of binding `i`.
+    pub fn value(&self, i: usize) -> ProbeVar<'a> {
+        let v = &self.raw[i];
+        // SAFETY: the plugin keeps the text alive until the hit returns, which
+        // outlives 'a (a ProbeHit never escapes the handler call).
+        let text = || unsafe { v.text.as_str() }.unwrap_or("<invalid utf-8>");
+        match v.kind {
+            value_kind::I64 => ProbeVar::I64(v.num as i64),
+            value_kind::U64 => ProbeVar::U64(v.num),
+            value_kind::F64 => ProbeVar::F64(f64::from_bits(v.num)),
+            value_kind::BOOL => ProbeVar::Bool(v.num != 0),
+            value_kind::STR => ProbeVar::Str(text()),
+            value_kind::JSON => ProbeVar::Json(text()),
+            _ => ProbeVar::Debug(text()),
+        }
+    }
+
+    /// All bindings, by name.
+    pub fn values(&self) -> Vec<(&'a str, ProbeVar<'a>)> {
+        (0..self.len())
+            .map(|i| (self.name(i), self.value(i)))
+            .collect()
+    }
+
+    /// Whether binding `i` was written `&mut` with a type the host can write.
+    pub fn is_writable(&self, i: usize) -> bool {
+        self.raw[i].set.is_some()
+    }
+
+    /// Overwrites binding `i` with `json`, decoded by the plugin as the binding's type.
+    pub fn set(&self, i: usize, json: &str) -> Result<(), String> {
+        let v = &self.raw[i];
+        let Some(set) = v.set else {
+            return Err(format!(
+                "`{}` is not a writable (`&mut`) binding",
+                self.name(i)
+            ));
+        };
+        let mut err = AxBytes::empty();
+        // SAFETY: target and set come from the plugin for this hit, which is in progress.
+        let status = unsafe { set(v.target, AxStr::from_str(json), &mut err) };
+        if status == Status::OK {
+            Ok(())
+        } else {
+            Err(format!(
+                "cannot set `{}`: {}",
+                self.name(i),
+                String::from_utf8_lossy(err.as_slice())
+            ))
+        }
+    }
+}
+
+/// Receives the hits of armed probe sites of one plugin instance.
+pub trait ProbeHandler: Send + Sync {
+    fn on_probe(&self, hit: &ProbeHit<'_>);
+}
+
+struct SpanData {
+    callsite: usize,
+    refs: AtomicUsize,
+    fields: Mutex<Vec<(&'static str, Value)>>,
+}
+
+struct ProbeTable {
+    base: usize,
+    sites: &'static [ProbeSite],
+    infos: Vec<ProbeSiteInfo>,
+}
+
+/// Per-image state behind the host vtable. See the module docs.
+pub(crate) struct Bridge {
+    pub(crate) instance: InstanceId,
+    events: Arc<EventBus>,
+    instrumentation: RwLock<Instrumentation>,
+    span_fields: AtomicBool,
+    callsites: RwLock<HashMap<usize, Arc<CallsiteInfo>>>,
+    spans: Slab<SpanData>,
+    probes: OnceLock<ProbeTable>,
+    probe_handler: RwLock<Option<Arc<dyn ProbeHandler>>>,
+    vtable: OnceLock<HostVTable>,
+}
+
+#[derive(Clone, Copy)]
+struct Frame {
+    bridge: usize,
+    span: u64,
+    callsite: usize,
+}
+
+/// A probe site reached on some thread: (bridge address, site index).
+type LastProbe = Option<(usize, usize)>;
+
+thread_local! {
+    static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    static LAST_PROBE: Cell<LastProbe> = const { Cell::new(None) };
+}
+
+/// Runs a callback body, turning a panic into `default` (a panic must not cross
+/// an `extern "C"` frame).
+fn shield<R>(default: R, body: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(default)
+}
+
+/// # Safety
+/// `ctx` must be the `ctx` of a vtable made by [`Bridge::new`].
+unsafe fn bridge<'a>(ctx: *const c_void) -> &'a Bridge {
+    // SAFETY: bridges are leaked, so the pointer is valid for the process.
+    unsafe { &*ctx.cast::<Bridge>() }
+}
+
+/// # Safety
+/// `ptr`/`len` must describe a live array, or `len` must be 0.
+unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if len == 0 || ptr.is_null() {
+        &[]
+    } else {
+        // SAFETY: forwarded to the caller.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+fn field_json(f: &FieldValue) -> Value {
+    // SAFETY: field text is valid for the duration of the callback.
+    let text = || {
+        unsafe { f.text.as_str() }
+            .unwrap_or("<invalid utf-8>")
+            .to_owned()
+    };
+    match f.kind {
+        value_kind::I64 => Value::from(f.num as i64),
+        value_kind::U64 => Value::from(f.num),
+        value_kind::F64 => Value::from(f64::from_bits(f.num)),
+        value_kind::BOOL => Value::from(f.num != 0),
+        _ => Value::from(text()),
+    }
+}
+
+impl Bridge {
+    /// A bridge for a new image, leaked: it must outlive every call the image makes.
+    pub(crate) fn new(
+        instance: InstanceId,
+        events: Arc<EventBus>,
+        instrumentation: Instrumentation,
+    ) -> &'static Bridge {
+        let bridge: &'static Bridge = Box::leak(Box::new(Bridge {
+            instance,
+            events,
+            span_fields: AtomicBool::new(instrumentation.span_fields),
+            instrumentation: RwLock::new(instrumentation),
+            callsites: RwLock::new(HashMap::new()),
+            spans: Slab::new(),
+            probes: OnceLock::new(),
+            probe_handler: RwLock::new(None),
+            vtable: OnceLock::new(),
+        }));
+        let _ = bridge.vtable.set(HostVTable {
+            abi_version: ABI_VERSION,
+            struct_size: size_of::<HostVTable>() as u32,
+            ctx: (bridge as *const Bridge).cast::<c_void>(),
+            register_callsite: cb_register_callsite,
+            enabled: cb_enabled,
+            span_new: cb_span_new,
+            span_record: cb_span_record,
+            span_enter: cb_span_enter,
+            span_exit: cb_span_exit,
+            span_clone: cb_span_clone,
+            span_close: cb_span_close,
+            current_span: cb_current_span,
+            event: cb_event,
+            probe_hit: cb_probe_hit,
+        });
+        bridge
+    }
+
+    pub(crate) fn vtable(&'static self) -> &'static HostVTable {
+        self.vtable.get().expect("set in Bridge::new")
+    }
+
+    /// Reads the plugin's probe table. Called once, right after load.
+    ///
+    /// # Safety
+    /// `sites` must be the plugin's `PROBE_SITES` array, in a mapped image.
+    pub(crate) unsafe fn set_probe_sites(&self, sites: &'static [ProbeSite]) {
+        let infos = sites
+            .iter()
+            .enumerate()
+            .map(|(index, site)| {
+                // SAFETY: strings of a probe site are 'static in the mapped image;
+                // `function` is a plain function returning one.
+                unsafe {
+                    ProbeSiteInfo {
+                        index,
+                        file: site.file.get().to_owned(),
+                        line: site.line,
+                        column: site.column,
+                        module_path: site.module_path.get().to_owned(),
+                        function: (site.function)().get().to_owned(),
+                        vars: site
+                            .var_names()
+                            .iter()
+                            .map(|n| n.get().to_owned())
+                            .collect(),
+                    }
+                }
+            })
+            .collect();
+        let _ = self.probes.set(ProbeTable {
+            base: sites.as_ptr() as usize,
+            sites,
+            infos,
+        });
+    }
+
+    pub(crate) fn probe_sites(&self) -> &[ProbeSiteInfo] {
+        self.probes.get().map_or(&[], |t| &t.infos)
+    }
+
+    /// Arms or disarms probe site `index`; returns false if there is no such site.
+    pub(crate) fn arm_probe(&self, index: usize, armed: bool) -> bool {
+        match self.probes.get().and_then(|t| t.sites.get(index)) {
+            Some(site) => {
+                site.armed.store(u32::from(armed), Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn set_probe_handler(&self, handler: Option<Arc<dyn ProbeHandler>>) {
+        *self
+            .probe_handler
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = handler;
+    }
+
+    pub(crate) fn set_instrumentation(&self, instrumentation: Instrumentation) {
+        self.span_fields
+            .store(instrumentation.span_fields, Ordering::Relaxed);
+        *self
+            .instrumentation
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = instrumentation;
+    }
+
+    pub(crate) fn callsites(&self) -> Vec<CallsiteInfo> {
+        let map = self.callsites.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<CallsiteInfo> = map.values().map(|c| (**c).clone()).collect();
+        all.sort_by(|a, b| (&a.file, a.line, &a.name).cmp(&(&b.file, b.line, &b.name)));
+        all
+    }
+
+    fn callsite(&self, id: usize) -> Option<Arc<CallsiteInfo>> {
+        self.callsites
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn interest(&self, info: &CallsiteInfo) -> u32 {
+        let instr = self
+            .instrumentation
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let wanted = if info.is_span {
+            instr.spans
+        } else {
+            instr
+                .log_filter
+                .would_enable(&info.target, &info.level.to_tracing())
+        };
+        if wanted {
+            interest::ALWAYS
+        } else {
+            interest::NEVER
+        }
+    }
+
+    /// The calling thread's shadow stack for this image, outermost first.
+    pub(crate) fn current_stack(&self) -> Vec<StackFrame> {
+        let me = self as *const Bridge as usize;
+        let frames: Vec<Frame> = STACK.with(|s| {
+            s.borrow()
+                .iter()
+                .copied()
+                .filter(|f| f.bridge == me)
+                .collect()
+        });
+        frames
+            .into_iter()
+            .map(|f| {
+                let cs = self.callsite(f.callsite);
+                let fields = self
+                    .spans
+                    .get(span_key(f.span))
+                    .map(|d| {
+                        let fields = d.fields.lock().unwrap_or_else(|e| e.into_inner());
+                        fields
+                            .iter()
+                            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                StackFrame {
+                    span: f.span,
+                    name: cs
+                        .as_ref()
+                        .map_or_else(|| "?".to_owned(), |c| c.name.clone()),
+                    target: cs.as_ref().map_or_else(String::new, |c| c.target.clone()),
+                    file: cs.as_ref().map_or_else(String::new, |c| c.file.clone()),
+                    line: cs.as_ref().map_or(0, |c| c.line),
+                    fields,
+                }
+            })
+            .collect()
+    }
+
+    /// The last probe site of this image reached on the calling thread.
+    pub(crate) fn last_probe(&self) -> Option<&ProbeSiteInfo> {
+        let me = self as *const Bridge as usize;
+        match LAST_PROBE.with(Cell::get) {
+            Some((bridge, index)) if bridge == me => self.probe_sites().get(index),
+            _ => None,
+        }
+    }
+}
+
+fn span_key(id: u64) -> usize {
+    (id as usize).wrapping_sub(1)
+}
+
+unsafe extern "C" fn cb_register_callsite(ctx: *const c_void, meta: *const CallsiteMeta) -> u32 {
+    shield(interest::NEVER, || {
+        // SAFETY: ctx from our vtable; meta valid for the call, its strings 'static in the image.
+        let (bridge, meta) = unsafe { (bridge(ctx), &*meta) };
+        // SAFETY: as above.
+        let names = unsafe { slice(meta.field_names, meta.field_count) };
+        // SAFETY: as above.
+        let info = unsafe {
+            CallsiteInfo {
+                id: meta.id,
+                is_span: meta.kind == 0,
+                level: Level::from_abi(meta.level),
+                name: meta.name.get().to_owned(),
+                target: meta.target.get().to_owned(),
+                module_path: meta.module_path.get().to_owned(),
+                file: meta.file.get().to_owned(),
+                line: meta.line,
+                fields: names.iter().map(|n| n.get().to_owned()).collect(),
+            }
+        };
+        let interest = bridge.interest(&info);
+        bridge
+            .callsites
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(meta.id, Arc::new(info));
+        interest
+    })
+}
+
+unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
+    shield(false, || {
+        // SAFETY: ctx from our vtable.
+        let bridge = unsafe { bridge(ctx) };
+        bridge
+            .callsite(callsite)
+            .is_some_and(|info| bridge.interest(&info) != interest::NEVER)
+    })
+}
+
+fn collect_fields(fields: &[FieldValue]) -> Vec<(&'static str, Value)> {
+    // SAFETY: tracing field names are &'static str in the plugin image, which is never unmapped.
+    fields
+        .iter()
+        .map(|f| {
+            (
+                unsafe { f.name.as_str::<'static>() }.unwrap_or("?"),
+                field_json(f),
+            )
+        })
+        .collect()
+}
+
+unsafe extern "C" fn cb_span_new(
+    ctx: *const c_void,
+    callsite: usize,
+    _parent_kind: u8,
+    _parent: u64,
+    fields: *const FieldValue,
+    field_count: usize,
+) -> u64 {
+    shield(u64::MAX, || {
+        // SAFETY: ctx from our vtable; fields valid for the call.
+        let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
+        let fields = if bridge.span_fields.load(Ordering::Relaxed) {
+            collect_fields(fields)
+        } else {
+            Vec::new()
+        };
+        let data = SpanData {
+            callsite,
+            refs: AtomicUsize::new(1),
+            fields: Mutex::new(fields),
+        };
+        // The slab is full only after ~4 billion live spans; u64::MAX then means "untracked".
+        bridge
+            .spans
+            .insert(data)
+            .map_or(u64::MAX, |key| key as u64 + 1)
+    })
+}
+
+unsafe extern "C" fn cb_span_record(
+    ctx: *const c_void,
+    span: u64,
+    fields: *const FieldValue,
+    field_count: usize,
+) {
+    shield((), || {
+        // SAFETY: ctx from our vtable; fields valid for the call.
+        let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
+        if !bridge.span_fields.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(data) = bridge.spans.get(span_key(span)) {
+            let mut stored = data.fields.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, value) in collect_fields(fields) {
+                match stored.iter_mut().find(|(n, _)| *n == name) {
+                    Some(slot) => slot.1 = value,
+                    None => stored.push((name, value)),
+                }
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn cb_span_enter(ctx: *const c_void, span: u64) {
+    shield((), || {
+        // SAFETY: ctx from our vtable.
+        let bridge = unsafe { bridge(ctx) };
+        let callsite = bridge.spans.get(span_key(span)).map_or(0, |d| d.callsite);
+        STACK.with(|s| {
+            s.borrow_mut().push(Frame {
+                bridge: ctx as usize,
+                span,
+                callsite,
+            })
+        });
+    })
+}
+
+unsafe extern "C" fn cb_span_exit(ctx: *const c_void, span: u64) {
+    shield((), || {
+        STACK.with(|s| {
+            let mut stack = s.borrow_mut();
+            // Usually the top; spans may exit out of order.
+            if let Some(pos) = stack
+                .iter()
+                .rposition(|f| f.span == span && f.bridge == ctx as usize)
+            {
+                stack.remove(pos);
+            }
+        })
+    })
+}
+
+unsafe extern "C" fn cb_span_clone(ctx: *const c_void, span: u64) {
+    shield((), || {
+        // SAFETY: ctx from our vtable.
+        if let Some(data) = unsafe { bridge(ctx) }.spans.get(span_key(span)) {
+            data.refs.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
+unsafe extern "C" fn cb_span_close(ctx: *const c_void, span: u64) -> bool {
+    shield(false, || {
+        // SAFETY: ctx from our vtable.
+        let bridge = unsafe { bridge(ctx) };
+        let last = bridge
+            .spans
+            .get(span_key(span))
+            .is_some_and(|d| d.refs.fetch_sub(1, Ordering::AcqRel) == 1);
+        if last {
+            bridge.spans.remove(span_key(span));
+        }
+        last
+    })
+}
+
+unsafe extern "C" fn cb_current_span(ctx: *const c_void, out_callsite: *mut usize) -> u64 {
+    shield(0, || {
+        let top = STACK.with(|s| {
+            s.borrow()
+                .iter()
+                .rev()
+                .find(|f| f.bridge == ctx as usize)
+                .copied()
+        });
+        match top {
+            Some(frame) => {
+                // SAFETY: valid slot from the plugin.
+                unsafe { out_callsite.write(frame.callsite) };
+                frame.span
+            }
+            None => 0,
+        }
+    })
+}
+
+unsafe extern "C" fn cb_event(
+    ctx: *const c_void,
+    callsite: usize,
+    _parent_kind: u8,
+    _parent: u64,
+    fields: *const FieldValue,
+    field_count: usize,
+) {
+    shield((), || {
+        // SAFETY: ctx from our vtable; fields valid for the call.
+        let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
+        let Some(info) = bridge.callsite(callsite) else {
+            return;
+        };
+        bridge.events.publish_with(|| {
+            let mut message = String::new();
+            let mut rest = Vec::new();
+            for (name, value) in collect_fields(fields) {
+                match (name, value) {
+                    ("message", Value::String(s)) => message = s,
+                    (name, value) => rest.push((name.to_owned(), value)),
+                }
+            }
+            Event::Log(LogLine {
+                instance: bridge.instance,
+                level: info.level,
+                target: info.target.clone(),
+                message,
+                fields: rest,
+                location: (!info.file.is_empty()).then(|| SourceLocation {
+                    file: info.file.clone(),
+                    line: info.line,
+                    column: None,
+                }),
+            })
+        });
+    })
+}
+
+unsafe extern "C" fn cb_probe_hit(
+    ctx: *const c_void,
+    site: *const ProbeSite,
+    values: *const ProbeValue,
+    n: usize,
+) {
+    shield((), || {
+        // SAFETY: ctx from our vtable; values valid for the call.
+        let (bridge, raw) = unsafe { (bridge(ctx), slice(values, n)) };
+        let Some(table) = bridge.probes.get() else {
+            return;
+        };
+        let offset = (site as usize).wrapping_sub(table.base);
+        let index = offset / size_of::<ProbeSite>();
+        if offset % size_of::<ProbeSite>() != 0 || index >= table.infos.len() {
+            return;
+        }
+        LAST_PROBE.with(|l| l.set(Some((ctx as usize, index))));
+        let handler = bridge
+            .probe_handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(handler) = handler {
+            handler.on_probe(&ProbeHit {
+                instance: bridge.instance,
+                site: &table.infos[index],
+                raw,
+            });
+        }
+    })
+}

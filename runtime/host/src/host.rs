@@ -1,0 +1,96 @@
+//! [`Host`]: the entry point of the runtime library. It owns the event bus and
+//! the directory of library copies, and turns a library path into a running
+//! [`Plugin`] instance.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::bridge::Instrumentation;
+use crate::error::LoadError;
+use crate::events::EventBus;
+use crate::loader::{self, LibDir};
+use crate::plugin::Plugin;
+use crate::source::PluginSource;
+
+/// How a [`Host`] is set up.
+#[derive(Clone, Debug, Default)]
+pub struct HostOptions {
+    /// What plugins loaded from now on forward (spans, fields, log filter).
+    pub instrumentation: Instrumentation,
+    /// Where library copies go (default `$TMPDIR/ax-libs`); a per-process
+    /// directory is made inside.
+    pub lib_root: Option<std::path::PathBuf>,
+}
+
+/// Loads plugins and publishes what happens to them.
+#[derive(Debug)]
+pub struct Host {
+    events: Arc<EventBus>,
+    libs: LibDir,
+    next_instance: AtomicU64,
+    instrumentation: RwLock<Instrumentation>,
+}
+
+impl Host {
+    /// A host with default options.
+    pub fn new() -> std::io::Result<Host> {
+        Host::with_options(HostOptions::default())
+    }
+
+    /// A host with `options`.
+    pub fn with_options(options: HostOptions) -> std::io::Result<Host> {
+        let root = options.lib_root.unwrap_or_else(LibDir::default_root);
+        Ok(Host {
+            events: Arc::new(EventBus::default()),
+            libs: LibDir::new(&root)?,
+            next_instance: AtomicU64::new(1),
+            instrumentation: RwLock::new(options.instrumentation),
+        })
+    }
+
+    /// The event stream of every plugin this host loads.
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.events
+    }
+
+    /// What plugins loaded from now on forward.
+    pub fn set_instrumentation(&self, instrumentation: Instrumentation) {
+        *self
+            .instrumentation
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = instrumentation;
+    }
+
+    /// Loads the library at `path` (copied first, never unmapped), checks its ABI
+    /// and creates the instance with `config_json` on a new worker thread.
+    pub fn load_library(
+        &self,
+        path: &Path,
+        name: &str,
+        config_json: &str,
+    ) -> Result<Plugin, LoadError> {
+        let opened = loader::open(path, &self.libs)?;
+        let instance = self.next_instance.fetch_add(1, Ordering::Relaxed);
+        let instrumentation = self
+            .instrumentation
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Plugin::start(
+            name.to_owned(),
+            path,
+            opened,
+            instance,
+            self.events.clone(),
+            instrumentation,
+            config_json,
+        )
+    }
+
+    /// Loads the plugin of `source` from `library` (see [`PluginSource::library`]),
+    /// with the source's name and `[config]`.
+    pub fn load(&self, source: &PluginSource, library: &Path) -> Result<Plugin, LoadError> {
+        self.load_library(library, &source.name(), &source.config_json())
+    }
+}

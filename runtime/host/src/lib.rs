@@ -1,0 +1,31 @@
+//! `ax-runtime`: the host side of ax.
+//!
+//! A [`Host`] loads native plugin libraries (cdylibs built with the `ax-plugin`
+//! SDK) and gives back [`Plugin`] instances that run on their own worker thread.
+//! Everything that happens is published as an [`Event`] on the host's
+//! [`EventBus`]. The host side of the tracing bridge ([`bridge`]) receives the
+//! plugin's spans, events and probe hits; [`PluginSource`] turns what a user
+//! typed into a library, building it with cargo when needed.
+//!
+//! This crate knows nothing of DAP, LSP or the command line: the adapter, the
+//! server and the CLI translate their protocols into calls on this API.
+
+pub mod bridge;
+mod error;
+mod events;
+mod host;
+mod loader;
+mod plugin;
+mod source;
+
+pub use ax_manifest as manifest;
+pub use bridge::{
+    CallsiteInfo, Instrumentation, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame,
+};
+pub use error::{CallError, LoadError, PluginFailure, SourceLocation};
+pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
+pub use host::{Host, HostOptions};
+pub use plugin::{Plugin, SavedState};
+pub use source::{BuildOptions, PluginSource, SourceError};
+/// The log filter type of [`Instrumentation::log_filter`] (`AX_LOG` syntax).
+pub use tracing_subscriber::filter::Targets;

@@ -1,0 +1,480 @@
+//! A loaded plugin instance and the worker thread that runs its code.
+//!
+//! **Invariant:** plugin code runs only on the instance's worker thread
+//! (`ax-plugin:<name>`), apart from threads the plugin spawns itself. Calls from
+//! any number of host threads are queued to it, which serialises them: the
+//! SDK's `Plugin::call` takes `&mut self`. The worker owns the instance pointer;
+//! nothing else ever touches it.
+
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ax_abi::{AxBytes, AxStr, PluginVTable, Status};
+use serde_json::Value;
+
+use crate::bridge::{
+    Bridge, CallsiteInfo, Instrumentation, ProbeHandler, ProbeSiteInfo, StackFrame,
+};
+use crate::error::{CallError, LoadError, PluginFailure};
+use crate::events::{Event, EventBus, InstanceId};
+use crate::loader::OpenedLibrary;
+
+/// Saved plugin state, as the plugin's `save_state` produced it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SavedState {
+    pub schema_version: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// The instance pointer, owned by the worker thread.
+struct InstancePtr(*mut c_void);
+// SAFETY: the pointer is only ever used on the worker thread it is moved to.
+unsafe impl Send for InstancePtr {}
+
+type Job = Box<dyn FnOnce(&mut WorkerState) + Send>;
+
+struct WorkerState {
+    instance: InstancePtr,
+    vtable: &'static PluginVTable,
+    destroyed: bool,
+}
+
+/// A plugin instance. Cheap to share behind an `Arc`; every method may be called
+/// from any thread. Dropping it shuts the instance down.
+pub struct Plugin {
+    name: String,
+    library: PathBuf,
+    instance: InstanceId,
+    vtable: &'static PluginVTable,
+    bridge: &'static Bridge,
+    methods: Vec<String>,
+    sdk_version: String,
+    events: Arc<EventBus>,
+    jobs: Mutex<Option<Sender<Job>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    next_call: AtomicU64,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("library", &self.library)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+fn take_bytes(out: &AxBytes) -> Vec<u8> {
+    out.as_slice().to_vec()
+}
+
+impl Plugin {
+    /// Starts the worker thread and creates the instance on it.
+    pub(crate) fn start(
+        name: String,
+        library: &Path,
+        opened: OpenedLibrary,
+        instance: InstanceId,
+        events: Arc<EventBus>,
+        instrumentation: Instrumentation,
+        config_json: &str,
+    ) -> Result<Plugin, LoadError> {
+        let started = Instant::now();
+        let vtable = opened.vtable;
+        let bridge = Bridge::new(instance, events.clone(), instrumentation);
+        // SAFETY: probe_sites returns the image's static PROBE_SITES array.
+        let sites = unsafe {
+            let mut len = 0usize;
+            let ptr = (vtable.probe_sites)(&mut len);
+            if ptr.is_null() || len == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(ptr, len)
+            }
+        };
+        // SAFETY: as above; the image is never unmapped.
+        unsafe { bridge.set_probe_sites(sites) };
+
+        let (job_tx, job_rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<Vec<String>, PluginFailure>>(1);
+        let host_vtable = bridge.vtable();
+        let config = config_json.to_owned();
+        let worker = std::thread::Builder::new()
+            .name(format!("ax-plugin:{name}"))
+            .spawn(move || {
+                let mut ptr = std::ptr::null_mut();
+                let mut err = AxBytes::empty();
+                // SAFETY: vtable checked by the loader; arguments valid for the call.
+                let status = unsafe {
+                    (vtable.create)(host_vtable, AxStr::from_str(&config), &mut ptr, &mut err)
+                };
+                let instance = if status == Status::OK && !ptr.is_null() {
+                    InstancePtr(ptr)
+                } else {
+                    let failure = if status == Status::OK {
+                        PluginFailure::Protocol {
+                            message: "create returned no instance".to_owned(),
+                        }
+                    } else {
+                        PluginFailure::from_status(status, err.as_slice())
+                    };
+                    let _ = ready_tx.send(Err(failure));
+                    return;
+                };
+                let _ = ready_tx.send(Ok(describe(vtable)));
+                let mut state = WorkerState {
+                    instance,
+                    vtable,
+                    destroyed: false,
+                };
+                while let Ok(job) = job_rx.recv() {
+                    job(&mut state);
+                    if state.destroyed {
+                        break;
+                    }
+                }
+                if !state.destroyed {
+                    // Every handle is gone without a shutdown: still run it.
+                    let mut err = AxBytes::empty();
+                    // SAFETY: the instance is live and destroyed exactly once.
+                    unsafe { (vtable.destroy)(state.instance.0, &mut err) };
+                }
+            })
+            .map_err(|source| LoadError::Thread {
+                path: library.to_owned(),
+                source,
+            })?;
+
+        let methods = match ready_rx.recv() {
+            Ok(Ok(methods)) => methods,
+            Ok(Err(failure)) => {
+                let _ = worker.join();
+                return Err(LoadError::Init {
+                    path: library.to_owned(),
+                    failure,
+                });
+            }
+            Err(_) => {
+                let _ = worker.join();
+                let failure = PluginFailure::Protocol {
+                    message: "the worker thread died during init".to_owned(),
+                };
+                return Err(LoadError::Init {
+                    path: library.to_owned(),
+                    failure,
+                });
+            }
+        };
+
+        // SAFETY: a literal in the mapped image.
+        let sdk_version = unsafe { vtable.sdk_version.get() }.to_owned();
+        let plugin = Plugin {
+            name,
+            library: library.to_owned(),
+            instance,
+            vtable,
+            bridge,
+            methods,
+            sdk_version,
+            events,
+            jobs: Mutex::new(Some(job_tx)),
+            worker: Mutex::new(Some(worker)),
+            next_call: AtomicU64::new(1),
+        };
+        plugin.events.publish_with(|| Event::PluginLoaded {
+            instance,
+            name: plugin.name.clone(),
+            library: plugin.library.clone(),
+            sdk_version: plugin.sdk_version.clone(),
+            probe_sites: plugin.probe_sites().len(),
+            compiler_differs: opened.compiler_differs,
+            duration: started.elapsed(),
+        });
+        Ok(plugin)
+    }
+
+    /// Runs `job` on the worker thread and waits for its answer.
+    fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut WorkerState) -> R + Send + 'static,
+    ) -> Result<R, CallError> {
+        let stopped = || CallError::Stopped {
+            plugin: self.name.clone(),
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        let boxed: Job = Box::new(move |state| {
+            let _ = tx.send(job(state));
+        });
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.as_ref()
+                .ok_or_else(stopped)?
+                .send(boxed)
+                .map_err(|_| stopped())?;
+        }
+        rx.recv().map_err(|_| stopped())
+    }
+
+    /// Calls `method` with JSON `input` bytes; returns the JSON output bytes.
+    pub fn call_raw(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (instance, events) = (self.instance, self.events.clone());
+        let (method_owned, input) = (method.to_owned(), input.to_vec());
+        let result = self.run(move |state| {
+            events.publish_with(|| Event::CallStarted {
+                instance,
+                call,
+                method: method_owned.clone(),
+            });
+            let started = Instant::now();
+            let mut out = AxBytes::empty();
+            // SAFETY: the instance is live (not destroyed) and only used on this thread.
+            let status = unsafe {
+                (state.vtable.call)(
+                    state.instance.0,
+                    AxStr::from_str(&method_owned),
+                    AxStr::new(&input),
+                    &mut out,
+                )
+            };
+            let duration = started.elapsed();
+            let result = if status == Status::OK {
+                Ok(take_bytes(&out))
+            } else {
+                Err(PluginFailure::from_status(status, out.as_slice()))
+            };
+            (result, duration, method_owned)
+        });
+        let (result, duration, method_owned) = result?;
+        let result = result.map_err(|failure| CallError::Plugin {
+            plugin: self.name.clone(),
+            method: method.to_owned(),
+            failure,
+        });
+        self.report_call(call, method_owned, duration, result.as_ref().err());
+        result
+    }
+
+    fn report_call(
+        &self,
+        call: u64,
+        method: String,
+        duration: Duration,
+        error: Option<&CallError>,
+    ) {
+        if let Some(CallError::Plugin {
+            failure: PluginFailure::Panic { message, location },
+            ..
+        }) = error
+        {
+            self.events.publish_with(|| Event::Panic {
+                instance: self.instance,
+                method: Some(method.clone()),
+                message: message.clone(),
+                location: location.clone(),
+            });
+        }
+        self.events.publish_with(|| Event::CallFinished {
+            instance: self.instance,
+            call,
+            method,
+            duration,
+            error: error.cloned(),
+        });
+    }
+
+    /// Calls `method` with `input`; returns the decoded output.
+    pub fn call(&self, method: &str, input: &Value) -> Result<Value, CallError> {
+        let input = serde_json::to_vec(input).expect("a serde_json::Value always serialises");
+        let output = self.call_raw(method, &input)?;
+        serde_json::from_slice(&output).map_err(|e| CallError::InvalidOutput {
+            plugin: self.name.clone(),
+            method: method.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Asks the plugin for its state.
+    pub fn save_state(&self) -> Result<SavedState, CallError> {
+        let result = self.run(|state| {
+            let mut out = AxBytes::empty();
+            let mut version = 0u32;
+            // SAFETY: as in call_raw.
+            let status =
+                unsafe { (state.vtable.save_state)(state.instance.0, &mut version, &mut out) };
+            if status == Status::OK {
+                Ok(SavedState {
+                    schema_version: version,
+                    bytes: take_bytes(&out),
+                })
+            } else {
+                Err(PluginFailure::from_status(status, out.as_slice()))
+            }
+        })?;
+        result.map_err(|failure| self.failure("save_state", failure))
+    }
+
+    /// Hands the plugin a state saved earlier (possibly by another build).
+    pub fn restore_state(&self, saved: &SavedState) -> Result<(), CallError> {
+        let saved = saved.clone();
+        let result = self.run(move |state| {
+            let mut err = AxBytes::empty();
+            // SAFETY: as in call_raw.
+            let status = unsafe {
+                (state.vtable.restore_state)(
+                    state.instance.0,
+                    saved.schema_version,
+                    AxStr::new(&saved.bytes),
+                    &mut err,
+                )
+            };
+            if status == Status::OK {
+                Ok(())
+            } else {
+                Err(PluginFailure::from_status(status, err.as_slice()))
+            }
+        })?;
+        result.map_err(|failure| self.failure("restore_state", failure))
+    }
+
+    fn failure(&self, method: &str, failure: PluginFailure) -> CallError {
+        let error = CallError::Plugin {
+            plugin: self.name.clone(),
+            method: method.to_owned(),
+            failure,
+        };
+        if let Some((message, location)) = error.panic() {
+            self.events.publish_with(|| Event::Panic {
+                instance: self.instance,
+                method: Some(method.to_owned()),
+                message: message.to_owned(),
+                location: location.cloned(),
+            });
+        }
+        error
+    }
+
+    /// Runs the plugin's `shutdown`, frees the instance and stops the worker.
+    /// Later calls fail with [`CallError::Stopped`]. Idempotent.
+    pub fn shutdown(&self) -> Result<(), CallError> {
+        let result = self.run(|state| {
+            let mut err = AxBytes::empty();
+            state.destroyed = true;
+            // SAFETY: the instance is live and, with `destroyed` set, never used again.
+            let status = unsafe { (state.vtable.destroy)(state.instance.0, &mut err) };
+            if status == Status::OK {
+                Ok(())
+            } else {
+                Err(PluginFailure::from_status(status, err.as_slice()))
+            }
+        });
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(worker) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = worker.join();
+            self.events.publish_with(|| Event::PluginStopped {
+                instance: self.instance,
+                name: self.name.clone(),
+            });
+        }
+        match result {
+            Ok(inner) => inner.map_err(|failure| self.failure("shutdown", failure)),
+            Err(CallError::Stopped { .. }) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The plugin's name (from its manifest, or its library's file name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The library this instance was loaded from (not the private copy).
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// Identity of this instance within its host.
+    pub fn instance_id(&self) -> InstanceId {
+        self.instance
+    }
+
+    /// The methods the plugin declares (`Plugin::METHODS`).
+    pub fn methods(&self) -> &[String] {
+        &self.methods
+    }
+
+    /// Version of the ax-plugin SDK the plugin was built with.
+    pub fn sdk_version(&self) -> &str {
+        &self.sdk_version
+    }
+
+    /// Every probe site of the library, known from load.
+    pub fn probe_sites(&self) -> &[ProbeSiteInfo] {
+        self.bridge.probe_sites()
+    }
+
+    /// The tracing callsites the plugin has registered so far (tracing registers
+    /// a callsite the first time it is reached).
+    pub fn callsites(&self) -> Vec<CallsiteInfo> {
+        self.bridge.callsites()
+    }
+
+    /// Arms or disarms a probe site. Returns false if there is no such site.
+    pub fn arm_probe(&self, index: usize, armed: bool) -> bool {
+        self.bridge.arm_probe(index, armed)
+    }
+
+    /// Sets who receives hits of armed probe sites.
+    pub fn set_probe_handler(&self, handler: Option<Arc<dyn ProbeHandler>>) {
+        self.bridge.set_probe_handler(handler);
+    }
+
+    /// Changes what the plugin forwards, and has it re-query every callsite.
+    pub fn set_instrumentation(&self, instrumentation: Instrumentation) {
+        self.bridge.set_instrumentation(instrumentation);
+        // SAFETY: rebuild_interest takes no arguments and catches its own panics.
+        unsafe { (self.vtable.rebuild_interest)() };
+    }
+
+    /// The calling thread's shadow stack of this plugin's spans, outermost first.
+    /// Meaningful on the plugin's thread: inside a [`ProbeHandler`], for example.
+    pub fn current_stack(&self) -> Vec<StackFrame> {
+        self.bridge.current_stack()
+    }
+
+    /// The last probe site of this plugin reached on the calling thread.
+    pub fn last_probe(&self) -> Option<&ProbeSiteInfo> {
+        self.bridge.last_probe()
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Reads `describe` (the plugin's method list); a plugin that fails it simply lists none.
+fn describe(vtable: &'static PluginVTable) -> Vec<String> {
+    let mut out = AxBytes::empty();
+    // SAFETY: describe takes only the output slot.
+    let status = unsafe { (vtable.describe)(&mut out) };
+    if status != Status::OK {
+        return Vec::new();
+    }
+    serde_json::from_slice::<Value>(out.as_slice())
+        .ok()
+        .and_then(|v| v.get("methods").and_then(Value::as_array).cloned())
+        .map(|m| {
+            m.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,368 @@
+//! `ax-plugin.toml`: the manifest of an ax plugin.
+//!
+//! The schema is closed (`deny_unknown_fields` on every table) and uses human
+//! units, so a typo or a bare number is an error with the file, the line and
+//! column, and the form that was expected — never a silently ignored key.
+//!
+//! ```toml
+//! [plugin]
+//! name = "word-count"
+//! version = "0.1.0"
+//! # library = "target/debug/libword_count.so"   # default: found through cargo
+//!
+//! [budget]           # per call
+//! max_memory = "64MiB"
+//! max_cpu_time = "2s"
+//! max_duration = "5s"
+//!
+//! [reload]
+//! debounce = "300ms"
+//!
+//! [startup]
+//! max_total = "200ms"
+//! max_phase = "50ms"
+//! max_memory_growth = "50MiB"
+//!
+//! [config]           # free-form, passed to Plugin::init as JSON
+//! language = "en"
+//! ```
+
+mod units;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use units::{ByteSize, HumanDuration};
+
+/// The file name ax looks for in a plugin directory.
+pub const MANIFEST_FILE: &str = "ax-plugin.toml";
+
+/// A parsed manifest.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub plugin: PluginSection,
+    #[serde(default)]
+    pub budget: BudgetSection,
+    #[serde(default)]
+    pub reload: ReloadSection,
+    #[serde(default)]
+    pub startup: StartupSection,
+    /// Free-form configuration handed to the plugin's `init`.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// `[plugin]`: what the plugin is and where its library is.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    /// Lowercase letters, digits, `-` and `_`.
+    #[serde(deserialize_with = "de_name")]
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The plugin library, relative to the manifest's directory. Without it, ax
+    /// builds the crate beside the manifest with cargo and takes its cdylib.
+    #[serde(default)]
+    pub library: Option<PathBuf>,
+}
+
+/// `[budget]`: per-call resource limits. Parsed and validated here; enforced by
+/// the runtime's budget watchdog.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    pub max_memory: Option<ByteSize>,
+    pub max_cpu_time: Option<HumanDuration>,
+    pub max_duration: Option<HumanDuration>,
+}
+
+/// `[reload]`: hot reload settings for `ax dev`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadSection {
+    /// Quiet time after the last file change before reloading.
+    #[serde(default = "ReloadSection::default_debounce")]
+    pub debounce: HumanDuration,
+}
+
+impl ReloadSection {
+    fn default_debounce() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_millis(300))
+    }
+}
+
+impl Default for ReloadSection {
+    fn default() -> Self {
+        ReloadSection {
+            debounce: Self::default_debounce(),
+        }
+    }
+}
+
+/// `[startup]`: thresholds above which the startup monitor recommends a change.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StartupSection {
+    #[serde(default = "StartupSection::default_total")]
+    pub max_total: HumanDuration,
+    #[serde(default = "StartupSection::default_phase")]
+    pub max_phase: HumanDuration,
+    #[serde(default = "StartupSection::default_memory_growth")]
+    pub max_memory_growth: ByteSize,
+}
+
+impl StartupSection {
+    fn default_total() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_millis(200))
+    }
+    fn default_phase() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_millis(50))
+    }
+    fn default_memory_growth() -> ByteSize {
+        ByteSize(50 << 20)
+    }
+}
+
+impl Default for StartupSection {
+    fn default() -> Self {
+        StartupSection {
+            max_total: Self::default_total(),
+            max_phase: Self::default_phase(),
+            max_memory_growth: Self::default_memory_growth(),
+        }
+    }
+}
+
+fn de_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "invalid plugin name {name:?}: expected lowercase letters, digits, '-' and '_'"
+        )))
+    }
+}
+
+/// A manifest that could not be read or parsed. `Display` gives
+/// `path:line:column: message`, the way compilers report.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{}: cannot read manifest: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl Manifest {
+    /// Reads and parses the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Manifest::parse(&text, path)
+    }
+
+    /// Parses manifest text; `path` is used in errors only.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map_or((1, 1), |span| line_column(text, span.start));
+            ManifestError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })
+    }
+
+    /// The `[config]` table as JSON, for `Plugin::init`.
+    pub fn config_json(&self) -> String {
+        fn to_json(v: &toml::Value) -> String {
+            match v {
+                toml::Value::String(s) => json_string(s),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) if f.is_finite() => f.to_string(),
+                toml::Value::Float(_) => "null".to_owned(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Datetime(d) => json_string(&d.to_string()),
+                toml::Value::Array(a) => {
+                    format!("[{}]", a.iter().map(to_json).collect::<Vec<_>>().join(","))
+                }
+                toml::Value::Table(t) => table_json(t),
+            }
+        }
+        fn table_json(t: &toml::Table) -> String {
+            let fields: Vec<String> = t
+                .iter()
+                .map(|(k, v)| format!("{}:{}", json_string(k), to_json(v)))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        table_json(&self.config)
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(text, Path::new("ax-plugin.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn minimal_manifest_gets_defaults() {
+        let m = parse("[plugin]\nname = \"word-count\"\nversion = \"0.1.0\"\n").unwrap();
+        assert_eq!(m.plugin.name, "word-count");
+        assert_eq!(m.plugin.library, None);
+        assert_eq!(m.reload.debounce.0, Duration::from_millis(300));
+        assert_eq!(m.startup.max_total.0, Duration::from_millis(200));
+        assert_eq!(m.startup.max_memory_growth, ByteSize(50 << 20));
+        assert_eq!(m.budget, BudgetSection::default());
+        assert_eq!(m.config_json(), "{}");
+    }
+
+    #[test]
+    fn full_manifest() {
+        let m = parse(
+            r#"
+[plugin]
+name = "wc"
+version = "1.2.3"
+library = "lib/libwc.so"
+
+[budget]
+max_memory = "64MiB"
+max_cpu_time = "2s"
+max_duration = "5s"
+
+[reload]
+debounce = "100ms"
+
+[config]
+lang = "en"
+limits = [1, 2.5, true]
+nested = { quote = "a\"b" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.budget.max_memory, Some(ByteSize(64 << 20)));
+        assert_eq!(
+            m.budget.max_cpu_time,
+            Some(HumanDuration(Duration::from_secs(2)))
+        );
+        assert_eq!(m.reload.debounce.0, Duration::from_millis(100));
+        assert_eq!(m.plugin.library.as_deref(), Some(Path::new("lib/libwc.so")));
+        assert_eq!(
+            m.config_json(),
+            r#"{"lang":"en","limits":[1,2.5,true],"nested":{"quote":"a\"b"}}"#
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_expected_keys() {
+        let err =
+            parse("[plugin]\nname = \"wc\"\nversion = \"1\"\nlibary = \"x.so\"\n").unwrap_err();
+        assert!(
+            err.starts_with("ax-plugin.toml:4:1: unknown field `libary`, expected one of"),
+            "{err}"
+        );
+        assert!(err.contains("`library`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_table_is_an_error() {
+        let err = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n[budgett]\n").unwrap_err();
+        assert!(err.contains("ax-plugin.toml:4:"), "{err}");
+        assert!(err.contains("unknown field `budgett`"), "{err}");
+    }
+
+    #[test]
+    fn bad_unit_names_the_expected_form() {
+        let err = parse(
+            "[plugin]\nname = \"wc\"\nversion = \"1\"\n[budget]\nmax_memory = \"64 potatoes\"\n",
+        )
+        .unwrap_err();
+        assert!(err.starts_with("ax-plugin.toml:5:14:"), "{err}");
+        assert!(err.contains("expected a size such as \"64MiB\""), "{err}");
+    }
+
+    #[test]
+    fn bare_number_is_not_a_size() {
+        let err = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n[budget]\nmax_duration = 5\n")
+            .unwrap_err();
+        assert!(err.starts_with("ax-plugin.toml:5:16:"), "{err}");
+        assert!(
+            err.contains("expected a duration such as \"300ms\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_plugin_table_and_bad_name() {
+        let err = parse("[budget]\n").unwrap_err();
+        assert!(err.contains("missing field `plugin`"), "{err}");
+        let err = parse("[plugin]\nname = \"Word Count\"\nversion = \"1\"\n").unwrap_err();
+        assert!(err.starts_with("ax-plugin.toml:2:8:"), "{err}");
+        assert!(err.contains("expected lowercase letters"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = parse("[plugin\nname = 1\n").unwrap_err();
+        assert!(err.starts_with("ax-plugin.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn line_column_counts_characters() {
+        assert_eq!(line_column("ab\ncdé\nx", 0), (1, 1));
+        assert_eq!(line_column("ab\ncdé\nx", 3), (2, 1));
+        assert_eq!(line_column("ab\ncdé\nx", 8), (3, 1));
+        assert_eq!(line_column("ab\ncdé\nx", 7), (2, 4));
+    }
+}
