@@ -7,8 +7,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!(
-        "error: ax-dap is not implemented yet; the Debug Adapter Protocol server is planned work"
-    );
+    eprintln!("error: ax-dap is not implemented yet; the Debug Adapter Protocol server is planned work");
     ExitCode::from(2)
 }

@@ -16,8 +16,7 @@ use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
 
 use ax_abi::{
-    ABI_VERSION, AxStr, CallsiteMeta, FieldValue, HostVTable, StaticStr, interest, level, parent,
-    value_kind,
+    ABI_VERSION, AxStr, CallsiteMeta, FieldValue, HostVTable, StaticStr, interest, level, parent, value_kind,
 };
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Current, Id, Record};
@@ -45,9 +44,7 @@ pub(crate) fn install(host: &'static HostVTable) -> Result<(), PluginError> {
     }
     let installed = *HOST.get_or_init(|| host);
     if !std::ptr::eq(installed, host) {
-        return Err(PluginError::failed(
-            "this plugin library is already connected to another host",
-        ));
+        return Err(PluginError::failed("this plugin library is already connected to another host"));
     }
     // Fails only if already set, by an earlier instance of this image: fine.
     let _ = tracing::dispatcher::set_global_default(Dispatch::new(HostSubscriber { host }));
@@ -85,11 +82,7 @@ fn parent_of(is_root: bool, parent: Option<&Id>) -> (u8, u64) {
 
 impl Subscriber for HostSubscriber {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        let names: Vec<StaticStr> = meta
-            .fields()
-            .iter()
-            .map(|f| StaticStr::new(f.name()))
-            .collect();
+        let names: Vec<StaticStr> = meta.fields().iter().map(|f| StaticStr::new(f.name())).collect();
         let desc = CallsiteMeta {
             id: callsite_id(meta),
             kind: if meta.is_span() { 0 } else { 1 },
@@ -141,14 +134,7 @@ impl Subscriber for HostSubscriber {
         with_fields(
             |v| values.record(v),
             // SAFETY: fields are valid for the call.
-            |fields| unsafe {
-                (self.host.span_record)(
-                    self.host.ctx,
-                    span.into_u64(),
-                    fields.as_ptr(),
-                    fields.len(),
-                )
-            },
+            |fields| unsafe { (self.host.span_record)(self.host.ctx, span.into_u64(), fields.as_ptr(), fields.len()) },
         );
     }
 
@@ -227,23 +213,13 @@ struct FieldBuf {
 
 impl FieldBuf {
     fn push(&mut self, field: &Field, kind: u8, num: u64) {
-        self.entries.push(Entry {
-            name: field.name(),
-            kind,
-            num,
-            text: (0, 0),
-        });
+        self.entries.push(Entry { name: field.name(), kind, num, text: (0, 0) });
     }
 
     fn push_text(&mut self, field: &Field, kind: u8, write: impl FnOnce(&mut String)) {
         let start = self.text.len();
         write(&mut self.text);
-        self.entries.push(Entry {
-            name: field.name(),
-            kind,
-            num: 0,
-            text: (start, self.text.len()),
-        });
+        self.entries.push(Entry { name: field.name(), kind, num: 0, text: (start, self.text.len()) });
     }
 }
 
@@ -276,11 +252,7 @@ thread_local! {
 
 /// Records fields with `record` into a reusable buffer and hands them to `send`.
 fn with_fields<R>(record: impl FnOnce(&mut FieldBuf), send: impl FnOnce(&[FieldValue]) -> R) -> R {
-    fn run<R>(
-        buf: &mut FieldBuf,
-        record: impl FnOnce(&mut FieldBuf),
-        send: impl FnOnce(&[FieldValue]) -> R,
-    ) -> R {
+    fn run<R>(buf: &mut FieldBuf, record: impl FnOnce(&mut FieldBuf), send: impl FnOnce(&[FieldValue]) -> R) -> R {
         buf.entries.clear();
         buf.text.clear();
         buf.out.clear();
@@ -298,16 +270,10 @@ fn with_fields<R>(record: impl FnOnce(&mut FieldBuf), send: impl FnOnce(&[FieldV
     let mut record = Some(record);
     let mut send = Some(send);
     let pooled = FIELD_BUF.try_with(|cell| {
-        cell.try_borrow_mut()
-            .ok()
-            .map(|mut buf| run(&mut buf, record.take().unwrap(), send.take().unwrap()))
+        cell.try_borrow_mut().ok().map(|mut buf| run(&mut buf, record.take().unwrap(), send.take().unwrap()))
     });
     match pooled {
         Ok(Some(r)) => r,
-        _ => run(
-            &mut FieldBuf::default(),
-            record.take().unwrap(),
-            send.take().unwrap(),
-        ),
+        _ => run(&mut FieldBuf::default(), record.take().unwrap(), send.take().unwrap()),
     }
 }

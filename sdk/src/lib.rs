@@ -101,13 +101,9 @@ impl State {
 
     /// `value` serialised as JSON, tagged with `schema_version`.
     pub fn json<T: Serialize>(schema_version: u32, value: &T) -> Result<State, PluginError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| {
-            PluginError::new(ErrorKind::State, format!("cannot serialise state: {e}"))
-        })?;
-        Ok(State {
-            schema_version,
-            bytes,
-        })
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| PluginError::new(ErrorKind::State, format!("cannot serialise state: {e}")))?;
+        Ok(State { schema_version, bytes })
     }
 
     /// Decodes JSON state saved by [`State::json`].
@@ -115,10 +111,7 @@ impl State {
         serde_json::from_slice(&self.bytes).map_err(|e| {
             PluginError::new(
                 ErrorKind::State,
-                format!(
-                    "cannot decode state (schema version {}): {e}",
-                    self.schema_version
-                ),
+                format!("cannot decode state (schema version {}): {e}", self.schema_version),
             )
         })
     }
@@ -147,10 +140,7 @@ pub struct PluginError {
 
 impl PluginError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> PluginError {
-        PluginError {
-            kind,
-            message: message.into(),
-        }
+        PluginError { kind, message: message.into() }
     }
 
     /// The input did not have the expected shape.
@@ -160,15 +150,9 @@ impl PluginError {
 
     /// `method` is not one of `known`.
     pub fn unknown_method(method: &str, known: &[&str]) -> PluginError {
-        let expected = if known.is_empty() {
-            String::new()
-        } else {
-            format!(", expected one of: {}", known.join(", "))
-        };
-        PluginError::new(
-            ErrorKind::UnknownMethod,
-            format!("unknown method {method:?}{expected}"),
-        )
+        let expected =
+            if known.is_empty() { String::new() } else { format!(", expected one of: {}", known.join(", ")) };
+        PluginError::new(ErrorKind::UnknownMethod, format!("unknown method {method:?}{expected}"))
     }
 
     /// A failure of the plugin's own.
@@ -188,17 +172,13 @@ impl std::error::Error for PluginError {}
 /// Decodes a call's input into `T`, with an error that says what was expected.
 pub fn input<T: DeserializeOwned>(input: Value) -> Result<T, PluginError> {
     serde_json::from_value(input).map_err(|e| {
-        PluginError::invalid_input(format!(
-            "invalid input: {e} (expected {})",
-            std::any::type_name::<T>()
-        ))
+        PluginError::invalid_input(format!("invalid input: {e} (expected {})", std::any::type_name::<T>()))
     })
 }
 
 /// Encodes a call's output.
 pub fn output<T: Serialize>(value: &T) -> Result<Value, PluginError> {
-    serde_json::to_value(value)
-        .map_err(|e| PluginError::failed(format!("cannot encode output: {e}")))
+    serde_json::to_value(value).map_err(|e| PluginError::failed(format!("cannot encode output: {e}")))
 }
 
 /// Generates the plugin library's entry symbol for the [`Plugin`] type `T`.
@@ -294,8 +274,8 @@ macro_rules! __probe_munch {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::probe::{
-        Cap, CapMut, CaptureAny, CaptureDebug, CaptureFast, CaptureSerde, Captured, PROBE_SITES,
-        function_name, probe_hit,
+        Cap, CapMut, CaptureAny, CaptureDebug, CaptureFast, CaptureSerde, Captured, PROBE_SITES, function_name,
+        probe_hit,
     };
     pub use crate::shim::vtable;
     pub use linkme;

@@ -42,29 +42,14 @@ pub struct Captured {
 impl Captured {
     fn num(kind: u8, num: u64) -> Captured {
         Captured {
-            value: ProbeValue {
-                kind,
-                num,
-                text: AxStr::EMPTY,
-                target: std::ptr::null_mut(),
-                set: None,
-            },
+            value: ProbeValue { kind, num, text: AxStr::EMPTY, target: std::ptr::null_mut(), set: None },
             _text: None,
         }
     }
 
     fn text(kind: u8, text: String) -> Captured {
-        let value = ProbeValue {
-            kind,
-            num: 0,
-            text: AxStr::from_str(&text),
-            target: std::ptr::null_mut(),
-            set: None,
-        };
-        Captured {
-            value,
-            _text: Some(text),
-        }
+        let value = ProbeValue { kind, num: 0, text: AxStr::from_str(&text), target: std::ptr::null_mut(), set: None };
+        Captured { value, _text: Some(text) }
     }
 
     fn borrowed(text: &str) -> Captured {
@@ -216,36 +201,22 @@ impl<T: Debug> CaptureDebug for &CapMut<T> {
 // Receiver `&Cap`, after three: the last resort, for every type.
 impl<T: ?Sized> CaptureAny for Cap<'_, T> {
     fn ax_capture(&self) -> Captured {
-        Captured::text(
-            value_kind::DEBUG,
-            format!("<{}>", std::any::type_name::<T>()),
-        )
+        Captured::text(value_kind::DEBUG, format!("<{}>", std::any::type_name::<T>()))
     }
 }
 impl<T> CaptureAny for CapMut<T> {
     fn ax_capture(&self) -> Captured {
-        Captured::text(
-            value_kind::DEBUG,
-            format!("<{}>", std::any::type_name::<T>()),
-        )
+        Captured::text(value_kind::DEBUG, format!("<{}>", std::any::type_name::<T>()))
     }
 }
 
 /// Overwrites a `&mut` binding with `json` decoded as `T`.
-unsafe extern "C" fn set_json<T: DeserializeOwned>(
-    target: *mut c_void,
-    json: AxStr,
-    err: *mut AxBytes,
-) -> Status {
+unsafe extern "C" fn set_json<T: DeserializeOwned>(target: *mut c_void, json: AxStr, err: *mut AxBytes) -> Status {
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the host passes JSON it owns for the duration of the call.
         let bytes = unsafe { json.as_bytes() };
-        let value: T = serde_json::from_slice(bytes).map_err(|e| {
-            format!(
-                "expected a value of type {}: {e}",
-                std::any::type_name::<T>()
-            )
-        })?;
+        let value: T = serde_json::from_slice(bytes)
+            .map_err(|e| format!("expected a value of type {}: {e}", std::any::type_name::<T>()))?;
         // SAFETY: target is the `&mut` binding of a hit in progress on this thread.
         unsafe { *target.cast::<T>() = value };
         Ok::<(), String>(())

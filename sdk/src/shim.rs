@@ -12,9 +12,7 @@ use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
-use ax_abi::{
-    ABI_VERSION, AxBytes, AxStr, Canary, HostVTable, PluginVTable, ProbeSite, StaticStr, Status,
-};
+use ax_abi::{ABI_VERSION, AxBytes, AxStr, Canary, HostVTable, PluginVTable, ProbeSite, StaticStr, Status};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -105,14 +103,12 @@ fn guard(out: *mut AxBytes, body: impl FnOnce() -> Outcome) -> Status {
         Ok(Ok(bytes)) => (Status::OK, bytes),
         Ok(Err(error)) => (Status::ERROR, Some(to_json(&error))),
         Err(payload) => {
-            let report = LAST_PANIC
-                .with(|slot| slot.borrow_mut().take())
-                .unwrap_or_else(|| PanicReport {
-                    message: "panic (no message recorded)".to_owned(),
-                    file: None,
-                    line: None,
-                    column: None,
-                });
+            let report = LAST_PANIC.with(|slot| slot.borrow_mut().take()).unwrap_or_else(|| PanicReport {
+                message: "panic (no message recorded)".to_owned(),
+                file: None,
+                line: None,
+                column: None,
+            });
             // Dropping a panic payload can itself panic; never let that escape.
             let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
             (Status::PANIC, Some(to_json(&report)))
@@ -128,8 +124,7 @@ fn guard(out: *mut AxBytes, body: impl FnOnce() -> Outcome) -> Status {
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value)
-        .unwrap_or_else(|_| br#"{"kind":"failed","message":"unserialisable error"}"#.to_vec())
+    serde_json::to_vec(value).unwrap_or_else(|_| br#"{"kind":"failed","message":"unserialisable error"}"#.to_vec())
 }
 
 /// Reads a UTF-8 JSON argument from the host.
@@ -142,16 +137,14 @@ unsafe fn json_arg(s: AxStr, what: &str) -> Result<Value, PluginError> {
     if bytes.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| PluginError::invalid_input(format!("{what} is not valid JSON: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| PluginError::invalid_input(format!("{what} is not valid JSON: {e}")))
 }
 
 /// # Safety
 /// `instance` must come from `create::<T>` and not have been destroyed.
 unsafe fn instance<'a, T>(instance: *mut c_void) -> Result<&'a mut T, PluginError> {
     // SAFETY: the host keeps the pointer it was given and serialises calls.
-    unsafe { instance.cast::<T>().as_mut() }
-        .ok_or_else(|| PluginError::failed("null plugin instance"))
+    unsafe { instance.cast::<T>().as_mut() }.ok_or_else(|| PluginError::failed("null plugin instance"))
 }
 
 unsafe extern "C" fn create<T: Plugin>(
@@ -162,16 +155,11 @@ unsafe extern "C" fn create<T: Plugin>(
 ) -> Status {
     guard(out_err, || {
         // SAFETY: the host passes a vtable that lives for the rest of the process.
-        let host =
-            unsafe { host.as_ref() }.ok_or_else(|| PluginError::failed("null host vtable"))?;
+        let host = unsafe { host.as_ref() }.ok_or_else(|| PluginError::failed("null host vtable"))?;
         crate::bridge::install(host)?;
         // SAFETY: config is borrowed for this call.
         let config = unsafe { json_arg(config, "plugin config") }?;
-        let config = if config.is_null() {
-            Value::Object(Default::default())
-        } else {
-            config
-        };
+        let config = if config.is_null() { Value::Object(Default::default()) } else { config };
         let plugin = T::init(config)?;
         let ptr = Box::into_raw(Box::new(plugin)).cast::<c_void>();
         // SAFETY: out_instance is a valid slot provided by the host.
@@ -190,8 +178,7 @@ unsafe extern "C" fn call<T: Plugin>(
         // SAFETY: see `instance`.
         let plugin = unsafe { instance::<T>(instance_ptr) }?;
         // SAFETY: borrowed for this call.
-        let method = unsafe { method.as_str() }
-            .ok_or_else(|| PluginError::invalid_input("method is not UTF-8"))?;
+        let method = unsafe { method.as_str() }.ok_or_else(|| PluginError::invalid_input("method is not UTF-8"))?;
         // SAFETY: borrowed for this call.
         let input = unsafe { json_arg(input, "call input") }?;
         let output = plugin.call(method, input)?;
@@ -227,18 +214,12 @@ unsafe extern "C" fn restore_state<T: Plugin>(
         let plugin = unsafe { instance::<T>(instance_ptr) }?;
         // SAFETY: borrowed for this call.
         let bytes = unsafe { state.as_bytes() }.to_vec();
-        plugin.restore_state(State {
-            schema_version: version,
-            bytes,
-        })?;
+        plugin.restore_state(State { schema_version: version, bytes })?;
         Ok(None)
     })
 }
 
-unsafe extern "C" fn destroy<T: Plugin>(
-    instance_ptr: *mut c_void,
-    out_err: *mut AxBytes,
-) -> Status {
+unsafe extern "C" fn destroy<T: Plugin>(instance_ptr: *mut c_void, out_err: *mut AxBytes) -> Status {
     if instance_ptr.is_null() {
         return Status::BAD_ARGUMENT;
     }
@@ -250,11 +231,7 @@ unsafe extern "C" fn destroy<T: Plugin>(
         drop(plugin);
         Ok(None)
     });
-    if status == Status::OK {
-        drop_status
-    } else {
-        status
-    }
+    if status == Status::OK { drop_status } else { status }
 }
 
 unsafe extern "C" fn describe<T: Plugin>(out: *mut AxBytes) -> Status {

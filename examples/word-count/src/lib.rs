@@ -42,13 +42,10 @@ impl WordCount {
     fn count(&mut self, input: CountInput) -> CountOutput {
         let mut words = count_words(&input.text);
         let text = input.text.as_str();
-        probe!(text, &mut words);
+        probe!(text, &mut words); // #PROBE
         self.total += words;
         debug!(words, total = self.total, "counted");
-        CountOutput {
-            words,
-            total: self.total,
-        }
+        CountOutput { words, total: self.total }
     }
 }
 
@@ -87,10 +84,7 @@ impl Plugin for WordCount {
                 self.total = state.decode::<SavedState>()?.total;
                 Ok(())
             }
-            v => Err(PluginError::new(
-                ax_plugin::ErrorKind::State,
-                format!("unknown state schema version {v}"),
-            )),
+            v => Err(PluginError::new(ax_plugin::ErrorKind::State, format!("unknown state schema version {v}"))),
         }
     }
 }

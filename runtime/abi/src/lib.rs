@@ -92,17 +92,11 @@ pub struct AxStr {
 
 impl AxStr {
     /// The empty slice.
-    pub const EMPTY: AxStr = AxStr {
-        ptr: core::ptr::NonNull::<u8>::dangling().as_ptr(),
-        len: 0,
-    };
+    pub const EMPTY: AxStr = AxStr { ptr: core::ptr::NonNull::<u8>::dangling().as_ptr(), len: 0 };
 
     /// Borrows `bytes`.
     pub const fn new(bytes: &[u8]) -> AxStr {
-        AxStr {
-            ptr: bytes.as_ptr(),
-            len: bytes.len(),
-        }
+        AxStr { ptr: bytes.as_ptr(), len: bytes.len() }
     }
 
     /// Borrows `s`.
@@ -186,24 +180,14 @@ unsafe impl Send for AxBytes {}
 impl AxBytes {
     /// An empty buffer that owns nothing.
     pub const fn empty() -> AxBytes {
-        AxBytes {
-            ptr: core::ptr::null_mut(),
-            len: 0,
-            cap: 0,
-            free: None,
-        }
+        AxBytes { ptr: core::ptr::null_mut(), len: 0, cap: 0, free: None }
     }
 
     /// Takes ownership of `v`. The free function recorded is the one compiled into
     /// the image that calls this, so the buffer goes back to that image's allocator.
     pub fn from_vec(v: Vec<u8>) -> AxBytes {
         let mut v = core::mem::ManuallyDrop::new(v);
-        AxBytes {
-            ptr: v.as_mut_ptr(),
-            len: v.len(),
-            cap: v.capacity(),
-            free: Some(free_vec),
-        }
+        AxBytes { ptr: v.as_mut_ptr(), len: v.len(), cap: v.capacity(), free: Some(free_vec) }
     }
 
     /// The contents.
@@ -408,8 +392,7 @@ pub struct ProbeValue {
     pub num: u64,
     pub text: AxStr,
     pub target: *mut c_void,
-    pub set:
-        Option<unsafe extern "C" fn(target: *mut c_void, json: AxStr, err: *mut AxBytes) -> Status>,
+    pub set: Option<unsafe extern "C" fn(target: *mut c_void, json: AxStr, err: *mut AxBytes) -> Status>,
 }
 
 /// What the plugin exports. Field order is part of the ABI: `abi_version` and
@@ -438,26 +421,13 @@ pub struct PluginVTable {
     ) -> Status,
     /// Calls `method` with `input` (JSON). Writes the result JSON, the error JSON or
     /// the panic JSON to `out`, according to the returned status.
-    pub call: unsafe extern "C" fn(
-        instance: *mut c_void,
-        method: AxStr,
-        input: AxStr,
-        out: *mut AxBytes,
-    ) -> Status,
+    pub call: unsafe extern "C" fn(instance: *mut c_void, method: AxStr, input: AxStr, out: *mut AxBytes) -> Status,
     /// Saves the instance's state: schema version into `out_version`, bytes into `out`
     /// (or error JSON on failure).
-    pub save_state: unsafe extern "C" fn(
-        instance: *mut c_void,
-        out_version: *mut u32,
-        out: *mut AxBytes,
-    ) -> Status,
+    pub save_state: unsafe extern "C" fn(instance: *mut c_void, out_version: *mut u32, out: *mut AxBytes) -> Status,
     /// Restores state saved by `save_state` (possibly by an older build).
-    pub restore_state: unsafe extern "C" fn(
-        instance: *mut c_void,
-        version: u32,
-        state: AxStr,
-        out_err: *mut AxBytes,
-    ) -> Status,
+    pub restore_state:
+        unsafe extern "C" fn(instance: *mut c_void, version: u32, state: AxStr, out_err: *mut AxBytes) -> Status,
     /// Runs `Plugin::shutdown` and frees the instance. The pointer is dead afterwards,
     /// whatever the status.
     pub destroy: unsafe extern "C" fn(instance: *mut c_void, out_err: *mut AxBytes) -> Status,
@@ -491,8 +461,7 @@ pub struct HostVTable {
     pub ctx: *const c_void,
 
     /// Registers a callsite; returns one of [`interest`].
-    pub register_callsite:
-        unsafe extern "C" fn(ctx: *const c_void, meta: *const CallsiteMeta) -> u32,
+    pub register_callsite: unsafe extern "C" fn(ctx: *const c_void, meta: *const CallsiteMeta) -> u32,
     /// For callsites registered `SOMETIMES`: whether to forward this occurrence.
     pub enabled: unsafe extern "C" fn(ctx: *const c_void, callsite: usize) -> bool,
     /// A new span; returns its id (never 0).
@@ -505,12 +474,7 @@ pub struct HostVTable {
         field_count: usize,
     ) -> u64,
     /// Values recorded on an existing span.
-    pub span_record: unsafe extern "C" fn(
-        ctx: *const c_void,
-        span: u64,
-        fields: *const FieldValue,
-        field_count: usize,
-    ),
+    pub span_record: unsafe extern "C" fn(ctx: *const c_void, span: u64, fields: *const FieldValue, field_count: usize),
     pub span_enter: unsafe extern "C" fn(ctx: *const c_void, span: u64),
     pub span_exit: unsafe extern "C" fn(ctx: *const c_void, span: u64),
     /// One more handle to the span exists.
@@ -529,12 +493,8 @@ pub struct HostVTable {
         field_count: usize,
     ),
     /// An armed probe site was reached; `values` follow the site's `var_names`.
-    pub probe_hit: unsafe extern "C" fn(
-        ctx: *const c_void,
-        site: *const ProbeSite,
-        values: *const ProbeValue,
-        value_count: usize,
-    ),
+    pub probe_hit:
+        unsafe extern "C" fn(ctx: *const c_void, site: *const ProbeSite, values: *const ProbeValue, value_count: usize),
 }
 
 // SAFETY: the host guarantees ctx is usable from any thread.
@@ -544,9 +504,7 @@ unsafe impl Send for HostVTable {}
 
 impl fmt::Debug for HostVTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostVTable")
-            .field("abi_version", &self.abi_version)
-            .finish_non_exhaustive()
+        f.debug_struct("HostVTable").field("abi_version", &self.abi_version).finish_non_exhaustive()
     }
 }
 
@@ -566,14 +524,8 @@ mod tests {
 
     #[test]
     fn header_is_a_prefix_of_both_vtables() {
-        assert_eq!(
-            offset_of!(PluginVTable, abi_version),
-            offset_of!(VTableHeader, abi_version)
-        );
-        assert_eq!(
-            offset_of!(PluginVTable, struct_size),
-            offset_of!(VTableHeader, struct_size)
-        );
+        assert_eq!(offset_of!(PluginVTable, abi_version), offset_of!(VTableHeader, abi_version));
+        assert_eq!(offset_of!(PluginVTable, struct_size), offset_of!(VTableHeader, struct_size));
         assert_eq!(offset_of!(HostVTable, abi_version), 0);
         assert_eq!(offset_of!(HostVTable, struct_size), 4);
     }
@@ -617,10 +569,7 @@ mod tests {
     fn empty_str_is_safe_to_read() {
         // SAFETY: EMPTY has length 0.
         assert_eq!(unsafe { AxStr::EMPTY.as_str() }, Some(""));
-        let null = AxStr {
-            ptr: core::ptr::null(),
-            len: 0,
-        };
+        let null = AxStr { ptr: core::ptr::null(), len: 0 };
         // SAFETY: length 0.
         assert_eq!(unsafe { null.as_bytes() }, &[] as &[u8]);
     }

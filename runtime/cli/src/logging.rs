@@ -15,14 +15,9 @@ pub(crate) fn init() -> Result<Targets> {
     let filter: Targets = spec.parse().with_context(|| {
         format!("AX_LOG={spec:?} is not a valid filter; expected directives such as `info` or `warn,word_count=debug`")
     })?;
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(true);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).without_time().with_target(true);
     // A second init (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter.clone()))
-        .try_init();
+    let _ = tracing_subscriber::registry().with(fmt.with_filter(filter.clone())).try_init();
     Ok(filter)
 }
 

@@ -31,19 +31,14 @@ enum Command {
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         let message = info
             .payload()
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        eprintln!(
-            "error: internal error in ax{location}: {message} (this is a bug in ax, please report it)"
-        );
+        eprintln!("error: internal error in ax{location}: {message} (this is a bug in ax, please report it)");
     }));
     let cli = Cli::parse();
     let result = std::panic::catch_unwind(|| match cli.command {
@@ -63,9 +58,5 @@ fn main() -> ExitCode {
 /// `error: outer: inner: innermost`, on one line.
 fn one_line(error: &anyhow::Error) -> String {
     let text = format!("{error:#}");
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }

@@ -30,10 +30,7 @@ pub(crate) fn run(args: NewArgs) -> Result<ExitCode> {
     validate_name(&args.name)?;
     let dir = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
     if dir.exists() {
-        bail!(
-            "{}: already exists; expected a path for a new plugin directory",
-            dir.display()
-        );
+        bail!("{}: already exists; expected a path for a new plugin directory", dir.display());
     }
     let sdk = find_sdk(args.sdk)?;
     write_crate(&dir, &args.name, &sdk)?;
@@ -44,13 +41,9 @@ pub(crate) fn run(args: NewArgs) -> Result<ExitCode> {
 
 fn validate_name(name: &str) -> Result<()> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
-        bail!(
-            "invalid plugin name {name:?}: expected lowercase letters, digits, '-' and '_', starting with a letter"
-        );
+        bail!("invalid plugin name {name:?}: expected lowercase letters, digits, '-' and '_', starting with a letter");
     }
     Ok(())
 }
@@ -58,23 +51,17 @@ fn validate_name(name: &str) -> Result<()> {
 fn find_sdk(given: Option<PathBuf>) -> Result<PathBuf> {
     let (candidate, origin) = match given {
         Some(path) => (path, "--sdk / AX_SDK_PATH"),
-        None => (
-            PathBuf::from(BUILT_FROM_SDK),
-            "the ax checkout this binary was built from",
-        ),
+        None => (PathBuf::from(BUILT_FROM_SDK), "the ax checkout this binary was built from"),
     };
     let manifest = candidate.join("Cargo.toml");
-    let is_sdk =
-        std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("name = \"ax-plugin\""));
+    let is_sdk = std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("name = \"ax-plugin\""));
     if !is_sdk {
         bail!(
             "{}: not the ax-plugin SDK (taken from {origin}); expected the `sdk` directory of an ax checkout, given with --sdk or AX_SDK_PATH",
             candidate.display()
         );
     }
-    candidate
-        .canonicalize()
-        .with_context(|| format!("{}: cannot resolve the SDK path", candidate.display()))
+    candidate.canonicalize().with_context(|| format!("{}: cannot resolve the SDK path", candidate.display()))
 }
 
 fn write_crate(dir: &Path, name: &str, sdk: &Path) -> Result<()> {
@@ -90,8 +77,7 @@ fn write_crate(dir: &Path, name: &str, sdk: &Path) -> Result<()> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("{}: cannot create directory", parent.display()))?;
         }
-        std::fs::write(&path, contents)
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+        std::fs::write(&path, contents).with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())
 }
@@ -102,20 +88,13 @@ fn type_name(name: &str) -> String {
         .filter(|part| !part.is_empty())
         .map(|part| {
             let mut chars = part.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
         })
         .collect()
 }
 
 fn cargo_toml(name: &str, sdk: &Path) -> String {
-    let sdk = sdk
-        .display()
-        .to_string()
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"");
+    let sdk = sdk.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
     format!(
         r#"[package]
 name = "{name}"
@@ -252,13 +231,8 @@ mod tests {
     #[test]
     fn refuses_a_directory_that_is_not_the_sdk() {
         let dir = tempfile::tempdir().unwrap();
-        let err = find_sdk(Some(dir.path().to_owned()))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("not the ax-plugin SDK (taken from --sdk / AX_SDK_PATH)"),
-            "{err}"
-        );
+        let err = find_sdk(Some(dir.path().to_owned())).unwrap_err().to_string();
+        assert!(err.contains("not the ax-plugin SDK (taken from --sdk / AX_SDK_PATH)"), "{err}");
         assert!(find_sdk(None).is_ok(), "the checkout's SDK is found");
     }
 }

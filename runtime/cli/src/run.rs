@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use ax_runtime::{
-    BuildOptions, Host, HostOptions, Instrumentation, Plugin, PluginSource, SavedState,
-};
+use ax_runtime::{BuildOptions, Host, HostOptions, Instrumentation, Plugin, PluginSource, SavedState};
 use clap::Args;
 use serde_json::Value;
 
@@ -51,29 +49,16 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let log_filter = crate::logging::init()?;
     let calls = match (&args.calls, &args.method) {
         (Some(file), _) => read_calls(file)?,
-        (None, Some(method)) => vec![Call {
-            method: method.clone(),
-            input: parse_input(args.input.as_deref())?,
-        }],
+        (None, Some(method)) => vec![Call { method: method.clone(), input: parse_input(args.input.as_deref())? }],
         (None, None) => Vec::new(),
     };
     let source = PluginSource::resolve(&args.plugin)?;
-    let mut build = BuildOptions {
-        build: !args.no_build,
-        release: args.release,
-        on_output: None,
-    };
+    let mut build = BuildOptions { build: !args.no_build, release: args.release, on_output: None };
     let library = source.library(&mut build)?;
 
-    let instrumentation = Instrumentation {
-        log_filter,
-        ..Instrumentation::default()
-    };
-    let host = Host::with_options(HostOptions {
-        instrumentation,
-        ..HostOptions::default()
-    })
-    .context("cannot set up the plugin host")?;
+    let instrumentation = Instrumentation { log_filter, ..Instrumentation::default() };
+    let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
+        .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);
     let plugin = host.load(&source, &library)?;
 
@@ -83,18 +68,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         } else {
             format!("one of: {}", plugin.methods().join(", "))
         };
-        bail!(
-            "{}: no method given; expected a METHOD ({methods}) or --calls FILE",
-            args.plugin.display()
-        );
+        bail!("{}: no method given; expected a METHOD ({methods}) or --calls FILE", args.plugin.display());
     }
     if let Some(state_file) = &args.state
         && state_file.exists()
     {
         let saved = read_state(state_file)?;
-        plugin
-            .restore_state(&saved)
-            .with_context(|| format!("{}: state refused", state_file.display()))?;
+        plugin.restore_state(&saved).with_context(|| format!("{}: state refused", state_file.display()))?;
     }
 
     let failed = run_calls(&plugin, &calls);
@@ -103,11 +83,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         write_state(state_file, &saved)?;
     }
     plugin.shutdown()?;
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Runs every call, printing results on stdout and errors on stderr; returns how many failed.
@@ -134,16 +110,15 @@ fn parse_input(input: Option<&str>) -> Result<Value> {
     let Some(text) = input else {
         return Ok(Value::Null);
     };
-    serde_json::from_str(text)
-        .map_err(|e| anyhow!("input {text:?} is not valid JSON ({e}); expected a JSON value such as '{{\"text\":\"a b c\"}}'"))
+    serde_json::from_str(text).map_err(|e| {
+        anyhow!("input {text:?} is not valid JSON ({e}); expected a JSON value such as '{{\"text\":\"a b c\"}}'")
+    })
 }
 
 /// Reads a calls file, failing on the first bad line with its number.
 fn read_calls(path: &Path) -> Result<Vec<Call>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read calls file", path.display()))?;
-    let expected =
-        r#"expected one JSON object per line, such as {"method":"count","input":{"text":"a b"}}"#;
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read calls file", path.display()))?;
+    let expected = r#"expected one JSON object per line, such as {"method":"count","input":{"text":"a b"}}"#;
     let mut calls = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -151,11 +126,9 @@ fn read_calls(path: &Path) -> Result<Vec<Call>> {
             continue;
         }
         let at = || format!("{}:{}", path.display(), i + 1);
-        let value: Value = serde_json::from_str(line)
-            .map_err(|e| anyhow!("{}: invalid JSON ({e}); {expected}", at()))?;
-        let Value::Object(mut object) = value else {
-            bail!("{}: not an object; {expected}", at())
-        };
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| anyhow!("{}: invalid JSON ({e}); {expected}", at()))?;
+        let Value::Object(mut object) = value else { bail!("{}: not an object; {expected}", at()) };
         let method = match object.remove("method") {
             Some(Value::String(m)) if !m.is_empty() => m,
             _ => bail!("{}: missing \"method\" string; {expected}", at()),
@@ -176,26 +149,15 @@ fn read_calls(path: &Path) -> Result<Vec<Call>> {
 const STATE_MAGIC: &[u8; 8] = b"AXSTATE1";
 
 fn read_state(path: &Path) -> Result<SavedState> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("{}: cannot read state file", path.display()))?;
-    let corrupt = || {
-        anyhow!(
-            "{}: not an ax state file (expected one written by `ax run --state`)",
-            path.display()
-        )
-    };
-    let rest = bytes
-        .strip_prefix(STATE_MAGIC.as_slice())
-        .ok_or_else(corrupt)?;
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read state file", path.display()))?;
+    let corrupt = || anyhow!("{}: not an ax state file (expected one written by `ax run --state`)", path.display());
+    let rest = bytes.strip_prefix(STATE_MAGIC.as_slice()).ok_or_else(corrupt)?;
     if rest.len() < 4 {
         return Err(corrupt());
     }
     let (version, payload) = rest.split_at(4);
     let schema_version = u32::from_le_bytes(version.try_into().map_err(|_| corrupt())?);
-    Ok(SavedState {
-        schema_version,
-        bytes: payload.to_vec(),
-    })
+    Ok(SavedState { schema_version, bytes: payload.to_vec() })
 }
 
 fn write_state(path: &Path, state: &SavedState) -> Result<()> {
@@ -216,25 +178,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("calls.jsonl");
         std::fs::write(&path, text).unwrap();
-        read_calls(&path)
-            .map_err(|e| format!("{e:#}").replace(&dir.path().display().to_string(), "DIR"))
+        read_calls(&path).map_err(|e| format!("{e:#}").replace(&dir.path().display().to_string(), "DIR"))
     }
 
     #[test]
     fn calls_file_lines() {
-        let calls = calls_from(
-            "{\"method\":\"count\",\"input\":{\"text\":\"a\"}}\n\n{\"method\":\"other\"}\n",
-        )
-        .unwrap();
+        let calls =
+            calls_from("{\"method\":\"count\",\"input\":{\"text\":\"a\"}}\n\n{\"method\":\"other\"}\n").unwrap();
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].input["text"], "a");
-        assert_eq!(
-            calls[1],
-            Call {
-                method: "other".into(),
-                input: Value::Null
-            }
-        );
+        assert_eq!(calls[1], Call { method: "other".into(), input: Value::Null });
     }
 
     #[test]
@@ -242,10 +195,7 @@ mod tests {
         let err = calls_from("{\"method\":\"count\"}\n{oops}\n").unwrap_err();
         assert!(err.starts_with("DIR/calls.jsonl:2: invalid JSON"), "{err}");
         let err = calls_from("[1]\n").unwrap_err();
-        assert!(
-            err.starts_with("DIR/calls.jsonl:1: not an object; expected one JSON object per line"),
-            "{err}"
-        );
+        assert!(err.starts_with("DIR/calls.jsonl:1: not an object; expected one JSON object per line"), "{err}");
         let err = calls_from("{\"input\":1}\n").unwrap_err();
         assert!(err.contains(":1: missing \"method\" string"), "{err}");
         let err = calls_from("{\"method\":\"m\",\"inptu\":1}\n").unwrap_err();
@@ -259,28 +209,19 @@ mod tests {
         assert_eq!(parse_input(None).unwrap(), Value::Null);
         assert_eq!(parse_input(Some("{\"a\":1}")).unwrap()["a"], 1);
         let err = parse_input(Some("{text: 1}")).unwrap_err().to_string();
-        assert!(
-            err.starts_with("input \"{text: 1}\" is not valid JSON"),
-            "{err}"
-        );
+        assert!(err.starts_with("input \"{text: 1}\" is not valid JSON"), "{err}");
     }
 
     #[test]
     fn state_file_round_trip_and_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.state");
-        let saved = SavedState {
-            schema_version: 3,
-            bytes: b"{\"total\":9}".to_vec(),
-        };
+        let saved = SavedState { schema_version: 3, bytes: b"{\"total\":9}".to_vec() };
         write_state(&path, &saved).unwrap();
         assert_eq!(read_state(&path).unwrap(), saved);
         std::fs::write(&path, b"AXSTATE1\x01").unwrap();
         let err = read_state(&path).unwrap_err().to_string();
-        assert!(
-            err.ends_with("not an ax state file (expected one written by `ax run --state`)"),
-            "{err}"
-        );
+        assert!(err.ends_with("not an ax state file (expected one written by `ax run --state`)"), "{err}");
         std::fs::write(&path, b"garbage").unwrap();
         assert!(read_state(&path).is_err());
     }

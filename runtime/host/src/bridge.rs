@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use ax_abi::{
-    ABI_VERSION, AxBytes, AxStr, CallsiteMeta, FieldValue, HostVTable, ProbeSite, ProbeValue,
-    Status, interest, value_kind,
+    ABI_VERSION, AxBytes, AxStr, CallsiteMeta, FieldValue, HostVTable, ProbeSite, ProbeValue, Status, interest,
+    value_kind,
 };
 use serde_json::Value;
 use sharded_slab::Slab;
@@ -154,11 +154,7 @@ impl<'a> ProbeHit<'a> {
 
     /// Index of the binding called `name`.
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.site
-            .vars
-            .iter()
-            .take(self.len())
-            .position(|v| v == name)
+        self.site.vars.iter().take(self.len()).position(|v| v == name)
     }
 
     /// Value of binding `i`.
@@ -180,9 +176,7 @@ impl<'a> ProbeHit<'a> {
 
     /// All bindings, by name.
     pub fn values(&self) -> Vec<(&'a str, ProbeVar<'a>)> {
-        (0..self.len())
-            .map(|i| (self.name(i), self.value(i)))
-            .collect()
+        (0..self.len()).map(|i| (self.name(i), self.value(i))).collect()
     }
 
     /// Whether binding `i` was written `&mut` with a type the host can write.
@@ -194,10 +188,7 @@ impl<'a> ProbeHit<'a> {
     pub fn set(&self, i: usize, json: &str) -> Result<(), String> {
         let v = &self.raw[i];
         let Some(set) = v.set else {
-            return Err(format!(
-                "`{}` is not a writable (`&mut`) binding",
-                self.name(i)
-            ));
+            return Err(format!("`{}` is not a writable (`&mut`) binding", self.name(i)));
         };
         let mut err = AxBytes::empty();
         // SAFETY: target and set come from the plugin for this hit, which is in progress.
@@ -205,11 +196,7 @@ impl<'a> ProbeHit<'a> {
         if status == Status::OK {
             Ok(())
         } else {
-            Err(format!(
-                "cannot set `{}`: {}",
-                self.name(i),
-                String::from_utf8_lossy(err.as_slice())
-            ))
+            Err(format!("cannot set `{}`: {}", self.name(i), String::from_utf8_lossy(err.as_slice())))
         }
     }
 }
@@ -285,11 +272,7 @@ unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
 
 fn field_json(f: &FieldValue) -> Value {
     // SAFETY: field text is valid for the duration of the callback.
-    let text = || {
-        unsafe { f.text.as_str() }
-            .unwrap_or("<invalid utf-8>")
-            .to_owned()
-    };
+    let text = || unsafe { f.text.as_str() }.unwrap_or("<invalid utf-8>").to_owned();
     match f.kind {
         value_kind::I64 => Value::from(f.num as i64),
         value_kind::U64 => Value::from(f.num),
@@ -359,20 +342,12 @@ impl Bridge {
                         column: site.column,
                         module_path: site.module_path.get().to_owned(),
                         function: (site.function)().get().to_owned(),
-                        vars: site
-                            .var_names()
-                            .iter()
-                            .map(|n| n.get().to_owned())
-                            .collect(),
+                        vars: site.var_names().iter().map(|n| n.get().to_owned()).collect(),
                     }
                 }
             })
             .collect();
-        let _ = self.probes.set(ProbeTable {
-            base: sites.as_ptr() as usize,
-            sites,
-            infos,
-        });
+        let _ = self.probes.set(ProbeTable { base: sites.as_ptr() as usize, sites, infos });
     }
 
     pub(crate) fn probe_sites(&self) -> &[ProbeSiteInfo] {
@@ -391,19 +366,12 @@ impl Bridge {
     }
 
     pub(crate) fn set_probe_handler(&self, handler: Option<Arc<dyn ProbeHandler>>) {
-        *self
-            .probe_handler
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = handler;
+        *self.probe_handler.write().unwrap_or_else(|e| e.into_inner()) = handler;
     }
 
     pub(crate) fn set_instrumentation(&self, instrumentation: Instrumentation) {
-        self.span_fields
-            .store(instrumentation.span_fields, Ordering::Relaxed);
-        *self
-            .instrumentation
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = instrumentation;
+        self.span_fields.store(instrumentation.span_fields, Ordering::Relaxed);
+        *self.instrumentation.write().unwrap_or_else(|e| e.into_inner()) = instrumentation;
     }
 
     pub(crate) fn callsites(&self) -> Vec<CallsiteInfo> {
@@ -414,42 +382,23 @@ impl Bridge {
     }
 
     fn callsite(&self, id: usize) -> Option<Arc<CallsiteInfo>> {
-        self.callsites
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        self.callsites.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
     fn interest(&self, info: &CallsiteInfo) -> u32 {
-        let instr = self
-            .instrumentation
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
         let wanted = if info.is_span {
             instr.spans
         } else {
-            instr
-                .log_filter
-                .would_enable(&info.target, &info.level.to_tracing())
+            instr.log_filter.would_enable(&info.target, &info.level.to_tracing())
         };
-        if wanted {
-            interest::ALWAYS
-        } else {
-            interest::NEVER
-        }
+        if wanted { interest::ALWAYS } else { interest::NEVER }
     }
 
     /// The calling thread's shadow stack for this image, outermost first.
     pub(crate) fn current_stack(&self) -> Vec<StackFrame> {
         let me = self as *const Bridge as usize;
-        let frames: Vec<Frame> = STACK.with(|s| {
-            s.borrow()
-                .iter()
-                .copied()
-                .filter(|f| f.bridge == me)
-                .collect()
-        });
+        let frames: Vec<Frame> = STACK.with(|s| s.borrow().iter().copied().filter(|f| f.bridge == me).collect());
         frames
             .into_iter()
             .map(|f| {
@@ -459,17 +408,12 @@ impl Bridge {
                     .get(span_key(f.span))
                     .map(|d| {
                         let fields = d.fields.lock().unwrap_or_else(|e| e.into_inner());
-                        fields
-                            .iter()
-                            .map(|(n, v)| ((*n).to_owned(), v.clone()))
-                            .collect()
+                        fields.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect()
                     })
                     .unwrap_or_default();
                 StackFrame {
                     span: f.span,
-                    name: cs
-                        .as_ref()
-                        .map_or_else(|| "?".to_owned(), |c| c.name.clone()),
+                    name: cs.as_ref().map_or_else(|| "?".to_owned(), |c| c.name.clone()),
                     target: cs.as_ref().map_or_else(String::new, |c| c.target.clone()),
                     file: cs.as_ref().map_or_else(String::new, |c| c.file.clone()),
                     line: cs.as_ref().map_or(0, |c| c.line),
@@ -514,11 +458,7 @@ unsafe extern "C" fn cb_register_callsite(ctx: *const c_void, meta: *const Calls
             }
         };
         let interest = bridge.interest(&info);
-        bridge
-            .callsites
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(meta.id, Arc::new(info));
+        bridge.callsites.write().unwrap_or_else(|e| e.into_inner()).insert(meta.id, Arc::new(info));
         interest
     })
 }
@@ -527,23 +467,13 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
     shield(false, || {
         // SAFETY: ctx from our vtable.
         let bridge = unsafe { bridge(ctx) };
-        bridge
-            .callsite(callsite)
-            .is_some_and(|info| bridge.interest(&info) != interest::NEVER)
+        bridge.callsite(callsite).is_some_and(|info| bridge.interest(&info) != interest::NEVER)
     })
 }
 
 fn collect_fields(fields: &[FieldValue]) -> Vec<(&'static str, Value)> {
     // SAFETY: tracing field names are &'static str in the plugin image, which is never unmapped.
-    fields
-        .iter()
-        .map(|f| {
-            (
-                unsafe { f.name.as_str::<'static>() }.unwrap_or("?"),
-                field_json(f),
-            )
-        })
-        .collect()
+    fields.iter().map(|f| (unsafe { f.name.as_str::<'static>() }.unwrap_or("?"), field_json(f))).collect()
 }
 
 unsafe extern "C" fn cb_span_new(
@@ -557,30 +487,14 @@ unsafe extern "C" fn cb_span_new(
     shield(u64::MAX, || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
-        let fields = if bridge.span_fields.load(Ordering::Relaxed) {
-            collect_fields(fields)
-        } else {
-            Vec::new()
-        };
-        let data = SpanData {
-            callsite,
-            refs: AtomicUsize::new(1),
-            fields: Mutex::new(fields),
-        };
+        let fields = if bridge.span_fields.load(Ordering::Relaxed) { collect_fields(fields) } else { Vec::new() };
+        let data = SpanData { callsite, refs: AtomicUsize::new(1), fields: Mutex::new(fields) };
         // The slab is full only after ~4 billion live spans; u64::MAX then means "untracked".
-        bridge
-            .spans
-            .insert(data)
-            .map_or(u64::MAX, |key| key as u64 + 1)
+        bridge.spans.insert(data).map_or(u64::MAX, |key| key as u64 + 1)
     })
 }
 
-unsafe extern "C" fn cb_span_record(
-    ctx: *const c_void,
-    span: u64,
-    fields: *const FieldValue,
-    field_count: usize,
-) {
+unsafe extern "C" fn cb_span_record(ctx: *const c_void, span: u64, fields: *const FieldValue, field_count: usize) {
     shield((), || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
@@ -604,13 +518,7 @@ unsafe extern "C" fn cb_span_enter(ctx: *const c_void, span: u64) {
         // SAFETY: ctx from our vtable.
         let bridge = unsafe { bridge(ctx) };
         let callsite = bridge.spans.get(span_key(span)).map_or(0, |d| d.callsite);
-        STACK.with(|s| {
-            s.borrow_mut().push(Frame {
-                bridge: ctx as usize,
-                span,
-                callsite,
-            })
-        });
+        STACK.with(|s| s.borrow_mut().push(Frame { bridge: ctx as usize, span, callsite }));
     })
 }
 
@@ -619,10 +527,7 @@ unsafe extern "C" fn cb_span_exit(ctx: *const c_void, span: u64) {
         STACK.with(|s| {
             let mut stack = s.borrow_mut();
             // Usually the top; spans may exit out of order.
-            if let Some(pos) = stack
-                .iter()
-                .rposition(|f| f.span == span && f.bridge == ctx as usize)
-            {
+            if let Some(pos) = stack.iter().rposition(|f| f.span == span && f.bridge == ctx as usize) {
                 stack.remove(pos);
             }
         })
@@ -642,10 +547,7 @@ unsafe extern "C" fn cb_span_close(ctx: *const c_void, span: u64) -> bool {
     shield(false, || {
         // SAFETY: ctx from our vtable.
         let bridge = unsafe { bridge(ctx) };
-        let last = bridge
-            .spans
-            .get(span_key(span))
-            .is_some_and(|d| d.refs.fetch_sub(1, Ordering::AcqRel) == 1);
+        let last = bridge.spans.get(span_key(span)).is_some_and(|d| d.refs.fetch_sub(1, Ordering::AcqRel) == 1);
         if last {
             bridge.spans.remove(span_key(span));
         }
@@ -655,13 +557,7 @@ unsafe extern "C" fn cb_span_close(ctx: *const c_void, span: u64) -> bool {
 
 unsafe extern "C" fn cb_current_span(ctx: *const c_void, out_callsite: *mut usize) -> u64 {
     shield(0, || {
-        let top = STACK.with(|s| {
-            s.borrow()
-                .iter()
-                .rev()
-                .find(|f| f.bridge == ctx as usize)
-                .copied()
-        });
+        let top = STACK.with(|s| s.borrow().iter().rev().find(|f| f.bridge == ctx as usize).copied());
         match top {
             Some(frame) => {
                 // SAFETY: valid slot from the plugin.
@@ -712,12 +608,7 @@ unsafe extern "C" fn cb_event(
     })
 }
 
-unsafe extern "C" fn cb_probe_hit(
-    ctx: *const c_void,
-    site: *const ProbeSite,
-    values: *const ProbeValue,
-    n: usize,
-) {
+unsafe extern "C" fn cb_probe_hit(ctx: *const c_void, site: *const ProbeSite, values: *const ProbeValue, n: usize) {
     shield((), || {
         // SAFETY: ctx from our vtable; values valid for the call.
         let (bridge, raw) = unsafe { (bridge(ctx), slice(values, n)) };
@@ -730,17 +621,9 @@ unsafe extern "C" fn cb_probe_hit(
             return;
         }
         LAST_PROBE.with(|l| l.set(Some((ctx as usize, index))));
-        let handler = bridge
-            .probe_handler
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let handler = bridge.probe_handler.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(handler) = handler {
-            handler.on_probe(&ProbeHit {
-                instance: bridge.instance,
-                site: &table.infos[index],
-                raw,
-            });
+            handler.on_probe(&ProbeHit { instance: bridge.instance, site: &table.infos[index], raw });
         }
     })
 }

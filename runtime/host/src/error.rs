@@ -31,10 +31,7 @@ pub enum PluginFailure {
     /// The plugin returned an error (`kind` is the SDK's `ErrorKind` in snake case).
     Error { kind: String, message: String },
     /// The plugin panicked.
-    Panic {
-        message: String,
-        location: Option<SourceLocation>,
-    },
+    Panic { message: String, location: Option<SourceLocation> },
     /// The plugin broke the protocol (bad JSON, unknown status).
     Protocol { message: String },
 }
@@ -43,44 +40,28 @@ impl PluginFailure {
     /// Decodes the JSON a plugin wrote for a non-OK status.
     pub(crate) fn from_status(status: ax_abi::Status, bytes: &[u8]) -> PluginFailure {
         let json: Option<Value> = serde_json::from_slice(bytes).ok();
-        let text = |key: &str| {
-            json.as_ref()
-                .and_then(|j| j.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+        let text = |key: &str| json.as_ref().and_then(|j| j.get(key)).and_then(Value::as_str).map(str::to_owned);
         match status {
             ax_abi::Status::ERROR => PluginFailure::Error {
                 kind: text("kind").unwrap_or_else(|| "failed".to_owned()),
-                message: text("message")
-                    .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
+                message: text("message").unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
             },
             ax_abi::Status::PANIC => {
-                let num = |key: &str| {
-                    json.as_ref()
-                        .and_then(|j| j.get(key))
-                        .and_then(Value::as_u64)
-                };
+                let num = |key: &str| json.as_ref().and_then(|j| j.get(key)).and_then(Value::as_u64);
                 let location = text("file").map(|file| SourceLocation {
                     file,
                     line: num("line").unwrap_or(0) as u32,
                     column: num("column").map(|c| c as u32),
                 });
                 PluginFailure::Panic {
-                    message: text("message")
-                        .unwrap_or_else(|| "panic without a message".to_owned()),
+                    message: text("message").unwrap_or_else(|| "panic without a message".to_owned()),
                     location,
                 }
             }
             ax_abi::Status::BAD_ARGUMENT => PluginFailure::Protocol {
-                message: format!(
-                    "plugin rejected the host's arguments: {}",
-                    String::from_utf8_lossy(bytes)
-                ),
+                message: format!("plugin rejected the host's arguments: {}", String::from_utf8_lossy(bytes)),
             },
-            other => PluginFailure::Protocol {
-                message: format!("plugin returned unknown status {}", other.0),
-            },
+            other => PluginFailure::Protocol { message: format!("plugin returned unknown status {}", other.0) },
         }
     }
 }
@@ -89,14 +70,8 @@ impl fmt::Display for PluginFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PluginFailure::Error { kind, message } => write!(f, "{message} ({kind})"),
-            PluginFailure::Panic {
-                message,
-                location: Some(loc),
-            } => write!(f, "panicked at {loc}: {message}"),
-            PluginFailure::Panic {
-                message,
-                location: None,
-            } => write!(f, "panicked: {message}"),
+            PluginFailure::Panic { message, location: Some(loc) } => write!(f, "panicked at {loc}: {message}"),
+            PluginFailure::Panic { message, location: None } => write!(f, "panicked: {message}"),
             PluginFailure::Protocol { message } => f.write_str(message),
         }
     }
@@ -123,30 +98,13 @@ pub enum LoadError {
     )]
     MissingEntry { path: PathBuf, symbol: &'static str },
     #[error("{}: plugin ABI version {found}, expected {expected}; rebuild the plugin against this ax-plugin SDK", path.display())]
-    AbiMismatch {
-        path: PathBuf,
-        expected: u32,
-        found: u32,
-    },
+    AbiMismatch { path: PathBuf, expected: u32, found: u32 },
     #[error("{}: plugin vtable is {found} bytes, expected {expected} for ABI version {abi}; the plugin's ax-abi crate does not match its declared version", path.display())]
-    SizeMismatch {
-        path: PathBuf,
-        abi: u32,
-        expected: u32,
-        found: u32,
-    },
+    SizeMismatch { path: PathBuf, abi: u32, expected: u32, found: u32 },
     #[error("{}: plugin was built for {what} {found}, this host is {expected}", path.display())]
-    CanaryMismatch {
-        path: PathBuf,
-        what: &'static str,
-        expected: String,
-        found: String,
-    },
+    CanaryMismatch { path: PathBuf, what: &'static str, expected: String, found: String },
     #[error("{}: plugin init failed: {failure}", path.display())]
-    Init {
-        path: PathBuf,
-        failure: PluginFailure,
-    },
+    Init { path: PathBuf, failure: PluginFailure },
     #[error("{}: cannot start the plugin's worker thread: {source}", path.display())]
     Thread {
         path: PathBuf,
@@ -160,17 +118,9 @@ pub enum LoadError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     #[error("{plugin}.{method}: {failure}")]
-    Plugin {
-        plugin: String,
-        method: String,
-        failure: PluginFailure,
-    },
+    Plugin { plugin: String, method: String, failure: PluginFailure },
     #[error("{plugin}.{method}: plugin returned invalid JSON: {message}")]
-    InvalidOutput {
-        plugin: String,
-        method: String,
-        message: String,
-    },
+    InvalidOutput { plugin: String, method: String, message: String },
     #[error("{plugin}: the plugin instance has shut down")]
     Stopped { plugin: String },
 }
@@ -179,10 +129,9 @@ impl CallError {
     /// The panic message and location, if the call panicked.
     pub fn panic(&self) -> Option<(&str, Option<&SourceLocation>)> {
         match self {
-            CallError::Plugin {
-                failure: PluginFailure::Panic { message, location },
-                ..
-            } => Some((message, location.as_ref())),
+            CallError::Plugin { failure: PluginFailure::Panic { message, location }, .. } => {
+                Some((message, location.as_ref()))
+            }
             _ => None,
         }
     }
@@ -195,33 +144,16 @@ mod tests {
 
     #[test]
     fn decodes_errors_and_panics() {
-        let e = PluginFailure::from_status(
-            Status::ERROR,
-            br#"{"kind":"invalid_input","message":"need text"}"#,
-        );
-        assert_eq!(
-            e,
-            PluginFailure::Error {
-                kind: "invalid_input".into(),
-                message: "need text".into()
-            }
-        );
+        let e = PluginFailure::from_status(Status::ERROR, br#"{"kind":"invalid_input","message":"need text"}"#);
+        assert_eq!(e, PluginFailure::Error { kind: "invalid_input".into(), message: "need text".into() });
         assert_eq!(e.to_string(), "need text (invalid_input)");
 
-        let p = PluginFailure::from_status(
-            Status::PANIC,
-            br#"{"message":"boom","file":"src/lib.rs","line":7,"column":9}"#,
-        );
+        let p =
+            PluginFailure::from_status(Status::PANIC, br#"{"message":"boom","file":"src/lib.rs","line":7,"column":9}"#);
         assert_eq!(p.to_string(), "panicked at src/lib.rs:7:9: boom");
 
         let garbage = PluginFailure::from_status(Status::ERROR, b"not json");
-        assert_eq!(
-            garbage,
-            PluginFailure::Error {
-                kind: "failed".into(),
-                message: "not json".into()
-            }
-        );
+        assert_eq!(garbage, PluginFailure::Error { kind: "failed".into(), message: "not json".into() });
 
         let unknown = PluginFailure::from_status(Status(42), b"");
         assert_eq!(unknown.to_string(), "plugin returned unknown status 42");

@@ -38,26 +38,11 @@ pub enum Event {
         duration: Duration,
     },
     /// A call was handed to the plugin.
-    CallStarted {
-        instance: InstanceId,
-        call: u64,
-        method: String,
-    },
+    CallStarted { instance: InstanceId, call: u64, method: String },
     /// A call returned (or failed).
-    CallFinished {
-        instance: InstanceId,
-        call: u64,
-        method: String,
-        duration: Duration,
-        error: Option<CallError>,
-    },
+    CallFinished { instance: InstanceId, call: u64, method: String, duration: Duration, error: Option<CallError> },
     /// Plugin code panicked; the panic was caught at the boundary.
-    Panic {
-        instance: InstanceId,
-        method: Option<String>,
-        message: String,
-        location: Option<SourceLocation>,
-    },
+    Panic { instance: InstanceId, method: Option<String>, message: String, location: Option<SourceLocation> },
     /// A `tracing` event from the plugin that passed the host's log filter.
     Log(LogLine),
     /// The plugin instance was shut down.
@@ -122,13 +107,7 @@ pub struct LogLine {
 impl std::fmt::Display for LogLine {
     /// `DEBUG word_count: counted words=3 total=3`
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:>5} {}: {}",
-            self.level.as_str(),
-            self.target,
-            self.message
-        )?;
+        write!(f, "{:>5} {}: {}", self.level.as_str(), self.target, self.message)?;
         for (name, value) in &self.fields {
             match value {
                 Value::String(s) => write!(f, " {name}={s}")?,
@@ -151,9 +130,7 @@ pub struct EventBus {
 
 impl std::fmt::Debug for EventBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventBus")
-            .field("subscribers", &self.count.load(Ordering::Relaxed))
-            .finish()
+        f.debug_struct("EventBus").field("subscribers", &self.count.load(Ordering::Relaxed)).finish()
     }
 }
 
@@ -208,13 +185,8 @@ impl EventBus {
             return;
         }
         // Clone the list so a subscriber may (un)subscribe without deadlock.
-        let subs: Vec<Subscriber> = self
-            .subscribers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(_, s)| s.clone())
-            .collect();
+        let subs: Vec<Subscriber> =
+            self.subscribers.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, s)| s.clone()).collect();
         for sub in subs {
             sub(&event);
         }
@@ -233,10 +205,7 @@ mod tests {
     use super::*;
 
     fn stopped(n: u64) -> Event {
-        Event::PluginStopped {
-            instance: n,
-            name: "x".into(),
-        }
+        Event::PluginStopped { instance: n, name: "x".into() }
     }
 
     #[test]
@@ -263,10 +232,7 @@ mod tests {
         let bus = Arc::new(EventBus::default());
         let rx = bus.channel();
         bus.publish(stopped(7));
-        assert!(matches!(
-            rx.recv().unwrap(),
-            Event::PluginStopped { instance: 7, .. }
-        ));
+        assert!(matches!(rx.recv().unwrap(), Event::PluginStopped { instance: 7, .. }));
         drop(rx);
         bus.publish(stopped(8));
         assert!(!bus.has_subscribers());
@@ -279,10 +245,7 @@ mod tests {
             level: Level::Debug,
             target: "word_count".into(),
             message: "counted".into(),
-            fields: vec![
-                ("words".into(), Value::from(3)),
-                ("who".into(), Value::from("me")),
-            ],
+            fields: vec![("words".into(), Value::from(3)), ("who".into(), Value::from("me"))],
             location: None,
         };
         assert_eq!(line.to_string(), "DEBUG word_count: counted words=3 who=me");

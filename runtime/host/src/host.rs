@@ -56,36 +56,16 @@ impl Host {
 
     /// What plugins loaded from now on forward.
     pub fn set_instrumentation(&self, instrumentation: Instrumentation) {
-        *self
-            .instrumentation
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = instrumentation;
+        *self.instrumentation.write().unwrap_or_else(|e| e.into_inner()) = instrumentation;
     }
 
     /// Loads the library at `path` (copied first, never unmapped), checks its ABI
     /// and creates the instance with `config_json` on a new worker thread.
-    pub fn load_library(
-        &self,
-        path: &Path,
-        name: &str,
-        config_json: &str,
-    ) -> Result<Plugin, LoadError> {
+    pub fn load_library(&self, path: &Path, name: &str, config_json: &str) -> Result<Plugin, LoadError> {
         let opened = loader::open(path, &self.libs)?;
         let instance = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        let instrumentation = self
-            .instrumentation
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        Plugin::start(
-            name.to_owned(),
-            path,
-            opened,
-            instance,
-            self.events.clone(),
-            instrumentation,
-            config_json,
-        )
+        let instrumentation = self.instrumentation.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Plugin::start(name.to_owned(), path, opened, instance, self.events.clone(), instrumentation, config_json)
     }
 
     /// Loads the plugin of `source` from `library` (see [`PluginSource::library`]),

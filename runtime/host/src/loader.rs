@@ -13,9 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ax_abi::{
-    ABI_VERSION, CANARY_MAGIC, Canary, ENTRY_SYMBOL, EntryFn, PluginVTable, VTableHeader,
-};
+use ax_abi::{ABI_VERSION, CANARY_MAGIC, Canary, ENTRY_SYMBOL, EntryFn, PluginVTable, VTableHeader};
 
 use crate::error::LoadError;
 
@@ -27,16 +25,15 @@ pub(crate) struct LibDir {
 }
 
 impl LibDir {
-    /// Creates `<root>/<pid>`, sweeping directories of dead processes in `root` first.
+    /// Creates `<root>/<pid>-<n>` (one per host in the process), sweeping
+    /// directories of dead processes in `root` first.
     pub(crate) fn new(root: &Path) -> std::io::Result<LibDir> {
+        static HOSTS: AtomicU64 = AtomicU64::new(0);
         std::fs::create_dir_all(root)?;
         sweep_dead(root);
-        let dir = root.join(std::process::id().to_string());
+        let dir = root.join(format!("{}-{}", std::process::id(), HOSTS.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir_all(&dir)?;
-        Ok(LibDir {
-            dir,
-            next: AtomicU64::new(0),
-        })
+        Ok(LibDir { dir, next: AtomicU64::new(0) })
     }
 
     /// The default root: `$TMPDIR/ax-libs`.
@@ -46,14 +43,8 @@ impl LibDir {
 
     fn unique_copy_path(&self, original: &Path) -> PathBuf {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let stem = original
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("plugin");
-        let ext = original
-            .extension()
-            .and_then(|s| s.to_str())
-            .unwrap_or(std::env::consts::DLL_EXTENSION);
+        let stem = original.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+        let ext = original.extension().and_then(|s| s.to_str()).unwrap_or(std::env::consts::DLL_EXTENSION);
         self.dir.join(format!("{stem}-{n}.{ext}"))
     }
 }
@@ -72,7 +63,8 @@ fn sweep_dead(root: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|n| n.parse::<u32>().ok());
+        let Some(pid) = pid else {
             continue;
         };
         if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
@@ -95,33 +87,24 @@ pub(crate) struct OpenedLibrary {
 /// Copies, opens and checks the library at `path`.
 pub(crate) fn open(path: &Path, libs: &LibDir) -> Result<OpenedLibrary, LoadError> {
     if !path.is_file() {
-        return Err(LoadError::NotFound {
-            path: path.to_owned(),
-        });
+        return Err(LoadError::NotFound { path: path.to_owned() });
     }
     let copy = libs.unique_copy_path(path);
-    std::fs::copy(path, &copy).map_err(|source| LoadError::Copy {
-        path: path.to_owned(),
-        copy: copy.clone(),
-        source,
-    })?;
+    let copy_error = |source| LoadError::Copy { path: path.to_owned(), copy: copy.clone(), source };
+    let bytes = std::fs::read(path).map_err(copy_error)?;
+    check_image(&bytes).map_err(|message| LoadError::Open { path: path.to_owned(), message })?;
+    std::fs::write(&copy, &bytes).map_err(copy_error)?;
 
     // SAFETY: loading a library runs its initialisers. Native plugins are trusted
     // code (see ARCHITECTURE.md); this is the point where that trust is exercised.
-    let library = unsafe { libloading::Library::new(&copy) }.map_err(|e| LoadError::Open {
-        path: path.to_owned(),
-        message: clean_dl_message(&e.to_string(), &copy),
-    })?;
-    let symbol = std::str::from_utf8(&ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1])
-        .unwrap_or("ax_plugin_entry_v1");
+    let library = unsafe { libloading::Library::new(&copy) }
+        .map_err(|e| LoadError::Open { path: path.to_owned(), message: clean_dl_message(&error_chain(&e), &copy) })?;
+    let symbol = std::str::from_utf8(&ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1]).unwrap_or("ax_plugin_entry_v1");
     // SAFETY: the symbol's type is fixed by the ABI; a mismatch is caught by the header checks below.
     let entry: EntryFn = match unsafe { library.get::<EntryFn>(ENTRY_SYMBOL) } {
         Ok(f) => *f,
         Err(_) => {
-            return Err(LoadError::MissingEntry {
-                path: path.to_owned(),
-                symbol,
-            });
+            return Err(LoadError::MissingEntry { path: path.to_owned(), symbol });
         }
     };
     // Never unmapped: see the module docs.
@@ -130,19 +113,12 @@ pub(crate) fn open(path: &Path, libs: &LibDir) -> Result<OpenedLibrary, LoadErro
     // SAFETY: the entry function takes nothing and returns a pointer to a static.
     let raw = unsafe { entry() };
     if raw.is_null() {
-        return Err(LoadError::Open {
-            path: path.to_owned(),
-            message: format!("`{symbol}` returned null"),
-        });
+        return Err(LoadError::Open { path: path.to_owned(), message: format!("`{symbol}` returned null") });
     }
     // SAFETY: every ABI version starts with this header.
     let header = unsafe { *raw.cast::<VTableHeader>() };
     if header.abi_version != ABI_VERSION {
-        return Err(LoadError::AbiMismatch {
-            path: path.to_owned(),
-            expected: ABI_VERSION,
-            found: header.abi_version,
-        });
+        return Err(LoadError::AbiMismatch { path: path.to_owned(), expected: ABI_VERSION, found: header.abi_version });
     }
     let expected_size = size_of::<PluginVTable>() as u32;
     if header.struct_size != expected_size {
@@ -156,37 +132,64 @@ pub(crate) fn open(path: &Path, libs: &LibDir) -> Result<OpenedLibrary, LoadErro
     // SAFETY: version and size match, so the whole vtable has our layout; it is a static.
     let vtable: &'static PluginVTable = unsafe { &*raw };
     let compiler_differs = check_canary(path, &vtable.canary)?;
-    Ok(OpenedLibrary {
-        vtable,
-        compiler_differs,
-    })
+    Ok(OpenedLibrary { vtable, compiler_differs })
+}
+
+/// Checks that `bytes` is a whole shared library before `dlopen` maps it: the
+/// dynamic loader trusts the headers, and a segment that extends past the end
+/// of a truncated file is mapped anyway and faults (SIGBUS) when touched.
+fn check_image(bytes: &[u8]) -> Result<(), String> {
+    use object::{Object, ObjectKind, ObjectSection, ObjectSegment};
+    let file = object::File::parse(bytes).map_err(|e| e.to_string().to_lowercase())?;
+    if file.kind() != ObjectKind::Dynamic {
+        return Err(format!("{:?} object file, not a shared library", file.kind()).to_lowercase());
+    }
+    let len = bytes.len() as u64;
+    let truncated = |end: u64| format!("truncated: its headers describe {end} bytes, the file has {len}");
+    for segment in file.segments() {
+        let (offset, size) = segment.file_range();
+        let end = offset.saturating_add(size);
+        if end > len {
+            return Err(truncated(end));
+        }
+    }
+    for section in file.sections() {
+        if let Some((offset, size)) = section.file_range() {
+            let end = offset.saturating_add(size);
+            if end > len {
+                return Err(truncated(end));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text = format!("{text}: {inner}");
+        source = inner.source();
+    }
+    text
 }
 
 /// dlerror messages name the copy; users know the original.
 fn clean_dl_message(message: &str, copy: &Path) -> String {
     let copy = copy.display().to_string();
-    message
-        .replace(&format!("{copy}: "), "")
-        .replace(&copy, "the library")
-        .trim()
-        .to_owned()
+    message.replace(&format!("{copy}: "), "").replace(&copy, "the library").trim().to_owned()
 }
 
 fn check_canary(path: &Path, found: &Canary) -> Result<Option<String>, LoadError> {
     let host = Canary::current();
-    let mismatch =
-        |what: &'static str, expected: String, found: String| LoadError::CanaryMismatch {
-            path: path.to_owned(),
-            what,
-            expected,
-            found,
-        };
+    let mismatch = |what: &'static str, expected: String, found: String| LoadError::CanaryMismatch {
+        path: path.to_owned(),
+        what,
+        expected,
+        found,
+    };
     if found.magic != CANARY_MAGIC {
-        return Err(mismatch(
-            "canary",
-            format!("{CANARY_MAGIC:#x}"),
-            format!("{:#x}", found.magic),
-        ));
+        return Err(mismatch("canary", format!("{CANARY_MAGIC:#x}"), format!("{:#x}", found.magic)));
     }
     if found.pointer_width != host.pointer_width || found.canary_size != host.canary_size {
         return Err(mismatch(
@@ -198,16 +201,11 @@ fn check_canary(path: &Path, found: &Canary) -> Result<Option<String>, LoadError
     // SAFETY: canary strings are literals in their images; the plugin's is mapped.
     let (host_target, plugin_target) = unsafe { (host.target.get(), found.target.get()) };
     if host_target != plugin_target {
-        return Err(mismatch(
-            "target",
-            host_target.to_owned(),
-            plugin_target.to_owned(),
-        ));
+        return Err(mismatch("target", host_target.to_owned(), plugin_target.to_owned()));
     }
     // SAFETY: as above.
     let (host_rustc, plugin_rustc) = unsafe { (host.rustc.get(), found.rustc.get()) };
-    Ok((host_rustc != plugin_rustc)
-        .then(|| format!("plugin built by {plugin_rustc}, host by {host_rustc}")))
+    Ok((host_rustc != plugin_rustc).then(|| format!("plugin built by {plugin_rustc}, host by {host_rustc}")))
 }
 
 #[cfg(test)]
@@ -215,17 +213,12 @@ mod tests {
     use super::*;
 
     fn canary_error(c: &Canary) -> String {
-        check_canary(Path::new("lib.so"), c)
-            .unwrap_err()
-            .to_string()
+        check_canary(Path::new("lib.so"), c).unwrap_err().to_string()
     }
 
     #[test]
     fn own_canary_passes() {
-        assert_eq!(
-            check_canary(Path::new("lib.so"), &Canary::current()).unwrap(),
-            None
-        );
+        assert_eq!(check_canary(Path::new("lib.so"), &Canary::current()).unwrap(), None);
     }
 
     #[test]
@@ -248,28 +241,39 @@ mod tests {
         let mut c = Canary::current();
         c.rustc = ax_abi::StaticStr::new("rustc 0.1.0");
         let note = check_canary(Path::new("lib.so"), &c).unwrap().unwrap();
-        assert!(
-            note.starts_with("plugin built by rustc 0.1.0, host by rustc "),
-            "{note}"
-        );
+        assert!(note.starts_with("plugin built by rustc 0.1.0, host by rustc "), "{note}");
+    }
+
+    #[test]
+    fn image_checks() {
+        let err = check_image(b"plain text, not a library").unwrap_err();
+        assert!(err.contains("unknown file magic") || err.contains("unsupported"), "{err}");
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        // A test binary is an executable (PIE executables count as dynamic objects on Linux).
+        if let Err(err) = check_image(&me) {
+            assert!(err.contains("not a shared library"), "{err}");
+        }
+        let truncated = check_image(&me[..me.len() / 2]);
+        assert!(truncated.is_err(), "half a binary must not pass");
     }
 
     #[test]
     fn dl_messages_name_the_original() {
         let copy = Path::new("/tmp/ax-libs/1/libx-0.so");
-        assert_eq!(
-            clean_dl_message("/tmp/ax-libs/1/libx-0.so: invalid ELF header", copy),
-            "invalid ELF header"
-        );
+        assert_eq!(clean_dl_message("/tmp/ax-libs/1/libx-0.so: invalid ELF header", copy), "invalid ELF header");
     }
 
     #[test]
     fn copies_get_unique_names_and_are_removed() {
         let root = tempfile::tempdir().unwrap();
         let libs = LibDir::new(root.path()).unwrap();
+        let other = LibDir::new(root.path()).unwrap();
         let a = libs.unique_copy_path(Path::new("/x/libfoo.so"));
         let b = libs.unique_copy_path(Path::new("/x/libfoo.so"));
-        assert_ne!(a, b);
+        let c = other.unique_copy_path(Path::new("/x/libfoo.so"));
+        assert!(a != b && a != c && b != c, "{a:?} {b:?} {c:?}");
+        drop(other);
+        assert!(libs.dir.is_dir(), "hosts do not remove each other's copies");
         assert!(a.to_str().unwrap().ends_with(".so"));
         let dir = libs.dir.clone();
         assert!(dir.is_dir());
@@ -282,7 +286,7 @@ mod tests {
     fn dead_process_directories_are_swept() {
         let root = tempfile::tempdir().unwrap();
         // PIDs are at most 2^22 on Linux; this one cannot be alive.
-        let dead = root.path().join("4294967");
+        let dead = root.path().join("4294967-0");
         std::fs::create_dir_all(&dead).unwrap();
         let _libs = LibDir::new(root.path()).unwrap();
         assert!(!dead.exists());

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 use ax_abi::{AxBytes, AxStr, PluginVTable, Status};
 use serde_json::Value;
 
-use crate::bridge::{
-    Bridge, CallsiteInfo, Instrumentation, ProbeHandler, ProbeSiteInfo, StackFrame,
-};
+use crate::bridge::{Bridge, CallsiteInfo, Instrumentation, ProbeHandler, ProbeSiteInfo, StackFrame};
 use crate::error::{CallError, LoadError, PluginFailure};
 use crate::events::{Event, EventBus, InstanceId};
 use crate::loader::OpenedLibrary;
@@ -92,11 +90,7 @@ impl Plugin {
         let sites = unsafe {
             let mut len = 0usize;
             let ptr = (vtable.probe_sites)(&mut len);
-            if ptr.is_null() || len == 0 {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(ptr, len)
-            }
+            if ptr.is_null() || len == 0 { &[][..] } else { std::slice::from_raw_parts(ptr, len) }
         };
         // SAFETY: as above; the image is never unmapped.
         unsafe { bridge.set_probe_sites(sites) };
@@ -111,16 +105,12 @@ impl Plugin {
                 let mut ptr = std::ptr::null_mut();
                 let mut err = AxBytes::empty();
                 // SAFETY: vtable checked by the loader; arguments valid for the call.
-                let status = unsafe {
-                    (vtable.create)(host_vtable, AxStr::from_str(&config), &mut ptr, &mut err)
-                };
+                let status = unsafe { (vtable.create)(host_vtable, AxStr::from_str(&config), &mut ptr, &mut err) };
                 let instance = if status == Status::OK && !ptr.is_null() {
                     InstancePtr(ptr)
                 } else {
                     let failure = if status == Status::OK {
-                        PluginFailure::Protocol {
-                            message: "create returned no instance".to_owned(),
-                        }
+                        PluginFailure::Protocol { message: "create returned no instance".to_owned() }
                     } else {
                         PluginFailure::from_status(status, err.as_slice())
                     };
@@ -128,11 +118,7 @@ impl Plugin {
                     return;
                 };
                 let _ = ready_tx.send(Ok(describe(vtable)));
-                let mut state = WorkerState {
-                    instance,
-                    vtable,
-                    destroyed: false,
-                };
+                let mut state = WorkerState { instance, vtable, destroyed: false };
                 while let Ok(job) = job_rx.recv() {
                     job(&mut state);
                     if state.destroyed {
@@ -146,29 +132,18 @@ impl Plugin {
                     unsafe { (vtable.destroy)(state.instance.0, &mut err) };
                 }
             })
-            .map_err(|source| LoadError::Thread {
-                path: library.to_owned(),
-                source,
-            })?;
+            .map_err(|source| LoadError::Thread { path: library.to_owned(), source })?;
 
         let methods = match ready_rx.recv() {
             Ok(Ok(methods)) => methods,
             Ok(Err(failure)) => {
                 let _ = worker.join();
-                return Err(LoadError::Init {
-                    path: library.to_owned(),
-                    failure,
-                });
+                return Err(LoadError::Init { path: library.to_owned(), failure });
             }
             Err(_) => {
                 let _ = worker.join();
-                let failure = PluginFailure::Protocol {
-                    message: "the worker thread died during init".to_owned(),
-                };
-                return Err(LoadError::Init {
-                    path: library.to_owned(),
-                    failure,
-                });
+                let failure = PluginFailure::Protocol { message: "the worker thread died during init".to_owned() };
+                return Err(LoadError::Init { path: library.to_owned(), failure });
             }
         };
 
@@ -200,23 +175,15 @@ impl Plugin {
     }
 
     /// Runs `job` on the worker thread and waits for its answer.
-    fn run<R: Send + 'static>(
-        &self,
-        job: impl FnOnce(&mut WorkerState) -> R + Send + 'static,
-    ) -> Result<R, CallError> {
-        let stopped = || CallError::Stopped {
-            plugin: self.name.clone(),
-        };
+    fn run<R: Send + 'static>(&self, job: impl FnOnce(&mut WorkerState) -> R + Send + 'static) -> Result<R, CallError> {
+        let stopped = || CallError::Stopped { plugin: self.name.clone() };
         let (tx, rx) = mpsc::sync_channel(1);
         let boxed: Job = Box::new(move |state| {
             let _ = tx.send(job(state));
         });
         {
             let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            jobs.as_ref()
-                .ok_or_else(stopped)?
-                .send(boxed)
-                .map_err(|_| stopped())?;
+            jobs.as_ref().ok_or_else(stopped)?.send(boxed).map_err(|_| stopped())?;
         }
         rx.recv().map_err(|_| stopped())
     }
@@ -227,21 +194,12 @@ impl Plugin {
         let (instance, events) = (self.instance, self.events.clone());
         let (method_owned, input) = (method.to_owned(), input.to_vec());
         let result = self.run(move |state| {
-            events.publish_with(|| Event::CallStarted {
-                instance,
-                call,
-                method: method_owned.clone(),
-            });
+            events.publish_with(|| Event::CallStarted { instance, call, method: method_owned.clone() });
             let started = Instant::now();
             let mut out = AxBytes::empty();
             // SAFETY: the instance is live (not destroyed) and only used on this thread.
             let status = unsafe {
-                (state.vtable.call)(
-                    state.instance.0,
-                    AxStr::from_str(&method_owned),
-                    AxStr::new(&input),
-                    &mut out,
-                )
+                (state.vtable.call)(state.instance.0, AxStr::from_str(&method_owned), AxStr::new(&input), &mut out)
             };
             let duration = started.elapsed();
             let result = if status == Status::OK {
@@ -261,18 +219,8 @@ impl Plugin {
         result
     }
 
-    fn report_call(
-        &self,
-        call: u64,
-        method: String,
-        duration: Duration,
-        error: Option<&CallError>,
-    ) {
-        if let Some(CallError::Plugin {
-            failure: PluginFailure::Panic { message, location },
-            ..
-        }) = error
-        {
+    fn report_call(&self, call: u64, method: String, duration: Duration, error: Option<&CallError>) {
+        if let Some(CallError::Plugin { failure: PluginFailure::Panic { message, location }, .. }) = error {
             self.events.publish_with(|| Event::Panic {
                 instance: self.instance,
                 method: Some(method.clone()),
@@ -306,13 +254,9 @@ impl Plugin {
             let mut out = AxBytes::empty();
             let mut version = 0u32;
             // SAFETY: as in call_raw.
-            let status =
-                unsafe { (state.vtable.save_state)(state.instance.0, &mut version, &mut out) };
+            let status = unsafe { (state.vtable.save_state)(state.instance.0, &mut version, &mut out) };
             if status == Status::OK {
-                Ok(SavedState {
-                    schema_version: version,
-                    bytes: take_bytes(&out),
-                })
+                Ok(SavedState { schema_version: version, bytes: take_bytes(&out) })
             } else {
                 Err(PluginFailure::from_status(status, out.as_slice()))
             }
@@ -327,28 +271,15 @@ impl Plugin {
             let mut err = AxBytes::empty();
             // SAFETY: as in call_raw.
             let status = unsafe {
-                (state.vtable.restore_state)(
-                    state.instance.0,
-                    saved.schema_version,
-                    AxStr::new(&saved.bytes),
-                    &mut err,
-                )
+                (state.vtable.restore_state)(state.instance.0, saved.schema_version, AxStr::new(&saved.bytes), &mut err)
             };
-            if status == Status::OK {
-                Ok(())
-            } else {
-                Err(PluginFailure::from_status(status, err.as_slice()))
-            }
+            if status == Status::OK { Ok(()) } else { Err(PluginFailure::from_status(status, err.as_slice())) }
         })?;
         result.map_err(|failure| self.failure("restore_state", failure))
     }
 
     fn failure(&self, method: &str, failure: PluginFailure) -> CallError {
-        let error = CallError::Plugin {
-            plugin: self.name.clone(),
-            method: method.to_owned(),
-            failure,
-        };
+        let error = CallError::Plugin { plugin: self.name.clone(), method: method.to_owned(), failure };
         if let Some((message, location)) = error.panic() {
             self.events.publish_with(|| Event::Panic {
                 instance: self.instance,
@@ -368,19 +299,12 @@ impl Plugin {
             state.destroyed = true;
             // SAFETY: the instance is live and, with `destroyed` set, never used again.
             let status = unsafe { (state.vtable.destroy)(state.instance.0, &mut err) };
-            if status == Status::OK {
-                Ok(())
-            } else {
-                Err(PluginFailure::from_status(status, err.as_slice()))
-            }
+            if status == Status::OK { Ok(()) } else { Err(PluginFailure::from_status(status, err.as_slice())) }
         });
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(worker) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = worker.join();
-            self.events.publish_with(|| Event::PluginStopped {
-                instance: self.instance,
-                name: self.name.clone(),
-            });
+            self.events.publish_with(|| Event::PluginStopped { instance: self.instance, name: self.name.clone() });
         }
         match result {
             Ok(inner) => inner.map_err(|failure| self.failure("shutdown", failure)),
@@ -471,10 +395,6 @@ fn describe(vtable: &'static PluginVTable) -> Vec<String> {
     serde_json::from_slice::<Value>(out.as_slice())
         .ok()
         .and_then(|v| v.get("methods").and_then(Value::as_array).cloned())
-        .map(|m| {
-            m.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|m| m.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }

@@ -18,11 +18,7 @@ use serde_json::Value;
 #[derive(Clone, Debug)]
 pub enum PluginSource {
     /// A directory holding `ax-plugin.toml`, or that file itself.
-    Manifest {
-        dir: PathBuf,
-        manifest_path: PathBuf,
-        manifest: Box<Manifest>,
-    },
+    Manifest { dir: PathBuf, manifest_path: PathBuf, manifest: Box<Manifest> },
     /// A library file, loaded as is.
     Library(PathBuf),
 }
@@ -33,20 +29,14 @@ impl PluginSource {
         if path.is_dir() {
             let manifest_path = path.join(MANIFEST_FILE);
             if !manifest_path.is_file() {
-                return Err(SourceError::NoManifest {
-                    dir: path.to_owned(),
-                });
+                return Err(SourceError::NoManifest { dir: path.to_owned() });
             }
             return PluginSource::from_manifest(&manifest_path);
         }
         if !path.exists() {
-            return Err(SourceError::NotFound {
-                path: path.to_owned(),
-            });
+            return Err(SourceError::NotFound { path: path.to_owned() });
         }
-        if path.file_name().is_some_and(|n| n == MANIFEST_FILE)
-            || path.extension().is_some_and(|e| e == "toml")
-        {
+        if path.file_name().is_some_and(|n| n == MANIFEST_FILE) || path.extension().is_some_and(|e| e == "toml") {
             return PluginSource::from_manifest(path);
         }
         Ok(PluginSource::Library(path.to_owned()))
@@ -54,16 +44,8 @@ impl PluginSource {
 
     fn from_manifest(manifest_path: &Path) -> Result<PluginSource, SourceError> {
         let manifest = Manifest::load(manifest_path)?;
-        let dir = manifest_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_owned();
-        Ok(PluginSource::Manifest {
-            dir,
-            manifest_path: manifest_path.to_owned(),
-            manifest: Box::new(manifest),
-        })
+        let dir = manifest_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+        Ok(PluginSource::Manifest { dir, manifest_path: manifest_path.to_owned(), manifest: Box::new(manifest) })
     }
 
     /// The plugin's name: the manifest's, or the library's file name without `lib` and extension.
@@ -71,14 +53,8 @@ impl PluginSource {
         match self {
             PluginSource::Manifest { manifest, .. } => manifest.plugin.name.clone(),
             PluginSource::Library(path) => {
-                let stem = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("plugin");
-                stem.strip_prefix(std::env::consts::DLL_PREFIX)
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or(stem)
-                    .to_owned()
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+                stem.strip_prefix(std::env::consts::DLL_PREFIX).filter(|s| !s.is_empty()).unwrap_or(stem).to_owned()
             }
         }
     }
@@ -117,20 +93,13 @@ pub struct BuildOptions<'a> {
 
 impl std::fmt::Debug for BuildOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BuildOptions")
-            .field("build", &self.build)
-            .field("release", &self.release)
-            .finish()
+        f.debug_struct("BuildOptions").field("build", &self.build).field("release", &self.release).finish()
     }
 }
 
 impl Default for BuildOptions<'_> {
     fn default() -> Self {
-        BuildOptions {
-            build: true,
-            release: false,
-            on_output: None,
-        }
+        BuildOptions { build: true, release: false, on_output: None }
     }
 }
 
@@ -153,10 +122,7 @@ pub enum SourceError {
         source: std::io::Error,
     },
     #[error("{}: cargo build failed ({status}); see cargo's messages above", dir.display())]
-    BuildFailed {
-        dir: PathBuf,
-        status: std::process::ExitStatus,
-    },
+    BuildFailed { dir: PathBuf, status: std::process::ExitStatus },
     #[error("{}: cargo metadata failed: {message}", dir.display())]
     Metadata { dir: PathBuf, message: String },
     #[error("{}: the crate builds no cdylib; expected `[lib] crate-type = [\"cdylib\"]` in its Cargo.toml", dir.display())]
@@ -177,40 +143,25 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn is_cdylib_target(target: &Value) -> bool {
-    target
-        .get("kind")
-        .and_then(Value::as_array)
-        .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"))
+    target.get("kind").and_then(Value::as_array).is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"))
 }
 
 /// Builds the crate in `dir`; returns its cdylib.
 fn cargo_build(dir: &Path, options: &mut BuildOptions<'_>) -> Result<PathBuf, SourceError> {
     let crate_manifest = dir.join("Cargo.toml");
     let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "--lib",
-        "--message-format=json-render-diagnostics",
-        "--manifest-path",
-    ])
-    .arg(&crate_manifest)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped());
+    cmd.args(["build", "--lib", "--message-format=json-render-diagnostics", "--manifest-path"])
+        .arg(&crate_manifest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
     if options.release {
         cmd.arg("--release");
     }
     let capture = options.on_output.is_some();
     if capture {
-        cmd.stderr(Stdio::piped())
-            .env("CARGO_TERM_COLOR", "never")
-            .env("CARGO_TERM_PROGRESS_WHEN", "never");
+        cmd.stderr(Stdio::piped()).env("CARGO_TERM_COLOR", "never").env("CARGO_TERM_PROGRESS_WHEN", "never");
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| SourceError::CargoNotRunnable {
-            dir: dir.to_owned(),
-            source,
-        })?;
+    let mut child = cmd.spawn().map_err(|source| SourceError::CargoNotRunnable { dir: dir.to_owned(), source })?;
 
     let stdout = child.stdout.take().expect("piped");
     let wanted = crate_manifest.clone();
@@ -224,19 +175,13 @@ fn cargo_build(dir: &Path, options: &mut BuildOptions<'_>) -> Result<PathBuf, So
             if msg.get("reason").and_then(Value::as_str) != Some("compiler-artifact") {
                 continue;
             }
-            let ours = msg
-                .get("manifest_path")
-                .and_then(Value::as_str)
-                .is_some_and(|p| same_file(Path::new(p), &wanted));
+            let ours =
+                msg.get("manifest_path").and_then(Value::as_str).is_some_and(|p| same_file(Path::new(p), &wanted));
             if !ours || !msg.get("target").is_some_and(is_cdylib_target) {
                 continue;
             }
             cdylib_seen = true;
-            let files = msg
-                .get("filenames")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let files = msg.get("filenames").and_then(Value::as_array).cloned().unwrap_or_default();
             artifact = files
                 .iter()
                 .filter_map(Value::as_str)
@@ -250,95 +195,45 @@ fn cargo_build(dir: &Path, options: &mut BuildOptions<'_>) -> Result<PathBuf, So
             on_output(&line);
         }
     }
-    let status = child
-        .wait()
-        .map_err(|source| SourceError::CargoNotRunnable {
-            dir: dir.to_owned(),
-            source,
-        })?;
+    let status = child.wait().map_err(|source| SourceError::CargoNotRunnable { dir: dir.to_owned(), source })?;
     let (artifact, _) = reader.join().unwrap_or((None, false));
     if !status.success() {
-        return Err(SourceError::BuildFailed {
-            dir: dir.to_owned(),
-            status,
-        });
+        return Err(SourceError::BuildFailed { dir: dir.to_owned(), status });
     }
-    artifact.ok_or_else(|| SourceError::NoCdylib {
-        dir: dir.to_owned(),
-    })
+    artifact.ok_or_else(|| SourceError::NoCdylib { dir: dir.to_owned() })
 }
 
 /// Finds the already-built cdylib of the crate in `dir` through `cargo metadata`.
 fn cargo_locate(dir: &Path, release: bool) -> Result<PathBuf, SourceError> {
     let crate_manifest = dir.join("Cargo.toml");
     let output = cargo()
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-            "--manifest-path",
-        ])
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline", "--manifest-path"])
         .arg(&crate_manifest)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|source| SourceError::CargoNotRunnable {
-            dir: dir.to_owned(),
-            source,
-        })?;
-    let metadata_error = |message: String| SourceError::Metadata {
-        dir: dir.to_owned(),
-        message,
-    };
+        .map_err(|source| SourceError::CargoNotRunnable { dir: dir.to_owned(), source })?;
+    let metadata_error = |message: String| SourceError::Metadata { dir: dir.to_owned(), message };
     if !output.status.success() {
-        return Err(metadata_error(
-            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        ));
+        return Err(metadata_error(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
     }
-    let meta: Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| metadata_error(e.to_string()))?;
-    let target_dir = meta
-        .get("target_directory")
-        .and_then(Value::as_str)
-        .map(PathBuf::from);
-    let package = meta
-        .get("packages")
-        .and_then(Value::as_array)
-        .and_then(|pkgs| {
-            pkgs.iter().find(|p| {
-                p.get("manifest_path")
-                    .and_then(Value::as_str)
-                    .is_some_and(|m| same_file(Path::new(m), &crate_manifest))
-            })
-        });
+    let meta: Value = serde_json::from_slice(&output.stdout).map_err(|e| metadata_error(e.to_string()))?;
+    let target_dir = meta.get("target_directory").and_then(Value::as_str).map(PathBuf::from);
+    let package = meta.get("packages").and_then(Value::as_array).and_then(|pkgs| {
+        pkgs.iter().find(|p| {
+            p.get("manifest_path").and_then(Value::as_str).is_some_and(|m| same_file(Path::new(m), &crate_manifest))
+        })
+    });
     let lib_name = package
         .and_then(|p| p.get("targets").and_then(Value::as_array))
         .and_then(|targets| targets.iter().find(|t| is_cdylib_target(t)))
         .and_then(|t| t.get("name").and_then(Value::as_str))
-        .ok_or_else(|| SourceError::NoCdylib {
-            dir: dir.to_owned(),
-        })?;
-    let target_dir = target_dir
-        .ok_or_else(|| metadata_error("no target_directory in cargo metadata".to_owned()))?;
-    let file = format!(
-        "{}{}{}",
-        std::env::consts::DLL_PREFIX,
-        lib_name.replace('-', "_"),
-        std::env::consts::DLL_SUFFIX
-    );
-    let expected = target_dir
-        .join(if release { "release" } else { "debug" })
-        .join(file);
-    if expected.is_file() {
-        Ok(expected)
-    } else {
-        Err(SourceError::NotBuilt {
-            dir: dir.to_owned(),
-            expected,
-        })
-    }
+        .ok_or_else(|| SourceError::NoCdylib { dir: dir.to_owned() })?;
+    let target_dir = target_dir.ok_or_else(|| metadata_error("no target_directory in cargo metadata".to_owned()))?;
+    let file =
+        format!("{}{}{}", std::env::consts::DLL_PREFIX, lib_name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
+    let expected = target_dir.join(if release { "release" } else { "debug" }).join(file);
+    if expected.is_file() { Ok(expected) } else { Err(SourceError::NotBuilt { dir: dir.to_owned(), expected }) }
 }
 
 #[cfg(test)]
@@ -352,51 +247,30 @@ mod tests {
         let err = PluginSource::resolve(dir).unwrap_err().to_string();
         assert!(err.ends_with("no ax-plugin.toml here; expected a plugin crate directory containing ax-plugin.toml, a manifest, or a plugin library"), "{err}");
 
-        std::fs::write(
-            dir.join(MANIFEST_FILE),
-            "[plugin]\nname = \"demo\"\nversion = \"0.1.0\"\n[config]\nk = 1\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join(MANIFEST_FILE), "[plugin]\nname = \"demo\"\nversion = \"0.1.0\"\n[config]\nk = 1\n")
+            .unwrap();
         let source = PluginSource::resolve(dir).unwrap();
         assert_eq!(source.name(), "demo");
         assert_eq!(source.config_json(), r#"{"k":1}"#);
-        assert!(matches!(
-            PluginSource::resolve(&dir.join(MANIFEST_FILE)).unwrap(),
-            PluginSource::Manifest { .. }
-        ));
+        assert!(matches!(PluginSource::resolve(&dir.join(MANIFEST_FILE)).unwrap(), PluginSource::Manifest { .. }));
 
-        let lib = dir.join(format!(
-            "{}thing{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        ));
+        let lib = dir.join(format!("{}thing{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
         std::fs::write(&lib, b"x").unwrap();
         let source = PluginSource::resolve(&lib).unwrap();
         assert_eq!(source.name(), "thing");
         assert_eq!(source.library(&mut BuildOptions::default()).unwrap(), lib);
 
-        let missing = PluginSource::resolve(&dir.join("nope"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            missing.ends_with("nope: no such file or directory"),
-            "{missing}"
-        );
+        let missing = PluginSource::resolve(&dir.join("nope")).unwrap_err().to_string();
+        assert!(missing.ends_with("nope: no such file or directory"), "{missing}");
     }
 
     #[test]
     fn bad_manifest_is_reported_with_position() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(
-            tmp.path().join(MANIFEST_FILE),
-            "[plugin]\nname = \"demo\"\nversion = \"1\"\nbogus = 1\n",
-        )
-        .unwrap();
+        std::fs::write(tmp.path().join(MANIFEST_FILE), "[plugin]\nname = \"demo\"\nversion = \"1\"\nbogus = 1\n")
+            .unwrap();
         let err = PluginSource::resolve(tmp.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("ax-plugin.toml:4:1: unknown field `bogus`"),
-            "{err}"
-        );
+        assert!(err.contains("ax-plugin.toml:4:1: unknown field `bogus`"), "{err}");
     }
 
     #[test]
@@ -408,13 +282,7 @@ mod tests {
         )
         .unwrap();
         let source = PluginSource::resolve(tmp.path()).unwrap();
-        let mut no_build = BuildOptions {
-            build: false,
-            ..BuildOptions::default()
-        };
-        assert_eq!(
-            source.library(&mut no_build).unwrap(),
-            tmp.path().join("out/libdemo.so")
-        );
+        let mut no_build = BuildOptions { build: false, ..BuildOptions::default() };
+        assert_eq!(source.library(&mut no_build).unwrap(), tmp.path().join("out/libdemo.so"));
     }
 }

@@ -97,9 +97,7 @@ impl ReloadSection {
 
 impl Default for ReloadSection {
     fn default() -> Self {
-        ReloadSection {
-            debounce: Self::default_debounce(),
-        }
+        ReloadSection { debounce: Self::default_debounce() }
     }
 }
 
@@ -139,10 +137,8 @@ impl Default for StartupSection {
 
 fn de_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let name = String::deserialize(d)?;
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let valid =
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if valid {
         Ok(name)
     } else {
@@ -163,36 +159,22 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     #[error("{}:{line}:{column}: {message}", path.display())]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Invalid { path: PathBuf, line: usize, column: usize, message: String },
 }
 
 impl Manifest {
     /// Reads and parses the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Io { path: path.to_owned(), source })?;
         Manifest::parse(&text, path)
     }
 
     /// Parses manifest text; `path` is used in errors only.
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
         toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map_or((1, 1), |span| line_column(text, span.start));
-            ManifestError::Invalid {
-                path: path.to_owned(),
-                line,
-                column,
-                message: e.message().trim().to_owned(),
-            }
+            let (line, column) = e.span().map_or((1, 1), |span| line_column(text, span.start));
+            ManifestError::Invalid { path: path.to_owned(), line, column, message: e.message().trim().to_owned() }
         })
     }
 
@@ -213,10 +195,7 @@ impl Manifest {
             }
         }
         fn table_json(t: &toml::Table) -> String {
-            let fields: Vec<String> = t
-                .iter()
-                .map(|(k, v)| format!("{}:{}", json_string(k), to_json(v)))
-                .collect();
+            let fields: Vec<String> = t.iter().map(|(k, v)| format!("{}:{}", json_string(k), to_json(v))).collect();
             format!("{{{}}}", fields.join(","))
         }
         table_json(&self.config)
@@ -292,26 +271,16 @@ nested = { quote = "a\"b" }
         )
         .unwrap();
         assert_eq!(m.budget.max_memory, Some(ByteSize(64 << 20)));
-        assert_eq!(
-            m.budget.max_cpu_time,
-            Some(HumanDuration(Duration::from_secs(2)))
-        );
+        assert_eq!(m.budget.max_cpu_time, Some(HumanDuration(Duration::from_secs(2))));
         assert_eq!(m.reload.debounce.0, Duration::from_millis(100));
         assert_eq!(m.plugin.library.as_deref(), Some(Path::new("lib/libwc.so")));
-        assert_eq!(
-            m.config_json(),
-            r#"{"lang":"en","limits":[1,2.5,true],"nested":{"quote":"a\"b"}}"#
-        );
+        assert_eq!(m.config_json(), r#"{"lang":"en","limits":[1,2.5,true],"nested":{"quote":"a\"b"}}"#);
     }
 
     #[test]
     fn unknown_key_names_line_and_expected_keys() {
-        let err =
-            parse("[plugin]\nname = \"wc\"\nversion = \"1\"\nlibary = \"x.so\"\n").unwrap_err();
-        assert!(
-            err.starts_with("ax-plugin.toml:4:1: unknown field `libary`, expected one of"),
-            "{err}"
-        );
+        let err = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\nlibary = \"x.so\"\n").unwrap_err();
+        assert!(err.starts_with("ax-plugin.toml:4:1: unknown field `libary`, expected one of"), "{err}");
         assert!(err.contains("`library`"), "{err}");
     }
 
@@ -324,23 +293,17 @@ nested = { quote = "a\"b" }
 
     #[test]
     fn bad_unit_names_the_expected_form() {
-        let err = parse(
-            "[plugin]\nname = \"wc\"\nversion = \"1\"\n[budget]\nmax_memory = \"64 potatoes\"\n",
-        )
-        .unwrap_err();
+        let err =
+            parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n[budget]\nmax_memory = \"64 potatoes\"\n").unwrap_err();
         assert!(err.starts_with("ax-plugin.toml:5:14:"), "{err}");
         assert!(err.contains("expected a size such as \"64MiB\""), "{err}");
     }
 
     #[test]
     fn bare_number_is_not_a_size() {
-        let err = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n[budget]\nmax_duration = 5\n")
-            .unwrap_err();
+        let err = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n[budget]\nmax_duration = 5\n").unwrap_err();
         assert!(err.starts_with("ax-plugin.toml:5:16:"), "{err}");
-        assert!(
-            err.contains("expected a duration such as \"300ms\""),
-            "{err}"
-        );
+        assert!(err.contains("expected a duration such as \"300ms\""), "{err}");
     }
 
     #[test]

@@ -19,15 +19,12 @@ pub struct HumanDuration(pub Duration);
 
 pub(crate) const SIZE_FORM: &str =
     "a size such as \"64MiB\" (a number followed by one of B, KB, KiB, MB, MiB, GB, GiB)";
-pub(crate) const DURATION_FORM: &str =
-    "a duration such as \"300ms\" (a number followed by one of ns, us, ms, s, m)";
+pub(crate) const DURATION_FORM: &str = "a duration such as \"300ms\" (a number followed by one of ns, us, ms, s, m)";
 
 /// Splits `"1.5 MiB"` into `(1.5, "MiB")`.
 fn split_number(s: &str) -> Option<(f64, &str)> {
     let s = s.trim();
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
-        .unwrap_or(s.len());
+    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(s.len());
     let (num, unit) = s.split_at(end);
     if num.is_empty() {
         return None;
@@ -123,19 +120,13 @@ impl<T> Visitor<'_> for UnitVisitor<T> {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(UnitVisitor {
-            form: SIZE_FORM,
-            parse: ByteSize::parse,
-        })
+        d.deserialize_str(UnitVisitor { form: SIZE_FORM, parse: ByteSize::parse })
     }
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(UnitVisitor {
-            form: DURATION_FORM,
-            parse: HumanDuration::parse,
-        })
+        d.deserialize_str(UnitVisitor { form: DURATION_FORM, parse: HumanDuration::parse })
     }
 }
 
@@ -152,37 +143,19 @@ mod tests {
         assert_eq!(ByteSize::parse("0B"), Ok(ByteSize(0)));
         for bad in ["64", "MiB", "64 mb", "-1MiB", "1e3B", "", "64MiBs"] {
             let err = ByteSize::parse(bad).unwrap_err();
-            assert!(
-                err.contains("expected a size such as \"64MiB\""),
-                "{bad}: {err}"
-            );
+            assert!(err.contains("expected a size such as \"64MiB\""), "{bad}: {err}");
         }
     }
 
     #[test]
     fn durations() {
-        assert_eq!(
-            HumanDuration::parse("300ms"),
-            Ok(HumanDuration(Duration::from_millis(300)))
-        );
-        assert_eq!(
-            HumanDuration::parse("1.5s"),
-            Ok(HumanDuration(Duration::from_millis(1500)))
-        );
-        assert_eq!(
-            HumanDuration::parse("250us"),
-            Ok(HumanDuration(Duration::from_micros(250)))
-        );
-        assert_eq!(
-            HumanDuration::parse("1m"),
-            Ok(HumanDuration(Duration::from_secs(60)))
-        );
+        assert_eq!(HumanDuration::parse("300ms"), Ok(HumanDuration(Duration::from_millis(300))));
+        assert_eq!(HumanDuration::parse("1.5s"), Ok(HumanDuration(Duration::from_millis(1500))));
+        assert_eq!(HumanDuration::parse("250us"), Ok(HumanDuration(Duration::from_micros(250))));
+        assert_eq!(HumanDuration::parse("1m"), Ok(HumanDuration(Duration::from_secs(60))));
         for bad in ["300", "ms", "3 hours", "1.2.3s", "-5ms"] {
             let err = HumanDuration::parse(bad).unwrap_err();
-            assert!(
-                err.contains("expected a duration such as \"300ms\""),
-                "{bad}: {err}"
-            );
+            assert!(err.contains("expected a duration such as \"300ms\""), "{bad}: {err}");
         }
     }
 

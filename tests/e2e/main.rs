@@ -1,0 +1,5 @@
+//! End-to-end tests: real plugin libraries built from source, loaded by the
+//! real runtime and driven through the real `ax` binary.
+
+mod cli;
+mod runtime;

@@ -1,0 +1,138 @@
+//! Support for ax's end-to-end tests: the plugin libraries and binaries under
+//! test, built once per test run from source through cargo.
+//!
+//! Fixtures are workspace members (`examples/*`, `tests/fixtures/*`). The first
+//! test that needs an artifact runs one `cargo build --message-format=json` for
+//! all of them and reads each artifact's path from cargo's messages, so no test
+//! guesses a file name or depends on an earlier manual build.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// Packages whose artifacts the tests use.
+const PACKAGES: &[&str] = &[
+    "word-count",
+    "fixture-no-entry",
+    "fixture-wrong-abi",
+    "fixture-panic-init",
+    "fixture-panic-call",
+    "fixture-panic-save",
+    "ax-cli",
+];
+
+#[derive(Debug)]
+struct Artifacts {
+    /// Package name → cdylib.
+    libraries: HashMap<String, PathBuf>,
+    /// Binary name → executable.
+    binaries: HashMap<String, PathBuf>,
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// `cargo`, as the test runner was started with.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(build_all)
+}
+
+fn build_all() -> Artifacts {
+    let mut cmd = cargo();
+    cmd.current_dir(workspace_root()).args(["build", "--message-format=json-render-diagnostics"]);
+    for package in PACKAGES {
+        cmd.args(["-p", package]);
+    }
+    let output = cmd.stderr(Stdio::inherit()).output().expect("cargo runs");
+    assert!(output.status.success(), "building the test artifacts failed");
+    let mut artifacts = Artifacts { libraries: HashMap::new(), binaries: HashMap::new() };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let kinds: Vec<&str> =
+            msg["target"]["kind"].as_array().map(|k| k.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let package = msg["package_id"].as_str().unwrap_or_default();
+        let files: Vec<PathBuf> =
+            msg["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str).map(PathBuf::from).collect();
+        if kinds.contains(&"cdylib") {
+            let name = PACKAGES.iter().find(|p| package_matches(package, p)).copied().unwrap_or_default();
+            if let Some(lib) = files.iter().find(|f| f.to_string_lossy().ends_with(std::env::consts::DLL_SUFFIX)) {
+                artifacts.libraries.insert(name.to_owned(), lib.clone());
+            }
+        }
+        if kinds.contains(&"bin")
+            && let Some(exe) = msg["executable"].as_str()
+        {
+            let name = msg["target"]["name"].as_str().unwrap_or_default().to_owned();
+            artifacts.binaries.insert(name, PathBuf::from(exe));
+        }
+    }
+    artifacts
+}
+
+/// cargo's package ids look like `path+file:///…/word-count#0.1.0`.
+fn package_matches(package_id: &str, name: &str) -> bool {
+    package_id.contains(&format!("/{name}#")) || package_id.contains(&format!("#{name}@"))
+}
+
+/// The cdylib of a workspace package (`word-count`, `fixture-panic-call`, …).
+pub fn library(package: &str) -> &'static Path {
+    artifacts().libraries.get(package).unwrap_or_else(|| panic!("no cdylib built for {package}"))
+}
+
+/// A binary of the workspace (`ax`).
+pub fn binary(name: &str) -> &'static Path {
+    artifacts().binaries.get(name).unwrap_or_else(|| panic!("no binary {name} built"))
+}
+
+/// A command running the `ax` binary, with logs at their default level.
+pub fn ax() -> Command {
+    let mut cmd = Command::new(binary("ax"));
+    cmd.env_remove("AX_LOG").stdin(Stdio::null());
+    cmd
+}
+
+/// The line of `file` (relative to the workspace root) holding the comment `// #MARKER`.
+pub fn marker_line(file: &str, marker: &str) -> u32 {
+    let text = std::fs::read_to_string(workspace_root().join(file)).expect("fixture source readable");
+    let needle = format!("// #{marker}");
+    let index = text.lines().position(|l| l.contains(&needle)).unwrap_or_else(|| panic!("no {needle} in {file}"));
+    index as u32 + 1
+}
+
+/// What a finished `ax` process printed.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The lines of stderr that start with `error:`.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.starts_with("error:")).collect()
+    }
+}
+
+/// Runs `cmd` to completion.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("process runs");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
