@@ -1,10 +1,192 @@
-//! The `ax` command line, as a user runs it.
+//! The `ax` command line, as a user runs it: results on stdout, one `error:`
+//! line on stderr and a non-zero exit for every kind of bad input.
 
-use ax_e2e::{ax, library, run};
+use std::path::Path;
+
+use ax_e2e::{Output, ax, library, marker_line, run, workspace_root};
+
+fn ax_run(plugin: &Path, args: &[&str]) -> Output {
+    run(ax().arg("run").arg("--no-build").arg(plugin).args(args))
+}
+
+/// A failure as the issue demands: exit 1 (not an abort's 134), exactly one
+/// `error:` line, containing every expected fragment.
+fn assert_one_error(out: &Output, fragments: &[&str]) {
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let errors = out.error_lines();
+    assert_eq!(errors.len(), 1, "{out:?}");
+    for fragment in fragments {
+        assert!(errors[0].contains(fragment), "{fragment:?} not in {:?}", errors[0]);
+    }
+    assert!(!out.stderr.contains("RUST_BACKTRACE"), "no Rust panic output: {}", out.stderr);
+}
 
 #[test]
-fn run_prints_the_result() {
-    let out = run(ax().args(["run", "--no-build"]).arg(library("word-count")).args(["count", r#"{"text":"a b c"}"#]));
+fn run_builds_the_crate_and_prints_the_result() {
+    let out =
+        run(ax().current_dir(workspace_root()).args(["run", "examples/word-count", "count", r#"{"text":"a b c"}"#]));
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout, "{\"total\":3,\"words\":3}\n");
+}
+
+#[test]
+fn calls_file_runs_against_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.jsonl");
+    let line = r#"{"method":"count","input":{"text":"a b c"}}"#;
+    std::fs::write(&calls, format!("{line}\n{line}\n\n{line}\n")).unwrap();
+    let out = ax_run(library("word-count"), &["--calls", calls.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, [r#"{"total":3,"words":3}"#, r#"{"total":6,"words":3}"#, r#"{"total":9,"words":3}"#]);
+}
+
+#[test]
+fn a_failing_call_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.jsonl");
+    std::fs::write(
+        &calls,
+        "{\"method\":\"echo\",\"input\":1}\n{\"method\":\"boom\"}\n{\"method\":\"echo\",\"input\":2}\n",
+    )
+    .unwrap();
+    let out = ax_run(library("fixture-panic-call"), &["--calls", calls.to_str().unwrap()]);
+    let line = marker_line("tests/fixtures/panic-call/src/lib.rs", "PANIC_CALL");
+    assert_one_error(&out, &[&format!("tests/fixtures/panic-call/src/lib.rs:{line}:"), "index out of bounds"]);
+    assert_eq!(out.stdout.lines().count(), 2, "both echo calls ran: {out:?}");
+    assert!(out.stdout.contains("\"calls\":3"));
+}
+
+#[test]
+fn bad_libraries_get_one_error_line_naming_file_and_cause() {
+    let not_a_library = workspace_root().join("tests/fixtures/not-a-library.so");
+    let cases: [(&Path, &[&str]); 4] = [
+        (&not_a_library, &["not-a-library.so", "not a loadable plugin library"]),
+        (library("fixture-no-entry"), &["libfixture_no_entry", "no `ax_plugin_entry_v1` symbol"]),
+        (library("fixture-wrong-abi"), &["libfixture_wrong_abi", "plugin ABI version 999, expected 1"]),
+        (library("fixture-panic-init"), &["libfixture_panic_init", "init failed", "init exploded on purpose"]),
+    ];
+    for (path, fragments) in cases {
+        assert_one_error(&ax_run(path, &["echo", "1"]), fragments);
+    }
+    let line = marker_line("tests/fixtures/panic-init/src/lib.rs", "PANIC_INIT");
+    let out = ax_run(library("fixture-panic-init"), &["echo"]);
+    assert_one_error(&out, &[&format!("tests/fixtures/panic-init/src/lib.rs:{line}:")]);
+}
+
+#[test]
+fn a_truncated_library_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(library("word-count")).unwrap();
+    let truncated = dir.path().join("libtruncated.so");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    assert_one_error(&ax_run(&truncated, &["count"]), &["libtruncated.so", "not a loadable plugin library"]);
+}
+
+#[test]
+fn panics_in_call_and_save_state_report_message_and_location() {
+    let line = marker_line("tests/fixtures/panic-call/src/lib.rs", "PANIC_CALL");
+    let out = ax_run(library("fixture-panic-call"), &["boom", "5"]);
+    assert_one_error(
+        &out,
+        &[
+            "fixture_panic_call.boom: panicked at",
+            &format!("tests/fixtures/panic-call/src/lib.rs:{line}:"),
+            "the len is 0 but the index is 5",
+        ],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.state");
+    let line = marker_line("tests/fixtures/panic-save/src/lib.rs", "PANIC_SAVE");
+    let out = ax_run(library("fixture-panic-save"), &["echo", "1", "--state", state.to_str().unwrap()]);
+    assert_one_error(
+        &out,
+        &[
+            "save_state: panicked at",
+            &format!("tests/fixtures/panic-save/src/lib.rs:{line}:"),
+            "save_state exploded on purpose",
+        ],
+    );
+    assert_eq!(out.stdout, "1\n", "the call itself ran");
+    assert!(!state.exists(), "no state file from a failed save");
+}
+
+#[test]
+fn state_file_carries_the_total_between_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("wc.state");
+    let state_arg = state.to_str().unwrap();
+    let first = ax_run(library("word-count"), &["count", r#"{"text":"a b"}"#, "--state", state_arg]);
+    assert_eq!(first.stdout, "{\"total\":2,\"words\":2}\n", "{first:?}");
+    let second = ax_run(library("word-count"), &["count", r#"{"text":"c"}"#, "--state", state_arg]);
+    assert_eq!(second.stdout, "{\"total\":3,\"words\":1}\n", "{second:?}");
+
+    std::fs::write(&state, b"garbage").unwrap();
+    let out = ax_run(library("word-count"), &["count", r#"{"text":"c"}"#, "--state", state_arg]);
+    assert_one_error(&out, &["wc.state: not an ax state file"]);
+}
+
+#[test]
+fn usage_errors_say_what_was_expected() {
+    let wc = library("word-count");
+    assert_one_error(&ax_run(wc, &[]), &["no method given; expected a METHOD (one of: count) or --calls FILE"]);
+    assert_one_error(&ax_run(wc, &["count", "{text"]), &["input \"{text\" is not valid JSON", "expected a JSON value"]);
+    assert_one_error(
+        &ax_run(wc, &["cnt"]),
+        &["word_count.cnt: unknown method \"cnt\", expected one of: count (unknown_method)"],
+    );
+    assert_one_error(
+        &ax_run(Path::new("/no/such/plugin"), &["count"]),
+        &["/no/such/plugin: no such file or directory"],
+    );
+    let out = run(ax().env("AX_LOG", "a=b=c").args(["run", "--no-build"]).arg(wc).arg("count"));
+    assert_one_error(&out, &["AX_LOG=\"a=b=c\" is not a valid filter"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ax-plugin.toml"), "[plugin]\nname = \"x\"\nversion = \"1\"\nnaem = 2\n").unwrap();
+    assert_one_error(&ax_run(dir.path(), &["count"]), &["ax-plugin.toml:4:1: unknown field `naem`, expected one of"]);
+}
+
+#[test]
+fn plugin_logs_go_to_stderr_filtered_by_ax_log() {
+    let wc = library("word-count");
+    let quiet = ax_run(wc, &["count", r#"{"text":"a"}"#]);
+    assert!(!quiet.stderr.contains("counted"), "{quiet:?}");
+    let out = run(ax()
+        .env("AX_LOG", "warn,word_count=debug")
+        .args(["run", "--no-build"])
+        .arg(wc)
+        .args(["count", r#"{"text":"a b"}"#]));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "{\"total\":2,\"words\":2}\n", "stdout holds only results");
+    assert!(out.stderr.contains("DEBUG word_count: counted words=2 total=2"), "{out:?}");
+}
+
+#[test]
+fn new_scaffolds_a_plugin_that_builds_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(ax().current_dir(dir.path()).args(["new", "demo"]));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for file in ["Cargo.toml", "ax-plugin.toml", "src/lib.rs", ".gitignore"] {
+        assert!(dir.path().join("demo").join(file).is_file(), "{file}");
+    }
+    // Share the workspace's target directory so the SDK's dependencies are not rebuilt.
+    let target = workspace_root().join("target/e2e-new");
+    let out = run(ax().current_dir(dir.path()).env("CARGO_TARGET_DIR", &target).args(["run", "demo", "hello"]));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "{\"calls\":1,\"message\":\"Hello, world!\"}\n");
+    let out = run(ax().current_dir(dir.path()).env("CARGO_TARGET_DIR", &target).args([
+        "run",
+        "--no-build",
+        "demo",
+        "hello",
+        r#"{"name":"ax"}"#,
+    ]));
+    assert_eq!(out.stdout, "{\"calls\":1,\"message\":\"Hello, ax!\"}\n", "{out:?}");
+
+    let again = run(ax().current_dir(dir.path()).args(["new", "demo"]));
+    assert_one_error(&again, &["demo: already exists"]);
+    let bad = run(ax().current_dir(dir.path()).args(["new", "Bad Name"]));
+    assert_one_error(&bad, &["invalid plugin name \"Bad Name\""]);
 }

@@ -127,10 +127,13 @@ fn probe_sites_are_known_at_load() {
     assert!(plugin.callsites().is_empty(), "tracing callsites register when first reached");
 }
 
+/// One probe hit as recorded: (name, value, writable) per binding, and the span names of the stack.
+type RecordedHit = (Vec<(String, Value, bool)>, Vec<String>);
+
 /// Records each hit's bindings and shadow stack, and optionally overwrites a binding.
 struct Recorder {
     plugin: Mutex<Option<Arc<Plugin>>>,
-    hits: Mutex<Vec<(Vec<(String, Value, bool)>, Vec<String>)>>,
+    hits: Mutex<Vec<RecordedHit>>,
     overwrite: Option<(&'static str, &'static str)>,
     set_result: Mutex<Option<Result<(), String>>>,
 }
@@ -236,7 +239,8 @@ fn calls_from_many_threads_are_serialised() {
 #[test]
 fn fixtures_that_cannot_load_say_why() {
     let host = Host::new().unwrap();
-    let cases: [(&str, fn(&LoadError) -> bool, &str); 4] = [
+    type Case = (&'static str, fn(&LoadError) -> bool, &'static str);
+    let cases: [Case; 4] = [
         ("fixture-no-entry", |e| matches!(e, LoadError::MissingEntry { .. }), "no `ax_plugin_entry_v1` symbol"),
         (
             "fixture-wrong-abi",
