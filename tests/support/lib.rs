@@ -21,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "fixture-panic-init",
     "fixture-panic-call",
     "fixture-panic-save",
+    "fixture-bench-plugin",
     "ax-cli",
 ];
 
@@ -44,12 +45,20 @@ pub fn cargo() -> Command {
 
 fn artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
-    ARTIFACTS.get_or_init(build_all)
+    ARTIFACTS.get_or_init(|| build_all(false))
 }
 
-fn build_all() -> Artifacts {
+fn release_artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| build_all(true))
+}
+
+fn build_all(release: bool) -> Artifacts {
     let mut cmd = cargo();
     cmd.current_dir(workspace_root()).args(["build", "--message-format=json-render-diagnostics"]);
+    if release {
+        cmd.arg("--release");
+    }
     for package in PACKAGES {
         cmd.args(["-p", package]);
     }
@@ -90,6 +99,11 @@ fn package_matches(package_id: &str, name: &str) -> bool {
 /// The cdylib of a workspace package (`word-count`, `fixture-panic-call`, …).
 pub fn library(package: &str) -> &'static Path {
     artifacts().libraries.get(package).unwrap_or_else(|| panic!("no cdylib built for {package}"))
+}
+
+/// The cdylib of a workspace package, built with the release profile (for benchmarks).
+pub fn release_library(package: &str) -> &'static Path {
+    release_artifacts().libraries.get(package).unwrap_or_else(|| panic!("no cdylib built for {package}"))
 }
 
 /// A binary of the workspace (`ax`).
