@@ -48,7 +48,6 @@ pub struct Plugin {
     name: String,
     library: PathBuf,
     instance: InstanceId,
-    vtable: &'static PluginVTable,
     bridge: &'static Bridge,
     methods: Vec<String>,
     sdk_version: String,
@@ -86,14 +85,6 @@ impl Plugin {
         let started = Instant::now();
         let vtable = opened.vtable;
         let bridge = Bridge::new(instance, events.clone(), instrumentation);
-        // SAFETY: probe_sites returns the image's static PROBE_SITES array.
-        let sites = unsafe {
-            let mut len = 0usize;
-            let ptr = (vtable.probe_sites)(&mut len);
-            if ptr.is_null() || len == 0 { &[][..] } else { std::slice::from_raw_parts(ptr, len) }
-        };
-        // SAFETY: as above; the image is never unmapped.
-        unsafe { bridge.set_probe_sites(sites) };
 
         let (job_tx, job_rx) = channel::unbounded::<Job>();
         let (ready_tx, ready_rx) = channel::bounded::<Result<Vec<String>, PluginFailure>>(1);
@@ -102,6 +93,15 @@ impl Plugin {
         let worker = std::thread::Builder::new()
             .name(format!("ax-plugin:{name}"))
             .spawn(move || {
+                // SAFETY: probe_sites returns the image's static PROBE_SITES array,
+                // which lives as long as the image: forever.
+                let sites = unsafe {
+                    let mut len = 0usize;
+                    let ptr = (vtable.probe_sites)(&mut len);
+                    if ptr.is_null() || len == 0 { &[][..] } else { std::slice::from_raw_parts(ptr, len) }
+                };
+                // SAFETY: as above.
+                unsafe { bridge.set_probe_sites(sites) };
                 let mut ptr = std::ptr::null_mut();
                 let mut err = AxBytes::empty();
                 // SAFETY: vtable checked by the loader; arguments valid for the call.
@@ -153,7 +153,6 @@ impl Plugin {
             name,
             library: library.to_owned(),
             instance,
-            vtable,
             bridge,
             methods,
             sdk_version,
@@ -362,8 +361,11 @@ impl Plugin {
     /// Changes what the plugin forwards, and has it re-query every callsite.
     pub fn set_instrumentation(&self, instrumentation: Instrumentation) {
         self.bridge.set_instrumentation(instrumentation);
-        // SAFETY: rebuild_interest takes no arguments and catches its own panics.
-        unsafe { (self.vtable.rebuild_interest)() };
+        // On the worker, like all plugin code. A stopped instance has nothing to rebuild.
+        let _ = self.run(|state| {
+            // SAFETY: rebuild_interest takes no arguments and catches its own panics.
+            unsafe { (state.vtable.rebuild_interest)() }
+        });
     }
 
     /// The calling thread's shadow stack of this plugin's spans, outermost first.
