@@ -318,3 +318,19 @@ fn a_panic_in_save_state_is_reported_and_the_instance_keeps_serving() {
     assert_eq!(location.unwrap().line, marker_line("tests/fixtures/panic-save/src/lib.rs", "PANIC_SAVE"));
     assert_eq!(plugin.call("echo", &json!(1)).unwrap(), json!(1));
 }
+
+#[test]
+fn a_panic_on_a_plugin_thread_is_logged() {
+    let host = Host::new().unwrap();
+    let events = host.events().channel();
+    let plugin = load(&host, "fixture-panic-call");
+    assert_eq!(plugin.call("thread_panic", &Value::Null).unwrap(), json!(true), "the call itself succeeds");
+    let logged = events.try_iter().find_map(|e| match e {
+        Event::Log(line) if line.target == "ax_plugin::panic" => Some(line),
+        _ => None,
+    });
+    let line = logged.expect("the panic is logged");
+    assert_eq!(line.level, Level::Error);
+    assert_eq!(line.message, "plugin thread panicked: worker thread gave up");
+    assert!(line.fields.iter().any(|(k, v)| k == "file" && v.as_str().unwrap().ends_with("panic-call/src/lib.rs")));
+}
