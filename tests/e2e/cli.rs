@@ -80,7 +80,7 @@ fn a_truncated_library_is_refused() {
     let bytes = std::fs::read(library("word-count")).unwrap();
     let truncated = dir.path().join("libtruncated.so");
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
-    assert_one_error(&ax_run(&truncated, &["count"]), &["libtruncated.so", "not a loadable plugin library"]);
+    assert_one_error(&ax_run(&truncated, &["count"]), &["libtruncated.so", "incomplete or truncated library"]);
 }
 
 #[test]

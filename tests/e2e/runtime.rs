@@ -286,7 +286,7 @@ fn files_that_are_not_whole_libraries_are_refused_before_dlopen() {
         let truncated = dir.path().join(format!("libtruncated-{keep}.so"));
         std::fs::write(&truncated, &bytes[..keep]).unwrap();
         let err = host.load_library(&truncated, "truncated", "{}").unwrap_err();
-        assert!(matches!(err, LoadError::Open { .. }), "{keep} bytes: {err:?}");
+        assert!(matches!(err, LoadError::Incomplete { .. }), "{keep} bytes: {err:?}");
     }
 }
 

@@ -92,6 +92,8 @@ pub enum LoadError {
     },
     #[error("{}: not a loadable plugin library ({message}); expected a cdylib built with the ax-plugin SDK", path.display())]
     Open { path: PathBuf, message: String },
+    #[error("{}: incomplete or truncated library ({message}); expected a whole cdylib (was it still being written?)", path.display())]
+    Incomplete { path: PathBuf, message: String },
     #[error(
         "{}: no `{symbol}` symbol; expected a cdylib that calls ax_plugin::export_plugin!",
         path.display()

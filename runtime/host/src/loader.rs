@@ -92,7 +92,10 @@ pub(crate) fn open(path: &Path, libs: &LibDir) -> Result<OpenedLibrary, LoadErro
     let copy = libs.unique_copy_path(path);
     let copy_error = |source| LoadError::Copy { path: path.to_owned(), copy: copy.clone(), source };
     let bytes = std::fs::read(path).map_err(copy_error)?;
-    check_image(&bytes).map_err(|message| LoadError::Open { path: path.to_owned(), message })?;
+    check_image(&bytes).map_err(|problem| match problem {
+        ImageProblem::NotALibrary(message) => LoadError::Open { path: path.to_owned(), message },
+        ImageProblem::Incomplete(message) => LoadError::Incomplete { path: path.to_owned(), message },
+    })?;
     std::fs::write(&copy, &bytes).map_err(copy_error)?;
 
     // SAFETY: loading a library runs its initialisers. Native plugins are trusted
@@ -135,30 +138,40 @@ pub(crate) fn open(path: &Path, libs: &LibDir) -> Result<OpenedLibrary, LoadErro
     Ok(OpenedLibrary { vtable, compiler_differs })
 }
 
+/// Why a file cannot be mapped.
+#[derive(Debug, PartialEq)]
+enum ImageProblem {
+    /// Not an object file, or not a shared library.
+    NotALibrary(String),
+    /// An object file whose headers describe more than the file holds: truncated,
+    /// or still being written.
+    Incomplete(String),
+}
+
 /// Checks that `bytes` is a whole shared library before `dlopen` maps it: the
 /// dynamic loader trusts the headers, and a segment that extends past the end
 /// of a truncated file is mapped anyway and faults (SIGBUS) when touched.
-fn check_image(bytes: &[u8]) -> Result<(), String> {
+fn check_image(bytes: &[u8]) -> Result<(), ImageProblem> {
     use object::{Object, ObjectKind, ObjectSection, ObjectSegment};
-    let file = object::File::parse(bytes).map_err(|e| e.to_string().to_lowercase())?;
+    let file = match object::File::parse(bytes) {
+        Ok(file) => file,
+        // A known magic number that does not parse is a cut-off file.
+        Err(e) if object::FileKind::parse(bytes).is_ok() => {
+            return Err(ImageProblem::Incomplete(e.to_string().to_lowercase()));
+        }
+        Err(e) => return Err(ImageProblem::NotALibrary(e.to_string().to_lowercase())),
+    };
     if file.kind() != ObjectKind::Dynamic {
-        return Err(format!("{:?} object file, not a shared library", file.kind()).to_lowercase());
+        return Err(ImageProblem::NotALibrary(
+            format!("{:?} object file, not a shared library", file.kind()).to_lowercase(),
+        ));
     }
     let len = bytes.len() as u64;
-    let truncated = |end: u64| format!("truncated: its headers describe {end} bytes, the file has {len}");
-    for segment in file.segments() {
-        let (offset, size) = segment.file_range();
+    let ranges = file.segments().map(|s| Some(s.file_range())).chain(file.sections().map(|s| s.file_range()));
+    for (offset, size) in ranges.flatten() {
         let end = offset.saturating_add(size);
         if end > len {
-            return Err(truncated(end));
-        }
-    }
-    for section in file.sections() {
-        if let Some((offset, size)) = section.file_range() {
-            let end = offset.saturating_add(size);
-            if end > len {
-                return Err(truncated(end));
-            }
+            return Err(ImageProblem::Incomplete(format!("its headers describe {end} bytes, the file has {len}")));
         }
     }
     Ok(())
@@ -247,14 +260,16 @@ mod tests {
     #[test]
     fn image_checks() {
         let err = check_image(b"plain text, not a library").unwrap_err();
-        assert!(err.contains("unknown file magic") || err.contains("unsupported"), "{err}");
+        assert!(matches!(&err, ImageProblem::NotALibrary(m) if m.contains("unknown file magic")), "{err:?}");
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         // A test binary is an executable (PIE executables count as dynamic objects on Linux).
         if let Err(err) = check_image(&me) {
-            assert!(err.contains("not a shared library"), "{err}");
+            assert!(matches!(&err, ImageProblem::NotALibrary(m) if m.contains("not a shared library")), "{err:?}");
         }
-        let truncated = check_image(&me[..me.len() / 2]);
-        assert!(truncated.is_err(), "half a binary must not pass");
+        for keep in [64, me.len() / 2, me.len() - 1] {
+            let err = check_image(&me[..keep]).unwrap_err();
+            assert!(matches!(err, ImageProblem::Incomplete(_)), "{keep}: {err:?}");
+        }
     }
 
     #[test]
