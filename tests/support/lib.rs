@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
@@ -54,14 +54,20 @@ fn release_artifacts() -> &'static Artifacts {
 }
 
 fn build_all(release: bool) -> Artifacts {
+    build(PACKAGES, release, &[])
+}
+
+/// Runs one `cargo build` of `packages` and collects their artifacts.
+fn build(packages: &[&str], release: bool, env: &[(&str, &str)]) -> Artifacts {
     let mut cmd = cargo();
     cmd.current_dir(workspace_root()).args(["build", "--message-format=json-render-diagnostics"]);
     if release {
         cmd.arg("--release");
     }
-    for package in PACKAGES {
+    for package in packages {
         cmd.args(["-p", package]);
     }
+    cmd.envs(env.iter().copied());
     let output = cmd.stderr(Stdio::inherit()).output().expect("cargo runs");
     assert!(output.status.success(), "building the test artifacts failed");
     let mut artifacts = Artifacts { libraries: HashMap::new(), binaries: HashMap::new() };
@@ -76,7 +82,7 @@ fn build_all(release: bool) -> Artifacts {
         let files: Vec<PathBuf> =
             msg["filenames"].as_array().into_iter().flatten().filter_map(Value::as_str).map(PathBuf::from).collect();
         if kinds.contains(&"cdylib") {
-            let name = PACKAGES.iter().find(|p| package_matches(package, p)).copied().unwrap_or_default();
+            let name = packages.iter().find(|p| package_matches(package, p)).copied().unwrap_or_default();
             if let Some(lib) = files.iter().find(|f| f.to_string_lossy().ends_with(std::env::consts::DLL_SUFFIX)) {
                 artifacts.libraries.insert(name.to_owned(), lib.clone());
             }
@@ -104,6 +110,26 @@ pub fn library(package: &str) -> &'static Path {
 /// The cdylib of a workspace package, built with the release profile (for benchmarks).
 pub fn release_library(package: &str) -> &'static Path {
     release_artifacts().libraries.get(package).unwrap_or_else(|| panic!("no cdylib built for {package}"))
+}
+
+/// A variant of the `fixture-reload-counter` plugin (`v1`, `v2`, `panic-init`,
+/// `refuse-state`, `slow-init`), built with `AX_RELOAD_VARIANT` set and copied to
+/// `target/reload-variants/<profile>/<variant>/` so that variants live side by side.
+pub fn reload_variant(variant: &str, release: bool) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, bool, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, path)) = built.iter().find(|(v, r, _)| v == variant && *r == release) {
+        return path.clone();
+    }
+    let artifacts = build(&["fixture-reload-counter"], release, &[("AX_RELOAD_VARIANT", variant)]);
+    let lib = artifacts.libraries.get("fixture-reload-counter").expect("the reload fixture builds a cdylib");
+    let profile = if release { "release" } else { "debug" };
+    let dir = workspace_root().join("target/reload-variants").join(profile).join(variant);
+    std::fs::create_dir_all(&dir).expect("variant directory");
+    let copy = dir.join(lib.file_name().expect("a file name"));
+    std::fs::copy(lib, &copy).expect("variant copied");
+    built.push((variant.to_owned(), release, copy.clone()));
+    copy
 }
 
 /// A binary of the workspace (`ax`).

@@ -83,6 +83,12 @@ impl fmt::Display for PluginFailure {
 pub enum LoadError {
     #[error("{}: no such file", path.display())]
     NotFound { path: PathBuf },
+    #[error("{}: cannot read the library: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}: cannot copy the library to {}: {source}", path.display(), copy.display())]
     Copy {
         path: PathBuf,
@@ -107,12 +113,22 @@ pub enum LoadError {
     CanaryMismatch { path: PathBuf, what: &'static str, expected: String, found: String },
     #[error("{}: plugin init failed: {failure}", path.display())]
     Init { path: PathBuf, failure: PluginFailure },
+    #[error("{}: plugin init did not finish within {timeout:?}", path.display())]
+    InitTimeout { path: PathBuf, timeout: std::time::Duration },
     #[error("{}: cannot start the plugin's worker thread: {source}", path.display())]
     Thread {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl LoadError {
+    /// Whether the file may simply not be ready yet (missing, or still being
+    /// written): worth another look after the next change, not a broken build.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LoadError::NotFound { .. } | LoadError::Incomplete { .. })
+    }
 }
 
 /// A call that did not produce a result. The instance keeps serving after any of

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::{CallError, SourceLocation};
+use crate::reload::{ReloadReport, ReloadStep};
 
 /// Identifies one loaded plugin instance within a host.
 pub type InstanceId = u64;
@@ -45,6 +46,13 @@ pub enum Event {
     Panic { instance: InstanceId, method: Option<String>, message: String, location: Option<SourceLocation> },
     /// A `tracing` event from the plugin that passed the host's log filter.
     Log(LogLine),
+    /// A reload to a new build began; `instance` keeps serving until it succeeds.
+    ReloadStarted { instance: InstanceId, library: PathBuf, generation: u64 },
+    /// A new build serves; `previous` was shut down.
+    ReloadSucceeded { previous: InstanceId, instance: InstanceId, report: ReloadReport },
+    /// A reload failed at `step` and was rolled back: `instance` (generation
+    /// `generation`) keeps serving.
+    ReloadRolledBack { instance: InstanceId, generation: u64, step: ReloadStep, error: String },
     /// The plugin instance was shut down.
     PluginStopped { instance: InstanceId, name: String },
 }

@@ -5,12 +5,13 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::bridge::Instrumentation;
 use crate::error::LoadError;
 use crate::events::EventBus;
-use crate::loader::{self, LibDir};
-use crate::plugin::Plugin;
+use crate::loader::{self, Image, LibDir, OpenedLibrary};
+use crate::plugin::{Plugin, Start};
 use crate::source::PluginSource;
 
 /// How a [`Host`] is set up.
@@ -62,10 +63,59 @@ impl Host {
     /// Loads the library at `path` (copied first, never unmapped), checks its ABI
     /// and creates the instance with `config_json` on a new worker thread.
     pub fn load_library(&self, path: &Path, name: &str, config_json: &str) -> Result<Plugin, LoadError> {
-        let opened = loader::open(path, &self.libs)?;
-        let instance = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        let instrumentation = self.instrumentation.read().unwrap_or_else(|e| e.into_inner()).clone();
-        Plugin::start(name.to_owned(), path, opened, instance, self.events.clone(), instrumentation, config_json)
+        self.load_library_with(path, name, config_json, None)
+    }
+
+    /// [`Host::load_library`], failing with [`LoadError::InitTimeout`] if the
+    /// plugin's `init` takes longer than `init_timeout`.
+    pub fn load_library_with(
+        &self,
+        path: &Path,
+        name: &str,
+        config_json: &str,
+        init_timeout: Option<Duration>,
+    ) -> Result<Plugin, LoadError> {
+        let image = loader::read(path)?;
+        self.start(path, &image, name, config_json, init_timeout)
+    }
+
+    /// Opens an image already read and starts its instance.
+    pub(crate) fn start(
+        &self,
+        path: &Path,
+        image: &Image,
+        name: &str,
+        config_json: &str,
+        init_timeout: Option<Duration>,
+    ) -> Result<Plugin, LoadError> {
+        let opened = self.open(path, image)?;
+        self.start_opened(path, opened, name, config_json, init_timeout)
+    }
+
+    /// Copies and maps an image read from `path`, checking its ABI.
+    pub(crate) fn open(&self, path: &Path, image: &Image) -> Result<OpenedLibrary, LoadError> {
+        loader::open(path, image, &self.libs)
+    }
+
+    /// Creates the instance of an opened library on a new worker thread.
+    pub(crate) fn start_opened(
+        &self,
+        path: &Path,
+        opened: OpenedLibrary,
+        name: &str,
+        config_json: &str,
+        init_timeout: Option<Duration>,
+    ) -> Result<Plugin, LoadError> {
+        Plugin::start(Start {
+            name: name.to_owned(),
+            library: path,
+            opened,
+            instance: self.next_instance.fetch_add(1, Ordering::Relaxed),
+            events: self.events.clone(),
+            instrumentation: self.instrumentation.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            config_json,
+            init_timeout,
+        })
     }
 
     /// Loads the plugin of `source` from `library` (see [`PluginSource::library`]),

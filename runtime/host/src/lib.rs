@@ -6,6 +6,9 @@
 //! [`EventBus`]. The host side of the tracing bridge ([`bridge`]) receives the
 //! plugin's spans, events and probe hits; [`PluginSource`] turns what a user
 //! typed into a library, building it with cargo when needed.
+//! [`ReloadablePlugin`] replaces a serving plugin by a new build, carrying its
+//! state and rolling back on failure; [`LibraryWatcher`] does so when the
+//! library file changes.
 //!
 //! This crate knows nothing of DAP, LSP or the command line: the adapter, the
 //! server and the CLI translate their protocols into calls on this API.
@@ -16,7 +19,9 @@ mod events;
 mod host;
 mod loader;
 mod plugin;
+mod reload;
 mod source;
+mod watch;
 
 pub use ax_manifest as manifest;
 pub use bridge::{CallsiteInfo, Instrumentation, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame};
@@ -24,6 +29,8 @@ pub use error::{CallError, LoadError, PluginFailure, SourceLocation};
 pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
 pub use host::{Host, HostOptions};
 pub use plugin::{Plugin, SavedState};
+pub use reload::{ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
 pub use source::{BuildOptions, PluginSource, SourceError};
 /// The log filter type of [`Instrumentation::log_filter`] (`AX_LOG` syntax).
 pub use tracing_subscriber::filter::Targets;
+pub use watch::{LibraryWatcher, WatchError};

@@ -84,19 +84,36 @@ pub(crate) struct OpenedLibrary {
     pub(crate) compiler_differs: Option<String>,
 }
 
-/// Copies, opens and checks the library at `path`.
-pub(crate) fn open(path: &Path, libs: &LibDir) -> Result<OpenedLibrary, LoadError> {
-    if !path.is_file() {
-        return Err(LoadError::NotFound { path: path.to_owned() });
-    }
-    let copy = libs.unique_copy_path(path);
-    let copy_error = |source| LoadError::Copy { path: path.to_owned(), copy: copy.clone(), source };
-    let bytes = std::fs::read(path).map_err(copy_error)?;
+/// A library file read into memory and checked to be a whole shared library.
+#[derive(Debug)]
+pub(crate) struct Image {
+    bytes: Vec<u8>,
+    /// xxh3 of the contents: tells a changed library from a touched one.
+    pub(crate) hash: u64,
+}
+
+/// Reads the library at `path` and checks its structure.
+pub(crate) fn read(path: &Path) -> Result<Image, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NotFound { path: path.to_owned() },
+        _ => LoadError::Read { path: path.to_owned(), source },
+    })?;
     check_image(&bytes).map_err(|problem| match problem {
         ImageProblem::NotALibrary(message) => LoadError::Open { path: path.to_owned(), message },
         ImageProblem::Incomplete(message) => LoadError::Incomplete { path: path.to_owned(), message },
     })?;
-    std::fs::write(&copy, &bytes).map_err(copy_error)?;
+    let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+    Ok(Image { bytes, hash })
+}
+
+/// Copies `image` (read from `path`) to a unique path, opens it and checks its ABI.
+pub(crate) fn open(path: &Path, image: &Image, libs: &LibDir) -> Result<OpenedLibrary, LoadError> {
+    let copy = libs.unique_copy_path(path);
+    std::fs::write(&copy, &image.bytes).map_err(|source| LoadError::Copy {
+        path: path.to_owned(),
+        copy: copy.clone(),
+        source,
+    })?;
 
     // SAFETY: loading a library runs its initialisers. Native plugins are trusted
     // code (see ARCHITECTURE.md); this is the point where that trust is exercised.

@@ -42,6 +42,19 @@ struct WorkerState {
     destroyed: bool,
 }
 
+/// What [`Plugin::start`] needs.
+pub(crate) struct Start<'a> {
+    pub(crate) name: String,
+    pub(crate) library: &'a Path,
+    pub(crate) opened: OpenedLibrary,
+    pub(crate) instance: InstanceId,
+    pub(crate) events: Arc<EventBus>,
+    pub(crate) instrumentation: Instrumentation,
+    pub(crate) config_json: &'a str,
+    /// How long `init` may take; `None` waits for ever.
+    pub(crate) init_timeout: Option<Duration>,
+}
+
 /// A plugin instance. Cheap to share behind an `Arc`; every method may be called
 /// from any thread. Dropping it shuts the instance down.
 pub struct Plugin {
@@ -73,15 +86,8 @@ fn take_bytes(out: &AxBytes) -> Vec<u8> {
 
 impl Plugin {
     /// Starts the worker thread and creates the instance on it.
-    pub(crate) fn start(
-        name: String,
-        library: &Path,
-        opened: OpenedLibrary,
-        instance: InstanceId,
-        events: Arc<EventBus>,
-        instrumentation: Instrumentation,
-        config_json: &str,
-    ) -> Result<Plugin, LoadError> {
+    pub(crate) fn start(start: Start<'_>) -> Result<Plugin, LoadError> {
+        let Start { name, library, opened, instance, events, instrumentation, config_json, init_timeout } = start;
         let started = Instant::now();
         let vtable = opened.vtable;
         let bridge = Bridge::new(instance, events.clone(), instrumentation);
@@ -117,9 +123,10 @@ impl Plugin {
                     let _ = ready_tx.send(Err(failure));
                     return;
                 };
-                let _ = ready_tx.send(Ok(describe(vtable)));
                 let mut state = WorkerState { instance, vtable, destroyed: false };
-                while let Ok(job) = recv_spinning(&job_rx) {
+                // Nobody waits any more (init overran its deadline): undo the creation.
+                let waited_for = ready_tx.send(Ok(describe(vtable))).is_ok();
+                while waited_for && let Ok(job) = recv_spinning(&job_rx) {
                     job(&mut state);
                     if state.destroyed {
                         break;
@@ -134,13 +141,24 @@ impl Plugin {
             })
             .map_err(|source| LoadError::Thread { path: library.to_owned(), source })?;
 
-        let methods = match ready_rx.recv() {
+        let ready = match init_timeout {
+            Some(timeout) => ready_rx.recv_timeout(timeout).map_err(|e| e.is_timeout()),
+            None => ready_rx.recv().map_err(|_| false),
+        };
+        let methods = match ready {
             Ok(Ok(methods)) => methods,
+            Err(true) => {
+                // The worker is stuck in the plugin's init; it cleans up if init ever returns.
+                return Err(LoadError::InitTimeout {
+                    path: library.to_owned(),
+                    timeout: init_timeout.unwrap_or_default(),
+                });
+            }
             Ok(Err(failure)) => {
                 let _ = worker.join();
                 return Err(LoadError::Init { path: library.to_owned(), failure });
             }
-            Err(_) => {
+            Err(false) => {
                 let _ = worker.join();
                 let failure = PluginFailure::Protocol { message: "the worker thread died during init".to_owned() };
                 return Err(LoadError::Init { path: library.to_owned(), failure });

@@ -17,6 +17,8 @@
 //!
 //! [reload]
 //! debounce = "300ms"
+//! init_timeout = "5s"
+//! drain_timeout = "5s"
 //!
 //! [startup]
 //! max_total = "200ms"
@@ -87,17 +89,30 @@ pub struct ReloadSection {
     /// Quiet time after the last file change before reloading.
     #[serde(default = "ReloadSection::default_debounce")]
     pub debounce: HumanDuration,
+    /// How long the new build's `init` may take before the reload is rolled back.
+    #[serde(default = "ReloadSection::default_timeout")]
+    pub init_timeout: HumanDuration,
+    /// How long to wait for calls in flight on the old build before rolling back.
+    #[serde(default = "ReloadSection::default_timeout")]
+    pub drain_timeout: HumanDuration,
 }
 
 impl ReloadSection {
     fn default_debounce() -> HumanDuration {
         HumanDuration(std::time::Duration::from_millis(300))
     }
+    fn default_timeout() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(5))
+    }
 }
 
 impl Default for ReloadSection {
     fn default() -> Self {
-        ReloadSection { debounce: Self::default_debounce() }
+        ReloadSection {
+            debounce: Self::default_debounce(),
+            init_timeout: Self::default_timeout(),
+            drain_timeout: Self::default_timeout(),
+        }
     }
 }
 
@@ -240,6 +255,7 @@ mod tests {
         assert_eq!(m.plugin.name, "word-count");
         assert_eq!(m.plugin.library, None);
         assert_eq!(m.reload.debounce.0, Duration::from_millis(300));
+        assert_eq!(m.reload.init_timeout.0, Duration::from_secs(5));
         assert_eq!(m.startup.max_total.0, Duration::from_millis(200));
         assert_eq!(m.startup.max_memory_growth, ByteSize(50 << 20));
         assert_eq!(m.budget, BudgetSection::default());

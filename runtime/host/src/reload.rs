@@ -1,0 +1,319 @@
+//! Hot reload: replace a serving plugin by a new build of it, carrying its
+//! state, and roll back to the old one on any failure.
+//!
+//! [`ReloadablePlugin`] routes calls to the current instance. A reload
+//! 1. reads the new library and skips it if its contents did not change,
+//! 2. loads it beside the old one (a copy at a unique path; ABI checked),
+//! 3. creates the new instance under a deadline (`init`),
+//! 4. stops routing new calls to the old instance and waits for the calls in
+//!    flight to finish, with a deadline (`drain`),
+//! 5. moves the state: `save_state` on the old, `restore_state` on the new,
+//! 6. swaps the route, then shuts the old instance down.
+//!
+//! Until step 6 the old instance is the one serving; a failure at any step
+//! leaves it serving, shuts the new one down and says which step failed.
+//! Calls that arrive during steps 4–6 wait (for the length of a state
+//! transfer) and are answered by the new instance: there is never a moment
+//! without a serving version, and no call is answered by a half-initialised one.
+//!
+//! Old images stay mapped (see `loader`): their memory is not reclaimed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+
+use crate::error::{CallError, LoadError};
+use crate::events::Event;
+use crate::host::Host;
+use crate::loader;
+use crate::plugin::Plugin;
+
+/// Deadlines of a reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReloadOptions {
+    /// How long the new instance's `init` may take.
+    pub init_timeout: Duration,
+    /// How long to wait for calls in flight on the old instance.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ReloadOptions {
+    fn default() -> Self {
+        ReloadOptions { init_timeout: Duration::from_secs(5), drain_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A step of a reload, for timings and for saying where one failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReloadStep {
+    /// Reading the new library and checking it is whole.
+    Read,
+    /// Copy, `dlopen`, ABI checks.
+    Load,
+    /// The new instance's `init`.
+    Init,
+    /// Waiting for the old instance's calls in flight.
+    Drain,
+    /// `save_state` on the old instance.
+    SaveState,
+    /// `restore_state` on the new instance.
+    RestoreState,
+    /// Routing calls to the new instance.
+    Swap,
+    /// Shutting the old instance down (after the swap: its failure is reported, not rolled back).
+    ShutdownOld,
+}
+
+impl fmt::Display for ReloadStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReloadStep::Read => "read",
+            ReloadStep::Load => "load",
+            ReloadStep::Init => "init",
+            ReloadStep::Drain => "drain",
+            ReloadStep::SaveState => "save_state",
+            ReloadStep::RestoreState => "restore_state",
+            ReloadStep::Swap => "swap",
+            ReloadStep::ShutdownOld => "shutdown_old",
+        })
+    }
+}
+
+/// What a successful reload did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReloadReport {
+    /// The generation now serving (the first load is generation 1).
+    pub generation: u64,
+    pub library: PathBuf,
+    /// Time per step, in order.
+    pub steps: Vec<(ReloadStep, Duration)>,
+    /// Size of the state carried over.
+    pub state_bytes: usize,
+    /// From the start of the read to the new instance serving.
+    pub duration: Duration,
+    /// Set if the old instance's shutdown failed (the reload stands).
+    pub shutdown_error: Option<String>,
+}
+
+/// The result of a reload that did not fail.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReloadOutcome {
+    Reloaded(ReloadReport),
+    /// The library's contents are those already serving (or of the last build that
+    /// failed): nothing to do.
+    Unchanged,
+}
+
+/// A reload that was rolled back: the old instance keeps serving.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("reload of {} failed at {step}: {message}; generation {serving} keeps serving", library.display())]
+pub struct ReloadError {
+    pub library: PathBuf,
+    pub step: ReloadStep,
+    pub message: String,
+    /// The generation still serving.
+    pub serving: u64,
+    /// The library was missing or incomplete: it may be mid-write, so another
+    /// look after the next change is worthwhile.
+    pub transient: bool,
+}
+
+/// A plugin whose calls survive reloads. See the module docs.
+pub struct ReloadablePlugin {
+    host: Arc<Host>,
+    name: String,
+    config_json: String,
+    options: ReloadOptions,
+    current: RwLock<Arc<Plugin>>,
+    generation: AtomicU64,
+    /// Hashes of the library serving and of the last one that failed to load.
+    /// Held during a reload: one reload at a time.
+    hashes: Mutex<(u64, Option<u64>)>,
+}
+
+impl fmt::Debug for ReloadablePlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadablePlugin")
+            .field("name", &self.name)
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadablePlugin {
+    /// Loads generation 1 from `library`.
+    pub fn load(
+        host: Arc<Host>,
+        library: &Path,
+        name: &str,
+        config_json: &str,
+        options: ReloadOptions,
+    ) -> Result<ReloadablePlugin, LoadError> {
+        let image = loader::read(library)?;
+        let plugin = host.start(library, &image, name, config_json, Some(options.init_timeout))?;
+        Ok(ReloadablePlugin {
+            host,
+            name: name.to_owned(),
+            config_json: config_json.to_owned(),
+            options,
+            current: RwLock::new(Arc::new(plugin)),
+            generation: AtomicU64::new(1),
+            hashes: Mutex::new((image.hash, None)),
+        })
+    }
+
+    /// Calls the instance currently serving. During a reload's drain and state
+    /// transfer the call waits, then goes to the new instance.
+    pub fn call(&self, method: &str, input: &Value) -> Result<Value, CallError> {
+        self.current.read().call(method, input)
+    }
+
+    /// [`ReloadablePlugin::call`] with JSON bytes.
+    pub fn call_raw(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        self.current.read().call_raw(method, input)
+    }
+
+    /// The instance serving now (for probes, callsites, state). It may be
+    /// replaced at any time; a call on a replaced instance fails with
+    /// [`CallError::Stopped`].
+    pub fn current(&self) -> Arc<Plugin> {
+        self.current.read().clone()
+    }
+
+    /// The generation serving: 1 for the first load, one more per successful reload.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Replaces the serving instance with one loaded from `library`. See the
+    /// module docs for the steps; on error the old instance keeps serving.
+    pub fn reload(&self, library: &Path) -> Result<ReloadOutcome, ReloadError> {
+        let mut hashes = self.hashes.lock();
+        let started = Instant::now();
+        let mut steps = Vec::with_capacity(8);
+        let serving = self.generation();
+        let fail = |step: ReloadStep, message: String, transient: bool| ReloadError {
+            library: library.to_owned(),
+            step,
+            message,
+            serving,
+            transient,
+        };
+
+        let image = loader::read(library).map_err(|e| fail(ReloadStep::Read, e.to_string(), e.is_transient()))?;
+        if image.hash == hashes.0 || Some(image.hash) == hashes.1 {
+            return Ok(ReloadOutcome::Unchanged);
+        }
+        steps.push((ReloadStep::Read, started.elapsed()));
+        let old_instance = self.current().instance_id();
+        let events = self.host.events();
+        events.publish_with(|| Event::ReloadStarted {
+            instance: old_instance,
+            library: library.to_owned(),
+            generation: serving + 1,
+        });
+        let rolled_back = |error: ReloadError| {
+            events.publish_with(|| Event::ReloadRolledBack {
+                instance: old_instance,
+                generation: serving,
+                step: error.step,
+                error: error.message.clone(),
+            });
+            error
+        };
+        let mut last = Instant::now();
+        let mut lap = |step: ReloadStep, steps: &mut Vec<(ReloadStep, Duration)>| {
+            let now = Instant::now();
+            steps.push((step, now - last));
+            last = now;
+        };
+
+        let opened = match self.host.open(library, &image) {
+            Ok(opened) => opened,
+            Err(e) => {
+                hashes.1 = Some(image.hash);
+                return Err(rolled_back(fail(ReloadStep::Load, e.to_string(), e.is_transient())));
+            }
+        };
+        lap(ReloadStep::Load, &mut steps);
+        let init_timeout = Some(self.options.init_timeout);
+        let new = match self.host.start_opened(library, opened, &self.name, &self.config_json, init_timeout) {
+            Ok(new) => new,
+            Err(e) => {
+                hashes.1 = Some(image.hash);
+                return Err(rolled_back(fail(ReloadStep::Init, e.to_string(), false)));
+            }
+        };
+        lap(ReloadStep::Init, &mut steps);
+
+        let Some(mut route) = self.current.try_write_for(self.options.drain_timeout) else {
+            let _ = new.shutdown();
+            let message = format!("calls in flight did not finish within {:?}", self.options.drain_timeout);
+            return Err(rolled_back(fail(ReloadStep::Drain, message, false)));
+        };
+        lap(ReloadStep::Drain, &mut steps);
+
+        let saved = match route.save_state() {
+            Ok(saved) => saved,
+            Err(e) => {
+                drop(route);
+                let _ = new.shutdown();
+                return Err(rolled_back(fail(ReloadStep::SaveState, e.to_string(), false)));
+            }
+        };
+        lap(ReloadStep::SaveState, &mut steps);
+        if let Err(e) = new.restore_state(&saved) {
+            drop(route);
+            let _ = new.shutdown();
+            hashes.1 = Some(image.hash);
+            return Err(rolled_back(fail(ReloadStep::RestoreState, e.to_string(), false)));
+        }
+        lap(ReloadStep::RestoreState, &mut steps);
+
+        let new_instance = new.instance_id();
+        let old = std::mem::replace(&mut *route, Arc::new(new));
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        drop(route);
+        lap(ReloadStep::Swap, &mut steps);
+        let duration = started.elapsed();
+        *hashes = (image.hash, None);
+
+        let shutdown_error = old.shutdown().err().map(|e| e.to_string());
+        lap(ReloadStep::ShutdownOld, &mut steps);
+        let report = ReloadReport {
+            generation,
+            library: library.to_owned(),
+            steps,
+            state_bytes: saved.bytes.len(),
+            duration,
+            shutdown_error,
+        };
+        events.publish_with(|| Event::ReloadSucceeded {
+            previous: old_instance,
+            instance: new_instance,
+            report: report.clone(),
+        });
+        Ok(ReloadOutcome::Reloaded(report))
+    }
+
+    /// Publishes a failure found outside [`ReloadablePlugin::reload`] (a watcher
+    /// that gave up waiting for a file to be complete).
+    pub(crate) fn report_rollback(&self, error: &ReloadError) {
+        self.host.events().publish_with(|| Event::ReloadRolledBack {
+            instance: self.current().instance_id(),
+            generation: error.serving,
+            step: error.step,
+            error: error.message.clone(),
+        });
+    }
+
+    /// The host this plugin was loaded by.
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+}

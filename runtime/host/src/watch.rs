@@ -1,0 +1,148 @@
+//! [`LibraryWatcher`]: reloads a [`ReloadablePlugin`] when its library file
+//! changes on disk.
+//!
+//! The directory holding the library is watched (with `notify`), not the file:
+//! builds replace the file (cargo unlinks and hard-links it; `cp` truncates and
+//! writes in chunks), and a watch on the old inode would go quiet. Changes are
+//! debounced: a reload starts once the file has been quiet for the debounce
+//! time, so a burst of writes becomes one reload. A file found missing or
+//! incomplete when the quiet time is over is looked at again shortly (it is
+//! probably still being written) instead of being reported as broken. The
+//! reload itself skips contents already serving, so touching the file does
+//! nothing.
+//!
+//! The watcher's thread runs an explicit event loop over [`WatchEvent`] and
+//! blocks while idle: no polling, whatever the debounce.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{self as channel, RecvTimeoutError, Sender};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use crate::reload::ReloadablePlugin;
+
+/// How often to look again at a library found missing or incomplete.
+const RETRY_EVERY: Duration = Duration::from_millis(20);
+/// How long to keep looking before reporting it.
+const RETRY_FOR: Duration = Duration::from_secs(2);
+
+/// What the watcher's loop reacts to.
+#[derive(Debug)]
+enum WatchEvent {
+    /// The library file was written, replaced or removed.
+    Changed,
+    /// The watcher is being dropped.
+    Stop,
+}
+
+/// Watches a library file and reloads the plugin when it changes. Dropping it
+/// stops watching.
+pub struct LibraryWatcher {
+    events: Sender<WatchEvent>,
+    thread: Option<JoinHandle<()>>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl std::fmt::Debug for LibraryWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibraryWatcher").finish_non_exhaustive()
+    }
+}
+
+/// Why a watch could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: cannot watch for changes: {message}", path.display())]
+pub struct WatchError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl LibraryWatcher {
+    /// Starts watching `library`; reloads `plugin` from it after each change
+    /// followed by `debounce` of quiet. Results are published on the host's
+    /// event bus (`ReloadStarted`, `ReloadSucceeded`, `ReloadRolledBack`).
+    pub fn spawn(
+        plugin: Arc<ReloadablePlugin>,
+        library: &Path,
+        debounce: Duration,
+    ) -> Result<LibraryWatcher, WatchError> {
+        let watch_error = |message: String| WatchError { path: library.to_owned(), message };
+        let library = std::path::absolute(library).map_err(|e| watch_error(e.to_string()))?;
+        let dir = library.parent().ok_or_else(|| watch_error("no parent directory".to_owned()))?.to_owned();
+        let file_name: OsString = library.file_name().ok_or_else(|| watch_error("no file name".to_owned()))?.into();
+
+        let (tx, rx) = channel::unbounded();
+        let notify_tx = tx.clone();
+        let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+            let Ok(event) = result else { return };
+            if is_change(&event.kind) && event.paths.iter().any(|p| p.file_name() == Some(file_name.as_os_str())) {
+                let _ = notify_tx.send(WatchEvent::Changed);
+            }
+        })
+        .map_err(|e| watch_error(e.to_string()))?;
+        watcher.watch(&dir, RecursiveMode::NonRecursive).map_err(|e| watch_error(e.to_string()))?;
+
+        let thread = std::thread::Builder::new()
+            .name("ax-reload-watch".to_owned())
+            .spawn(move || event_loop(&plugin, &library, debounce, &rx))
+            .map_err(|e| watch_error(e.to_string()))?;
+        Ok(LibraryWatcher { events: tx, thread: Some(thread), _watcher: watcher })
+    }
+}
+
+impl Drop for LibraryWatcher {
+    fn drop(&mut self) {
+        let _ = self.events.send(WatchEvent::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes, creations, removals and renames count; reads (including ax's own
+/// reads of the library) do not.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+fn event_loop(plugin: &ReloadablePlugin, library: &Path, debounce: Duration, rx: &channel::Receiver<WatchEvent>) {
+    // When to try a reload; `None` while idle.
+    let mut due: Option<Instant> = None;
+    // Since when the file has been missing or incomplete.
+    let mut unready_since: Option<Instant> = None;
+    loop {
+        let event = match due {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(at) => rx.recv_deadline(at),
+        };
+        match event {
+            Ok(WatchEvent::Changed) => due = Some(Instant::now() + debounce),
+            Ok(WatchEvent::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                due = None;
+                match plugin.reload(library) {
+                    Err(error) if error.transient => {
+                        let since = *unready_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() < RETRY_FOR {
+                            due = Some(Instant::now() + RETRY_EVERY);
+                        } else {
+                            unready_since = None;
+                            plugin.report_rollback(&error);
+                        }
+                    }
+                    // Success, unchanged, or a failure the engine already published.
+                    _ => unready_since = None,
+                }
+            }
+        }
+    }
+}
