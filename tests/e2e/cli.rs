@@ -190,3 +190,51 @@ fn new_scaffolds_a_plugin_that_builds_and_runs() {
     let bad = run(ax().current_dir(dir.path()).args(["new", "Bad Name"]));
     assert_one_error(&bad, &["invalid plugin name \"Bad Name\""]);
 }
+
+#[test]
+fn dev_rebuilds_reloads_with_state_and_survives_bad_edits() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(run(ax().current_dir(dir.path()).args(["new", "demo"])).code, Some(0));
+    std::fs::write(dir.path().join("calls.jsonl"), "{\"method\":\"hello\",\"input\":{\"name\":\"dev\"}}\n").unwrap();
+    let lib_rs = dir.path().join("demo/src/lib.rs");
+    let original = std::fs::read_to_string(&lib_rs).unwrap();
+    let edit = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&lib_rs).unwrap();
+        assert!(text.contains(from), "{from:?} in the scaffold");
+        std::fs::write(&lib_rs, text.replacen(from, to, 1)).unwrap();
+    };
+
+    let mut dev = ax_e2e::Running::spawn(
+        ax().current_dir(dir.path()).env("CARGO_TARGET_DIR", workspace_root().join("target/e2e-new")).args([
+            "dev",
+            "demo",
+            "--calls",
+            "calls.jsonl",
+            "--debounce",
+            "100ms",
+        ]),
+    );
+    let long = Duration::from_secs(180);
+    dev.expect_stdout(r#"{"calls":1,"message":"Hello, dev!"}"#, long);
+    dev.expect_stderr(&["watching for changes (debounce 100.0 ms)"], long);
+
+    edit("{name}!", "{name}!!");
+    dev.expect_stdout(r#"{"calls":2,"message":"Hello, dev!!"}"#, long);
+    let status = dev.expect_stderr(&["[gen 2] src/lib.rs changed · build"], long);
+    assert!(status.contains("reloaded in") && status.contains("state 1 B carried"), "{status}");
+
+    std::fs::write(&lib_rs, format!("{}\nthis does not compile\n", original.replacen("{name}!", "{name}!!", 1)))
+        .unwrap();
+    dev.expect_stderr(&["[gen 2] src/lib.rs changed · build failed", "generation 2 keeps serving"], long);
+
+    std::fs::write(
+        &lib_rs,
+        original.replacen("Ok(Demo {", "panic!(\"init refused\"); #[allow(unreachable_code)] Ok(Demo {", 1),
+    )
+    .unwrap();
+    dev.expect_stderr(&["reload rolled back at init", "init refused", "generation 2 keeps serving"], long);
+
+    std::fs::write(&lib_rs, original.replacen("{name}!", "{name}?", 1)).unwrap();
+    dev.expect_stdout(r#"{"calls":3,"message":"Hello, dev?"}"#, long);
+}

@@ -176,3 +176,77 @@ pub fn run(cmd: &mut Command) -> Output {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A process whose output is read line by line as it comes.
+#[derive(Debug)]
+pub struct Running {
+    child: std::process::Child,
+    stdout: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+    /// Every stderr line seen so far, for failure messages.
+    pub stderr_seen: Vec<String>,
+}
+
+impl Running {
+    /// Starts `cmd` with piped stdout and stderr.
+    pub fn spawn(cmd: &mut Command) -> Running {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("process starts");
+        fn lines(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        }
+        let stdout = lines(child.stdout.take().expect("piped"));
+        let stderr = lines(child.stderr.take().expect("piped"));
+        Running { child, stdout, stderr, stderr_seen: Vec::new() }
+    }
+
+    /// Waits for a stdout line equal to `expected`.
+    pub fn expect_stdout(&mut self, expected: &str, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if line == expected => return,
+                Ok(_) => {}
+                Err(_) => panic!("no stdout line {expected:?}; stderr so far:\n{}", self.drain_stderr()),
+            }
+        }
+    }
+
+    /// Waits for a stderr line containing every one of `fragments`; returns it.
+    pub fn expect_stderr(&mut self, fragments: &[&str], timeout: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if fragments.iter().all(|f| line.contains(f)) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no stderr line with {fragments:?}; stderr so far:\n{}", self.drain_stderr()),
+            }
+        }
+    }
+
+    fn drain_stderr(&mut self) -> String {
+        self.stderr_seen.extend(self.stderr.try_iter());
+        self.stderr_seen.join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -5,6 +5,7 @@
 //! one `error: …` line with a non-zero exit; a panic in ax itself is a bug, and
 //! is reported the same way rather than as a Rust backtrace.
 
+mod dev;
 mod logging;
 mod new;
 mod run;
@@ -27,6 +28,8 @@ enum Command {
     New(new::NewArgs),
     /// Build (if needed), load and call a plugin; print each result as JSON.
     Run(run::RunArgs),
+    /// Serve a plugin and hot-reload it whenever its source changes.
+    Dev(dev::DevArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let result = std::panic::catch_unwind(|| match cli.command {
         Command::New(args) => new::run(args),
         Command::Run(args) => run::run(args),
+        Command::Dev(args) => dev::run(args),
     });
     match result {
         Ok(Ok(code)) => code,

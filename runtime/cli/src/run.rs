@@ -40,7 +40,7 @@ pub(crate) struct RunArgs {
 
 /// One call to make.
 #[derive(Debug, PartialEq)]
-struct Call {
+pub(crate) struct Call {
     method: String,
     input: Value,
 }
@@ -87,7 +87,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 /// Runs every call, printing results on stdout and errors on stderr; returns how many failed.
-fn run_calls(plugin: &Plugin, calls: &[Call]) -> usize {
+pub(crate) fn run_calls(plugin: &Plugin, calls: &[Call]) -> usize {
     let stdout = std::io::stdout();
     let mut failed = 0;
     for call in calls {
@@ -116,7 +116,7 @@ fn parse_input(input: Option<&str>) -> Result<Value> {
 }
 
 /// Reads a calls file, failing on the first bad line with its number.
-fn read_calls(path: &Path) -> Result<Vec<Call>> {
+pub(crate) fn read_calls(path: &Path) -> Result<Vec<Call>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read calls file", path.display()))?;
     let expected = r#"expected one JSON object per line, such as {"method":"count","input":{"text":"a b"}}"#;
     let mut calls = Vec::new();
