@@ -53,6 +53,17 @@ pub(crate) fn install(host: &'static HostVTable) -> Result<(), PluginError> {
     Ok(())
 }
 
+/// Unwinds the current call if the host asked for it (a budget was exceeded).
+/// Only inside a call guarded by the SDK, and never while already unwinding (a
+/// second panic would abort the process).
+pub(crate) fn check_abort(host: &HostVTable) {
+    // SAFETY: the host's abort word lives as long as its vtable.
+    let requested = unsafe { host.abort.as_ref() }.is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed) != 0);
+    if requested && crate::shim::in_call() && !std::thread::panicking() {
+        std::panic::resume_unwind(Box::new(crate::shim::BudgetAbort));
+    }
+}
+
 /// A `tracing` subscriber that forwards everything to the host.
 struct HostSubscriber {
     host: &'static HostVTable,
@@ -126,6 +137,7 @@ impl Subscriber for HostSubscriber {
                 }
             },
         );
+        check_abort(self.host);
         // The host never returns 0; guard anyway, as Id::from_u64 panics on 0.
         Id::from_u64(id.max(1))
     }
@@ -158,11 +170,13 @@ impl Subscriber for HostSubscriber {
                 }
             },
         );
+        check_abort(self.host);
     }
 
     fn enter(&self, span: &Id) {
         // SAFETY: plain call through the host vtable.
-        unsafe { (self.host.span_enter)(self.host.ctx, span.into_u64()) }
+        unsafe { (self.host.span_enter)(self.host.ctx, span.into_u64()) };
+        check_abort(self.host);
     }
 
     fn exit(&self, span: &Id) {

@@ -33,6 +33,7 @@
 //! ax_plugin::export_plugin!(Echo);
 //! ```
 
+mod alloc;
 mod bridge;
 mod probe;
 mod shim;
@@ -46,6 +47,8 @@ pub use serde_json::{Value, json};
 pub use ax_abi as abi;
 /// Re-exported so that plugins use the same `tracing` the bridge is installed in.
 pub use tracing;
+
+pub use alloc::CountingAllocator;
 
 /// Version of this SDK, reported to the host at load.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -251,5 +251,7 @@ pub fn probe_hit(site: &'static ProbeSite, values: &mut [Captured]) {
         })
         .collect();
     // SAFETY: the values and their text stay alive until the host returns.
-    unsafe { (host.probe_hit)(host.ctx, site, values.as_ptr(), values.len()) }
+    unsafe { (host.probe_hit)(host.ctx, site, values.as_ptr(), values.len()) };
+    drop(values);
+    crate::bridge::check_abort(host);
 }

@@ -34,6 +34,7 @@ pub const fn vtable<T: Plugin>() -> PluginVTable {
         describe: describe::<T>,
         probe_sites,
         rebuild_interest,
+        alloc_counters,
     }
 }
 
@@ -93,6 +94,15 @@ fn install_panic_hook() {
 /// What a guarded body produces: optional output bytes or an error.
 type Outcome = Result<Option<Vec<u8>>, PluginError>;
 
+/// The payload a call is unwound with when the host asks it to stop
+/// ([`crate::bridge`] raises it with `resume_unwind`, which skips the panic hook).
+pub(crate) struct BudgetAbort;
+
+/// Whether a guarded call is running on this thread (only those may be unwound).
+pub(crate) fn in_call() -> bool {
+    GUARD_DEPTH.try_with(Cell::get).unwrap_or(0) > 0
+}
+
 /// Runs `body` with panics caught; writes its output, error or panic to `out`.
 fn guard(out: *mut AxBytes, body: impl FnOnce() -> Outcome) -> Status {
     install_panic_hook();
@@ -102,6 +112,7 @@ fn guard(out: *mut AxBytes, body: impl FnOnce() -> Outcome) -> Status {
     let (status, bytes) = match result {
         Ok(Ok(bytes)) => (Status::OK, bytes),
         Ok(Err(error)) => (Status::ERROR, Some(to_json(&error))),
+        Err(payload) if payload.is::<BudgetAbort>() => (Status::ABORTED, None),
         Err(payload) => {
             let report = LAST_PANIC.with(|slot| slot.borrow_mut().take()).unwrap_or_else(|| PanicReport {
                 message: "panic (no message recorded)".to_owned(),
@@ -248,6 +259,10 @@ unsafe extern "C" fn probe_sites(out_len: *mut usize) -> *const ProbeSite {
         unsafe { out_len.write(sites.len()) };
     }
     sites.as_ptr()
+}
+
+unsafe extern "C" fn alloc_counters() -> *const ax_abi::AllocCounters {
+    crate::alloc::counters()
 }
 
 unsafe extern "C" fn rebuild_interest() {

@@ -22,6 +22,7 @@ const PACKAGES: &[&str] = &[
     "fixture-panic-call",
     "fixture-panic-save",
     "fixture-bench-plugin",
+    "fixture-hostile",
     "ax-cli",
 ];
 

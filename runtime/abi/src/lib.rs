@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 
 use core::ffi::c_void;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Version of the layout of [`PluginVTable`], [`HostVTable`] and every type they
 /// reference. Bumped on any change; the host refuses a plugin whose version differs.
@@ -62,6 +62,9 @@ impl Status {
     pub const PANIC: Status = Status(2);
     /// The host passed something the plugin could not decode (bad UTF-8, bad JSON, null pointer).
     pub const BAD_ARGUMENT: Status = Status(3);
+    /// The host asked the call to stop (a budget was exceeded) and the SDK
+    /// unwound it at a probe, span or event. No output.
+    pub const ABORTED: Status = Status(4);
 
     /// A short lowercase name, for messages.
     pub fn name(self) -> &'static str {
@@ -70,6 +73,7 @@ impl Status {
             Status::ERROR => "error",
             Status::PANIC => "panic",
             Status::BAD_ARGUMENT => "bad argument",
+            Status::ABORTED => "aborted",
             _ => "unknown status",
         }
     }
@@ -438,6 +442,35 @@ pub struct PluginVTable {
     /// Asks the plugin's `tracing` to query the host again for every callsite's
     /// interest (after the host changed what it listens to).
     pub rebuild_interest: unsafe extern "C" fn(),
+    /// The image's allocation counters, or null when the plugin does not use the
+    /// SDK's counting allocator.
+    pub alloc_counters: unsafe extern "C" fn() -> *const AllocCounters,
+}
+
+/// Allocation counters of a plugin image, kept by the SDK's counting global
+/// allocator and read by the host (from any thread). Live bytes are
+/// `allocated - freed`.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct AllocCounters {
+    /// Bytes ever allocated.
+    pub allocated: AtomicU64,
+    /// Bytes ever freed.
+    pub freed: AtomicU64,
+    /// Highest live byte count since the host last reset it (to the live count).
+    pub peak_live: AtomicU64,
+}
+
+impl AllocCounters {
+    /// All zero.
+    pub const fn new() -> AllocCounters {
+        AllocCounters { allocated: AtomicU64::new(0), freed: AtomicU64::new(0), peak_live: AtomicU64::new(0) }
+    }
+
+    /// Bytes allocated and not yet freed.
+    pub fn live(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed).wrapping_sub(self.freed.load(Ordering::Relaxed))
+    }
 }
 
 impl fmt::Debug for PluginVTable {
@@ -492,6 +525,10 @@ pub struct HostVTable {
         fields: *const FieldValue,
         field_count: usize,
     ),
+    /// Non-zero while the host wants the current calls unwound (a budget was
+    /// exceeded). The SDK reads it after every span, event and probe callback and
+    /// unwinds the call when set. Lives as long as the host vtable.
+    pub abort: *const AtomicU32,
     /// An armed probe site was reached; `values` follow the site's `var_names`.
     pub probe_hit:
         unsafe extern "C" fn(ctx: *const c_void, site: *const ProbeSite, values: *const ProbeValue, value_count: usize),

@@ -19,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use ax_abi::{
@@ -229,6 +229,10 @@ pub(crate) struct Bridge {
     probes: OnceLock<ProbeTable>,
     probe_handler: RwLock<Option<Arc<dyn ProbeHandler>>>,
     vtable: OnceLock<HostVTable>,
+    /// The abort word the SDK reads (see `HostVTable::abort`).
+    abort: AtomicU32,
+    /// Which probe sites the host wants armed, apart from an abort (which arms all).
+    armed_wanted: Mutex<Vec<bool>>,
 }
 
 #[derive(Clone, Copy)]
@@ -299,6 +303,8 @@ impl Bridge {
             probes: OnceLock::new(),
             probe_handler: RwLock::new(None),
             vtable: OnceLock::new(),
+            abort: AtomicU32::new(0),
+            armed_wanted: Mutex::new(Vec::new()),
         }));
         let _ = bridge.vtable.set(HostVTable {
             abi_version: ABI_VERSION,
@@ -314,6 +320,7 @@ impl Bridge {
             span_close: cb_span_close,
             current_span: cb_current_span,
             event: cb_event,
+            abort: &bridge.abort,
             probe_hit: cb_probe_hit,
         });
         bridge
@@ -356,13 +363,52 @@ impl Bridge {
 
     /// Arms or disarms probe site `index`; returns false if there is no such site.
     pub(crate) fn arm_probe(&self, index: usize, armed: bool) -> bool {
-        match self.probes.get().and_then(|t| t.sites.get(index)) {
-            Some(site) => {
-                site.armed.store(u32::from(armed), Ordering::Relaxed);
-                true
-            }
-            None => false,
+        let Some(site) = self.probes.get().and_then(|t| t.sites.get(index)) else { return false };
+        let mut wanted = self.armed_wanted.lock().unwrap_or_else(|e| e.into_inner());
+        if wanted.len() <= index {
+            wanted.resize(index + 1, false);
         }
+        wanted[index] = armed;
+        if self.abort.load(Ordering::Relaxed) == 0 {
+            site.armed.store(u32::from(armed), Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Asks the plugin to unwind its current call: sets the abort word the SDK
+    /// checks after span, event and probe callbacks, arms every probe site and has
+    /// every span forwarded, so that the next probe or span the call reaches
+    /// stops it. Code that reaches none cannot be stopped in-process.
+    pub(crate) fn request_abort(&self, plugin_vtable: &ax_abi::PluginVTable) {
+        if self.abort.swap(1, Ordering::AcqRel) == 1 {
+            return;
+        }
+        for site in self.probes.get().map_or(&[][..], |t| t.sites) {
+            site.armed.store(1, Ordering::Relaxed);
+        }
+        // SAFETY: rebuild_interest takes no arguments and catches its own panics;
+        // tracing allows it from any thread.
+        unsafe { (plugin_vtable.rebuild_interest)() };
+    }
+
+    /// Ends an abort: restores the probe sites and interest the host wants.
+    pub(crate) fn clear_abort(&self, plugin_vtable: &ax_abi::PluginVTable) {
+        if self.abort.swap(0, Ordering::AcqRel) == 0 {
+            return;
+        }
+        let wanted = self.armed_wanted.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, site) in self.probes.get().map_or(&[][..], |t| t.sites).iter().enumerate() {
+            site.armed.store(u32::from(wanted.get(i).copied().unwrap_or(false)), Ordering::Relaxed);
+        }
+        // SAFETY: as in request_abort.
+        unsafe { (plugin_vtable.rebuild_interest)() };
+    }
+
+    /// Drops the calling thread's frames of this image (after a call: spans an
+    /// aborted call never exited must not haunt the next one).
+    pub(crate) fn clear_stack(&self) {
+        let me = self as *const Bridge as usize;
+        let _ = STACK.try_with(|s| s.borrow_mut().retain(|f| f.bridge != me));
     }
 
     pub(crate) fn set_probe_handler(&self, handler: Option<Arc<dyn ProbeHandler>>) {
@@ -388,7 +434,7 @@ impl Bridge {
     fn interest(&self, info: &CallsiteInfo) -> u32 {
         let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
         let wanted = if info.is_span {
-            instr.spans
+            instr.spans || self.abort.load(Ordering::Relaxed) != 0
         } else {
             instr.log_filter.would_enable(&info.target, &info.level.to_tracing())
         };
@@ -623,7 +669,10 @@ unsafe extern "C" fn cb_probe_hit(ctx: *const c_void, site: *const ProbeSite, va
         LAST_PROBE.with(|l| l.set(Some((ctx as usize, index))));
         let handler = bridge.probe_handler.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(handler) = handler {
+            // A handler may block (a debugger paused here): that time is not the call's.
+            let pause = crate::budget::Pause::begin();
             handler.on_probe(&ProbeHit { instance: bridge.instance, site: &table.infos[index], raw });
+            pause.end();
         }
     })
 }

@@ -139,6 +139,8 @@ pub enum CallError {
     Plugin { plugin: String, method: String, failure: PluginFailure },
     #[error("{plugin}.{method}: plugin returned invalid JSON: {message}")]
     InvalidOutput { plugin: String, method: String, message: String },
+    #[error("{plugin}.{method}: budget exceeded: {}", violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    BudgetExceeded { plugin: String, method: String, violations: Vec<crate::budget::Violation> },
     #[error("{plugin}: the plugin instance has shut down")]
     Stopped { plugin: String },
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::budget::{Usage, Violation};
 use crate::error::{CallError, SourceLocation};
 use crate::reload::{ReloadReport, ReloadStep};
 
@@ -41,7 +42,16 @@ pub enum Event {
     /// A call was handed to the plugin.
     CallStarted { instance: InstanceId, call: u64, method: String },
     /// A call returned (or failed).
-    CallFinished { instance: InstanceId, call: u64, method: String, duration: Duration, error: Option<CallError> },
+    CallFinished {
+        instance: InstanceId,
+        call: u64,
+        method: String,
+        duration: Duration,
+        usage: Usage,
+        error: Option<CallError>,
+    },
+    /// A running call crossed a limit of its budget; it is being stopped.
+    BudgetViolation { instance: InstanceId, plugin: String, method: String, violation: Violation },
     /// Plugin code panicked; the panic was caught at the boundary.
     Panic { instance: InstanceId, method: Option<String>, message: String, location: Option<SourceLocation> },
     /// A `tracing` event from the plugin that passed the host's log filter.

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::bridge::Instrumentation;
+use crate::budget::Watchdog;
 use crate::error::LoadError;
 use crate::events::EventBus;
 use crate::loader::{self, Image, LibDir, OpenedLibrary};
@@ -31,6 +32,7 @@ pub struct Host {
     libs: LibDir,
     next_instance: AtomicU64,
     instrumentation: RwLock<Instrumentation>,
+    watchdog: Arc<Watchdog>,
 }
 
 impl Host {
@@ -42,8 +44,10 @@ impl Host {
     /// A host with `options`.
     pub fn with_options(options: HostOptions) -> std::io::Result<Host> {
         let root = options.lib_root.unwrap_or_else(LibDir::default_root);
+        let events = Arc::new(EventBus::default());
         Ok(Host {
-            events: Arc::new(EventBus::default()),
+            watchdog: Arc::new(Watchdog::new(events.clone())),
+            events,
             libs: LibDir::new(&root)?,
             next_instance: AtomicU64::new(1),
             instrumentation: RwLock::new(options.instrumentation),
@@ -115,12 +119,15 @@ impl Host {
             instrumentation: self.instrumentation.read().unwrap_or_else(|e| e.into_inner()).clone(),
             config_json,
             init_timeout,
+            watchdog: self.watchdog.clone(),
         })
     }
 
     /// Loads the plugin of `source` from `library` (see [`PluginSource::library`]),
-    /// with the source's name and `[config]`.
+    /// with the source's name, `[config]` and `[budget]`.
     pub fn load(&self, source: &PluginSource, library: &Path) -> Result<Plugin, LoadError> {
-        self.load_library(library, &source.name(), &source.config_json())
+        let plugin = self.load_library(library, &source.name(), &source.config_json())?;
+        plugin.set_budget(source.budget());
+        Ok(plugin)
     }
 }

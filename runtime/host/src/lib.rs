@@ -14,6 +14,7 @@
 //! server and the CLI translate their protocols into calls on this API.
 
 pub mod bridge;
+mod budget;
 mod error;
 mod events;
 mod host;
@@ -25,6 +26,7 @@ mod watch;
 
 pub use ax_manifest as manifest;
 pub use bridge::{CallsiteInfo, Instrumentation, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame};
+pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes, format_duration};
 pub use error::{CallError, LoadError, PluginFailure, SourceLocation};
 pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
 pub use host::{Host, HostOptions};

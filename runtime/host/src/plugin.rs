@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ax_abi::{AxBytes, AxStr, PluginVTable, Status};
+use ax_abi::{AllocCounters, AxBytes, AxStr, PluginVTable, Status};
 use serde_json::Value;
 
 use crate::bridge::{Bridge, CallsiteInfo, Instrumentation, ProbeHandler, ProbeSiteInfo, StackFrame};
+use crate::budget::{ActiveCall, Budget, Usage, Violation, Watchdog};
 use crate::error::{CallError, LoadError, PluginFailure};
 use crate::events::{Event, EventBus, InstanceId};
 use crate::loader::OpenedLibrary;
@@ -39,7 +40,15 @@ type Job = Box<dyn FnOnce(&mut WorkerState) + Send>;
 struct WorkerState {
     instance: InstancePtr,
     vtable: &'static PluginVTable,
+    /// The image's allocation counters (null when the plugin opted out).
+    counters: Option<&'static AllocCounters>,
     destroyed: bool,
+}
+
+/// Why a call failed, as the worker sees it.
+enum Failure {
+    Plugin(PluginFailure),
+    Budget(Vec<Violation>),
 }
 
 /// What [`Plugin::start`] needs.
@@ -53,6 +62,7 @@ pub(crate) struct Start<'a> {
     pub(crate) config_json: &'a str,
     /// How long `init` may take; `None` waits for ever.
     pub(crate) init_timeout: Option<Duration>,
+    pub(crate) watchdog: Arc<Watchdog>,
 }
 
 /// A plugin instance. Cheap to share behind an `Arc`; every method may be called
@@ -65,6 +75,8 @@ pub struct Plugin {
     methods: Vec<String>,
     sdk_version: String,
     events: Arc<EventBus>,
+    budget: std::sync::RwLock<Budget>,
+    watchdog: Arc<Watchdog>,
     jobs: Mutex<Option<Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     next_call: AtomicU64,
@@ -87,7 +99,8 @@ fn take_bytes(out: &AxBytes) -> Vec<u8> {
 impl Plugin {
     /// Starts the worker thread and creates the instance on it.
     pub(crate) fn start(start: Start<'_>) -> Result<Plugin, LoadError> {
-        let Start { name, library, opened, instance, events, instrumentation, config_json, init_timeout } = start;
+        let Start { name, library, opened, instance, events, instrumentation, config_json, init_timeout, watchdog } =
+            start;
         let started = Instant::now();
         let vtable = opened.vtable;
         let bridge = Bridge::new(instance, events.clone(), instrumentation);
@@ -123,7 +136,9 @@ impl Plugin {
                     let _ = ready_tx.send(Err(failure));
                     return;
                 };
-                let mut state = WorkerState { instance, vtable, destroyed: false };
+                // SAFETY: alloc_counters returns null or the image's static counters.
+                let counters = unsafe { (vtable.alloc_counters)().as_ref() };
+                let mut state = WorkerState { instance, vtable, counters, destroyed: false };
                 // Nobody waits any more (init overran its deadline): undo the creation.
                 let waited_for = ready_tx.send(Ok(describe(vtable))).is_ok();
                 while waited_for && let Ok(job) = recv_spinning(&job_rx) {
@@ -175,6 +190,8 @@ impl Plugin {
             methods,
             sdk_version,
             events,
+            budget: std::sync::RwLock::new(Budget::UNLIMITED),
+            watchdog,
             jobs: Mutex::new(Some(job_tx)),
             worker: Mutex::new(Some(worker)),
             next_call: AtomicU64::new(1),
@@ -206,37 +223,89 @@ impl Plugin {
     }
 
     /// Calls `method` with JSON `input` bytes; returns the JSON output bytes.
+    /// The plugin's budget applies (see [`Plugin::set_budget`]).
     pub fn call_raw(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        self.call_raw_with(method, input, None).0
+    }
+
+    /// [`Plugin::call_raw`] with `budget` overriding the plugin's limits it
+    /// sets; also returns what the call used.
+    pub fn call_raw_with(
+        &self,
+        method: &str,
+        input: &[u8],
+        budget: Option<&Budget>,
+    ) -> (Result<Vec<u8>, CallError>, Usage) {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let (instance, events) = (self.instance, self.events.clone());
-        let (method_owned, input) = (method.to_owned(), input.to_vec());
+        let budget = match budget {
+            Some(b) => self.budget().overridden_by(b),
+            None => self.budget(),
+        };
+        let (instance, events, watchdog, bridge) =
+            (self.instance, self.events.clone(), self.watchdog.clone(), self.bridge);
+        let (name, method_owned, input) = (self.name.clone(), method.to_owned(), input.to_vec());
         let result = self.run(move |state| {
             events.publish_with(|| Event::CallStarted { instance, call, method: method_owned.clone() });
-            let started = Instant::now();
+            let vtable = state.vtable;
+            let active = ActiveCall::begin(
+                &name,
+                &method_owned,
+                instance,
+                budget,
+                state.counters,
+                Box::new(move || bridge.request_abort(vtable)),
+            );
+            if budget.is_limited() {
+                watchdog.watch(&active);
+            }
             let mut out = AxBytes::empty();
             // SAFETY: the instance is live (not destroyed) and only used on this thread.
             let status = unsafe {
                 (state.vtable.call)(state.instance.0, AxStr::from_str(&method_owned), AxStr::new(&input), &mut out)
             };
-            let duration = started.elapsed();
-            let result = if status == Status::OK {
+            if budget.is_limited() {
+                watchdog.unwatch(&active);
+            }
+            let (usage, violations) = active.finish();
+            active.publish_violations(&events);
+            bridge.clear_abort(vtable);
+            bridge.clear_stack();
+            let result = if !violations.is_empty() {
+                Err(Failure::Budget(violations))
+            } else if status == Status::OK {
                 Ok(take_bytes(&out))
             } else {
-                Err(PluginFailure::from_status(status, out.as_slice()))
+                Err(Failure::Plugin(PluginFailure::from_status(status, out.as_slice())))
             };
-            (result, duration, method_owned)
+            (result, usage, method_owned)
         });
-        let (result, duration, method_owned) = result?;
-        let result = result.map_err(|failure| CallError::Plugin {
-            plugin: self.name.clone(),
-            method: method.to_owned(),
-            failure,
+        let (result, usage, method_owned) = match result {
+            Ok(done) => done,
+            Err(stopped) => return (Err(stopped), Usage::default()),
+        };
+        let result = result.map_err(|failure| match failure {
+            Failure::Plugin(failure) => {
+                CallError::Plugin { plugin: self.name.clone(), method: method.to_owned(), failure }
+            }
+            Failure::Budget(violations) => {
+                CallError::BudgetExceeded { plugin: self.name.clone(), method: method.to_owned(), violations }
+            }
         });
-        self.report_call(call, method_owned, duration, result.as_ref().err());
-        result
+        self.report_call(call, method_owned, usage, result.as_ref().err());
+        (result, usage)
     }
 
-    fn report_call(&self, call: u64, method: String, duration: Duration, error: Option<&CallError>) {
+    /// The limits every call gets unless it overrides them.
+    pub fn budget(&self) -> Budget {
+        *self.budget.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the limits every call gets unless it overrides them.
+    pub fn set_budget(&self, budget: Budget) {
+        *self.budget.write().unwrap_or_else(|e| e.into_inner()) = budget;
+    }
+
+    fn report_call(&self, call: u64, method: String, usage: Usage, error: Option<&CallError>) {
         if let Some(CallError::Plugin { failure: PluginFailure::Panic { message, location }, .. }) = error {
             self.events.publish_with(|| Event::Panic {
                 instance: self.instance,
@@ -249,20 +318,29 @@ impl Plugin {
             instance: self.instance,
             call,
             method,
-            duration,
+            duration: usage.wall,
+            usage,
             error: error.cloned(),
         });
     }
 
     /// Calls `method` with `input`; returns the decoded output.
     pub fn call(&self, method: &str, input: &Value) -> Result<Value, CallError> {
+        self.call_with(method, input, None).0
+    }
+
+    /// [`Plugin::call`] with a budget override; also returns what the call used.
+    pub fn call_with(&self, method: &str, input: &Value, budget: Option<&Budget>) -> (Result<Value, CallError>, Usage) {
         let input = serde_json::to_vec(input).expect("a serde_json::Value always serialises");
-        let output = self.call_raw(method, &input)?;
-        serde_json::from_slice(&output).map_err(|e| CallError::InvalidOutput {
-            plugin: self.name.clone(),
-            method: method.to_owned(),
-            message: e.to_string(),
-        })
+        let (output, usage) = self.call_raw_with(method, &input, budget);
+        let decoded = output.and_then(|output| {
+            serde_json::from_slice(&output).map_err(|e| CallError::InvalidOutput {
+                plugin: self.name.clone(),
+                method: method.to_owned(),
+                message: e.to_string(),
+            })
+        });
+        (decoded, usage)
     }
 
     /// Asks the plugin for its state.

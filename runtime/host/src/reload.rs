@@ -275,6 +275,7 @@ impl ReloadablePlugin {
         }
         lap(ReloadStep::RestoreState, &mut steps);
 
+        new.set_budget(route.budget());
         let new_instance = new.instance_id();
         let old = std::mem::replace(&mut *route, Arc::new(new));
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;

@@ -67,6 +67,14 @@ impl PluginSource {
         }
     }
 
+    /// The manifest's `[budget]` (unlimited for a bare library).
+    pub fn budget(&self) -> crate::budget::Budget {
+        match self {
+            PluginSource::Manifest { manifest, .. } => crate::budget::Budget::from_manifest(&manifest.budget),
+            PluginSource::Library(_) => crate::budget::Budget::UNLIMITED,
+        }
+    }
+
     /// The library to load: given, named by the manifest, or built by cargo.
     pub fn library(&self, options: &mut BuildOptions<'_>) -> Result<PathBuf, SourceError> {
         match self {
