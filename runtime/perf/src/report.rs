@@ -27,32 +27,34 @@ pub const FORMAT: &str = "ax-perf";
 /// The report version this crate writes and reads.
 pub const VERSION: u32 = 1;
 
-/// Why a report could not be read or written. Every message starts with the file.
+/// Why a report could not be read or written. Every message starts with the
+/// file and is complete in itself: the underlying error is part of the message
+/// (`cause`), not chained behind it, so a one-line printer shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// The file could not be read.
-    #[error("{}: cannot read perf report: {source}", path.display())]
+    #[error("{}: cannot read perf report: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file could not be written.
-    #[error("{}: cannot write perf report: {source}", path.display())]
+    #[error("{}: cannot write perf report: {cause}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Not JSON at all, or cut short.
-    #[error("{}: not valid JSON ({source}); expected an ax-perf report written by `ax perf run --json`", path.display())]
+    #[error("{}: not valid JSON ({cause}); expected an ax-perf report written by `ax perf run --json`", path.display())]
     Syntax {
         /// The file.
         path: PathBuf,
         /// The parser's complaint, with line and column.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// JSON, but not an ax-perf report.
     #[error("{}: not an ax-perf report ({found}); expected \"format\": \"{FORMAT}\", as written by `ax perf run --json`", path.display())]
@@ -71,22 +73,22 @@ pub enum ReportError {
         found: String,
     },
     /// The right envelope, the wrong layout (a missing field, a string for a number, …).
-    #[error("{}: invalid ax-perf report ({source}); expected the version {VERSION} layout of docs/perf-report.md", path.display())]
+    #[error("{}: invalid ax-perf report ({cause}); expected the version {VERSION} layout of docs/perf-report.md", path.display())]
     Layout {
         /// The file.
         path: PathBuf,
         /// The parser's complaint, with line and column.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A benchmark whose samples cannot be used.
-    #[error("{}: benchmark {name:?}: {source}", path.display())]
+    #[error("{}: benchmark {name:?}: {cause}", path.display())]
     Samples {
         /// The file.
         path: PathBuf,
         /// The benchmark.
         name: String,
         /// What is wrong with its samples.
-        source: StatsError,
+        cause: StatsError,
     },
     /// Two benchmarks with one name, which `compare` could not tell apart.
     #[error("{}: benchmark name {name:?} appears twice; expected unique names", path.display())]
@@ -235,7 +237,7 @@ impl Report {
         // The envelope first, from a generic parse: a wrong format or version is
         // named as such even when the rest has another layout.
         let value: Value =
-            serde_json::from_str(text).map_err(|source| ReportError::Syntax { path: path_buf(), source })?;
+            serde_json::from_str(text).map_err(|cause| ReportError::Syntax { path: path_buf(), cause })?;
         let Value::Object(object) = &value else {
             return Err(ReportError::Format { path: path_buf(), found: "not a JSON object".to_owned() });
         };
@@ -252,13 +254,13 @@ impl Report {
         drop(value);
         // Then the layout, from the text again, for errors with line and column.
         let report: Report =
-            serde_json::from_str(text).map_err(|source| ReportError::Layout { path: path_buf(), source })?;
+            serde_json::from_str(text).map_err(|cause| ReportError::Layout { path: path_buf(), cause })?;
         let mut names = HashSet::new();
         for b in &report.benchmarks {
-            sorted_f64(&b.samples_ns).map_err(|source| ReportError::Samples {
+            sorted_f64(&b.samples_ns).map_err(|cause| ReportError::Samples {
                 path: path_buf(),
                 name: b.name.clone(),
-                source,
+                cause,
             })?;
             if !names.insert(b.name.as_str()) {
                 return Err(ReportError::DuplicateName { path: path_buf(), name: b.name.clone() });
@@ -269,14 +271,13 @@ impl Report {
 
     /// Reads the report in `path`.
     pub fn read(path: &Path) -> Result<Report, ReportError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ReportError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ReportError::Read { path: path.to_owned(), cause })?;
         Report::from_json(&text, path)
     }
 
     /// Writes the report to `path` as JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
-        write_atomically(path, &self.to_json()).map_err(|source| ReportError::Write { path: path.to_owned(), source })
+        write_atomically(path, &self.to_json()).map_err(|cause| ReportError::Write { path: path.to_owned(), cause })
     }
 }
 
