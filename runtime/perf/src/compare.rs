@@ -144,6 +144,9 @@ pub struct Comparison {
     pub p_value: f64,
     /// The decision.
     pub verdict: Verdict,
+    /// `NoChange`, but the interval reaches beyond the threshold: a change that
+    /// large is not ruled out, the samples are too few or too noisy to tell.
+    pub inconclusive: bool,
 }
 
 impl Comparison {
@@ -173,6 +176,8 @@ pub fn compare(base_ns: &[u64], new_ns: &[u64], options: &CompareOptions) -> Res
     } else {
         Verdict::NoChange
     };
+    let inconclusive = verdict == Verdict::NoChange
+        && (ratio_ci.low < 1.0 - options.threshold || ratio_ci.high > 1.0 + options.threshold);
     Ok(Comparison {
         base_count: base.len(),
         new_count: new.len(),
@@ -182,6 +187,7 @@ pub fn compare(base_ns: &[u64], new_ns: &[u64], options: &CompareOptions) -> Res
         ratio_ci,
         p_value,
         verdict,
+        inconclusive,
     })
 }
 
@@ -325,6 +331,7 @@ mod tests {
             let new = noisy(200 + seed, 100, 1_000_000.0, 0.005);
             let c = compare(&base, &new, &CompareOptions::default()).unwrap();
             assert_eq!(c.verdict, Verdict::NoChange, "seed {seed}: {c:?}");
+            assert!(!c.inconclusive, "seed {seed}: {c:?}");
             assert!(c.ratio_ci.contains(1.0) || c.change().abs() < 0.005, "seed {seed}: {c:?}");
         }
     }
@@ -337,6 +344,7 @@ mod tests {
         let c = compare(&base, &new, &CompareOptions::default()).unwrap();
         assert!(c.p_value < 1e-10, "{c:?}");
         assert_eq!(c.verdict, Verdict::NoChange);
+        assert!(!c.inconclusive, "a 1 % change is ruled in, and anything beyond 2 % out: {c:?}");
         // With a 0.5 % threshold it is a regression.
         let c = compare(&base, &new, &CompareOptions::new(0.01, 0.005).unwrap()).unwrap();
         assert_eq!(c.verdict, Verdict::Slower);
@@ -347,7 +355,7 @@ mod tests {
         // Medians 5 % apart, but three samples each of wild noise.
         let c = compare(&[100, 300, 200], &[210, 95, 310], &CompareOptions::default()).unwrap();
         assert_eq!(c.verdict, Verdict::NoChange, "{c:?}");
-        assert!(c.small_sample());
+        assert!(c.inconclusive && c.small_sample(), "{c:?}");
     }
 
     #[test]

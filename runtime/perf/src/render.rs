@@ -159,7 +159,7 @@ pub fn comparison(comparison: &ReportComparison, markdown: bool) -> String {
         ("p-value", Right),
         ("verdict", Left),
     ]);
-    let mut approximate = false;
+    let (mut approximate, mut unclear) = (false, false);
     for b in &comparison.benchmarks {
         let c = &b.comparison;
         let mut p = p_value(c.p_value);
@@ -167,10 +167,14 @@ pub fn comparison(comparison: &ReportComparison, markdown: bool) -> String {
             approximate = true;
             p.push('*');
         }
-        let verdict = match (c.verdict, markdown) {
+        let mut verdict = match (c.verdict, markdown) {
             (Verdict::NoChange, _) | (_, false) => c.verdict.to_string(),
             (verdict, true) => format!("**{verdict}**"),
         };
+        if c.inconclusive {
+            unclear = true;
+            verdict.push('?');
+        }
         table.row(vec![
             if markdown { code(&b.name) } else { b.name.clone() },
             duration(c.base_median_ns),
@@ -186,11 +190,16 @@ pub fn comparison(comparison: &ReportComparison, markdown: bool) -> String {
     let (slower, faster, unchanged) = (count(Verdict::Slower), count(Verdict::Faster), count(Verdict::NoChange));
     let name = |n: &String| if markdown { code(n) } else { n.clone() };
     let list = |names: &[String]| names.iter().map(name).collect::<Vec<_>>().join(", ");
+    let inconclusive = comparison.benchmarks.iter().filter(|b| b.comparison.inconclusive).count();
+    let unchanged = match inconclusive {
+        0 => format!("{unchanged} unchanged"),
+        n => format!("{unchanged} unchanged ({n} inconclusive)"),
+    };
     let mut notes = Vec::new();
     notes.push(if markdown && slower > 0 {
-        format!("**{slower} slower**, {faster} faster, {unchanged} unchanged.")
+        format!("**{slower} slower**, {faster} faster, {unchanged}.")
     } else {
-        format!("{slower} slower, {faster} faster, {unchanged} unchanged.")
+        format!("{slower} slower, {faster} faster, {unchanged}.")
     });
     if !comparison.only_in_base.is_empty() {
         notes.push(format!("Only in base: {}.", list(&comparison.only_in_base)));
@@ -217,9 +226,17 @@ and the whole 95% bootstrap confidence interval of the ratio of medians lies bey
         out.push('\n');
     }
     let _ = writeln!(out, "{rule}");
+    // In Markdown each note is a paragraph, and a line starting with `* ` would start a list.
+    let (gap, star) = if markdown { ("\n", "\\*") } else { ("", "*") };
+    if unclear {
+        let _ = writeln!(
+            out,
+            "{gap}? the 95% CI reaches beyond ±{}: a change that large is not ruled out; \
+the samples are too few or too noisy to tell.",
+            fraction(comparison.options.threshold)
+        );
+    }
     if approximate {
-        // In Markdown a line starting with `* ` would start a list.
-        let (gap, star) = if markdown { ("\n", "\\*") } else { ("", "*") };
         let _ = writeln!(
             out,
             "{gap}{star} fewer than {} samples on a side: the p-value's normal approximation is only indicative.",
@@ -416,13 +433,21 @@ mod tests {
         assert!(lines[0].starts_with("benchmark  base median  new median   change"), "{text}");
         assert!(lines[2].starts_with("count          1.00 ms     1.03 ms   +2.89%    +2.75% … +3.01%"), "{text}");
         assert!(lines[2].ends_with("<0.001  slower"), "{text}");
-        assert!(text.contains("1 slower, 1 faster, 2 unchanged.\nOnly in base: removed.\nOnly in new: added.\n"));
+        assert!(
+            text.contains(
+                "1 slower, 1 faster, 2 unchanged (1 inconclusive).\nOnly in base: removed.\nOnly in new: added.\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("beyond ±2%."), "{text}");
 
         let same = ReportComparison::new(&base, &base, CompareOptions::default()).unwrap();
         let text = super::comparison(&same, false);
         assert!(text.contains("+0.00%") && text.contains("no change"), "{text}");
-        assert!(!text.contains("slower  ") && text.contains("0 slower, 0 faster, 5 unchanged."), "{text}");
+        assert!(
+            !text.contains("slower  ") && text.contains("0 slower, 0 faster, 5 unchanged (2 inconclusive)."),
+            "{text}"
+        );
     }
 
     #[test]
