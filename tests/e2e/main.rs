@@ -2,4 +2,5 @@
 //! real runtime and driven through the real `ax` binary.
 
 mod cli;
+mod perf;
 mod runtime;

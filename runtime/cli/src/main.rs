@@ -7,6 +7,7 @@
 
 mod logging;
 mod new;
+mod perf;
 mod run;
 
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     New(new::NewArgs),
     /// Build (if needed), load and call a plugin; print each result as JSON.
     Run(run::RunArgs),
+    /// Benchmark a plugin (`ax perf run`) and compare benchmark reports (`ax perf compare`).
+    Perf(perf::PerfArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let result = std::panic::catch_unwind(|| match cli.command {
         Command::New(args) => new::run(args),
         Command::Run(args) => run::run(args),
+        Command::Perf(args) => perf::run(args),
     });
     match result {
         Ok(Ok(code)) => code,

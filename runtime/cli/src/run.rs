@@ -40,9 +40,9 @@ pub(crate) struct RunArgs {
 
 /// One call to make.
 #[derive(Debug, PartialEq)]
-struct Call {
-    method: String,
-    input: Value,
+pub(crate) struct Call {
+    pub(crate) method: String,
+    pub(crate) input: Value,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
@@ -106,7 +106,7 @@ fn run_calls(plugin: &Plugin, calls: &[Call]) -> usize {
     failed
 }
 
-fn parse_input(input: Option<&str>) -> Result<Value> {
+pub(crate) fn parse_input(input: Option<&str>) -> Result<Value> {
     let Some(text) = input else {
         return Ok(Value::Null);
     };
@@ -116,7 +116,7 @@ fn parse_input(input: Option<&str>) -> Result<Value> {
 }
 
 /// Reads a calls file, failing on the first bad line with its number.
-fn read_calls(path: &Path) -> Result<Vec<Call>> {
+pub(crate) fn read_calls(path: &Path) -> Result<Vec<Call>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read calls file", path.display()))?;
     let expected = r#"expected one JSON object per line, such as {"method":"count","input":{"text":"a b"}}"#;
     let mut calls = Vec::new();
