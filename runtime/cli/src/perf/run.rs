@@ -25,7 +25,7 @@ use ax_manifest::HumanDuration;
 use ax_perf::{Benchmark, Format, Report};
 use ax_runtime::{BuildOptions, Host, HostOptions, Instrumentation, Plugin, PluginSource};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use crate::run::{Call, parse_input, read_calls};
@@ -141,7 +141,7 @@ pub(crate) fn run(args: PerfRunArgs) -> Result<ExitCode> {
     let plugin = host.load(&source, &library)?;
 
     let mut report = Report::new(format!("ax {}", env!("CARGO_PKG_VERSION")));
-    let progress = progress_bar(limits.iterations);
+    let progress = progress_bar();
     let measured: Result<Vec<Benchmark>> = specs.iter().map(|spec| measure(&plugin, spec, limits, &progress)).collect();
     progress.finish_and_clear();
     report.benchmarks = measured?;
@@ -181,16 +181,20 @@ fn distinct(calls: Vec<Call>) -> Vec<Spec> {
         .collect()
 }
 
-/// A progress bar on stderr when it is a terminal; a hidden one otherwise.
-fn progress_bar(iterations: usize) -> ProgressBar {
+/// A progress bar on stderr when it is a terminal, redrawn 4 times a second at
+/// most (each redraw is a write between two calls); a hidden one otherwise.
+/// Its length is per mille of the budget, whichever limit is nearer.
+fn progress_bar() -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let style = ProgressStyle::with_template("{msg:>20} [{bar:30}] {pos}/{len} samples, {elapsed}")
+    let style = ProgressStyle::with_template("{prefix:>16} [{bar:30}] {msg} {elapsed}")
         .expect("the template is valid")
         .progress_chars("=> ");
-    ProgressBar::new(iterations as u64).with_style(style)
+    ProgressBar::with_draw_target(Some(PER_MILLE), ProgressDrawTarget::stderr_with_hz(4)).with_style(style)
 }
+
+const PER_MILLE: u64 = 1000;
 
 /// Samples between two progress bar updates: the bar is cheap, but not free.
 const PROGRESS_EVERY: usize = 64;
@@ -198,7 +202,8 @@ const PROGRESS_EVERY: usize = 64;
 /// Warms up, then samples one benchmark.
 fn measure(plugin: &Plugin, spec: &Spec, limits: Limits, progress: &ProgressBar) -> Result<Benchmark> {
     let failed = |what: String| format!("benchmark {}: {what} failed", spec.name);
-    progress.set_message(spec.name.clone());
+    progress.set_prefix(spec.name.clone());
+    progress.set_message("warming up");
     progress.set_position(0);
     for i in 1..=limits.warmup {
         plugin.call_raw(&spec.method, &spec.input_bytes).with_context(|| failed(format!("warmup call {i}")))?;
@@ -217,8 +222,11 @@ fn measure(plugin: &Plugin, spec: &Spec, limits: Limits, progress: &ProgressBar)
         result.with_context(|| failed(format!("call {}", samples.len() + 1)))?;
         // A call never takes 0 ns; clamp anyway, the statistics refuse zeros.
         samples.push(u64::try_from(nanos).unwrap_or(u64::MAX).max(1));
-        if samples.len() % PROGRESS_EVERY == 0 {
-            progress.set_position(samples.len() as u64);
+        if samples.len() % PROGRESS_EVERY == 0 && !progress.is_hidden() {
+            let by_count = samples.len() as f64 / limits.iterations as f64;
+            let by_time = before.duration_since(started).as_secs_f64() / limits.time.as_secs_f64();
+            progress.set_position((by_count.max(by_time) * PER_MILLE as f64) as u64);
+            progress.set_message(format!("{} samples", samples.len()));
         }
     }
     let elapsed = started.elapsed();
