@@ -145,7 +145,7 @@ fn a_corrupt_or_foreign_report_is_named() {
     let (base, _) = base_report(dir.path());
     let text = std::fs::read_to_string(&base).unwrap();
     let truncated = dir.path().join("truncated.json");
-    std::fs::write(&truncated, &text[..text.len() / 2]).unwrap();
+    std::fs::write(&truncated, &text.as_bytes()[..text.len() / 2]).unwrap();
     let out = perf(&["compare", path(&base), path(&truncated)]);
     assert_one_error(&out, &["truncated.json: not valid JSON", "expected an ax-perf report"]);
 
