@@ -3,5 +3,6 @@
 
 mod budget;
 mod cli;
+mod perf;
 mod reload;
 mod runtime;

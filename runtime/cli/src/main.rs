@@ -8,6 +8,7 @@
 mod dev;
 mod logging;
 mod new;
+mod perf;
 mod run;
 
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Run(run::RunArgs),
     /// Serve a plugin and hot-reload it whenever its source changes.
     Dev(dev::DevArgs),
+    /// Benchmark a plugin (`ax perf run`) and compare benchmark reports (`ax perf compare`).
+    Perf(perf::PerfArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::New(args) => new::run(args),
         Command::Run(args) => run::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::Perf(args) => perf::run(args),
     });
     match result {
         Ok(Ok(code)) => code,

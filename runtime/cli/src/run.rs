@@ -41,8 +41,8 @@ pub(crate) struct RunArgs {
 /// One call to make.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Call {
-    method: String,
-    input: Value,
+    pub(crate) method: String,
+    pub(crate) input: Value,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
@@ -106,7 +106,7 @@ pub(crate) fn run_calls(plugin: &Plugin, calls: &[Call]) -> usize {
     failed
 }
 
-fn parse_input(input: Option<&str>) -> Result<Value> {
+pub(crate) fn parse_input(input: Option<&str>) -> Result<Value> {
     let Some(text) = input else {
         return Ok(Value::Null);
     };

@@ -1,0 +1,35 @@
+//! `ax perf`: benchmark a plugin (`ax perf run`) and decide whether a change
+//! made it slower (`ax perf compare`).
+//!
+//! Both subcommands only translate arguments: the measuring loop lives in
+//! `run.rs`, and every statistic, the report file and its renderings come from
+//! `ax-perf`, which knows nothing of plugins or of this command line.
+
+mod compare;
+mod run;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub(crate) struct PerfArgs {
+    #[command(subcommand)]
+    command: PerfCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PerfCommand {
+    /// Benchmark plugin calls: warm up, sample each call's wall time, report the statistics.
+    Run(run::PerfRunArgs),
+    /// Compare two reports of `ax perf run --json`; exit 1 when a benchmark got slower.
+    Compare(compare::CompareArgs),
+}
+
+pub(crate) fn run(args: PerfArgs) -> Result<ExitCode> {
+    match args.command {
+        PerfCommand::Run(args) => run::run(args),
+        PerfCommand::Compare(args) => compare::run(args),
+    }
+}

@@ -1,0 +1,28 @@
+//! ax-perf: the statistics and the report format behind `ax perf run` and
+//! `ax perf compare`, with no knowledge of plugins or of the command line.
+//!
+//! A benchmark is a sample of call durations in nanoseconds. [`Summary`]
+//! describes one sample (interpolated percentiles, MAD, a bootstrap interval of
+//! the median, Tukey outliers, throughput); [`compare()`] decides whether a
+//! second sample is [`Verdict::Faster`], [`Verdict::Slower`] or neither, from a
+//! Mann-Whitney U test *and* a bootstrap interval of the ratio of medians
+//! against a noise threshold. [`Report`] is the versioned JSON file that carries
+//! samples between the two commands, and [`render`] turns reports and
+//! comparisons into terminal tables, Markdown, CSV or JSON.
+//!
+//! Everything here is deterministic: bootstraps use a fixed seed, so the same
+//! samples always give the same intervals and the same verdicts.
+
+pub mod bootstrap;
+pub mod compare;
+pub mod render;
+pub mod report;
+pub mod stats;
+
+pub use compare::{
+    BenchmarkComparison, CompareOptions, Comparison, MannWhitney, ReportComparison, Verdict, compare, mann_whitney,
+    relative_change,
+};
+pub use render::Format;
+pub use report::{Benchmark, FORMAT, Machine, Report, ReportError, VERSION, write_atomically};
+pub use stats::{Interval, Outliers, StatsError, Summary, Throughput, percentile};
