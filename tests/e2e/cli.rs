@@ -238,3 +238,30 @@ fn dev_rebuilds_reloads_with_state_and_survives_bad_edits() {
     std::fs::write(&lib_rs, original.replacen("{name}!", "{name}?", 1)).unwrap();
     dev.expect_stdout(r#"{"calls":3,"message":"Hello, dev?"}"#, long);
 }
+
+#[test]
+fn budgets_from_flags_and_calls_files_and_usage_with_stats() {
+    let hostile = library("fixture-hostile");
+    let out = ax_run(hostile, &["spin_probe", "--max-duration", "50ms"]);
+    assert_one_error(&out, &["fixture_hostile.spin_probe: budget exceeded: max_duration 50.0 ms exceeded"]);
+
+    let out = ax_run(hostile, &["alloc_1gib", "--max-memory", "64MiB", "--stats"]);
+    assert_one_error(&out, &["max_memory 64.0 MiB exceeded (observed 1.0 GiB)"]);
+    assert!(out.stderr.contains("stats: fixture_hostile.alloc_1gib: wall "), "{out:?}");
+
+    let out = ax_run(hostile, &["ok", "--max-duration", "5 fortnights"]);
+    assert_eq!(out.code, Some(2), "clap rejects the value: {out:?}");
+    assert!(out.stderr.contains("invalid duration \"5 fortnights\""), "{out:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.jsonl");
+    std::fs::write(
+        &calls,
+        "{\"method\":\"sleep\",\"input\":{\"ms\":100},\"budget\":{\"max_duration\":\"30ms\"}}\n{\"method\":\"ok\"}\n",
+    )
+    .unwrap();
+    let out = ax_run(hostile, &["--calls", calls.to_str().unwrap(), "--stats"]);
+    assert_one_error(&out, &["fixture_hostile.sleep: budget exceeded: max_duration 30.0 ms"]);
+    assert!(out.stdout.contains("\"ok\":true"), "the next call ran: {out:?}");
+    assert_eq!(out.stderr.matches("stats: ").count(), 2, "{out:?}");
+}

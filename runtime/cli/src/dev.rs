@@ -197,7 +197,7 @@ impl Dev {
 
 fn replay(plugin: &ReloadablePlugin, calls: Option<&[Call]>) {
     if let Some(calls) = calls {
-        run_calls(&plugin.current(), calls);
+        run_calls(&plugin.current(), calls, false);
     }
 }
 

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use ax_runtime::{BuildOptions, Host, HostOptions, Instrumentation, Plugin, PluginSource, SavedState};
+use ax_runtime::manifest::{ByteSize, HumanDuration};
+use ax_runtime::{Budget, BuildOptions, Host, HostOptions, Instrumentation, Plugin, PluginSource, SavedState};
 use clap::Args;
 use serde_json::Value;
 
@@ -36,6 +37,31 @@ pub(crate) struct RunArgs {
     /// Restore the plugin's state from FILE first (if it exists) and save it there afterwards.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Print what each call used (wall and CPU time, allocations) to stderr.
+    #[arg(long)]
+    stats: bool,
+    #[command(flatten)]
+    limits: BudgetArgs,
+}
+
+/// Per-call limits overriding the manifest's `[budget]`.
+#[derive(Debug, Args)]
+pub(crate) struct BudgetArgs {
+    /// Memory a call may allocate at peak, e.g. 64MiB.
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s).map(|b| b.0))]
+    max_memory: Option<u64>,
+    /// CPU time a call may use, e.g. 2s.
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| HumanDuration::parse(s).map(|d| d.0))]
+    max_cpu_time: Option<std::time::Duration>,
+    /// Wall time a call may take, e.g. 5s.
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| HumanDuration::parse(s).map(|d| d.0))]
+    max_duration: Option<std::time::Duration>,
+}
+
+impl BudgetArgs {
+    pub(crate) fn budget(&self) -> Budget {
+        Budget { max_memory: self.max_memory, max_cpu_time: self.max_cpu_time, max_duration: self.max_duration }
+    }
 }
 
 /// One call to make.
@@ -43,13 +69,17 @@ pub(crate) struct RunArgs {
 pub(crate) struct Call {
     pub(crate) method: String,
     pub(crate) input: Value,
+    /// Limits of this call alone, over the plugin's.
+    pub(crate) budget: Option<Budget>,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let log_filter = crate::logging::init()?;
     let calls = match (&args.calls, &args.method) {
         (Some(file), _) => read_calls(file)?,
-        (None, Some(method)) => vec![Call { method: method.clone(), input: parse_input(args.input.as_deref())? }],
+        (None, Some(method)) => {
+            vec![Call { method: method.clone(), input: parse_input(args.input.as_deref())?, budget: None }]
+        }
         (None, None) => Vec::new(),
     };
     let source = PluginSource::resolve(&args.plugin)?;
@@ -61,6 +91,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);
     let plugin = host.load(&source, &library)?;
+    plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
 
     if calls.is_empty() {
         let methods = if plugin.methods().is_empty() {
@@ -77,7 +108,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         plugin.restore_state(&saved).with_context(|| format!("{}: state refused", state_file.display()))?;
     }
 
-    let failed = run_calls(&plugin, &calls);
+    let failed = run_calls(&plugin, &calls, args.stats);
     if let Some(state_file) = &args.state {
         let saved = plugin.save_state()?;
         write_state(state_file, &saved)?;
@@ -86,12 +117,17 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Runs every call, printing results on stdout and errors on stderr; returns how many failed.
-pub(crate) fn run_calls(plugin: &Plugin, calls: &[Call]) -> usize {
+/// Runs every call, printing results on stdout and errors (and, with `stats`,
+/// each call's usage) on stderr; returns how many failed.
+pub(crate) fn run_calls(plugin: &Plugin, calls: &[Call], stats: bool) -> usize {
     let stdout = std::io::stdout();
     let mut failed = 0;
     for call in calls {
-        match plugin.call(&call.method, &call.input) {
+        let (result, usage) = plugin.call_with(&call.method, &call.input, call.budget.as_ref());
+        if stats {
+            eprintln!("stats: {}.{}: {usage}", plugin.name(), call.method);
+        }
+        match result {
             Ok(output) => {
                 let mut out = stdout.lock();
                 let _ = writeln!(out, "{output}");
@@ -134,15 +170,35 @@ pub(crate) fn read_calls(path: &Path) -> Result<Vec<Call>> {
             _ => bail!("{}: missing \"method\" string; {expected}", at()),
         };
         let input = object.remove("input").unwrap_or(Value::Null);
+        let budget =
+            object.remove("budget").map(|b| parse_budget(&b)).transpose().map_err(|e| anyhow!("{}: {e}", at()))?;
         if let Some(key) = object.keys().next() {
             bail!("{}: unknown key {key:?}; {expected}", at());
         }
-        calls.push(Call { method, input });
+        calls.push(Call { method, input, budget });
     }
     if calls.is_empty() {
         bail!("{}: no calls; {expected}", path.display());
     }
     Ok(calls)
+}
+
+/// A call's `"budget"`: `{"max_memory": "64MiB", "max_cpu_time": "2s", "max_duration": "5s"}`.
+fn parse_budget(value: &Value) -> Result<Budget, String> {
+    let expected =
+        r#"expected "budget": {"max_memory": "64MiB", "max_cpu_time": "2s", "max_duration": "5s"} (any of them)"#;
+    let Value::Object(fields) = value else { return Err(format!("\"budget\" is not an object; {expected}")) };
+    let mut budget = Budget::UNLIMITED;
+    for (key, value) in fields {
+        let text = value.as_str().ok_or_else(|| format!("\"budget\".{key} is not a string; {expected}"))?;
+        match key.as_str() {
+            "max_memory" => budget.max_memory = Some(ByteSize::parse(text)?.0),
+            "max_cpu_time" => budget.max_cpu_time = Some(HumanDuration::parse(text)?.0),
+            "max_duration" => budget.max_duration = Some(HumanDuration::parse(text)?.0),
+            other => return Err(format!("unknown budget key {other:?}; {expected}")),
+        }
+    }
+    Ok(budget)
 }
 
 /// State files: `AXSTATE1`, the schema version (u32 LE), then the plugin's bytes.
@@ -187,7 +243,7 @@ mod tests {
             calls_from("{\"method\":\"count\",\"input\":{\"text\":\"a\"}}\n\n{\"method\":\"other\"}\n").unwrap();
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].input["text"], "a");
-        assert_eq!(calls[1], Call { method: "other".into(), input: Value::Null });
+        assert_eq!(calls[1], Call { method: "other".into(), input: Value::Null, budget: None });
     }
 
     #[test]
@@ -200,6 +256,12 @@ mod tests {
         assert!(err.contains(":1: missing \"method\" string"), "{err}");
         let err = calls_from("{\"method\":\"m\",\"inptu\":1}\n").unwrap_err();
         assert!(err.contains(":1: unknown key \"inptu\""), "{err}");
+        let err = calls_from("{\"method\":\"m\",\"budget\":{\"max_duration\":\"5 parsecs\"}}\n").unwrap_err();
+        assert!(err.contains(":1: invalid duration \"5 parsecs\""), "{err}");
+        let err = calls_from("{\"method\":\"m\",\"budget\":{\"max_time\":\"5s\"}}\n").unwrap_err();
+        assert!(err.contains(":1: unknown budget key \"max_time\""), "{err}");
+        let calls = calls_from("{\"method\":\"m\",\"budget\":{\"max_memory\":\"1KiB\"}}\n").unwrap();
+        assert_eq!(calls[0].budget.unwrap().max_memory, Some(1024));
         let err = calls_from("\n\n").unwrap_err();
         assert!(err.contains("no calls"), "{err}");
     }

@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn distinct_calls_are_named_by_method_and_position() {
-        let call = |method: &str, input: Value| Call { method: method.to_owned(), input };
+        let call = |method: &str, input: Value| Call { method: method.to_owned(), input, budget: None };
         let specs = distinct(vec![
             call("count", json!({"text": "a"})),
             call("count", json!({"text": "a b"})),
