@@ -442,14 +442,14 @@ pub struct PluginVTable {
     /// Asks the plugin's `tracing` to query the host again for every callsite's
     /// interest (after the host changed what it listens to).
     pub rebuild_interest: unsafe extern "C" fn(),
-    /// The image's allocation counters, or null when the plugin does not use the
-    /// SDK's counting allocator.
+    /// The calling thread's allocation counters (valid while that thread lives),
+    /// or null when the plugin does not use the SDK's counting allocator.
     pub alloc_counters: unsafe extern "C" fn() -> *const AllocCounters,
 }
 
-/// Allocation counters of a plugin image, kept by the SDK's counting global
-/// allocator and read by the host (from any thread). Live bytes are
-/// `allocated - freed`.
+/// Allocation counters of one thread of a plugin image, written by the SDK's
+/// counting global allocator on that thread only and read by the host from any
+/// thread. Live bytes are `allocated - freed`.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct AllocCounters {

@@ -398,6 +398,10 @@ impl Pause {
 struct WatchState {
     calls: Vec<Arc<ActiveCall>>,
     stopping: bool,
+    /// The watchdog sleeps with no deadline and must be woken for a new call.
+    /// While it ticks, registering a call wakes nothing: waking a thread per
+    /// call more than doubled the cost of a short call.
+    idle: bool,
 }
 
 /// The host's budget watchdog. See the module docs.
@@ -415,7 +419,8 @@ impl fmt::Debug for Watchdog {
 
 impl Watchdog {
     pub(crate) fn new(events: Arc<EventBus>) -> Watchdog {
-        let shared = Arc::new((Mutex::new(WatchState { calls: Vec::new(), stopping: false }), Condvar::new()));
+        let shared =
+            Arc::new((Mutex::new(WatchState { calls: Vec::new(), stopping: false, idle: true }), Condvar::new()));
         Watchdog { shared, events, thread: Mutex::new(None) }
     }
 
@@ -423,8 +428,11 @@ impl Watchdog {
     pub(crate) fn watch(&self, call: &Arc<ActiveCall>) {
         self.ensure_thread();
         let (state, wake) = &*self.shared;
-        state.lock().unwrap_or_else(|e| e.into_inner()).calls.push(call.clone());
-        wake.notify_one();
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state.calls.push(call.clone());
+        if state.idle {
+            wake.notify_one();
+        }
     }
 
     pub(crate) fn unwatch(&self, call: &Arc<ActiveCall>) {
@@ -466,7 +474,9 @@ fn watchdog_loop(shared: &(Mutex<WatchState>, Condvar), events: &EventBus) {
         }
         if guard.calls.is_empty() {
             // Idle: sleep until a budgeted call starts.
+            guard.idle = true;
             guard = wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+            guard.idle = false;
             continue;
         }
         let calls = guard.calls.clone();

@@ -40,7 +40,7 @@ type Job = Box<dyn FnOnce(&mut WorkerState) + Send>;
 struct WorkerState {
     instance: InstancePtr,
     vtable: &'static PluginVTable,
-    /// The image's allocation counters (null when the plugin opted out).
+    /// The worker thread's allocation counters (`None` when the plugin opted out).
     counters: Option<&'static AllocCounters>,
     destroyed: bool,
 }
