@@ -3,6 +3,7 @@
 
 mod budget;
 mod cli;
+mod isolated;
 mod perf;
 mod reload;
 mod runtime;

@@ -197,7 +197,8 @@ impl Dev {
 
 fn replay(plugin: &ReloadablePlugin, calls: Option<&[Call]>) {
     if let Some(calls) = calls {
-        run_calls(&plugin.current(), calls, false);
+        let current = plugin.current();
+        run_calls(current.name(), calls, false, |m, i, b| current.call_with(m, i, b));
     }
 }
 

@@ -31,6 +31,13 @@ enum Command {
     Run(run::RunArgs),
     /// Serve a plugin and hot-reload it whenever its source changes.
     Dev(dev::DevArgs),
+    /// The child side of isolated mode (started by ax itself).
+    #[command(name = "__isolated-host", hide = true)]
+    IsolatedHost {
+        /// The parent's socket.
+        #[arg(long)]
+        socket: std::path::PathBuf,
+    },
     /// Benchmark a plugin (`ax perf run`) and compare benchmark reports (`ax perf compare`).
     Perf(perf::PerfArgs),
 }
@@ -51,6 +58,9 @@ fn main() -> ExitCode {
         Command::New(args) => new::run(args),
         Command::Run(args) => run::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::IsolatedHost { socket } => {
+            ax_runtime::isolated::serve(&socket).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+        }
         Command::Perf(args) => perf::run(args),
     });
     match result {

@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
+use ax_runtime::manifest::Isolation;
 use ax_runtime::manifest::{ByteSize, HumanDuration};
-use ax_runtime::{Budget, BuildOptions, Host, HostOptions, Instrumentation, Plugin, PluginSource, SavedState};
+use ax_runtime::{
+    Budget, BuildOptions, CallError, Host, HostOptions, Instrumentation, IsolatedPlugin, IsolationOptions, Plugin,
+    PluginSource, SavedState, Usage,
+};
 use clap::Args;
 use serde_json::Value;
 
@@ -40,6 +44,10 @@ pub(crate) struct RunArgs {
     /// Print what each call used (wall and CPU time, allocations) to stderr.
     #[arg(long)]
     stats: bool,
+    /// Run the plugin in a child process with hard limits, restarted after a
+    /// crash (as `isolation = "process"` in the manifest does).
+    #[arg(long)]
+    isolate: bool,
     #[command(flatten)]
     limits: BudgetArgs,
 }
@@ -90,15 +98,29 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
         .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);
-    let plugin = host.load(&source, &library)?;
-    plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
+    let isolate = args.isolate || source.isolation() == Isolation::Process;
+    let plugin = if isolate {
+        let host_binary = std::env::current_exe().context("cannot find the ax binary to run the isolated host")?;
+        let budget = source.budget().overridden_by(&args.limits.budget());
+        let options = IsolationOptions { host_binary };
+        Target::Isolated(IsolatedPlugin::start(
+            &host,
+            &library,
+            &source.name(),
+            &source.config_json(),
+            budget,
+            options,
+        )?)
+    } else {
+        let plugin = host.load(&source, &library)?;
+        plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
+        Target::InProcess(plugin)
+    };
 
     if calls.is_empty() {
-        let methods = if plugin.methods().is_empty() {
-            "it declares none".to_owned()
-        } else {
-            format!("one of: {}", plugin.methods().join(", "))
-        };
+        let methods = plugin.methods();
+        let methods =
+            if methods.is_empty() { "it declares none".to_owned() } else { format!("one of: {}", methods.join(", ")) };
         bail!("{}: no method given; expected a METHOD ({methods}) or --calls FILE", args.plugin.display());
     }
     if let Some(state_file) = &args.state
@@ -108,7 +130,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         plugin.restore_state(&saved).with_context(|| format!("{}: state refused", state_file.display()))?;
     }
 
-    let failed = run_calls(&plugin, &calls, args.stats);
+    let failed = run_calls(plugin.name(), &calls, args.stats, |m, i, b| plugin.call_with(m, i, b));
     if let Some(state_file) = &args.state {
         let saved = plugin.save_state()?;
         write_state(state_file, &saved)?;
@@ -117,15 +139,74 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Runs every call, printing results on stdout and errors (and, with `stats`,
-/// each call's usage) on stderr; returns how many failed.
-pub(crate) fn run_calls(plugin: &Plugin, calls: &[Call], stats: bool) -> usize {
+/// A plugin in this process or in a child process.
+enum Target {
+    InProcess(Plugin),
+    Isolated(IsolatedPlugin),
+}
+
+impl Target {
+    fn name(&self) -> &str {
+        match self {
+            Target::InProcess(p) => p.name(),
+            Target::Isolated(p) => p.name(),
+        }
+    }
+
+    fn methods(&self) -> Vec<String> {
+        match self {
+            Target::InProcess(p) => p.methods().to_vec(),
+            Target::Isolated(p) => p.methods(),
+        }
+    }
+
+    fn call_with(&self, method: &str, input: &Value, budget: Option<&Budget>) -> (Result<Value, CallError>, Usage) {
+        match self {
+            Target::InProcess(p) => p.call_with(method, input, budget),
+            Target::Isolated(p) => p.call_with(method, input, budget),
+        }
+    }
+
+    fn save_state(&self) -> Result<SavedState, CallError> {
+        match self {
+            Target::InProcess(p) => p.save_state(),
+            Target::Isolated(p) => p.save_state(),
+        }
+    }
+
+    fn restore_state(&self, saved: &SavedState) -> Result<(), CallError> {
+        match self {
+            Target::InProcess(p) => p.restore_state(saved),
+            Target::Isolated(p) => p.restore_state(saved),
+        }
+    }
+
+    fn shutdown(&self) -> Result<(), CallError> {
+        match self {
+            Target::InProcess(p) => p.shutdown(),
+            Target::Isolated(p) => p.shutdown(),
+        }
+    }
+}
+
+/// What a call is made with: method, input, budget override.
+type CallFn<'a> = dyn Fn(&str, &Value, Option<&Budget>) -> (Result<Value, CallError>, Usage) + 'a;
+
+/// Runs every call through `call`, printing results on stdout and errors (and,
+/// with `stats`, each call's usage) on stderr; returns how many failed.
+pub(crate) fn run_calls(
+    name: &str,
+    calls: &[Call],
+    stats: bool,
+    call_with: impl Fn(&str, &Value, Option<&Budget>) -> (Result<Value, CallError>, Usage),
+) -> usize {
+    let call_with: &CallFn<'_> = &call_with;
     let stdout = std::io::stdout();
     let mut failed = 0;
     for call in calls {
-        let (result, usage) = plugin.call_with(&call.method, &call.input, call.budget.as_ref());
+        let (result, usage) = call_with(&call.method, &call.input, call.budget.as_ref());
         if stats {
-            eprintln!("stats: {}.{}: {usage}", plugin.name(), call.method);
+            eprintln!("stats: {name}.{}: {usage}", call.method);
         }
         match result {
             Ok(output) => {

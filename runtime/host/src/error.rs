@@ -141,6 +141,8 @@ pub enum CallError {
     InvalidOutput { plugin: String, method: String, message: String },
     #[error("{plugin}.{method}: budget exceeded: {}", violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     BudgetExceeded { plugin: String, method: String, violations: Vec<crate::budget::Violation> },
+    #[error("{plugin}.{method}: {cause}")]
+    Crashed { plugin: String, method: String, cause: String },
     #[error("{plugin}: the plugin instance has shut down")]
     Stopped { plugin: String },
 }

@@ -54,6 +54,11 @@ impl Host {
         })
     }
 
+    /// This host's private directory (library copies, sockets).
+    pub(crate) fn lib_dir(&self) -> &Path {
+        self.libs.dir()
+    }
+
     /// The event stream of every plugin this host loads.
     pub fn events(&self) -> &Arc<EventBus> {
         &self.events

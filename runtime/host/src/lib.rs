@@ -18,6 +18,8 @@ mod budget;
 mod error;
 mod events;
 mod host;
+#[cfg(unix)]
+pub mod isolated;
 mod loader;
 mod plugin;
 mod reload;
@@ -30,6 +32,8 @@ pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, fo
 pub use error::{CallError, LoadError, PluginFailure, SourceLocation};
 pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
 pub use host::{Host, HostOptions};
+#[cfg(unix)]
+pub use isolated::{IsolatedPlugin, IsolationOptions};
 pub use plugin::{Plugin, SavedState};
 pub use reload::{ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
 pub use source::{BuildOptions, PluginSource, SourceError};

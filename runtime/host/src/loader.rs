@@ -53,6 +53,10 @@ impl LibDir {
         std::env::temp_dir().join("ax-libs")
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn unique_copy_path(&self, original: &Path) -> PathBuf {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let stem = original.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");

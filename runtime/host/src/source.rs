@@ -67,6 +67,14 @@ impl PluginSource {
         }
     }
 
+    /// The manifest's `[plugin] isolation` (none for a bare library).
+    pub fn isolation(&self) -> ax_manifest::Isolation {
+        match self {
+            PluginSource::Manifest { manifest, .. } => manifest.plugin.isolation,
+            PluginSource::Library(_) => ax_manifest::Isolation::None,
+        }
+    }
+
     /// The manifest's `[budget]` (unlimited for a bare library).
     pub fn budget(&self) -> crate::budget::Budget {
         match self {

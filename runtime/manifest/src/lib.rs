@@ -9,6 +9,7 @@
 //! name = "word-count"
 //! version = "0.1.0"
 //! # library = "target/debug/libword_count.so"   # default: found through cargo
+//! # isolation = "process"                        # default: "none" (in the host process)
 //!
 //! [budget]           # per call
 //! max_memory = "64MiB"
@@ -70,6 +71,19 @@ pub struct PluginSection {
     /// builds the crate beside the manifest with cargo and takes its cdylib.
     #[serde(default)]
     pub library: Option<PathBuf>,
+    /// Where the plugin runs: in the host process (`"none"`, the default) or in
+    /// a child process with hard limits, restarted after a crash (`"process"`).
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// `[plugin] isolation`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    #[default]
+    None,
+    Process,
 }
 
 /// `[budget]`: per-call resource limits. Parsed and validated here; enforced by
@@ -291,6 +305,14 @@ nested = { quote = "a\"b" }
         assert_eq!(m.reload.debounce.0, Duration::from_millis(100));
         assert_eq!(m.plugin.library.as_deref(), Some(Path::new("lib/libwc.so")));
         assert_eq!(m.config_json(), r#"{"lang":"en","limits":[1,2.5,true],"nested":{"quote":"a\"b"}}"#);
+    }
+
+    #[test]
+    fn isolation_values() {
+        let m = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\nisolation = \"process\"\n").unwrap();
+        assert_eq!(m.plugin.isolation, Isolation::Process);
+        let err = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\nisolation = \"proces\"\n").unwrap_err();
+        assert!(err.contains("ax-plugin.toml:4:13: unknown variant `proces`, expected `none` or `process`"), "{err}");
     }
 
     #[test]
