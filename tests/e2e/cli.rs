@@ -265,3 +265,43 @@ fn budgets_from_flags_and_calls_files_and_usage_with_stats() {
     assert!(out.stdout.contains("\"ok\":true"), "the next call ran: {out:?}");
     assert_eq!(out.stderr.matches("stats: ").count(), 2, "{out:?}");
 }
+
+#[test]
+fn hostile_crashes_kill_an_in_process_host_with_a_last_word_and_an_isolated_one_survives() {
+    let hostile = library("fixture-hostile");
+    let cases = [
+        ("segfault", "SIGSEGV (segmentation fault)"),
+        ("abort", "SIGABRT (abort)"),
+        ("stack_overflow", "SIGSEGV (segmentation fault)"),
+        ("double_panic", "SIGABRT (abort)"),
+    ];
+    for (method, signal) in cases {
+        let out = ax_run(hostile, &[method]);
+        assert!(out.signal.is_some(), "{method}: in-process, the host dies of the signal: {out:?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "error: the process is crashing with {signal}; a plugin running in-process cannot survive this"
+            )),
+            "{method}: {}",
+            out.stderr
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.jsonl");
+    let lines: String = cases.iter().map(|(m, _)| format!("{{\"method\":\"{m}\"}}\n{{\"method\":\"ok\"}}\n")).collect();
+    std::fs::write(&calls, lines).unwrap();
+    let out = ax_run(hostile, &["--isolate", "--calls", calls.to_str().unwrap()]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let errors = out.error_lines();
+    assert_eq!(errors.len(), 4, "{out:?}");
+    for (error, (method, _)) in errors.iter().zip(cases) {
+        assert!(
+            error.starts_with(&format!("error: fixture_hostile.{method}: the plugin's process killed by SIG")),
+            "{error}"
+        );
+    }
+    let served: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(served.len(), 4, "every ok after a crash was served: {out:?}");
+    assert_eq!(served[3], r#"{"calls":4,"ok":true}"#, "the snapshot after each good call survived the crashes");
+}

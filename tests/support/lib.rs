@@ -157,6 +157,8 @@ pub fn marker_line(file: &str, marker: &str) -> u32 {
 #[derive(Debug)]
 pub struct Output {
     pub code: Option<i32>,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -171,8 +173,13 @@ impl Output {
 /// Runs `cmd` to completion.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("process runs");
+    #[cfg(unix)]
+    let signal = std::os::unix::process::ExitStatusExt::signal(&out.status);
+    #[cfg(not(unix))]
+    let signal = None;
     Output {
         code: out.status.code(),
+        signal,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }

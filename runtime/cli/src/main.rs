@@ -54,6 +54,8 @@ fn main() -> ExitCode {
         eprintln!("error: internal error in ax{location}: {message} (this is a bug in ax, please report it)");
     }));
     let cli = Cli::parse();
+    #[cfg(unix)]
+    ax_runtime::install_crash_reporter();
     let result = std::panic::catch_unwind(|| match cli.command {
         Command::New(args) => new::run(args),
         Command::Run(args) => run::run(args),

@@ -15,6 +15,8 @@
 
 pub mod bridge;
 mod budget;
+#[cfg(unix)]
+mod crash;
 mod error;
 mod events;
 mod host;
@@ -29,6 +31,8 @@ mod watch;
 pub use ax_manifest as manifest;
 pub use bridge::{CallsiteInfo, Instrumentation, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame};
 pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes, format_duration};
+#[cfg(unix)]
+pub use crash::install_crash_reporter;
 pub use error::{CallError, LoadError, PluginFailure, SourceLocation};
 pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
 pub use host::{Host, HostOptions};
