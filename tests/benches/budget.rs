@@ -9,14 +9,19 @@
 //!   (through the SDK's counting allocator) against the same allocation in the
 //!   host (system allocator).
 //!
+//! - isolated: a child that loops without reaching a probe under
+//!   `max_duration = 50ms`; the time from the limit crossed to the call
+//!   returning, child killed and replaced (goal ≤ 50 ms plus the plugin's init),
+//!   next to the time to start a child and load the plugin.
+//!
 //! `cargo bench -p ax-e2e --bench budget`. Figures depend on the machine and its load.
 
 use std::hint::black_box;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ax_e2e::{release_library, workspace_root};
-use ax_runtime::{Budget, Event, Host};
+use ax_e2e::{release_binary, release_library, workspace_root};
+use ax_runtime::{Budget, Event, Host, IsolatedPlugin, IsolationOptions};
 use criterion::Criterion;
 use serde_json::{Value, json};
 
@@ -51,6 +56,48 @@ fn detection(host: &Host, runs: usize) -> Vec<Duration> {
     latencies
 }
 
+/// (limit crossed → call returned with a new child serving, child start + load) per run.
+fn isolated_kill(host: &Host, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let options = IsolationOptions { host_binary: release_binary("ax").to_owned() };
+    let started = Instant::now();
+    let plugin = IsolatedPlugin::start(
+        host,
+        release_library("fixture-hostile"),
+        "hostile",
+        "{}",
+        Budget::UNLIMITED,
+        options.clone(),
+    )
+    .unwrap();
+    let mut starts = vec![started.elapsed()];
+    let limit = Duration::from_millis(50);
+    let budget = Budget { max_duration: Some(limit), ..Budget::UNLIMITED };
+    let kills = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            let (result, _) = plugin.call_with("spin_silent", &json!({ "ms": 10_000 }), Some(&budget));
+            assert!(result.is_err());
+            started.elapsed().saturating_sub(limit)
+        })
+        .collect();
+    assert_eq!(plugin.restarts(), runs as u64);
+    for _ in 0..runs.min(10) {
+        let started = Instant::now();
+        let other = IsolatedPlugin::start(
+            host,
+            release_library("fixture-hostile"),
+            "hostile",
+            "{}",
+            Budget::UNLIMITED,
+            options.clone(),
+        )
+        .unwrap();
+        starts.push(started.elapsed());
+        drop(other);
+    }
+    (kills, starts)
+}
+
 fn median_ns(group: &str, id: &str) -> Option<f64> {
     let path = workspace_root().join("target/criterion").join(group).join(id).join("new/estimates.json");
     let json: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
@@ -69,6 +116,16 @@ fn main() {
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.95).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3,
+    );
+
+    let (mut kills, mut starts) = isolated_kill(&host, if smoke { 2 } else { 20 });
+    kills.sort_unstable();
+    starts.sort_unstable();
+    println!(
+        "isolated: limit crossed → killed and replaced: p50 {:.1} ms  p95 {:.1} ms;  child start + load: p50 {:.1} ms",
+        percentile(&kills, 0.5).as_secs_f64() * 1e3,
+        percentile(&kills, 0.95).as_secs_f64() * 1e3,
+        percentile(&starts, 0.5).as_secs_f64() * 1e3,
     );
 
     let mut c = Criterion::default()

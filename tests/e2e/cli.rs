@@ -274,6 +274,7 @@ fn hostile_crashes_kill_an_in_process_host_with_a_last_word_and_an_isolated_one_
         ("abort", "SIGABRT (abort)"),
         ("stack_overflow", "SIGSEGV (segmentation fault)"),
         ("double_panic", "SIGABRT (abort)"),
+        ("panic_in_hook", "SIGABRT (abort)"),
     ];
     for (method, signal) in cases {
         let out = ax_run(hostile, &[method]);
@@ -294,7 +295,7 @@ fn hostile_crashes_kill_an_in_process_host_with_a_last_word_and_an_isolated_one_
     let out = ax_run(hostile, &["--isolate", "--calls", calls.to_str().unwrap()]);
     assert_eq!(out.code, Some(1), "{out:?}");
     let errors = out.error_lines();
-    assert_eq!(errors.len(), 4, "{out:?}");
+    assert_eq!(errors.len(), cases.len(), "{out:?}");
     for (error, (method, _)) in errors.iter().zip(cases) {
         assert!(
             error.starts_with(&format!("error: fixture_hostile.{method}: the plugin's process killed by SIG")),
@@ -302,6 +303,6 @@ fn hostile_crashes_kill_an_in_process_host_with_a_last_word_and_an_isolated_one_
         );
     }
     let served: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(served.len(), 4, "every ok after a crash was served: {out:?}");
-    assert_eq!(served[3], r#"{"calls":4,"ok":true}"#, "the snapshot after each good call survived the crashes");
+    assert_eq!(served.len(), cases.len(), "every ok after a crash was served: {out:?}");
+    assert_eq!(served[4], r#"{"calls":5,"ok":true}"#, "the snapshot after each good call survived the crashes");
 }

@@ -133,6 +133,11 @@ pub fn reload_variant(variant: &str, release: bool) -> PathBuf {
     copy
 }
 
+/// A binary of the workspace built with the release profile (for benchmarks).
+pub fn release_binary(name: &str) -> &'static Path {
+    release_artifacts().binaries.get(name).unwrap_or_else(|| panic!("no binary {name} built"))
+}
+
 /// A binary of the workspace (`ax`).
 pub fn binary(name: &str) -> &'static Path {
     artifacts().binaries.get(name).unwrap_or_else(|| panic!("no binary {name} built"))

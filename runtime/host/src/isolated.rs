@@ -40,7 +40,7 @@ use crate::plugin::SavedState;
 
 /// How long the child gets, beyond `max_duration`, to stop a call itself (the
 /// soft abort) before it is killed.
-const KILL_GRACE: Duration = Duration::from_millis(50);
+const KILL_GRACE: Duration = Duration::from_millis(25);
 /// How long a child may take to connect back.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of the child's stderr kept to explain a crash.
