@@ -35,6 +35,7 @@
 
 mod alloc;
 mod bridge;
+pub mod cache;
 mod probe;
 mod shim;
 

@@ -334,3 +334,25 @@ fn a_panic_on_a_plugin_thread_is_logged() {
     assert_eq!(line.message, "plugin thread panicked: worker thread gave up");
     assert!(line.fields.iter().any(|(k, v)| k == "file" && v.as_str().unwrap().ends_with("panic-call/src/lib.rs")));
 }
+
+#[test]
+fn the_query_cache_serves_plugins_and_outlives_an_instance() {
+    let host = Host::new().unwrap();
+    // Sharded: each shard holds its share of the bounds, so leave headroom.
+    host.configure_cache("bench", ax_runtime::CacheConfig { max_entries: 4000, max_bytes: 4 << 20, default_ttl: None });
+    let plugin = host.load_library(library("fixture-bench-plugin"), "bench", "{}").unwrap();
+    plugin.call("cache_fill", &json!({ "n": 900 })).unwrap();
+    // Keys 0..1000 over a cache holding 0..900: 90 % hits.
+    plugin.call("cache_get", &json!({ "n": 1000, "keys": 900 })).unwrap();
+    let stats = plugin.cache_stats();
+    assert_eq!(stats.entries, 900);
+    assert_eq!(stats.hits + stats.misses, 1000);
+    assert!((stats.hit_rate() - 0.9).abs() < 0.02, "{stats:?}");
+    assert_eq!(stats.bytes, 900 * (8 + 64));
+    plugin.shutdown().unwrap();
+
+    // A new instance of the same plugin (a reload, say) finds the cache warm.
+    let again = host.load_library(library("fixture-bench-plugin"), "bench", "{}").unwrap();
+    again.call("cache_get", &json!({ "n": 100, "keys": 900 })).unwrap();
+    assert!(again.cache_stats().hits >= stats.hits + 80, "{:?}", again.cache_stats());
+}

@@ -529,6 +529,11 @@ pub struct HostVTable {
     /// exceeded). The SDK reads it after every span, event and probe callback and
     /// unwinds the call when set. Lives as long as the host vtable.
     pub abort: *const AtomicU32,
+    /// Looks `key` up in the host's query cache for this plugin. On a hit writes
+    /// the value (allocated by the host) to `out` and returns 1; else returns 0.
+    pub cache_get: unsafe extern "C" fn(ctx: *const c_void, key: AxStr, out: *mut AxBytes) -> u32,
+    /// Stores `value` under `key`. `ttl_ms`: 0 for the cache's default, `u64::MAX` for no expiry.
+    pub cache_put: unsafe extern "C" fn(ctx: *const c_void, key: AxStr, value: AxStr, ttl_ms: u64),
     /// An armed probe site was reached; `values` follow the site's `var_names`.
     pub probe_hit:
         unsafe extern "C" fn(ctx: *const c_void, site: *const ProbeSite, values: *const ProbeValue, value_count: usize),

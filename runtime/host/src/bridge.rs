@@ -30,6 +30,7 @@ use serde_json::Value;
 use sharded_slab::Slab;
 use tracing_subscriber::filter::Targets;
 
+use crate::cache::QueryCache;
 use crate::error::SourceLocation;
 use crate::events::{Event, EventBus, InstanceId, Level, LogLine};
 
@@ -233,6 +234,8 @@ pub(crate) struct Bridge {
     abort: AtomicU32,
     /// Which probe sites the host wants armed, apart from an abort (which arms all).
     armed_wanted: Mutex<Vec<bool>>,
+    /// The plugin's query cache (`ax_plugin::cache`).
+    cache: Arc<QueryCache>,
 }
 
 #[derive(Clone, Copy)]
@@ -292,6 +295,7 @@ impl Bridge {
         instance: InstanceId,
         events: Arc<EventBus>,
         instrumentation: Instrumentation,
+        cache: Arc<QueryCache>,
     ) -> &'static Bridge {
         let bridge: &'static Bridge = Box::leak(Box::new(Bridge {
             instance,
@@ -305,6 +309,7 @@ impl Bridge {
             vtable: OnceLock::new(),
             abort: AtomicU32::new(0),
             armed_wanted: Mutex::new(Vec::new()),
+            cache,
         }));
         let _ = bridge.vtable.set(HostVTable {
             abi_version: ABI_VERSION,
@@ -321,6 +326,8 @@ impl Bridge {
             current_span: cb_current_span,
             event: cb_event,
             abort: &bridge.abort,
+            cache_get: cb_cache_get,
+            cache_put: cb_cache_put,
             probe_hit: cb_probe_hit,
         });
         bridge
@@ -418,6 +425,10 @@ impl Bridge {
     pub(crate) fn set_instrumentation(&self, instrumentation: Instrumentation) {
         self.span_fields.store(instrumentation.span_fields, Ordering::Relaxed);
         *self.instrumentation.write().unwrap_or_else(|e| e.into_inner()) = instrumentation;
+    }
+
+    pub(crate) fn cache(&self) -> &QueryCache {
+        &self.cache
     }
 
     pub(crate) fn callsites(&self) -> Vec<CallsiteInfo> {
@@ -674,5 +685,33 @@ unsafe extern "C" fn cb_probe_hit(ctx: *const c_void, site: *const ProbeSite, va
             handler.on_probe(&ProbeHit { instance: bridge.instance, site: &table.infos[index], raw });
             pause.end();
         }
+    })
+}
+
+unsafe extern "C" fn cb_cache_get(ctx: *const c_void, key: AxStr, out: *mut AxBytes) -> u32 {
+    shield(0, || {
+        // SAFETY: ctx from our vtable; key valid for the call.
+        let (bridge, key) = unsafe { (bridge(ctx), key.as_bytes()) };
+        match bridge.cache.get(key) {
+            Some(value) if !out.is_null() => {
+                // SAFETY: a valid slot from the plugin; the bytes carry the host's free function.
+                unsafe { out.write(AxBytes::from_vec(value.to_vec())) };
+                1
+            }
+            _ => 0,
+        }
+    })
+}
+
+unsafe extern "C" fn cb_cache_put(ctx: *const c_void, key: AxStr, value: AxStr, ttl_ms: u64) {
+    shield((), || {
+        // SAFETY: ctx from our vtable; key and value valid for the call.
+        let (bridge, key, value) = unsafe { (bridge(ctx), key.as_bytes(), value.as_bytes()) };
+        let ttl = match ttl_ms {
+            0 => None,
+            u64::MAX => Some(std::time::Duration::MAX),
+            ms => Some(std::time::Duration::from_millis(ms)),
+        };
+        bridge.cache.put(key, value, ttl);
     })
 }

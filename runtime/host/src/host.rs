@@ -2,13 +2,15 @@
 //! the directory of library copies, and turns a library path into a running
 //! [`Plugin`] instance.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::bridge::Instrumentation;
 use crate::budget::Watchdog;
+use crate::cache::{CacheConfig, QueryCache};
 use crate::error::LoadError;
 use crate::events::EventBus;
 use crate::loader::{self, Image, LibDir, OpenedLibrary};
@@ -33,6 +35,8 @@ pub struct Host {
     next_instance: AtomicU64,
     instrumentation: RwLock<Instrumentation>,
     watchdog: Arc<Watchdog>,
+    /// One query cache per plugin name, kept across reloads.
+    caches: Mutex<HashMap<String, Arc<QueryCache>>>,
 }
 
 impl Host {
@@ -47,6 +51,7 @@ impl Host {
         let events = Arc::new(EventBus::default());
         Ok(Host {
             watchdog: Arc::new(Watchdog::new(events.clone())),
+            caches: Mutex::new(HashMap::new()),
             events,
             libs: LibDir::new(&root)?,
             next_instance: AtomicU64::new(1),
@@ -125,12 +130,32 @@ impl Host {
             config_json,
             init_timeout,
             watchdog: self.watchdog.clone(),
+            cache: self.cache(name),
         })
     }
 
+    /// The query cache of the plugin called `name` (created with default limits
+    /// if none was configured).
+    pub fn cache(&self, name: &str) -> Arc<QueryCache> {
+        let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+        caches.entry(name.to_owned()).or_insert_with(|| Arc::new(QueryCache::new(CacheConfig::default()))).clone()
+    }
+
+    /// Gives the plugin called `name` a query cache with `config` (replacing an
+    /// existing one only if its limits differ).
+    pub fn configure_cache(&self, name: &str, config: CacheConfig) {
+        let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+        if caches.get(name).is_none_or(|c| c.config() != config) {
+            caches.insert(name.to_owned(), Arc::new(QueryCache::new(config)));
+        }
+    }
+
     /// Loads the plugin of `source` from `library` (see [`PluginSource::library`]),
-    /// with the source's name, `[config]` and `[budget]`.
+    /// with the source's name, `[config]`, `[budget]` and `[cache]`.
     pub fn load(&self, source: &PluginSource, library: &Path) -> Result<Plugin, LoadError> {
+        if let PluginSource::Manifest { manifest, .. } = source {
+            self.configure_cache(&manifest.plugin.name, CacheConfig::from_manifest(&manifest.cache));
+        }
         let plugin = self.load_library(library, &source.name(), &source.config_json())?;
         plugin.set_budget(source.budget());
         Ok(plugin)

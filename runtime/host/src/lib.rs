@@ -15,6 +15,7 @@
 
 pub mod bridge;
 mod budget;
+mod cache;
 #[cfg(unix)]
 mod crash;
 mod error;
@@ -31,6 +32,7 @@ mod watch;
 pub use ax_manifest as manifest;
 pub use bridge::{CallsiteInfo, Instrumentation, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame};
 pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes, format_duration};
+pub use cache::{CacheConfig, CacheStats, QueryCache};
 #[cfg(unix)]
 pub use crash::install_crash_reporter;
 pub use error::{CallError, LoadError, PluginFailure, SourceLocation};

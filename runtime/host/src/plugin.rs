@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::bridge::{Bridge, CallsiteInfo, Instrumentation, ProbeHandler, ProbeSiteInfo, StackFrame};
 use crate::budget::{ActiveCall, Budget, Usage, Violation, Watchdog};
+use crate::cache::{CacheStats, QueryCache};
 use crate::error::{CallError, LoadError, PluginFailure};
 use crate::events::{Event, EventBus, InstanceId};
 use crate::loader::OpenedLibrary;
@@ -63,6 +64,7 @@ pub(crate) struct Start<'a> {
     /// How long `init` may take; `None` waits for ever.
     pub(crate) init_timeout: Option<Duration>,
     pub(crate) watchdog: Arc<Watchdog>,
+    pub(crate) cache: Arc<QueryCache>,
 }
 
 /// A plugin instance. Cheap to share behind an `Arc`; every method may be called
@@ -99,11 +101,21 @@ fn take_bytes(out: &AxBytes) -> Vec<u8> {
 impl Plugin {
     /// Starts the worker thread and creates the instance on it.
     pub(crate) fn start(start: Start<'_>) -> Result<Plugin, LoadError> {
-        let Start { name, library, opened, instance, events, instrumentation, config_json, init_timeout, watchdog } =
-            start;
+        let Start {
+            name,
+            library,
+            opened,
+            instance,
+            events,
+            instrumentation,
+            config_json,
+            init_timeout,
+            watchdog,
+            cache,
+        } = start;
         let started = Instant::now();
         let vtable = opened.vtable;
-        let bridge = Bridge::new(instance, events.clone(), instrumentation);
+        let bridge = Bridge::new(instance, events.clone(), instrumentation, cache);
 
         let (job_tx, job_rx) = channel::unbounded::<Job>();
         let (ready_tx, ready_rx) = channel::bounded::<Result<Vec<String>, PluginFailure>>(1);
@@ -462,6 +474,11 @@ impl Plugin {
             // SAFETY: rebuild_interest takes no arguments and catches its own panics.
             unsafe { (state.vtable.rebuild_interest)() }
         });
+    }
+
+    /// The counters of the plugin's query cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.bridge.cache().stats()
     }
 
     /// The calling thread's shadow stack of this plugin's spans, outermost first.

@@ -26,6 +26,11 @@
 //! max_phase = "50ms"
 //! max_memory_growth = "50MiB"
 //!
+//! [cache]            # the host's query cache for this plugin
+//! max_entries = 10000
+//! max_bytes = "64MiB"
+//! default_ttl = "60s"
+//!
 //! [config]           # free-form, passed to Plugin::init as JSON
 //! language = "en"
 //! ```
@@ -52,6 +57,8 @@ pub struct Manifest {
     pub reload: ReloadSection,
     #[serde(default)]
     pub startup: StartupSection,
+    #[serde(default)]
+    pub cache: CacheSection,
     /// Free-form configuration handed to the plugin's `init`.
     #[serde(default)]
     pub config: toml::Table,
@@ -161,6 +168,36 @@ impl Default for StartupSection {
             max_phase: Self::default_phase(),
             max_memory_growth: Self::default_memory_growth(),
         }
+    }
+}
+
+/// `[cache]`: the query cache the host offers the plugin (`ax_plugin::cache`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// At most this many entries.
+    #[serde(default = "CacheSection::default_entries")]
+    pub max_entries: u64,
+    /// At most this many bytes of keys and values.
+    #[serde(default = "CacheSection::default_bytes")]
+    pub max_bytes: ByteSize,
+    /// Time to live of entries stored without one (default: until evicted).
+    #[serde(default)]
+    pub default_ttl: Option<HumanDuration>,
+}
+
+impl CacheSection {
+    fn default_entries() -> u64 {
+        10_000
+    }
+    fn default_bytes() -> ByteSize {
+        ByteSize(64 << 20)
+    }
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection { max_entries: Self::default_entries(), max_bytes: Self::default_bytes(), default_ttl: None }
     }
 }
 
