@@ -195,9 +195,9 @@ fn new_scaffolds_a_plugin_that_builds_and_runs() {
 fn dev_rebuilds_reloads_with_state_and_survives_bad_edits() {
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(run(ax().current_dir(dir.path()).args(["new", "demo"])).code, Some(0));
+    assert_eq!(run(ax().current_dir(dir.path()).args(["new", "livedemo"])).code, Some(0));
     std::fs::write(dir.path().join("calls.jsonl"), "{\"method\":\"hello\",\"input\":{\"name\":\"dev\"}}\n").unwrap();
-    let lib_rs = dir.path().join("demo/src/lib.rs");
+    let lib_rs = dir.path().join("livedemo/src/lib.rs");
     let original = std::fs::read_to_string(&lib_rs).unwrap();
     let edit = |from: &str, to: &str| {
         let text = std::fs::read_to_string(&lib_rs).unwrap();
@@ -205,10 +205,12 @@ fn dev_rebuilds_reloads_with_state_and_survives_bad_edits() {
         std::fs::write(&lib_rs, text.replacen(from, to, 1)).unwrap();
     };
 
+    // Its own crate name: the `ax new` test shares the target directory, and
+    // two crates called `demo` would overwrite each other's library.
     let mut dev = ax_e2e::Running::spawn(
         ax().current_dir(dir.path()).env("CARGO_TARGET_DIR", workspace_root().join("target/e2e-new")).args([
             "dev",
-            "demo",
+            "livedemo",
             "--calls",
             "calls.jsonl",
             "--debounce",
@@ -230,7 +232,7 @@ fn dev_rebuilds_reloads_with_state_and_survives_bad_edits() {
 
     std::fs::write(
         &lib_rs,
-        original.replacen("Ok(Demo {", "panic!(\"init refused\"); #[allow(unreachable_code)] Ok(Demo {", 1),
+        original.replacen("Ok(Livedemo {", "panic!(\"init refused\"); #[allow(unreachable_code)] Ok(Livedemo {", 1),
     )
     .unwrap();
     dev.expect_stderr(&["reload rolled back at init", "init refused", "generation 2 keeps serving"], long);
