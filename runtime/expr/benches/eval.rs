@@ -9,6 +9,8 @@
 //!   bindings into their context at each hit, which a debugger has to do
 //!   since bindings change between hits. ax-expr reads them from the hit
 //!   in place, through an `Env` shaped like the runtime's `ProbeHit`.
+//!   `closure_tree_sketch` is the alternative design (boxed closures over
+//!   `&dyn Env`) reduced to its best case, to compare with the tree walker.
 //! - `logpoint/*`: a line with two placeholders rendered into a reused
 //!   `String`, against `write!` with the same values: two integers, and an
 //!   integer plus a field of a JSON text binding (`{input.user.id}`).
@@ -52,6 +54,23 @@ impl Env for Hit<'_> {
     }
 }
 
+/// The other design the brief allowed, sketched for comparison: the same
+/// condition as a tree of boxed closures over `&dyn Env`, its leaves already
+/// specialised to "integer binding vs integer literal" and without error
+/// messages — a lower bound for a closure-compiled backend.
+type Pred = Box<dyn Fn(&dyn Env) -> Result<bool, ()>>;
+
+fn int_binding(slot: usize, test: impl Fn(i64) -> bool + 'static) -> Pred {
+    Box::new(move |env| match env.get(slot) {
+        Some(Value::Int(x)) => Ok(test(x)),
+        _ => Err(()),
+    })
+}
+
+fn and(l: Pred, r: Pred) -> Pred {
+    Box::new(move |env| Ok(l(env)? && r(env)?))
+}
+
 const CONDITION: &str = "count > 10 && words < 3";
 const INPUT: &str = r#"{"text":"a b c","user":{"name":"Ada","id":42}}"#;
 
@@ -76,6 +95,10 @@ fn main() {
         let program = compile_condition(CONDITION, &names).unwrap();
         assert!(!program.eval_bool(&hit).unwrap());
         group.bench_function("ax_expr", |b| b.iter(|| program.eval_bool(black_box(&hit)).unwrap()));
+
+        let sketch = and(int_binding(0, |count| count > 10), int_binding(1, |words| words < 3));
+        assert_eq!(sketch(&hit), Ok(false));
+        group.bench_function("closure_tree_sketch", |b| b.iter(|| sketch(black_box(&hit)).unwrap()));
 
         let tree = build_operator_tree::<DefaultNumericTypes>(CONDITION).unwrap();
         let mut context = HashMapContext::<DefaultNumericTypes>::new();
@@ -160,6 +183,7 @@ fn print_ratios(out_dir: &Path) {
     let rows = [
         ("condition", "plain_closure", "plain_closure"),
         ("condition", "ax_expr", "plain_closure"),
+        ("condition", "closure_tree_sketch", "plain_closure"),
         ("condition", "evalexpr", "plain_closure"),
         ("condition", "evalexpr_per_hit", "plain_closure"),
         ("condition", "cel_interpreter", "plain_closure"),

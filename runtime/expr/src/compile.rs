@@ -10,7 +10,7 @@
 //! string) is checked at evaluation and reported as an [`EvalError`].
 
 use crate::error::{CompileError, EvalError};
-use crate::eval::{Cx, Lit, Node, NodeKind};
+use crate::eval::{Cx, Lit, Node, NodeKind, flip};
 use crate::lex::Span;
 use crate::parse::{BinOp, Expr, ExprKind, UnOp, parse};
 use crate::value::{Env, Value};
@@ -314,7 +314,7 @@ impl Checker<'_> {
                     );
                     return Err(self.error(op_span, message));
                 }
-                Ok((both(NodeKind::Cmp(op, l, r)), Ty::Bool))
+                Ok((both(comparison(op, l, r)), Ty::Bool))
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 for ty in [lty, rty] {
@@ -327,9 +327,22 @@ impl Checker<'_> {
                     let message = format!("`{sym}` cannot order {} and {}", lty.name(), rty.name());
                     return Err(self.error(op_span, message));
                 }
-                Ok((both(NodeKind::Cmp(op, l, r)), Ty::Bool))
+                Ok((both(comparison(op, l, r)), Ty::Bool))
             }
         }
+    }
+}
+
+/// A comparison node, specialised when it compares a binding with a literal.
+fn comparison(op: BinOp, l: Box<Node>, r: Box<Node>) -> NodeKind {
+    match (&l.kind, &r.kind) {
+        (NodeKind::Var(slot), NodeKind::Lit(lit)) => {
+            NodeKind::CmpVarLit { op, slot: *slot, var: l.span, lit: lit.clone(), flipped: false }
+        }
+        (NodeKind::Lit(lit), NodeKind::Var(slot)) => {
+            NodeKind::CmpVarLit { op: flip(op), slot: *slot, var: r.span, lit: lit.clone(), flipped: true }
+        }
+        _ => NodeKind::Cmp(op, l, r),
     }
 }
 

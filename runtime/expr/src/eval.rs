@@ -43,6 +43,18 @@ pub(crate) enum NodeKind {
     Or(Box<Node>, Box<Node>),
     /// A comparison: `==`, `!=`, `<`, `<=`, `>`, `>=`.
     Cmp(BinOp, Box<Node>, Box<Node>),
+    /// A comparison of a binding with a literal (`count > 10`, or `10 < count`
+    /// with the operator flipped), the most common condition: no child nodes
+    /// to visit, and two integers compare without building a `Value`.
+    /// `flipped` records that the source had the literal first, so that
+    /// errors quote the operands in the source's order.
+    CmpVarLit {
+        op: BinOp,
+        slot: usize,
+        var: Span,
+        lit: Lit,
+        flipped: bool,
+    },
     /// Arithmetic: `+`, `-`, `*`, `/`, `%`.
     Arith(BinOp, Box<Node>, Box<Node>),
 }
@@ -92,10 +104,12 @@ impl Node {
     pub(crate) fn eval<'a, E: Env + ?Sized>(&'a self, cx: &Cx<'a, E>) -> Result<Value<'a>> {
         match &self.kind {
             NodeKind::Lit(lit) => Ok(lit.value()),
-            NodeKind::Var(slot) => self.var(*slot, cx),
-            NodeKind::Cmp(..) | NodeKind::And(..) | NodeKind::Or(..) | NodeKind::Not(_) => {
-                self.test(cx).map(Value::Bool)
-            }
+            NodeKind::Var(slot) => var(*slot, self.span, cx),
+            NodeKind::Cmp(..)
+            | NodeKind::CmpVarLit { .. }
+            | NodeKind::And(..)
+            | NodeKind::Or(..)
+            | NodeKind::Not(_) => self.test(cx).map(Value::Bool),
             NodeKind::Contains(..) | NodeKind::StartsWith(..) | NodeKind::EndsWith(..) => {
                 self.test(cx).map(Value::Bool)
             }
@@ -128,7 +142,7 @@ impl Node {
     #[inline(always)]
     fn operand<'a, E: Env + ?Sized>(&'a self, cx: &Cx<'a, E>) -> Result<Value<'a>> {
         match &self.kind {
-            NodeKind::Var(slot) => self.var(*slot, cx),
+            NodeKind::Var(slot) => var(*slot, self.span, cx),
             NodeKind::Lit(lit) => Ok(lit.value()),
             _ => self.eval(cx),
         }
@@ -143,6 +157,24 @@ impl Node {
             NodeKind::Cmp(op, l, r) => {
                 let (a, b) = (l.operand(cx)?, r.operand(cx)?);
                 compare(*op, &a, &b).map_err(|kind| fail(cx.src, self.span, kind))
+            }
+            NodeKind::CmpVarLit { op, slot, var: var_span, lit, flipped } => {
+                let a = match cx.env.get(*slot) {
+                    Some(Value::Int(x)) => match lit {
+                        Lit::Int(k) => return Ok(holds(*op, x.cmp(k))),
+                        _ => Value::Int(x),
+                    },
+                    Some(v @ (Value::UInt(_) | Value::Float(_) | Value::Bool(_) | Value::Str(_))) => v,
+                    other => var_other(other, *var_span, cx)?,
+                };
+                let b = lit.value();
+                compare(*op, &a, &b).map_err(|kind| match (kind, flipped) {
+                    (EvalErrorKind::Mismatch { left, right, .. }, true) => {
+                        let op = flip(*op).symbol();
+                        fail(cx.src, self.span, EvalErrorKind::Mismatch { op, left: right, right: left })
+                    }
+                    (kind, _) => fail(cx.src, self.span, kind),
+                })
             }
             NodeKind::And(l, r) => Ok(l.test(cx)? && r.test(cx)?),
             NodeKind::Or(l, r) => Ok(l.test(cx)? || r.test(cx)?),
@@ -180,22 +212,47 @@ impl Node {
             },
         }
     }
+}
 
-    #[inline(always)]
-    fn var<'a, E: Env + ?Sized>(&self, slot: usize, cx: &Cx<'a, E>) -> Result<Value<'a>> {
-        match cx.env.get(slot) {
-            Some(v @ (Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Bool(_) | Value::Str(_))) => Ok(v),
-            other => self.var_other(other, cx),
-        }
+/// Reads binding `slot`; `span` is the variable in the source.
+#[inline(always)]
+fn var<'a, E: Env + ?Sized>(slot: usize, span: Span, cx: &Cx<'a, E>) -> Result<Value<'a>> {
+    match cx.env.get(slot) {
+        Some(v @ (Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Bool(_) | Value::Str(_))) => Ok(v),
+        other => var_other(other, span, cx),
     }
+}
 
-    /// A binding that is JSON (read its scalars), or missing.
-    #[inline(never)]
-    fn var_other<'a, E: Env + ?Sized>(&self, v: Option<Value<'a>>, cx: &Cx<'a, E>) -> Result<Value<'a>> {
-        match v {
-            Some(v) => v.normalize().map_err(|e| fail(cx.src, self.span, e.into())),
-            None => Err(fail(cx.src, self.span, EvalErrorKind::Unbound)),
-        }
+/// A binding that is JSON (read its scalars), or missing.
+#[inline(never)]
+fn var_other<'a, E: Env + ?Sized>(v: Option<Value<'a>>, span: Span, cx: &Cx<'a, E>) -> Result<Value<'a>> {
+    match v {
+        Some(v) => v.normalize().map_err(|e| fail(cx.src, span, e.into())),
+        None => Err(fail(cx.src, span, EvalErrorKind::Unbound)),
+    }
+}
+
+/// The comparison with its operands swapped: `a < b` is `b > a`.
+pub(crate) fn flip(op: BinOp) -> BinOp {
+    match op {
+        BinOp::Lt => BinOp::Gt,
+        BinOp::Le => BinOp::Ge,
+        BinOp::Gt => BinOp::Lt,
+        BinOp::Ge => BinOp::Le,
+        other => other,
+    }
+}
+
+/// Whether `order` satisfies the comparison `op`.
+#[inline(always)]
+fn holds(op: BinOp, order: Ordering) -> bool {
+    match op {
+        BinOp::Eq => order.is_eq(),
+        BinOp::Ne => order.is_ne(),
+        BinOp::Lt => order.is_lt(),
+        BinOp::Le => order.is_le(),
+        BinOp::Gt => order.is_gt(),
+        _ => order.is_ge(),
     }
 }
 
@@ -277,14 +334,7 @@ pub(crate) fn equal(a: &Value<'_>, b: &Value<'_>) -> std::result::Result<bool, (
 #[inline(always)]
 fn compare(op: BinOp, a: &Value<'_>, b: &Value<'_>) -> std::result::Result<bool, EvalErrorKind> {
     if let (Value::Int(x), Value::Int(y)) = (a, b) {
-        return Ok(match op {
-            BinOp::Eq => x == y,
-            BinOp::Ne => x != y,
-            BinOp::Lt => x < y,
-            BinOp::Le => x <= y,
-            BinOp::Gt => x > y,
-            _ => x >= y,
-        });
+        return Ok(holds(op, x.cmp(y)));
     }
     compare_slow(op, a, b)
 }
@@ -303,12 +353,7 @@ fn compare_slow(op: BinOp, a: &Value<'_>, b: &Value<'_>) -> std::result::Result<
         },
     };
     // Unordered (NaN): every ordering comparison is false, as in IEEE 754.
-    Ok(order.is_some_and(|o| match op {
-        BinOp::Lt => o.is_lt(),
-        BinOp::Le => o.is_le(),
-        BinOp::Gt => o.is_gt(),
-        _ => o.is_ge(),
-    }))
+    Ok(order.is_some_and(|o| holds(op, o)))
 }
 
 /// Narrows an exact integer result to `Int`, or `UInt` above `i64::MAX`.

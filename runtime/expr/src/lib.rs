@@ -12,6 +12,47 @@
 //! and strings. The crate knows nothing of the runtime: `ax-runtime`
 //! implements [`Env`] for its probe hits.
 //!
+//! ```
+//! use ax_expr::{Env, Value, compile_condition, compile_template, parse_hit_condition};
+//!
+//! // How the runtime hands a probe hit's bindings (its `ProbeVar`s) to
+//! // expressions: by slot, borrowed, without allocating.
+//! enum ProbeVar<'a> { I64(i64), U64(u64), F64(f64), Bool(bool), Str(&'a str), Json(&'a str), Debug(&'a str) }
+//! struct Hit<'a>(&'a [ProbeVar<'a>]);
+//!
+//! impl Env for Hit<'_> {
+//!     fn get(&self, slot: usize) -> Option<Value<'_>> {
+//!         Some(match *self.0.get(slot)? {
+//!             ProbeVar::I64(v) => Value::Int(v),
+//!             ProbeVar::U64(v) => Value::UInt(v),
+//!             ProbeVar::F64(v) => Value::Float(v),
+//!             ProbeVar::Bool(v) => Value::Bool(v),
+//!             ProbeVar::Str(s) => Value::Str(s),
+//!             ProbeVar::Json(s) => Value::JsonText(s),
+//!             ProbeVar::Debug(s) => Value::Debug(s),
+//!         })
+//!     }
+//! }
+//!
+//! // When the breakpoint is set: the site's binding names are known.
+//! let names = ["count", "input"];
+//! let condition = compile_condition("count > 10 && input.user.id == 42", &names)?;
+//! let message = compile_template("count is {count}, user {input.user.id}", &names)?;
+//! let hits = parse_hit_condition("% 2")?;
+//! let typo = compile_condition("count > > 3", &names).unwrap_err();
+//! assert_eq!(typo.render(), "count > > 3\n        ^ expected an expression after `>`");
+//!
+//! // At a hit, on the plugin's thread.
+//! let vars = [ProbeVar::I64(12), ProbeVar::Json(r#"{"user": {"id": 42}}"#)];
+//! let hit = Hit(&vars);
+//! assert!(condition.eval_bool(&hit)?);
+//! assert!(hits.should_stop(2));
+//! let mut line = String::new();
+//! message.render_into(&hit, &mut line);
+//! assert_eq!(line, "count is 12, user 42");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # The language
 //!
 //! | form | meaning |
@@ -73,12 +114,16 @@
 //!
 //! | | ns per evaluation | × plain closure |
 //! |---|---|---|
-//! | plain Rust closure | 0.49 | 1 |
-//! | **ax-expr** | **11.8** | **24** |
-//! | cel-interpreter 0.10 | 83 | 170 |
-//! | cel-interpreter 0.10, per hit | 149 | 307 |
-//! | evalexpr 13.1 | 164 | 337 |
-//! | evalexpr 13.1, per hit | 207 | 426 |
+//! | plain Rust closure | 0.48 | 1 |
+//! | **ax-expr** | **8.3** | **17** |
+//! | cel-interpreter 0.10 | 81 | 170 |
+//! | cel-interpreter 0.10, per hit | 169 | 354 |
+//! | evalexpr 13.1 | 167 | 352 |
+//! | evalexpr 13.1, per hit | 251 | 526 |
+//!
+//! A logpoint line with two integer placeholders renders in 52 ns (`write!`
+//! with the same values: 27 ns); with `{count}` and `{input.user.id}` read
+//! from JSON text, 139 ns.
 //!
 //! Only cel-interpreter's best case is under the 100 ns budget, and neither
 //! crate meets the language requirements. cel-interpreter reports parse
@@ -97,9 +142,17 @@
 //! `lex` → `parse` (precedence climbing, depth-limited) → `compile` (name
 //! resolution, static types, constant folding of negative literals) → a tree
 //! of `eval::Node`s walked recursively, generic over the [`Env`] so a binding
-//! read is an inlined `match`. A tree walk was kept over a flat bytecode
-//! because it already meets the budget by an order of magnitude and keeps
-//! short-circuiting and error spans trivial.
+//! read is an inlined `match`. Conditions evaluate through a path that yields
+//! `bool`s without building `Value`s, and "binding compared with a literal"
+//! is one node. Errors are boxed inside the evaluator so results fit in
+//! registers (this alone took the benchmark from 32 ns to 13 ns).
+//!
+//! The alternative, a tree of boxed closures, was sketched in the benchmark
+//! for the same condition at its most favourable (leaves hand-specialised to
+//! integers, no error messages): 5.6 ns against the tree walker's 8.3 ns in
+//! the same run. Both are an order of magnitude inside the 100 ns budget; the
+//! tree walker keeps short-circuiting, error spans and the generic `Env`
+//! simple, so it stays.
 
 mod compile;
 mod error;

@@ -314,6 +314,10 @@ fn runtime_type_errors_name_the_part_and_the_types() {
         "eval: `count`: expected a boolean (conditions are not truthy or falsy), found an integer"
     );
     assert_eq!(eval_err("name == count"), "eval: `name == count`: `==` cannot be applied to a string and an integer");
+    assert_eq!(eval_err("name < 10"), "eval: `name < 10`: `<` cannot be applied to a string and an integer");
+    assert_eq!(eval_err("10 < name"), "eval: `10 < name`: `<` cannot be applied to an integer and a string");
+    assert_eq!(eval_err("gone.x > 1"), "eval: `gone.x`: expected an object, found null");
+    assert!(truth("10 < count && 12 >= count && 12 == count && 3 != count && \"word-count\" == name"));
     assert_eq!(eval_err("-name"), "eval: `-name`: expected a number, found a string");
     assert!(eval_err("opaque == 1").contains("a Debug rendering (its type is not Serialize)"));
     assert!(!truth("opaque == null"));
