@@ -3,10 +3,11 @@
 //!
 //! A `Serialize` binding reaches the debugger as JSON text. Parsing all of it
 //! into a `serde_json::Value` on every hit would allocate for every node of the
-//! document, so instead this scanner walks the text: an object's members up
-//! to the one wanted, skipping each value by matching brackets (iteratively,
-//! so a hostile `[[[[…` cannot overflow the stack). Results are sub-slices of
-//! the text; only strings with escapes are copied.
+//! document, so instead this scanner walks the text: an object's members (all
+//! of them, since the last of a repeated key wins, as in `serde_json`), an
+//! array's elements up to the one wanted, skipping each value by matching
+//! brackets (iteratively, so a hostile `[[[[…` cannot overflow the stack).
+//! Results are sub-slices of the text; only strings with escapes are copied.
 //!
 //! Malformed text never panics: it is an error naming the byte where the
 //! scanner gave up.

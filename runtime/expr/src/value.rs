@@ -30,8 +30,8 @@ pub enum Value<'a> {
     String(String),
     /// A parsed JSON value (a span field, a call's input).
     Json(&'a serde_json::Value),
-    /// JSON text (a `Serialize` binding), scanned in place and only as far as a
-    /// field access or index needs: never parsed as a whole.
+    /// JSON text (a `Serialize` binding), scanned in place by field access and
+    /// indexing: never parsed into a tree.
     JsonText(&'a str),
     /// The `Debug` rendering of a value that is not `Serialize`. It can be
     /// shown but not computed with: every operator rejects it.

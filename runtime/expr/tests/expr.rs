@@ -328,6 +328,37 @@ fn runtime_type_errors_name_the_part_and_the_types() {
 }
 
 #[test]
+fn malformed_json_text_is_an_error_naming_the_path() {
+    let deep = "[".repeat(100_000);
+    let env = [Value::JsonText(r#"{"a": 1, "b": }"#), Value::JsonText(&deep), Value::JsonText("[1, 2")];
+    let names = ["bad", "deep", "open"];
+    let err = |src: &str| compile(src, &names).unwrap().eval(&env[..]).unwrap_err().to_string();
+    assert_eq!(err("bad.b"), "`bad.b`: invalid JSON text: expected a value at byte 14");
+    assert_eq!(err("deep[0]"), "`deep[0]`: invalid JSON text: unexpected end at byte 100000");
+    assert_eq!(err("open.len()"), "`open.len()`: invalid JSON text: unexpected end at byte 5");
+    // A field is looked up through the whole object (the last duplicate
+    // wins, as in serde_json), so damage anywhere in it is reported.
+    assert_eq!(err("bad.a"), "`bad.a`: invalid JSON text: expected a value at byte 14");
+}
+
+#[test]
+fn json_values_are_an_environment_too() {
+    let values = [json!(3), json!({"user": {"id": 7}}), json!("text")];
+    let program = compile_condition("a == 3 && b.user.id == 7 && c.len() == 4", &["a", "b", "c"]).unwrap();
+    assert!(program.eval_bool(&values[..]).unwrap());
+}
+
+#[test]
+fn compiled_forms_can_move_to_the_plugin_thread() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<ax_expr::Program>();
+    send_sync::<ax_expr::Template>();
+    send_sync::<HitCondition>();
+    send_sync::<ax_expr::CompileError>();
+    send_sync::<ax_expr::EvalError>();
+}
+
+#[test]
 fn a_condition_must_be_boolean() {
     let hit = hit();
     let names = hit.names();
