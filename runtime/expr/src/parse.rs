@@ -163,7 +163,8 @@ impl Parser<'_> {
         CompileError::at(self.src, self.span().start as usize, message)
     }
 
-    fn node(&self, kind: ExprKind, span: Span, children: &[&Expr], at: Span) -> Result<Expr, CompileError> {
+    /// The depth of a node over `children`, or an error at `at` past [`MAX_DEPTH`].
+    fn depth(&self, children: &[&Expr], at: Span) -> Result<usize, CompileError> {
         let depth = 1 + children.iter().map(|c| c.depth).max().unwrap_or(0);
         if depth > MAX_DEPTH {
             return Err(CompileError::at(
@@ -172,7 +173,7 @@ impl Parser<'_> {
                 format!("expression is nested more than {MAX_DEPTH} levels deep"),
             ));
         }
-        Ok(Expr { kind, span, depth })
+        Ok(depth)
     }
 
     fn expr(&mut self, min_bp: u8, depth: usize) -> Result<Expr, CompileError> {
@@ -196,9 +197,8 @@ impl Parser<'_> {
             let (_, op_span) = self.next();
             // Left-associative: the right operand binds only tighter operators.
             let rhs = self.expr(bp + 1, depth + 1)?;
-            let span = lhs.span.to(rhs.span);
-            let node = self.node(ExprKind::Null, span, &[&lhs, &rhs], op_span)?;
-            lhs = Expr { kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) }, ..node };
+            let (span, depth) = (lhs.span.to(rhs.span), self.depth(&[&lhs, &rhs], op_span)?);
+            lhs = Expr { kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span, depth };
         }
         Ok(lhs)
     }
@@ -231,9 +231,8 @@ impl Parser<'_> {
             Tok::Bang | Tok::Minus => {
                 let op = if tok == Tok::Bang { UnOp::Not } else { UnOp::Neg };
                 let operand = self.expr(PREFIX_BP, depth + 1)?;
-                let whole = span.to(operand.span);
-                let node = self.node(ExprKind::Null, whole, &[&operand], span)?;
-                Expr { kind: ExprKind::Unary(op, Box::new(operand)), ..node }
+                let (whole, depth) = (span.to(operand.span), self.depth(&[&operand], span)?);
+                Expr { kind: ExprKind::Unary(op, Box::new(operand)), span: whole, depth }
             }
             tok => {
                 // Report at the token we could not use, not past it.
@@ -257,8 +256,8 @@ impl Parser<'_> {
                         return Err(self.error_here(message));
                     }
                     let (_, close) = self.next();
-                    let node = self.node(ExprKind::Null, expr.span.to(close), &[&expr, &index], open)?;
-                    expr = Expr { kind: ExprKind::Index(Box::new(expr), Box::new(index)), ..node };
+                    let (span, depth) = (expr.span.to(close), self.depth(&[&expr, &index], open)?);
+                    expr = Expr { kind: ExprKind::Index(Box::new(expr), Box::new(index)), span, depth };
                 }
                 _ => return Ok(expr),
             }
@@ -278,8 +277,8 @@ impl Parser<'_> {
         };
         let (_, name_span) = self.next();
         if *self.peek() != Tok::LParen {
-            let node = self.node(ExprKind::Null, expr.span.to(name_span), &[&expr], dot)?;
-            return Ok(Expr { kind: ExprKind::Field(Box::new(expr), name), ..node });
+            let (span, depth) = (expr.span.to(name_span), self.depth(&[&expr], dot)?);
+            return Ok(Expr { kind: ExprKind::Field(Box::new(expr), name), span, depth });
         }
         self.next();
         let mut args = Vec::new();
@@ -302,7 +301,7 @@ impl Parser<'_> {
         let (_, close) = self.next();
         let mut children: Vec<&Expr> = args.iter().collect();
         children.push(&expr);
-        let node = self.node(ExprKind::Null, expr.span.to(close), &children, dot)?;
-        Ok(Expr { kind: ExprKind::Method { recv: Box::new(expr), name, name_span, args }, ..node })
+        let (span, depth) = (expr.span.to(close), self.depth(&children, dot)?);
+        Ok(Expr { kind: ExprKind::Method { recv: Box::new(expr), name, name_span, args }, span, depth })
     }
 }
