@@ -4,6 +4,7 @@
 mod budget;
 mod cli;
 mod isolated;
+mod lazy;
 mod perf;
 mod reload;
 mod runtime;

@@ -143,6 +143,13 @@ pub enum CallError {
     BudgetExceeded { plugin: String, method: String, violations: Vec<crate::budget::Violation> },
     #[error("{plugin}.{method}: {cause}")]
     Crashed { plugin: String, method: String, cause: String },
+    #[error(
+        "{plugin}.{method}: the plugin is not loaded yet and `{method}` does not load it; expected one of its activation methods: {}",
+        activation.join(", ")
+    )]
+    NotActivated { plugin: String, method: String, activation: Vec<String> },
+    #[error("{plugin}: the plugin could not be loaded: {cause}")]
+    NotLoaded { plugin: String, cause: String },
     #[error("{plugin}: the plugin instance has shut down")]
     Stopped { plugin: String },
 }

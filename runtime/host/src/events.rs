@@ -63,6 +63,8 @@ pub enum Event {
     /// A reload failed at `step` and was rolled back: `instance` (generation
     /// `generation`) keeps serving.
     ReloadRolledBack { instance: InstanceId, generation: u64, step: ReloadStep, error: String },
+    /// Loading a lazy plugin failed (published once per attempt).
+    LoadFailed { name: String, attempt: u64, error: String },
     /// The plugin instance was shut down.
     PluginStopped { instance: InstanceId, name: String },
 }

@@ -234,7 +234,10 @@ fn wire_error(error: &CallError) -> WireError {
             WireError::Budget { violations: violations.iter().map(WireViolation::from).collect() }
         }
         CallError::InvalidOutput { message, .. } => WireError::InvalidOutput { message: message.clone() },
-        CallError::Crashed { cause, .. } => WireError::Protocol { message: cause.clone() },
+        CallError::Crashed { cause, .. } | CallError::NotLoaded { cause, .. } => {
+            WireError::Protocol { message: cause.clone() }
+        }
+        CallError::NotActivated { .. } => WireError::Protocol { message: error.to_string() },
         CallError::Stopped { .. } => WireError::Stopped,
     }
 }

@@ -23,6 +23,7 @@ mod events;
 mod host;
 #[cfg(unix)]
 pub mod isolated;
+mod lazy;
 mod loader;
 mod plugin;
 mod reload;
@@ -40,6 +41,7 @@ pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
 pub use host::{Host, HostOptions};
 #[cfg(unix)]
 pub use isolated::{IsolatedPlugin, IsolationOptions};
+pub use lazy::LazyPlugin;
 pub use plugin::{Plugin, SavedState};
 pub use reload::{ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
 pub use source::{BuildOptions, PluginSource, SourceError};

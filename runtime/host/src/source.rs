@@ -75,6 +75,16 @@ impl PluginSource {
         }
     }
 
+    /// Whether the manifest asks for lazy loading (`lazy`, `activation` or `preload`).
+    pub fn is_lazy(&self) -> bool {
+        match self {
+            PluginSource::Manifest { manifest, .. } => {
+                manifest.plugin.lazy || !manifest.plugin.activation.is_empty() || manifest.plugin.preload
+            }
+            PluginSource::Library(_) => false,
+        }
+    }
+
     /// The manifest's `[budget]` (unlimited for a bare library).
     pub fn budget(&self) -> crate::budget::Budget {
         match self {

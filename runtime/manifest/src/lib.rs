@@ -10,6 +10,9 @@
 //! version = "0.1.0"
 //! # library = "target/debug/libword_count.so"   # default: found through cargo
 //! # isolation = "process"                        # default: "none" (in the host process)
+//! # lazy = true                                  # load on the first call
+//! # activation = ["method:count"]                # …on the first call of these (implies lazy)
+//! # preload = true                               # …or in the background at startup
 //!
 //! [budget]           # per call
 //! max_memory = "64MiB"
@@ -82,6 +85,30 @@ pub struct PluginSection {
     /// a child process with hard limits, restarted after a crash (`"process"`).
     #[serde(default)]
     pub isolation: Isolation,
+    /// Load the plugin on its first call rather than at startup.
+    #[serde(default)]
+    pub lazy: bool,
+    /// Calls that load a lazy plugin: `"method:NAME"` or `"*"` (any call, the
+    /// default). Implies `lazy`.
+    #[serde(default, deserialize_with = "de_activation")]
+    pub activation: Vec<String>,
+    /// For a lazy plugin: load it in the background right after startup, so the
+    /// first call does not wait (when it has finished).
+    #[serde(default)]
+    pub preload: bool,
+}
+
+fn de_activation<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let triggers = Vec::<String>::deserialize(d)?;
+    for trigger in &triggers {
+        let valid = trigger == "*" || trigger.strip_prefix("method:").is_some_and(|m| !m.is_empty());
+        if !valid {
+            return Err(serde::de::Error::custom(format!(
+                "invalid activation trigger {trigger:?}: expected \"method:NAME\" or \"*\""
+            )));
+        }
+    }
+    Ok(triggers)
 }
 
 /// `[plugin] isolation`.
@@ -342,6 +369,22 @@ nested = { quote = "a\"b" }
         assert_eq!(m.reload.debounce.0, Duration::from_millis(100));
         assert_eq!(m.plugin.library.as_deref(), Some(Path::new("lib/libwc.so")));
         assert_eq!(m.config_json(), r#"{"lang":"en","limits":[1,2.5,true],"nested":{"quote":"a\"b"}}"#);
+    }
+
+    #[test]
+    fn lazy_loading_keys() {
+        let m =
+            parse("[plugin]\nname = \"wc\"\nversion = \"1\"\nactivation = [\"method:count\", \"*\"]\npreload = true\n")
+                .unwrap();
+        assert_eq!(m.plugin.activation, ["method:count", "*"]);
+        assert!(m.plugin.preload && !m.plugin.lazy);
+        let err = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\nactivation = [\"count\"]\n").unwrap_err();
+        assert!(
+            err.contains(
+                "ax-plugin.toml:4:14: invalid activation trigger \"count\": expected \"method:NAME\" or \"*\""
+            ),
+            "{err}"
+        );
     }
 
     #[test]
