@@ -59,17 +59,14 @@ fn detection(host: &Host, runs: usize) -> Vec<Duration> {
 /// (limit crossed → call returned with a new child serving, child start + load) per run.
 fn isolated_kill(host: &Host, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
     let options = IsolationOptions { host_binary: release_binary("ax").to_owned() };
-    let started = Instant::now();
-    let plugin = IsolatedPlugin::start(
-        host,
-        release_library("fixture-hostile"),
-        "hostile",
-        "{}",
-        Budget::UNLIMITED,
-        options.clone(),
-    )
-    .unwrap();
-    let mut starts = vec![started.elapsed()];
+    let start = || {
+        let started = Instant::now();
+        let library = release_library("fixture-hostile");
+        let plugin = IsolatedPlugin::start(host, library, "hostile", "{}", Budget::UNLIMITED, options.clone()).unwrap();
+        (plugin, started.elapsed())
+    };
+    let (plugin, first_start) = start();
+    let mut starts = vec![first_start];
     let limit = Duration::from_millis(50);
     let budget = Budget { max_duration: Some(limit), ..Budget::UNLIMITED };
     let kills = (0..runs)
@@ -81,20 +78,7 @@ fn isolated_kill(host: &Host, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
         })
         .collect();
     assert_eq!(plugin.restarts(), runs as u64);
-    for _ in 0..runs.min(10) {
-        let started = Instant::now();
-        let other = IsolatedPlugin::start(
-            host,
-            release_library("fixture-hostile"),
-            "hostile",
-            "{}",
-            Budget::UNLIMITED,
-            options.clone(),
-        )
-        .unwrap();
-        starts.push(started.elapsed());
-        drop(other);
-    }
+    starts.extend((0..runs.min(10)).map(|_| start().1));
     (kills, starts)
 }
 

@@ -3,22 +3,10 @@
 
 use std::path::Path;
 
-use ax_e2e::{Output, ax, library, marker_line, run, workspace_root};
+use ax_e2e::{Output, assert_one_error, ax, library, marker_line, run, workspace_root};
 
 fn ax_run(plugin: &Path, args: &[&str]) -> Output {
     run(ax().arg("run").arg("--no-build").arg(plugin).args(args))
-}
-
-/// A failure as the issue demands: exit 1 (not an abort's 134), exactly one
-/// `error:` line, containing every expected fragment.
-fn assert_one_error(out: &Output, fragments: &[&str]) {
-    assert_eq!(out.code, Some(1), "{out:?}");
-    let errors = out.error_lines();
-    assert_eq!(errors.len(), 1, "{out:?}");
-    for fragment in fragments {
-        assert!(errors[0].contains(fragment), "{fragment:?} not in {:?}", errors[0]);
-    }
-    assert!(!out.stderr.contains("RUST_BACKTRACE"), "no Rust panic output: {}", out.stderr);
 }
 
 #[test]

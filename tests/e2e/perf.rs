@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ax_e2e::{Output, ax, library, run};
+use ax_e2e::{Output, assert_one_error, ax, library, run};
 use serde_json::Value;
 
 fn perf(args: &[&str]) -> Output {
@@ -16,17 +16,6 @@ fn perf(args: &[&str]) -> Output {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
-}
-
-/// Exit 1, exactly one `error:` line, holding every fragment, and no Rust panic.
-fn assert_one_error(out: &Output, fragments: &[&str]) {
-    assert_eq!(out.code, Some(1), "{out:?}");
-    let errors = out.error_lines();
-    assert_eq!(errors.len(), 1, "{out:?}");
-    for fragment in fragments {
-        assert!(errors[0].contains(fragment), "{fragment:?} not in {:?}", errors[0]);
-    }
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
 
 /// Benchmarks word-count's `count` into `dir/base.json`, 200 samples after 20 warmup calls.

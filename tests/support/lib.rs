@@ -175,6 +175,19 @@ impl Output {
     }
 }
 
+/// A failure as ax reports one: exit 1 (not an abort's 134), exactly one
+/// `error:` line holding every fragment, and no Rust panic output.
+pub fn assert_one_error(out: &Output, fragments: &[&str]) {
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let errors = out.error_lines();
+    assert_eq!(errors.len(), 1, "{out:?}");
+    for fragment in fragments {
+        assert!(errors[0].contains(fragment), "{fragment:?} not in {:?}", errors[0]);
+    }
+    // ax's own panic would print Rust's `thread 'main' panicked` and a backtrace hint.
+    assert!(!out.stderr.contains("thread 'main' panicked") && !out.stderr.contains("RUST_BACKTRACE"), "{}", out.stderr);
+}
+
 /// Runs `cmd` to completion.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("process runs");
