@@ -6,8 +6,8 @@
 //! - `in_plugin/*`: per-use costs inside the plugin, timed by the plugin itself
 //!   over N iterations (criterion's `iter_custom`), against a plain
 //!   `#[inline(never)]` function call in the same plugin: a probe nobody listens
-//!   to, an armed probe, a `debug!` event filtered out and forwarded, a span
-//!   forwarded to the host.
+//!   to, an armed probe, a conditional breakpoint whose condition is false, a
+//!   `debug!` event filtered out and forwarded, a span forwarded to the host.
 //!
 //! `cargo bench -p ax-e2e --bench bridge` prints criterion's figures, then a table
 //! of medians and ratios. Figures depend on the machine and its load: compare
@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ax_e2e::{release_library, workspace_root};
+use ax_e2e::{marker_line, release_library, workspace_root};
+use ax_runtime::debug::{BreakpointSpec, DebugAgent};
 use ax_runtime::{Host, Instrumentation, Plugin, ProbeHandler, ProbeHit, Targets};
 use criterion::Criterion;
 use serde_json::{Value, json};
@@ -74,7 +75,7 @@ fn main() {
 
     let host = Host::new().unwrap();
     let word_count = load(&host, "word-count");
-    let bench = load(&host, "fixture-bench-plugin");
+    let bench = Arc::new(load(&host, "fixture-bench-plugin"));
     let input = br#"{"text":"the quick brown fox jumps over the lazy dog"}"#;
 
     {
@@ -107,6 +108,19 @@ fn main() {
     in_plugin(&mut c, &bench, "event_to_subscriber", "event");
     host.events().unsubscribe(sub);
 
+    // A conditional breakpoint whose two-variable condition is false: evaluated
+    // in the host, on the plugin's thread, at every hit.
+    let agent = DebugAgent::attach(bench.clone());
+    let line = marker_line("tests/fixtures/bench-plugin/src/lib.rs", "BENCH_PROBE");
+    let condition = Some("x > 100000000000 && x < 3".to_owned());
+    let states = agent.set_breakpoints(
+        "tests/fixtures/bench-plugin/src/lib.rs",
+        &[BreakpointSpec { line, condition, ..BreakpointSpec::default() }],
+    );
+    assert!(states[0].verified, "{states:?}");
+    in_plugin(&mut c, &bench, "probe_false_condition", "probe");
+    agent.detach();
+
     c.final_summary();
     print_ratios(&out_dir);
 }
@@ -120,12 +134,13 @@ fn median_ns(out_dir: &Path, group: &str, id: &str) -> Option<f64> {
 }
 
 fn print_ratios(out_dir: &Path) {
-    let rows: [(&str, &str, &str); 11] = [
+    let rows: [(&str, &str, &str); 12] = [
         ("call", "plugin_noop", "plain_fn"),
         ("call", "plugin_count", "plain_fn"),
         ("call", "plugin_count", "native_count"),
         ("in_plugin", "probe_unarmed", "plain_fn"),
         ("in_plugin", "probe_armed", "plain_fn"),
+        ("in_plugin", "probe_false_condition", "plain_fn"),
         ("in_plugin", "event_filtered_out", "plain_fn"),
         ("in_plugin", "event_forwarded", "plain_fn"),
         ("in_plugin", "event_to_subscriber", "plain_fn"),

@@ -119,7 +119,7 @@ struct Pauser(Duration);
 
 impl ProbeHandler for Pauser {
     fn on_probe(&self, _hit: &ProbeHit<'_>) {
-        std::thread::sleep(self.0);
+        ax_runtime::paused(|| std::thread::sleep(self.0));
     }
 }
 

@@ -202,7 +202,10 @@ impl<'a> ProbeHit<'a> {
     }
 }
 
-/// Receives the hits of armed probe sites of one plugin instance.
+/// Receives the hits of armed probe sites of one plugin instance, on the
+/// plugin's thread. A handler that blocks (a debugger stopped at a breakpoint)
+/// wraps the blocking in [`crate::paused`], so that the time counts against no
+/// budget.
 pub trait ProbeHandler: Send + Sync {
     fn on_probe(&self, hit: &ProbeHit<'_>);
 }
@@ -422,6 +425,10 @@ impl Bridge {
         *self.probe_handler.write().unwrap_or_else(|e| e.into_inner()) = handler;
     }
 
+    pub(crate) fn instrumentation(&self) -> Instrumentation {
+        self.instrumentation.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub(crate) fn set_instrumentation(&self, instrumentation: Instrumentation) {
         self.span_fields.store(instrumentation.span_fields, Ordering::Relaxed);
         *self.instrumentation.write().unwrap_or_else(|e| e.into_inner()) = instrumentation;
@@ -478,6 +485,12 @@ impl Bridge {
                 }
             })
             .collect()
+    }
+
+    /// How many spans of this image the calling thread has entered.
+    pub(crate) fn stack_depth(&self) -> usize {
+        let me = self as *const Bridge as usize;
+        STACK.try_with(|s| s.borrow().iter().filter(|f| f.bridge == me).count()).unwrap_or(0)
     }
 
     /// The last probe site of this image reached on the calling thread.
@@ -680,10 +693,7 @@ unsafe extern "C" fn cb_probe_hit(ctx: *const c_void, site: *const ProbeSite, va
         LAST_PROBE.with(|l| l.set(Some((ctx as usize, index))));
         let handler = bridge.probe_handler.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(handler) = handler {
-            // A handler may block (a debugger paused here): that time is not the call's.
-            let pause = crate::budget::Pause::begin();
             handler.on_probe(&ProbeHit { instance: bridge.instance, site: &table.infos[index], raw });
-            pause.end();
         }
     })
 }

@@ -134,7 +134,7 @@ pub fn format_duration(d: Duration) -> String {
 pub struct Usage {
     /// Wall time, pauses excluded.
     pub wall: Duration,
-    /// CPU time of the thread that ran the call, pauses excluded (`None` where
+    /// CPU time of the thread that ran the call (`None` where
     /// the platform gives no per-thread clock).
     pub cpu: Option<Duration>,
     /// Bytes allocated during the call (`None` without the counting allocator).
@@ -222,7 +222,6 @@ pub(crate) struct ActiveCall {
     allocated_start: u64,
     live_start: u64,
     paused_wall_ns: AtomicU64,
-    paused_cpu_ns: AtomicU64,
     /// Nanoseconds after `started` at which the current pause began; `NOT_PAUSED` otherwise.
     paused_since_ns: AtomicU64,
     violations: Mutex<Vec<Violation>>,
@@ -264,7 +263,6 @@ impl ActiveCall {
             allocated_start,
             live_start,
             paused_wall_ns: AtomicU64::new(0),
-            paused_cpu_ns: AtomicU64::new(0),
             paused_since_ns: AtomicU64::new(NOT_PAUSED),
             violations: Mutex::new(Vec::new()),
             published: Mutex::new(0),
@@ -278,9 +276,8 @@ impl ActiveCall {
     pub(crate) fn finish(&self) -> (Usage, Vec<Violation>) {
         CURRENT.with(|c| c.borrow_mut().take());
         let paused = Duration::from_nanos(self.paused_wall_ns.load(Ordering::Relaxed));
-        let paused_cpu = Duration::from_nanos(self.paused_cpu_ns.load(Ordering::Relaxed));
         let cpu = match (thread_cpu_now(), self.cpu_start) {
-            (Some(now), Some(start)) => Some(now.saturating_sub(start).saturating_sub(paused_cpu)),
+            (Some(now), Some(start)) => Some(now.saturating_sub(start)),
             _ => None,
         };
         let usage = Usage {
@@ -300,7 +297,6 @@ impl ActiveCall {
     /// Samples the call from the watchdog thread.
     fn check(&self) {
         let paused = Duration::from_nanos(self.paused_wall_ns.load(Ordering::Relaxed));
-        let paused_cpu = Duration::from_nanos(self.paused_cpu_ns.load(Ordering::Relaxed));
         // While paused, the clock stands where the pause began.
         let now = match self.paused_since_ns.load(Ordering::Relaxed) {
             NOT_PAUSED => self.started.elapsed(),
@@ -308,7 +304,7 @@ impl ActiveCall {
         };
         let wall = now.saturating_sub(paused);
         let cpu = match (self.cpu_clock.and_then(|c| c.read()), self.cpu_start) {
-            (Some(now), Some(start)) => Some(now.saturating_sub(start).saturating_sub(paused_cpu)),
+            (Some(now), Some(start)) => Some(now.saturating_sub(start)),
             _ => None,
         };
         let peak = self.counters.map(|c| c.peak_live.load(Ordering::Relaxed).saturating_sub(self.live_start));
@@ -367,31 +363,40 @@ impl ActiveCall {
 
 const NOT_PAUSED: u64 = u64::MAX;
 
+/// Runs `wait` — a probe handler blocking, as a debugger stopped at a
+/// breakpoint does — without counting its time against the current call's
+/// wall-time budget. Outside a call it just runs `wait`.
+pub fn paused<R>(wait: impl FnOnce() -> R) -> R {
+    let pause = Pause::begin();
+    let result = wait();
+    pause.end();
+    result
+}
+
 /// Time spent paused inside a call (a probe handler that blocks), excluded
-/// from its wall and CPU budgets.
+/// from its wall-time budget. Only wall time is taken out: a blocked thread
+/// uses no CPU, and reading the thread's CPU clock is a system call (hundreds
+/// of nanoseconds here) that every armed probe hit would pay.
 pub(crate) struct Pause {
     call: Option<Arc<ActiveCall>>,
     started: Instant,
-    cpu_start: Option<Duration>,
 }
 
 impl Pause {
     /// Starts a pause of the call running on this thread, if any.
     pub(crate) fn begin() -> Pause {
         let call = CURRENT.try_with(|c| c.borrow().clone()).ok().flatten();
+        let started = Instant::now();
         if let Some(call) = &call {
-            call.paused_since_ns.store(call.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            call.paused_since_ns.store(started.duration_since(call.started).as_nanos() as u64, Ordering::Relaxed);
         }
-        Pause { call, started: Instant::now(), cpu_start: thread_cpu_now() }
+        Pause { call, started }
     }
 
     pub(crate) fn end(self) {
         let Some(call) = self.call else { return };
         call.paused_wall_ns.fetch_add(self.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         call.paused_since_ns.store(NOT_PAUSED, Ordering::Relaxed);
-        if let (Some(now), Some(start)) = (thread_cpu_now(), self.cpu_start) {
-            call.paused_cpu_ns.fetch_add(now.saturating_sub(start).as_nanos() as u64, Ordering::Relaxed);
-        }
     }
 }
 

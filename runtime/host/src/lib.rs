@@ -18,6 +18,7 @@ mod budget;
 mod cache;
 #[cfg(unix)]
 mod crash;
+pub mod debug;
 mod error;
 mod events;
 mod host;
@@ -32,7 +33,7 @@ mod watch;
 
 pub use ax_manifest as manifest;
 pub use bridge::{CallsiteInfo, Instrumentation, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame};
-pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes, format_duration};
+pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes, format_duration, paused};
 pub use cache::{CacheConfig, CacheStats, QueryCache};
 #[cfg(unix)]
 pub use crash::install_crash_reporter;

@@ -466,6 +466,11 @@ impl Plugin {
         self.bridge.set_probe_handler(handler);
     }
 
+    /// What the plugin forwards now.
+    pub fn instrumentation(&self) -> Instrumentation {
+        self.bridge.instrumentation()
+    }
+
     /// Changes what the plugin forwards, and has it re-query every callsite.
     pub fn set_instrumentation(&self, instrumentation: Instrumentation) {
         self.bridge.set_instrumentation(instrumentation);
@@ -485,6 +490,12 @@ impl Plugin {
     /// Meaningful on the plugin's thread: inside a [`ProbeHandler`], for example.
     pub fn current_stack(&self) -> Vec<StackFrame> {
         self.bridge.current_stack()
+    }
+
+    /// How many spans of this plugin the calling thread is inside (cheap: no
+    /// allocation; for stepping decisions at a probe).
+    pub fn stack_depth(&self) -> usize {
+        self.bridge.stack_depth()
     }
 
     /// The last probe site of this plugin reached on the calling thread.

@@ -1,0 +1,438 @@
+//! The debug agent: breakpoints, logpoints and stepping on a plugin's probe
+//! sites, evaluated in the host on the plugin's own thread.
+//!
+//! A [`DebugAgent`] is the plugin's [`ProbeHandler`]. Breakpoints are resolved
+//! against the probe table known at load (a line without a probe moves to the
+//! nearest probe line of the file) and their conditions, hit conditions and log
+//! messages are compiled once, when set, with `ax-expr` — an error makes the
+//! breakpoint unverified with a message pointing at the column. Only the sites
+//! with breakpoints are armed, so every other probe still costs a load and a
+//! branch; a hit whose condition is false costs one evaluation and never leaves
+//! the plugin's thread. A hit that must stop publishes [`DebugEvent::Stopped`]
+//! with a snapshot (frames from the shadow stack, the probe's bindings) and
+//! blocks the plugin's thread until [`DebugAgent::resume`] — time that counts
+//! against no budget. While stopped, [`DebugAgent::set_variable`] overwrites a
+//! `&mut` binding, on the stopped thread.
+//!
+//! This is the runtime side of the debugger; the DAP adapter that drives it from
+//! an editor is separate work.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::ThreadId;
+
+use ax_expr::{CompileError, Env, HitCondition, Program, Template, Value as ExprValue};
+use crossbeam_channel::{self as channel, Receiver, Sender};
+use serde_json::Value;
+
+use crate::bridge::{Instrumentation, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar};
+use crate::plugin::Plugin;
+
+/// A breakpoint as an editor asks for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BreakpointSpec {
+    pub line: u32,
+    pub condition: Option<String>,
+    /// `>= 3`, `== 5`, `% 2`, or a bare number (same as `>=`).
+    pub hit_condition: Option<String>,
+    /// A logpoint: `{expr}` placeholders; logs instead of stopping.
+    pub log_message: Option<String>,
+}
+
+/// What became of a [`BreakpointSpec`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakpointState {
+    pub id: u64,
+    pub verified: bool,
+    /// The probe line it was placed on (may differ from the line asked for).
+    pub line: Option<u32>,
+    /// Why it is unverified, or where it moved.
+    pub message: Option<String>,
+}
+
+/// Why a thread stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Breakpoint,
+    Step,
+    Pause,
+    /// A condition could not be evaluated (never silently true or false).
+    ConditionError,
+}
+
+/// A frame of a stopped thread, innermost first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub name: String,
+    pub file: String,
+    pub line: u32,
+}
+
+/// What a stopped thread looks like.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stop {
+    pub reason: StopReason,
+    /// The breakpoints that caused it.
+    pub breakpoints: Vec<u64>,
+    pub thread: String,
+    /// The probe site on top, then the entered spans, innermost first.
+    pub frames: Vec<Frame>,
+    /// The probe's bindings.
+    pub variables: Vec<(String, Value)>,
+    /// Which of them may be overwritten.
+    pub writable: Vec<String>,
+    /// Span fields, per span frame (innermost first).
+    pub frame_fields: Vec<Vec<(String, Value)>>,
+    /// For a condition error: the error.
+    pub message: Option<String>,
+}
+
+/// What the agent tells its driver.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DebugEvent {
+    Stopped(Stop),
+    /// A logpoint's message.
+    Output(String),
+}
+
+/// How a stopped thread goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    Continue,
+    /// Stop at the next probe at the same or an outer span depth.
+    Next,
+    /// Stop at the next probe.
+    StepIn,
+    /// Stop at the next probe in an outer span.
+    StepOut,
+}
+
+struct Breakpoint {
+    id: u64,
+    condition: Option<Program>,
+    hit_condition: Option<HitCondition>,
+    log: Option<Template>,
+    hits: AtomicU64,
+}
+
+enum Command {
+    Resume(Resume),
+    Set { name: String, json: String, reply: Sender<Result<(), String>> },
+}
+
+struct Step {
+    mode: Resume,
+    depth: usize,
+    thread: ThreadId,
+}
+
+/// The debug agent of one plugin instance. See the module docs.
+pub struct DebugAgent {
+    plugin: Arc<Plugin>,
+    /// Breakpoints per probe site index.
+    breakpoints: RwLock<HashMap<usize, Vec<Arc<Breakpoint>>>>,
+    /// Sites that hold breakpoints, per source file as the client named it.
+    by_file: Mutex<HashMap<String, Vec<usize>>>,
+    next_id: AtomicU64,
+    pause_requested: AtomicBool,
+    /// Set while `step` holds a step: lets a hit skip the lock when nobody steps.
+    stepping: AtomicBool,
+    step: Mutex<Option<Step>>,
+    commands: Mutex<Option<Command>>,
+    wake: Condvar,
+    stopped: Mutex<Option<Stop>>,
+    events: Sender<DebugEvent>,
+    receiver: Receiver<DebugEvent>,
+}
+
+impl std::fmt::Debug for DebugAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DebugAgent").field("plugin", &self.plugin.name()).finish_non_exhaustive()
+    }
+}
+
+/// A probe hit as an `ax-expr` environment: slot `i` is binding `i`.
+struct HitEnv<'h, 'a>(&'h ProbeHit<'a>);
+
+impl Env for HitEnv<'_, '_> {
+    fn get(&self, slot: usize) -> Option<ExprValue<'_>> {
+        (slot < self.0.len()).then(|| match self.0.value(slot) {
+            ProbeVar::I64(v) => ExprValue::Int(v),
+            ProbeVar::U64(v) => ExprValue::UInt(v),
+            ProbeVar::F64(v) => ExprValue::Float(v),
+            ProbeVar::Bool(v) => ExprValue::Bool(v),
+            ProbeVar::Str(s) => ExprValue::Str(s),
+            ProbeVar::Json(s) => ExprValue::JsonText(s),
+            ProbeVar::Debug(s) => ExprValue::Debug(s),
+        })
+    }
+}
+
+/// Whether the source path a client sent names the file a probe site was compiled from.
+fn same_file(client: &str, site: &str) -> bool {
+    let client: Vec<&str> = client.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".").collect();
+    let site: Vec<&str> = site.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".").collect();
+    !site.is_empty() && client.len() >= site.len() && client[client.len() - site.len()..] == site[..]
+}
+
+fn unverified(id: u64, message: String) -> BreakpointState {
+    BreakpointState { id, verified: false, line: None, message: Some(message) }
+}
+
+impl DebugAgent {
+    /// Attaches to `plugin`: becomes its probe handler and has spans (with their
+    /// fields) forwarded, for frames.
+    pub fn attach(plugin: Arc<Plugin>) -> Arc<DebugAgent> {
+        let (events, receiver) = channel::unbounded();
+        let agent = Arc::new(DebugAgent {
+            plugin: plugin.clone(),
+            breakpoints: RwLock::new(HashMap::new()),
+            by_file: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            pause_requested: AtomicBool::new(false),
+            stepping: AtomicBool::new(false),
+            step: Mutex::new(None),
+            commands: Mutex::new(None),
+            wake: Condvar::new(),
+            stopped: Mutex::new(None),
+            events,
+            receiver,
+        });
+        let current = plugin.instrumentation();
+        plugin.set_instrumentation(Instrumentation { spans: true, span_fields: true, ..current });
+        plugin.set_probe_handler(Some(agent.clone()));
+        agent
+    }
+
+    /// The agent's events (stops and logpoint output).
+    pub fn events(&self) -> &Receiver<DebugEvent> {
+        &self.receiver
+    }
+
+    /// Replaces the breakpoints of `file` with `specs`; says what became of each.
+    pub fn set_breakpoints(&self, file: &str, specs: &[BreakpointSpec]) -> Vec<BreakpointState> {
+        let sites: Vec<&ProbeSiteInfo> =
+            self.plugin.probe_sites().iter().filter(|s| same_file(file, &s.file)).collect();
+        let mut table = self.breakpoints.write().unwrap_or_else(|e| e.into_inner());
+        let mut by_file = self.by_file.lock().unwrap_or_else(|e| e.into_inner());
+        for site in by_file.remove(file).unwrap_or_default() {
+            table.remove(&site);
+        }
+        let mut placed = Vec::new();
+        let states = specs
+            .iter()
+            .map(|spec| {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let Some(site) = sites.iter().min_by_key(|s| (s.line.abs_diff(spec.line), s.line < spec.line)) else {
+                    return unverified(id, format!("no probe site in {file}; ax stops only at probe!() sites"));
+                };
+                match self.compile(id, spec, site) {
+                    Ok(breakpoint) => {
+                        table.entry(site.index).or_default().push(Arc::new(breakpoint));
+                        placed.push(site.index);
+                        let moved = (site.line != spec.line)
+                            .then(|| format!("moved from line {} to the probe on line {}", spec.line, site.line));
+                        BreakpointState { id, verified: true, line: Some(site.line), message: moved }
+                    }
+                    Err(message) => unverified(id, message),
+                }
+            })
+            .collect();
+        by_file.insert(file.to_owned(), placed);
+        drop(by_file);
+        drop(table);
+        self.rearm();
+        states
+    }
+
+    fn compile(&self, id: u64, spec: &BreakpointSpec, site: &ProbeSiteInfo) -> Result<Breakpoint, String> {
+        let names = &site.vars;
+        let explain = |what: &str, e: CompileError| format!("{what}: {}", e.render());
+        let condition = spec
+            .condition
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| ax_expr::compile_condition(c, names))
+            .transpose()
+            .map_err(|e| explain("condition", e))?;
+        let hit_condition = spec
+            .hit_condition
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+            .map(ax_expr::parse_hit_condition)
+            .transpose()
+            .map_err(|e| explain("hit condition", e))?;
+        let log = spec
+            .log_message
+            .as_deref()
+            .map(|m| ax_expr::compile_template(m, names))
+            .transpose()
+            .map_err(|e| explain("log message", e))?;
+        Ok(Breakpoint { id, condition, hit_condition, log, hits: AtomicU64::new(0) })
+    }
+
+    /// Arms exactly the sites that need to be: those with breakpoints, or all
+    /// while a step or a pause is pending.
+    fn rearm(&self) {
+        let everything = self.pause_requested.load(Ordering::Relaxed)
+            || self.step.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let table = self.breakpoints.read().unwrap_or_else(|e| e.into_inner());
+        for site in self.plugin.probe_sites() {
+            self.plugin.arm_probe(site.index, everything || table.contains_key(&site.index));
+        }
+    }
+
+    /// Stops the next probe any plugin thread reaches.
+    pub fn pause(&self) {
+        self.pause_requested.store(true, Ordering::Relaxed);
+        self.rearm();
+    }
+
+    /// The stopped thread's snapshot, if one is stopped.
+    pub fn stopped(&self) -> Option<Stop> {
+        self.stopped.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Lets the stopped thread go on.
+    pub fn resume(&self, how: Resume) {
+        *self.commands.lock().unwrap_or_else(|e| e.into_inner()) = Some(Command::Resume(how));
+        self.wake.notify_all();
+    }
+
+    /// Overwrites the stopped thread's `&mut` binding `name` with `json`.
+    pub fn set_variable(&self, name: &str, json: &str) -> Result<(), String> {
+        if self.stopped().is_none() {
+            return Err("no thread is stopped".to_owned());
+        }
+        let (reply, answer) = channel::bounded(1);
+        *self.commands.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Command::Set { name: name.to_owned(), json: json.to_owned(), reply });
+        self.wake.notify_all();
+        answer.recv().unwrap_or_else(|_| Err("the stopped thread went away".to_owned()))
+    }
+
+    /// Detaches: removes every breakpoint and lets a stopped thread go on.
+    pub fn detach(&self) {
+        self.breakpoints.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.pause_requested.store(false, Ordering::Relaxed);
+        *self.step.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.stepping.store(false, Ordering::Relaxed);
+        self.rearm();
+        self.plugin.set_probe_handler(None);
+        self.resume(Resume::Continue);
+    }
+
+    /// Why this hit must stop, if it must (logpoints are written on the way).
+    /// The common case — a false condition — allocates nothing and takes no lock
+    /// but the table's read lock.
+    fn decide(&self, hit: &ProbeHit<'_>) -> Option<(StopReason, Vec<u64>, Option<String>)> {
+        if self.pause_requested.swap(false, Ordering::Relaxed) {
+            return Some((StopReason::Pause, Vec::new(), None));
+        }
+        let stepped = self.stepping.load(Ordering::Relaxed)
+            && self.step.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|step| {
+                let depth = self.plugin.stack_depth();
+                step.thread == std::thread::current().id()
+                    && match step.mode {
+                        Resume::Next => depth <= step.depth,
+                        Resume::StepIn => true,
+                        Resume::StepOut => depth < step.depth,
+                        Resume::Continue => false,
+                    }
+            });
+        let table = self.breakpoints.read().unwrap_or_else(|e| e.into_inner());
+        let env = HitEnv(hit);
+        let mut ids = Vec::new();
+        for bp in table.get(&hit.site.index).map_or(&[][..], Vec::as_slice) {
+            if let Some(condition) = &bp.condition {
+                match condition.eval_bool(&env) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        let message = format!("condition `{}` failed: {e}", condition.source());
+                        return Some((StopReason::ConditionError, vec![bp.id], Some(message)));
+                    }
+                }
+            }
+            let hits = bp.hits.fetch_add(1, Ordering::Relaxed) + 1;
+            if bp.hit_condition.is_some_and(|h| !h.should_stop(hits)) {
+                continue;
+            }
+            if let Some(log) = &bp.log {
+                let _ = self.events.send(DebugEvent::Output(log.render(&env)));
+                continue;
+            }
+            ids.push(bp.id);
+        }
+        if !ids.is_empty() {
+            Some((StopReason::Breakpoint, ids, None))
+        } else if stepped {
+            Some((StopReason::Step, Vec::new(), None))
+        } else {
+            None
+        }
+    }
+}
+
+impl ProbeHandler for DebugAgent {
+    fn on_probe(&self, hit: &ProbeHit<'_>) {
+        let Some((reason, breakpoints, message)) = self.decide(hit) else { return };
+        let stack = self.plugin.current_stack();
+        let mut frames =
+            vec![Frame { name: hit.site.function.clone(), file: hit.site.file.clone(), line: hit.site.line }];
+        frames.extend(stack.iter().rev().map(|f| Frame { name: f.name.clone(), file: f.file.clone(), line: f.line }));
+        let stop = Stop {
+            reason,
+            breakpoints,
+            thread: std::thread::current().name().unwrap_or("plugin").to_owned(),
+            frames,
+            variables: hit.values().into_iter().map(|(n, v)| (n.to_owned(), v.to_json())).collect(),
+            writable: (0..hit.len()).filter(|&i| hit.is_writable(i)).map(|i| hit.name(i).to_owned()).collect(),
+            frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
+            message,
+        };
+        *self.step.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.stepping.store(false, Ordering::Relaxed);
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
+        let _ = self.events.send(DebugEvent::Stopped(stop));
+
+        // Stopped: serve commands on this thread until told to go on. The time
+        // counts against no budget.
+        let how = crate::budget::paused(|| self.serve_while_stopped(hit));
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if how != Resume::Continue {
+            let depth = stack.len();
+            *self.step.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Step { mode: how, depth, thread: std::thread::current().id() });
+            self.stepping.store(true, Ordering::Relaxed);
+        }
+        self.rearm();
+    }
+}
+
+impl DebugAgent {
+    /// Serves setVariable until a resume command; returns how to go on.
+    fn serve_while_stopped(&self, hit: &ProbeHit<'_>) -> Resume {
+        let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match commands.take() {
+                Some(Command::Resume(how)) => return how,
+                Some(Command::Set { name, json, reply }) => {
+                    let result = match hit.position(&name) {
+                        Some(i) => hit.set(i, &json),
+                        None => Err(format!("no binding `{name}` at this probe")),
+                    };
+                    if result.is_ok()
+                        && let Some(stop) = self.stopped.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+                        && let Some(slot) = stop.variables.iter_mut().find(|(n, _)| *n == name)
+                    {
+                        slot.1 = serde_json::from_str(&json).unwrap_or(Value::String(json.clone()));
+                    }
+                    let _ = reply.send(result);
+                }
+                None => commands = self.wake.wait(commands).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}
