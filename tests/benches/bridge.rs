@@ -7,7 +7,10 @@
 //!   over N iterations (criterion's `iter_custom`), against a plain
 //!   `#[inline(never)]` function call in the same plugin: a probe nobody listens
 //!   to, an armed probe, a `debug!` event filtered out and forwarded, a span
-//!   forwarded to the host.
+//!   forwarded to the host, and a span forwarded and profiled (timed into its
+//!   callsite's histogram and the call tree), without and with its CPU time.
+//!   The profiler's cost per span is `span_profiled − span_forwarded`; its goal
+//!   is ≤ 100 ns.
 //!
 //! `cargo bench -p ax-e2e --bench bridge` prints criterion's figures, then a table
 //! of medians and ratios. Figures depend on the machine and its load: compare
@@ -19,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ax_e2e::{release_library, workspace_root};
-use ax_runtime::{Host, Instrumentation, Plugin, ProbeHandler, ProbeHit, Targets};
+use ax_runtime::{Host, Instrumentation, Plugin, ProbeHandler, ProbeHit, ProfileOptions, Targets};
 use criterion::Criterion;
 use serde_json::{Value, json};
 
@@ -60,7 +63,7 @@ fn in_plugin(c: &mut Criterion, plugin: &Plugin, id: &str, method: &str) {
 }
 
 fn instrumentation(spans: bool, filter: &str) -> Instrumentation {
-    Instrumentation { spans, span_fields: false, log_filter: filter.parse::<Targets>().unwrap() }
+    Instrumentation { spans, span_fields: false, log_filter: filter.parse::<Targets>().unwrap(), profile: None }
 }
 
 fn main() {
@@ -107,6 +110,16 @@ fn main() {
     in_plugin(&mut c, &bench, "event_to_subscriber", "event");
     host.events().unsubscribe(sub);
 
+    let profiled =
+        |span_cpu| Instrumentation { profile: Some(ProfileOptions { span_cpu }), ..instrumentation(true, "info") };
+    bench.set_instrumentation(profiled(false));
+    in_plugin(&mut c, &bench, "span_profiled", "span");
+    bench.set_instrumentation(profiled(true));
+    in_plugin(&mut c, &bench, "span_profiled_cpu", "span");
+    let spans = bench.profile().callsites.iter().filter_map(|c| c.time.as_ref()).map(|t| t.count()).sum::<u64>();
+    black_box(spans);
+    bench.set_instrumentation(instrumentation(false, "info"));
+
     c.final_summary();
     print_ratios(&out_dir);
 }
@@ -120,7 +133,7 @@ fn median_ns(out_dir: &Path, group: &str, id: &str) -> Option<f64> {
 }
 
 fn print_ratios(out_dir: &Path) {
-    let rows: [(&str, &str, &str); 11] = [
+    let rows: [(&str, &str, &str); 14] = [
         ("call", "plugin_noop", "plain_fn"),
         ("call", "plugin_count", "plain_fn"),
         ("call", "plugin_count", "native_count"),
@@ -131,6 +144,9 @@ fn print_ratios(out_dir: &Path) {
         ("in_plugin", "event_to_subscriber", "plain_fn"),
         ("in_plugin", "span_not_forwarded", "plain_fn"),
         ("in_plugin", "span_forwarded", "plain_fn"),
+        ("in_plugin", "span_profiled", "plain_fn"),
+        ("in_plugin", "span_profiled", "span_forwarded"),
+        ("in_plugin", "span_profiled_cpu", "span_forwarded"),
         ("in_plugin", "plain_fn", "plain_fn"),
     ];
     println!("\n{:<32} {:>12} {:>28}", "benchmark (median)", "time", "ratio to baseline");
@@ -139,6 +155,16 @@ fn print_ratios(out_dir: &Path) {
             continue;
         };
         println!("{:<32} {:>9.2} ns {:>14.1}x {group}/{baseline}", format!("{group}/{id}"), t, t / base);
+    }
+    for id in ["span_profiled", "span_profiled_cpu"] {
+        if let (Some(profiled), Some(forwarded)) =
+            (median_ns(out_dir, "in_plugin", id), median_ns(out_dir, "in_plugin", "span_forwarded"))
+        {
+            println!(
+                "profiler cost per span ({id} - span_forwarded): {:.1} ns (goal: <= 100 ns)",
+                profiled - forwarded
+            );
+        }
     }
     println!("(medians of this run; the machine's load moves absolute figures, ratios less so)");
 }

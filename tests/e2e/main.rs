@@ -5,5 +5,6 @@ mod budget;
 mod cli;
 mod isolated;
 mod perf;
+mod profile;
 mod reload;
 mod runtime;

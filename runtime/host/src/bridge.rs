@@ -706,7 +706,9 @@ unsafe extern "C" fn cb_probe_hit(ctx: *const c_void, site: *const ProbeSite, va
             bridge.profiler.probe_hit(index);
         }
         // Armed for profiling only: no one to hand the hit to.
-        if profiling && !bridge.armed_wanted.lock().unwrap_or_else(|e| e.into_inner()).get(index).copied().unwrap_or(false) {
+        if profiling
+            && !bridge.armed_wanted.lock().unwrap_or_else(|e| e.into_inner()).get(index).copied().unwrap_or(false)
+        {
             return;
         }
         let handler = bridge.probe_handler.read().unwrap_or_else(|e| e.into_inner()).clone();

@@ -381,6 +381,15 @@ impl Profiler {
             let root = frames.iter().rposition(|f| f.span == 0 && f.bridge == bridge && f.key == method_key(index));
             let own = match root {
                 Some(pos) => {
+                    // A call stopped for its budget before any span exited (at a
+                    // span's enter, say) is charged to the spans it left open.
+                    if !violations.is_empty() && !data.violation_charged {
+                        if let Some(top) = frames.iter().rposition(|f| f.bridge == bridge) {
+                            let node = data.node_of(&mut frames, top);
+                            data.violation_charged = true;
+                            charge_violation(&mut data, node);
+                        }
+                    }
                     let mut i = frames.len();
                     while i > pos + 1 {
                         i -= 1;
@@ -679,12 +688,7 @@ mod tests {
         p.enter(BRIDGE, 3, 16);
         p.exit(BRIDGE, 3, true);
         p.exit(BRIDGE, 2, true);
-        let violation = Violation {
-            kind: BudgetKind::Duration,
-            limit: 1,
-            observed: 2,
-            noticed_after: Duration::ZERO,
-        };
+        let violation = Violation { kind: BudgetKind::Duration, limit: 1, observed: 2, noticed_after: Duration::ZERO };
         // outer (span 1) never exited: the call ends with it open.
         p.end_call(BRIDGE, "run", &Usage::default(), &[violation], true);
         let r = p.snapshot(&lookup, &[], "demo");
@@ -693,6 +697,17 @@ mod tests {
         let m = &r.methods[0];
         assert_eq!((m.errors, m.budget_violations.get("max_duration").copied()), (1, Some(1)));
         FRAMES.with(|f| assert!(f.borrow().is_empty(), "the call's leftovers are gone"));
+
+        // Stopped at a span's enter: no exit ever comes; the open spans are charged.
+        p.begin_call(BRIDGE, "run");
+        p.enter(BRIDGE, 7, 8);
+        p.enter(BRIDGE, 8, 24);
+        p.end_call(BRIDGE, "run", &Usage::default(), &[violation], true);
+        p.enter(BRIDGE, 9, 24);
+        p.exit(BRIDGE, 9, false);
+        let r = p.snapshot(&lookup, &[], "demo");
+        let leaf = r.callsites.iter().find(|c| c.name == "leaf").unwrap();
+        assert_eq!((leaf.count, leaf.budget_violations), (1, 1));
     }
 
     #[test]

@@ -142,7 +142,7 @@ fn startup_recommendations(startup: &Startup, out: &mut Vec<Recommendation>) {
         });
     }
     let mut slow: Vec<_> = startup.phases.iter().filter(|p| p.duration_ns > limits.max_phase_ns).collect();
-    slow.sort_by(|a, b| b.duration_ns.cmp(&a.duration_ns));
+    slow.sort_by_key(|p| std::cmp::Reverse(p.duration_ns));
     let slowest_slow = slow.first().map(|p| p.duration_ns).unwrap_or(0);
     for p in slow {
         out.push(Recommendation {
