@@ -9,7 +9,8 @@
 use std::path::Path;
 
 use ax_e2e::{Output, ax, library, run};
-use serde_json::Value;
+use ax_runtime::{Host, HostOptions, Instrumentation, ProfileOptions};
+use serde_json::{Value, json};
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
@@ -112,6 +113,33 @@ fn run_profile_names_the_instrumented_functions_with_plausible_figures() {
     assert_eq!(phases, ["read", "copy", "dlopen", "resolve", "init", "first_call"]);
     assert_eq!(profile["startup"]["slowest"].as_array().unwrap().len(), 3);
     assert_eq!(profile["startup"]["thresholds"]["max_total_ns"], 200_000_000, "defaults for a bare library");
+}
+
+#[test]
+fn the_profiling_switch_records_only_while_on() {
+    let host = Host::with_options(HostOptions::default()).unwrap();
+    let plugin = host.load_library(library("word-count"), "word-count", "{}").unwrap();
+    let input = json!({"text": "a b"});
+    plugin.call("count", &input).unwrap();
+    let off = plugin.profile();
+    assert!(off.methods.is_empty() && off.callsites.is_empty() && off.stacks.is_empty(), "{off:?}");
+
+    plugin.set_instrumentation(Instrumentation {
+        profile: Some(ProfileOptions::default()),
+        ..Instrumentation::default()
+    });
+    plugin.call("count", &input).unwrap();
+    plugin.call("count", &input).unwrap();
+    let on = plugin.profile();
+    assert_eq!(on.methods[0].count, 2);
+    let count = |name: &str| on.callsites.iter().find(|c| c.name == name).map(|c| c.count);
+    assert_eq!((count("count"), count("count_words"), count("is_word")), (Some(2), Some(2), Some(4)));
+
+    plugin.set_instrumentation(Instrumentation::default());
+    plugin.call("count", &input).unwrap();
+    assert_eq!(plugin.profile().methods, on.methods, "off again: nothing more recorded");
+    plugin.reset_profile();
+    assert!(plugin.profile().methods.is_empty());
 }
 
 #[test]
