@@ -7,7 +7,10 @@
 //!   over N iterations (criterion's `iter_custom`), against a plain
 //!   `#[inline(never)]` function call in the same plugin: a probe nobody listens
 //!   to, an armed probe, a conditional breakpoint whose condition is false, a
-//!   `debug!` event filtered out and forwarded, a span forwarded to the host.
+//!   `debug!` event filtered out and forwarded, a span forwarded to the host,
+//!   and a span forwarded and profiled (timed into its callsite's histogram and
+//!   the call tree), without and with its CPU time. The profiler's cost per span
+//!   is `span_profiled − span_forwarded`; its goal is ≤ 100 ns.
 //!
 //! `cargo bench -p ax-e2e --bench bridge` prints criterion's figures, then a table
 //! of medians and ratios. Figures depend on the machine and its load: compare
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use ax_e2e::{marker_line, release_library, workspace_root};
 use ax_runtime::debug::{BreakpointSpec, DebugAgent};
-use ax_runtime::{Host, Instrumentation, Plugin, ProbeHandler, ProbeHit, Targets};
+use ax_runtime::{Host, Instrumentation, Plugin, ProbeHandler, ProbeHit, ProfileOptions, Targets};
 use criterion::Criterion;
 use serde_json::{Value, json};
 
@@ -61,7 +64,7 @@ fn in_plugin(c: &mut Criterion, plugin: &Plugin, id: &str, method: &str) {
 }
 
 fn instrumentation(spans: bool, filter: &str) -> Instrumentation {
-    Instrumentation { spans, span_fields: false, log_filter: filter.parse::<Targets>().unwrap() }
+    Instrumentation { spans, span_fields: false, log_filter: filter.parse::<Targets>().unwrap(), profile: None }
 }
 
 fn main() {
@@ -108,6 +111,16 @@ fn main() {
     in_plugin(&mut c, &bench, "event_to_subscriber", "event");
     host.events().unsubscribe(sub);
 
+    let profiled =
+        |span_cpu| Instrumentation { profile: Some(ProfileOptions { span_cpu }), ..instrumentation(true, "info") };
+    bench.set_instrumentation(profiled(false));
+    in_plugin(&mut c, &bench, "span_profiled", "span");
+    bench.set_instrumentation(profiled(true));
+    in_plugin(&mut c, &bench, "span_profiled_cpu", "span");
+    let spans = bench.profile().callsites.iter().filter_map(|c| c.time.as_ref()).map(|t| t.count()).sum::<u64>();
+    black_box(spans);
+    bench.set_instrumentation(instrumentation(false, "info"));
+
     // A conditional breakpoint whose two-variable condition is false: evaluated
     // in the host, on the plugin's thread, at every hit.
     let agent = DebugAgent::attach(bench.clone());
@@ -134,7 +147,7 @@ fn median_ns(out_dir: &Path, group: &str, id: &str) -> Option<f64> {
 }
 
 fn print_ratios(out_dir: &Path) {
-    let rows: [(&str, &str, &str); 12] = [
+    let rows: [(&str, &str, &str); 15] = [
         ("call", "plugin_noop", "plain_fn"),
         ("call", "plugin_count", "plain_fn"),
         ("call", "plugin_count", "native_count"),
@@ -146,6 +159,9 @@ fn print_ratios(out_dir: &Path) {
         ("in_plugin", "event_to_subscriber", "plain_fn"),
         ("in_plugin", "span_not_forwarded", "plain_fn"),
         ("in_plugin", "span_forwarded", "plain_fn"),
+        ("in_plugin", "span_profiled", "plain_fn"),
+        ("in_plugin", "span_profiled", "span_forwarded"),
+        ("in_plugin", "span_profiled_cpu", "span_forwarded"),
         ("in_plugin", "plain_fn", "plain_fn"),
     ];
     println!("\n{:<32} {:>12} {:>28}", "benchmark (median)", "time", "ratio to baseline");
@@ -154,6 +170,17 @@ fn print_ratios(out_dir: &Path) {
             continue;
         };
         println!("{:<32} {:>9.2} ns {:>14.1}x {group}/{baseline}", format!("{group}/{id}"), t, t / base);
+    }
+    let notes = [
+        ("span_profiled", "goal: <= 100 ns"),
+        ("span_profiled_cpu", "opt-in: two reads of the thread CPU clock, system calls"),
+    ];
+    for (id, note) in notes {
+        if let (Some(profiled), Some(forwarded)) =
+            (median_ns(out_dir, "in_plugin", id), median_ns(out_dir, "in_plugin", "span_forwarded"))
+        {
+            println!("profiler cost per span ({id} - span_forwarded): {:.1} ns ({note})", profiled - forwarded);
+        }
     }
     println!("(medians of this run; the machine's load moves absolute figures, ratios less so)");
 }

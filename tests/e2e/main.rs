@@ -7,5 +7,6 @@ mod debug;
 mod isolated;
 mod lazy;
 mod perf;
+mod profile;
 mod reload;
 mod runtime;

@@ -9,6 +9,7 @@ mod dev;
 mod logging;
 mod new;
 mod perf;
+mod profile;
 mod run;
 
 use std::process::ExitCode;

@@ -6,7 +6,10 @@
 //! six calls done. A failing call is reported and the remaining calls still run;
 //! the exit status says whether any failed. `--state FILE` restores the plugin's
 //! state from FILE before the calls (when it exists) and saves it after them.
+//! `--profile` times the startup (the first call included) and every span and
+//! call, and writes the profile when the calls are done (`profile.rs`).
 
+use std::cell::RefCell;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,7 +19,7 @@ use ax_runtime::manifest::Isolation;
 use ax_runtime::manifest::{ByteSize, HumanDuration};
 use ax_runtime::{
     Budget, BuildOptions, CallError, Host, HostOptions, Instrumentation, IsolatedPlugin, IsolationOptions, Plugin,
-    PluginSource, SavedState, Usage,
+    PluginSource, SavedState, StartupMonitor, Usage,
 };
 use clap::Args;
 use serde_json::Value;
@@ -50,6 +53,8 @@ pub(crate) struct RunArgs {
     isolate: bool,
     #[command(flatten)]
     limits: BudgetArgs,
+    #[command(flatten)]
+    profile: crate::profile::ProfileArgs,
 }
 
 /// Per-call limits overriding the manifest's `[budget]`.
@@ -94,11 +99,20 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let mut build = BuildOptions { build: !args.no_build, release: args.release, on_output: None };
     let library = source.library(&mut build)?;
 
-    let instrumentation = Instrumentation { log_filter, ..Instrumentation::default() };
+    let isolate = args.isolate || source.isolation() == Isolation::Process;
+    let profile = args.profile.options();
+    if isolate && profile.is_some() {
+        bail!(
+            "{}: --profile is not available for a plugin in a child process (--isolate or isolation = \"process\"); \
+             expected an in-process run to profile",
+            args.plugin.display()
+        );
+    }
+    let instrumentation = Instrumentation { log_filter, profile, ..Instrumentation::default() };
     let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
         .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);
-    let isolate = args.isolate || source.isolation() == Isolation::Process;
+    let monitor = RefCell::new(StartupMonitor::new());
     let plugin = if isolate {
         let host_binary = std::env::current_exe().context("cannot find the ax binary to run the isolated host")?;
         let budget = source.budget().overridden_by(&args.limits.budget());
@@ -112,7 +126,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             options,
         )?)
     } else {
-        let plugin = host.load(&source, &library)?;
+        let plugin = match profile {
+            Some(_) => host.load_monitored(&source, &library, &mut monitor.borrow_mut())?,
+            None => host.load(&source, &library)?,
+        };
         plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
         Target::InProcess(plugin)
     };
@@ -130,12 +147,22 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         plugin.restore_state(&saved).with_context(|| format!("{}: state refused", state_file.display()))?;
     }
 
-    let failed = run_calls(plugin.name(), &calls, args.stats, |m, i, b| plugin.call_with(m, i, b));
+    let first = std::cell::Cell::new(profile.is_some());
+    let failed = run_calls(plugin.name(), &calls, args.stats, |m, i, b| {
+        if first.replace(false) {
+            monitor.borrow_mut().time(ax_profile::Phase::FirstCall, || plugin.call_with(m, i, b))
+        } else {
+            plugin.call_with(m, i, b)
+        }
+    });
     if let Some(state_file) = &args.state {
         let saved = plugin.save_state()?;
         write_state(state_file, &saved)?;
     }
     plugin.shutdown()?;
+    if let (Some(_), Target::InProcess(plugin)) = (profile, &plugin) {
+        crate::profile::write_run_profile(&args.profile, &source, &library, plugin, &monitor.borrow())?;
+    }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

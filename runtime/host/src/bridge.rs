@@ -10,7 +10,9 @@
 //!   which is how ax knows the plugin's call stack without unwinding native frames,
 //! - turns enabled events into [`Event::Log`],
 //! - records, per thread, the last probe site reached, and hands armed probe
-//!   hits to the instance's [`ProbeHandler`].
+//!   hits to the instance's [`ProbeHandler`],
+//! - while profiling is on, hands span enters and exits, events and probe hits
+//!   to the image's [`Profiler`](crate::profile) (one relaxed load when off).
 //!
 //! Every callback is shielded with `catch_unwind`: a bug here must not abort the
 //! process through an `extern "C"` frame.
@@ -33,6 +35,7 @@ use tracing_subscriber::filter::Targets;
 use crate::cache::QueryCache;
 use crate::error::SourceLocation;
 use crate::events::{Event, EventBus, InstanceId, Level, LogLine};
+use crate::profile::{ProfileOptions, Profiler};
 
 /// What the host asks a plugin's instrumentation to forward.
 #[derive(Clone, Debug)]
@@ -44,6 +47,10 @@ pub struct Instrumentation {
     /// Which events become [`Event::Log`] lines, by target and level (the
     /// `AX_LOG` syntax: `info,word_count=debug`).
     pub log_filter: Targets,
+    /// Profile the plugin (`None`, the default: no clock is read, nothing is
+    /// recorded). Profiling forwards every span and arms every probe site, to
+    /// time the one and count the other; see [`crate::Plugin::profile`].
+    pub profile: Option<ProfileOptions>,
 }
 
 impl Default for Instrumentation {
@@ -52,6 +59,7 @@ impl Default for Instrumentation {
             spans: false,
             span_fields: false,
             log_filter: Targets::new().with_default(tracing::Level::INFO),
+            profile: None,
         }
     }
 }
@@ -235,10 +243,12 @@ pub(crate) struct Bridge {
     vtable: OnceLock<HostVTable>,
     /// The abort word the SDK reads (see `HostVTable::abort`).
     abort: AtomicU32,
-    /// Which probe sites the host wants armed, apart from an abort (which arms all).
+    /// Which probe sites the host wants armed, apart from an abort or profiling
+    /// (which arm all).
     armed_wanted: Mutex<Vec<bool>>,
     /// The plugin's query cache (`ax_plugin::cache`).
     cache: Arc<QueryCache>,
+    pub(crate) profiler: Profiler,
 }
 
 #[derive(Clone, Copy)]
@@ -304,6 +314,7 @@ impl Bridge {
             instance,
             events,
             span_fields: AtomicBool::new(instrumentation.span_fields),
+            profiler: Profiler::new(instrumentation.profile),
             instrumentation: RwLock::new(instrumentation),
             callsites: RwLock::new(HashMap::new()),
             spans: Slab::new(),
@@ -364,7 +375,19 @@ impl Bridge {
                 }
             })
             .collect();
+        self.profiler.set_probe_count(sites.len());
         let _ = self.probes.set(ProbeTable { base: sites.as_ptr() as usize, sites, infos });
+        self.rearm_probes();
+    }
+
+    /// Arms every probe site the host wants, or all of them during an abort or
+    /// while profiling.
+    fn rearm_probes(&self) {
+        let all = self.abort.load(Ordering::Relaxed) != 0 || self.profiler.is_on();
+        let wanted = self.armed_wanted.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, site) in self.probes.get().map_or(&[][..], |t| t.sites).iter().enumerate() {
+            site.armed.store(u32::from(all || wanted.get(i).copied().unwrap_or(false)), Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn probe_sites(&self) -> &[ProbeSiteInfo] {
@@ -379,7 +402,7 @@ impl Bridge {
             wanted.resize(index + 1, false);
         }
         wanted[index] = armed;
-        if self.abort.load(Ordering::Relaxed) == 0 {
+        if self.abort.load(Ordering::Relaxed) == 0 && !self.profiler.is_on() {
             site.armed.store(u32::from(armed), Ordering::Relaxed);
         }
         true
@@ -406,10 +429,7 @@ impl Bridge {
         if self.abort.swap(0, Ordering::AcqRel) == 0 {
             return;
         }
-        let wanted = self.armed_wanted.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, site) in self.probes.get().map_or(&[][..], |t| t.sites).iter().enumerate() {
-            site.armed.store(u32::from(wanted.get(i).copied().unwrap_or(false)), Ordering::Relaxed);
-        }
+        self.rearm_probes();
         // SAFETY: as in request_abort.
         unsafe { (plugin_vtable.rebuild_interest)() };
     }
@@ -419,6 +439,7 @@ impl Bridge {
     pub(crate) fn clear_stack(&self) {
         let me = self as *const Bridge as usize;
         let _ = STACK.try_with(|s| s.borrow_mut().retain(|f| f.bridge != me));
+        Profiler::clear_thread(me);
     }
 
     pub(crate) fn set_probe_handler(&self, handler: Option<Arc<dyn ProbeHandler>>) {
@@ -431,7 +452,9 @@ impl Bridge {
 
     pub(crate) fn set_instrumentation(&self, instrumentation: Instrumentation) {
         self.span_fields.store(instrumentation.span_fields, Ordering::Relaxed);
+        self.profiler.configure(instrumentation.profile);
         *self.instrumentation.write().unwrap_or_else(|e| e.into_inner()) = instrumentation;
+        self.rearm_probes();
     }
 
     pub(crate) fn cache(&self) -> &QueryCache {
@@ -445,14 +468,14 @@ impl Bridge {
         all
     }
 
-    fn callsite(&self, id: usize) -> Option<Arc<CallsiteInfo>> {
+    pub(crate) fn callsite(&self, id: usize) -> Option<Arc<CallsiteInfo>> {
         self.callsites.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
     fn interest(&self, info: &CallsiteInfo) -> u32 {
         let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
         let wanted = if info.is_span {
-            instr.spans || self.abort.load(Ordering::Relaxed) != 0
+            instr.spans || instr.profile.is_some() || self.abort.load(Ordering::Relaxed) != 0
         } else {
             instr.log_filter.would_enable(&info.target, &info.level.to_tracing())
         };
@@ -589,11 +612,19 @@ unsafe extern "C" fn cb_span_enter(ctx: *const c_void, span: u64) {
         let bridge = unsafe { bridge(ctx) };
         let callsite = bridge.spans.get(span_key(span)).map_or(0, |d| d.callsite);
         STACK.with(|s| s.borrow_mut().push(Frame { bridge: ctx as usize, span, callsite }));
+        if bridge.profiler.is_on() {
+            bridge.profiler.enter(ctx as usize, span, callsite);
+        }
     })
 }
 
 unsafe extern "C" fn cb_span_exit(ctx: *const c_void, span: u64) {
     shield((), || {
+        // SAFETY: ctx from our vtable.
+        let bridge = unsafe { bridge(ctx) };
+        if bridge.profiler.is_on() {
+            bridge.profiler.exit(ctx as usize, span, bridge.abort.load(Ordering::Relaxed) != 0);
+        }
         STACK.with(|s| {
             let mut stack = s.borrow_mut();
             // Usually the top; spans may exit out of order.
@@ -653,6 +684,9 @@ unsafe extern "C" fn cb_event(
         let Some(info) = bridge.callsite(callsite) else {
             return;
         };
+        if bridge.profiler.is_on() {
+            bridge.profiler.event(callsite);
+        }
         bridge.events.publish_with(|| {
             let mut message = String::new();
             let mut rest = Vec::new();
@@ -691,9 +725,25 @@ unsafe extern "C" fn cb_probe_hit(ctx: *const c_void, site: *const ProbeSite, va
             return;
         }
         LAST_PROBE.with(|l| l.set(Some((ctx as usize, index))));
+        let profiling = bridge.profiler.is_on();
+        if profiling {
+            bridge.profiler.probe_hit(index);
+        }
+        // Armed for profiling only: no one to hand the hit to.
+        if profiling
+            && !bridge.armed_wanted.lock().unwrap_or_else(|e| e.into_inner()).get(index).copied().unwrap_or(false)
+        {
+            return;
+        }
         let handler = bridge.probe_handler.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(handler) = handler {
+            // The handler's time is not any span's (a debugger may stop here; it
+            // excludes the stop from budgets itself, see `crate::paused`).
+            let profile_pause = profiling.then(|| bridge.profiler.pause_begin());
             handler.on_probe(&ProbeHit { instance: bridge.instance, site: &table.infos[index], raw });
+            if let Some(started) = profile_pause {
+                bridge.profiler.pause_end(started);
+            }
         }
     })
 }

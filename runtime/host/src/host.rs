@@ -16,6 +16,7 @@ use crate::events::EventBus;
 use crate::loader::{self, Image, LibDir, OpenedLibrary};
 use crate::plugin::{Plugin, Start};
 use crate::source::PluginSource;
+use crate::startup::StartupMonitor;
 
 /// How a [`Host`] is set up.
 #[derive(Clone, Debug, Default)]
@@ -158,6 +159,32 @@ impl Host {
         }
         let plugin = self.load_library(library, &source.name(), &source.config_json())?;
         plugin.set_budget(source.budget());
+        Ok(plugin)
+    }
+
+    /// [`Host::load`], each phase timed by `monitor`: read, copy, dlopen,
+    /// resolve (entry symbol and ABI checks), init. The first call is the
+    /// caller's to time ([`StartupMonitor::time`]).
+    pub fn load_monitored(
+        &self,
+        source: &PluginSource,
+        library: &Path,
+        monitor: &mut StartupMonitor,
+    ) -> Result<Plugin, LoadError> {
+        use ax_profile::Phase;
+        monitor.restart();
+        let image = loader::read(library)?;
+        monitor.mark(Phase::Read);
+        let copy = loader::copy(library, &image, &self.libs)?;
+        drop(image);
+        monitor.mark(Phase::Copy);
+        let mapped = loader::dlopen(library, &copy)?;
+        monitor.mark(Phase::Dlopen);
+        let opened = loader::resolve(library, mapped)?;
+        monitor.mark(Phase::Resolve);
+        let plugin = self.start_opened(library, opened, &source.name(), &source.config_json(), None)?;
+        plugin.set_budget(source.budget());
+        monitor.mark(Phase::Init);
         Ok(plugin)
     }
 }

@@ -8,7 +8,10 @@
 //! typed into a library, building it with cargo when needed.
 //! [`ReloadablePlugin`] replaces a serving plugin by a new build, carrying its
 //! state and rolling back on failure; [`LibraryWatcher`] does so when the
-//! library file changes.
+//! library file changes. With [`Instrumentation::profile`] on, the bridge's
+//! profiler times every span and call ([`Plugin::profile`]), and
+//! [`StartupMonitor`] times the phases of loading ([`Host::load_monitored`]),
+//! both in the `ax-profile` file format.
 //!
 //! This crate knows nothing of DAP, LSP or the command line: the adapter, the
 //! server and the CLI translate their protocols into calls on this API.
@@ -27,8 +30,10 @@ pub mod isolated;
 mod lazy;
 mod loader;
 mod plugin;
+mod profile;
 mod reload;
 mod source;
+mod startup;
 mod watch;
 
 pub use ax_manifest as manifest;
@@ -44,8 +49,10 @@ pub use host::{Host, HostOptions};
 pub use isolated::{IsolatedPlugin, IsolationOptions};
 pub use lazy::LazyPlugin;
 pub use plugin::{Plugin, SavedState};
+pub use profile::ProfileOptions;
 pub use reload::{ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
 pub use source::{BuildOptions, PluginSource, SourceError};
+pub use startup::{StartupMonitor, resident_bytes, thresholds as startup_thresholds};
 /// The log filter type of [`Instrumentation::log_filter`] (`AX_LOG` syntax).
 pub use tracing_subscriber::filter::Targets;
 pub use watch::{LibraryWatcher, WatchError};

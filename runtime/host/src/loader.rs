@@ -136,17 +136,33 @@ pub(crate) fn read(path: &Path) -> Result<Image, LoadError> {
 
 /// Copies `image` (read from `path`) to a unique path, opens it and checks its ABI.
 pub(crate) fn open(path: &Path, image: &Image, libs: &LibDir) -> Result<OpenedLibrary, LoadError> {
+    let copy = copy(path, image, libs)?;
+    let library = dlopen(path, &copy)?;
+    resolve(path, library)
+}
+
+/// Writes `image` (read from `path`) to a unique path in `libs`; returns the copy.
+pub(crate) fn copy(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf, LoadError> {
     let copy = libs.unique_copy_path(path);
     std::fs::write(&copy, &image.bytes).map_err(|source| LoadError::Copy {
         path: path.to_owned(),
         copy: copy.clone(),
         source,
     })?;
+    Ok(copy)
+}
 
+/// Maps the copy of `path`, running its initialisers.
+pub(crate) fn dlopen(path: &Path, copy: &Path) -> Result<libloading::Library, LoadError> {
     // SAFETY: loading a library runs its initialisers. Native plugins are trusted
     // code (see ARCHITECTURE.md); this is the point where that trust is exercised.
-    let library = unsafe { libloading::Library::new(&copy) }
-        .map_err(|e| LoadError::Open { path: path.to_owned(), message: clean_dl_message(&error_chain(&e), &copy) })?;
+    unsafe { libloading::Library::new(copy) }
+        .map_err(|e| LoadError::Open { path: path.to_owned(), message: clean_dl_message(&error_chain(&e), copy) })
+}
+
+/// Finds the entry symbol of the mapped `library` (of `path`) and checks its
+/// header and canary. The library is never unmapped from here on.
+pub(crate) fn resolve(path: &Path, library: libloading::Library) -> Result<OpenedLibrary, LoadError> {
     let symbol = std::str::from_utf8(&ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1]).unwrap_or("ax_plugin_entry_v1");
     // SAFETY: the symbol's type is fixed by the ABI; a mismatch is caught by the header checks below.
     let entry: EntryFn = match unsafe { library.get::<EntryFn>(ENTRY_SYMBOL) } {

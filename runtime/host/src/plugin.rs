@@ -270,6 +270,10 @@ impl Plugin {
             if budget.is_limited() {
                 watchdog.watch(&active);
             }
+            let profiling = bridge.profiler.is_on();
+            if profiling {
+                bridge.profiler.begin_call(bridge as *const Bridge as usize, &method_owned);
+            }
             let mut out = AxBytes::empty();
             // SAFETY: the instance is live (not destroyed) and only used on this thread.
             let status = unsafe {
@@ -279,6 +283,11 @@ impl Plugin {
                 watchdog.unwatch(&active);
             }
             let (usage, violations) = active.finish();
+            if profiling {
+                let failed = status != Status::OK || !violations.is_empty();
+                let me = bridge as *const Bridge as usize;
+                bridge.profiler.end_call(me, &method_owned, &usage, &violations, failed);
+            }
             active.publish_violations(&events);
             bridge.clear_abort(vtable);
             bridge.clear_stack();
@@ -484,6 +493,35 @@ impl Plugin {
     /// The counters of the plugin's query cache.
     pub fn cache_stats(&self) -> CacheStats {
         self.bridge.cache().stats()
+    }
+
+    /// What the profiler recorded since the plugin was loaded (or since
+    /// [`Plugin::reset_profile`]) while profiling was on (see
+    /// [`Instrumentation::profile`]): per method, per callsite, folded stacks.
+    /// `startup` and `recommendations` are left for the caller, which knows how
+    /// the plugin was loaded and against which thresholds.
+    pub fn profile(&self) -> ax_profile::Profile {
+        let plugin = ax_profile::PluginInfo {
+            name: self.name.clone(),
+            version: None,
+            library: self.library.display().to_string(),
+            manifest: None,
+            sdk_version: self.sdk_version.clone(),
+        };
+        let tool = format!("ax-runtime {}", env!("CARGO_PKG_VERSION"));
+        let mut profile = ax_profile::Profile::new(plugin, tool, String::new());
+        let recorded =
+            self.bridge.profiler.snapshot(&|id| self.bridge.callsite(id), self.bridge.probe_sites(), &self.name);
+        profile.methods = recorded.methods;
+        profile.callsites = recorded.callsites;
+        profile.stacks = recorded.stacks;
+        profile.normalize();
+        profile
+    }
+
+    /// Forgets what the profiler recorded so far.
+    pub fn reset_profile(&self) {
+        self.bridge.profiler.reset();
     }
 
     /// The calling thread's shadow stack of this plugin's spans, outermost first.

@@ -299,29 +299,34 @@ fn code(text: &str) -> String {
     if text.contains('`') { text.to_owned() } else { format!("`{text}`") }
 }
 
-#[derive(Clone, Copy)]
-enum Align {
+/// How a column's cells line up.
+#[derive(Clone, Copy, Debug)]
+pub enum Align {
     Left,
     Right,
 }
 
-/// A table rendered as aligned text or as Markdown.
-struct Table {
+/// A table rendered as aligned text or as Markdown (also used by `ax perf inspect`).
+#[derive(Debug)]
+pub struct Table {
     columns: Vec<(&'static str, Align)>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(columns: &[(&'static str, Align)]) -> Table {
+    /// A table with these column headers.
+    pub fn new(columns: &[(&'static str, Align)]) -> Table {
         Table { columns: columns.to_vec(), rows: Vec::new() }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    /// Adds a row: one cell per column.
+    pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.columns.len());
         self.rows.push(cells);
     }
 
-    fn text(&self) -> String {
+    /// Aligned columns under a header and a rule, each line ending with a newline.
+    pub fn text(&self) -> String {
         let width = |i: usize| {
             let header = self.columns[i].0.chars().count();
             self.rows.iter().map(|r| r[i].chars().count()).fold(header, usize::max)
@@ -352,7 +357,8 @@ impl Table {
         out
     }
 
-    fn markdown(&self) -> String {
+    /// A GitHub-flavoured Markdown table.
+    pub fn markdown(&self) -> String {
         let escape = |cell: &str| cell.replace('|', "\\|");
         let mut out = String::new();
         let headers: Vec<&str> = self.columns.iter().map(|c| c.0).collect();

@@ -1,11 +1,15 @@
-//! `ax perf`: benchmark a plugin (`ax perf run`) and decide whether a change
-//! made it slower (`ax perf compare`).
+//! `ax perf`: benchmark a plugin (`ax perf run`), decide whether a change
+//! made it slower (`ax perf compare`), and read profiles (`ax perf inspect`,
+//! `ax perf flamegraph`).
 //!
-//! Both subcommands only translate arguments: the measuring loop lives in
+//! The subcommands only translate arguments: the measuring loop lives in
 //! `run.rs`, and every statistic, the report file and its renderings come from
-//! `ax-perf`, which knows nothing of plugins or of this command line.
+//! `ax-perf`, the profile file from `ax-profile`; neither knows plugins or this
+//! command line.
 
 mod compare;
+mod flamegraph;
+mod inspect;
 mod run;
 
 use std::process::ExitCode;
@@ -25,11 +29,17 @@ enum PerfCommand {
     Run(run::PerfRunArgs),
     /// Compare two reports of `ax perf run --json`; exit 1 when a benchmark got slower.
     Compare(compare::CompareArgs),
+    /// Show a profile (from `ax run --profile`): startup, calls, hottest callsites, recommendations.
+    Inspect(inspect::InspectArgs),
+    /// Draw a profile's stacks as an SVG flame graph.
+    Flamegraph(flamegraph::FlamegraphArgs),
 }
 
 pub(crate) fn run(args: PerfArgs) -> Result<ExitCode> {
     match args.command {
         PerfCommand::Run(args) => run::run(args),
         PerfCommand::Compare(args) => compare::run(args),
+        PerfCommand::Inspect(args) => inspect::run(args),
+        PerfCommand::Flamegraph(args) => flamegraph::run(args),
     }
 }
