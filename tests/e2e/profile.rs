@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use ax_e2e::{Output, ax, library, run};
+use ax_e2e::{Output, assert_one_error, ax, library, run};
 use ax_runtime::{Host, HostOptions, Instrumentation, ProfileOptions};
 use serde_json::{Value, json};
 
@@ -238,17 +238,6 @@ fn inspect_and_flamegraph_read_the_profile() {
     assert!(dir.path().join("here.svg").is_file());
 }
 
-/// Exit 1, exactly one `error:` line, holding every fragment, and no Rust panic.
-fn assert_one_error(out: &Output, fragments: &[&str]) {
-    assert_eq!(out.code, Some(1), "{out:?}");
-    let errors = out.error_lines();
-    assert_eq!(errors.len(), 1, "{out:?}");
-    for fragment in fragments {
-        assert!(errors[0].contains(fragment), "{fragment:?} not in {:?}", errors[0]);
-    }
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-}
-
 #[test]
 fn corrupt_truncated_and_foreign_profiles_are_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -280,4 +269,25 @@ fn corrupt_truncated_and_foreign_profiles_are_named() {
     assert_one_error(&out, &["none.json: no such file or directory"]);
     let out = run(ax().args(["run", "--profile", "--isolate", "--no-build", path(library("word-count")), "count"]));
     assert_one_error(&out, &["--profile is not available for a plugin in a child process"]);
+}
+
+#[test]
+fn perf_run_can_profile_what_it_benchmarks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("perf-profile.json");
+    let out = run(ax().args(["perf", "run", "--no-build"]).arg(library("word-count")).args([
+        "--method",
+        "count",
+        "--input",
+        r#"{"text":"a b c"}"#,
+        "--iterations",
+        "20",
+        "--warmup",
+        "2",
+        "--profile-out",
+        path(&out_file),
+    ]));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let profile = read_json(&out_file);
+    assert_eq!(n(&callsite(&profile, "span", "count")["count"]), 22, "warmup and samples are profiled");
 }
