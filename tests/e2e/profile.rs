@@ -94,6 +94,10 @@ fn run_profile_names_the_instrumented_functions_with_plausible_figures() {
             assert_consistent_time(c["name"].as_str().unwrap(), n(&c["count"]), time);
         }
     }
+    // Allocations per span include the children's: count ⊇ count_words ⊇ is_word (none).
+    let alloc = |c: &Value| n(&c["alloc_bytes"]);
+    assert!(alloc(count) > alloc(count_words) && alloc(count_words) > 0, "{count} {count_words}");
+    assert_eq!(alloc(is_word), 0, "is_word allocates nothing");
     // count's own time excludes count_words, which excludes is_word.
     let total = |c: &Value| n(&c["time"]["total_ns"]);
     assert!(total(count) >= total(count_words) && total(count_words) >= total(is_word));

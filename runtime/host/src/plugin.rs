@@ -150,6 +150,7 @@ impl Plugin {
                 };
                 // SAFETY: alloc_counters returns null or the image's static counters.
                 let counters = unsafe { (vtable.alloc_counters)().as_ref() };
+                crate::profile::set_thread_alloc_counters(counters);
                 let mut state = WorkerState { instance, vtable, counters, destroyed: false };
                 // Nobody waits any more (init overran its deadline): undo the creation.
                 let waited_for = ready_tx.send(Ok(describe(vtable))).is_ok();

@@ -62,6 +62,8 @@ struct Frame {
     paused_at: u64,
     /// The thread's CPU clock when the frame opened, if read.
     cpu_start: Option<u64>,
+    /// The thread's allocated-bytes counter when the frame opened, if the plugin counts.
+    alloc_start: Option<u64>,
     /// Total time of the children closed so far.
     child_ns: u64,
     node: u32,
@@ -155,6 +157,7 @@ struct SpanStats {
     callsite: usize,
     time: Time,
     budget_violations: u64,
+    alloc_bytes: Option<u64>,
 }
 
 #[derive(Default)]
@@ -199,7 +202,7 @@ impl Data {
             return slot;
         }
         let slot = self.spans.len() as u32;
-        self.spans.push(SpanStats { callsite, time: Time::new(), budget_violations: 0 });
+        self.spans.push(SpanStats { callsite, time: Time::new(), budget_violations: 0, alloc_bytes: None });
         self.slots.insert(callsite, slot);
         slot
     }
@@ -240,12 +243,16 @@ impl Data {
         node
     }
 
-    fn record(&mut self, node: u32, total_ns: u64, self_ns: u64, cpu_ns: Option<u64>) {
+    fn record(&mut self, node: u32, total_ns: u64, self_ns: u64, cpu_ns: Option<u64>, alloc: Option<u64>) {
         let node = &mut self.nodes[node as usize];
         node.count += 1;
         node.self_ns += self_ns;
         if node.slot != NO_SLOT {
-            self.spans[node.slot as usize].time.record(total_ns, self_ns, cpu_ns);
+            let span = &mut self.spans[node.slot as usize];
+            span.time.record(total_ns, self_ns, cpu_ns);
+            if let Some(bytes) = alloc {
+                span.alloc_bytes = Some(span.alloc_bytes.unwrap_or(0).saturating_add(bytes));
+            }
         }
     }
 
@@ -257,6 +264,26 @@ impl Data {
         self.method_index.insert(name.to_owned(), self.methods.len() - 1);
         self.methods.len() - 1
     }
+}
+
+thread_local! {
+    /// The allocation counters of the plugin worker running on this thread
+    /// (set by the worker at start; null elsewhere or without the SDK's
+    /// counting allocator).
+    static ALLOC_COUNTERS: std::cell::Cell<*const ax_abi::AllocCounters> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Tells the profiler which allocation counters belong to the calling (worker) thread.
+pub(crate) fn set_thread_alloc_counters(counters: Option<&'static ax_abi::AllocCounters>) {
+    ALLOC_COUNTERS.with(|c| c.set(counters.map_or(std::ptr::null(), |c| c as *const _)));
+}
+
+/// Bytes the plugin has allocated on this thread so far, if it counts.
+fn thread_allocated() -> Option<u64> {
+    let counters = ALLOC_COUNTERS.try_with(std::cell::Cell::get).ok()?;
+    // SAFETY: set by this thread's worker from the plugin's thread-local
+    // counters, which live as long as this thread.
+    unsafe { counters.as_ref() }.map(|c| c.allocated.load(Ordering::Relaxed))
 }
 
 /// The profiler of one plugin image. See the module docs.
@@ -302,6 +329,7 @@ impl Profiler {
 
     fn push(&self, bridge: usize, span: u64, key: usize) {
         let cpu_start = self.cpu_now();
+        let alloc_start = thread_allocated();
         let frame = Frame {
             bridge,
             span,
@@ -309,6 +337,7 @@ impl Profiler {
             start_ns: now_ns(),
             paused_at: PAUSED_NS.get(),
             cpu_start,
+            alloc_start,
             child_ns: 0,
             node: NO_NODE,
             last_child: (usize::MAX, NO_NODE),
@@ -327,6 +356,7 @@ impl Profiler {
     pub(crate) fn exit(&self, bridge: usize, span: u64, aborting: bool) {
         let now = now_ns();
         let cpu_now = self.cpu_now();
+        let alloc_now = thread_allocated();
         FRAMES.with(|frames| {
             let mut frames = frames.borrow_mut();
             // Usually the top; spans may exit out of order.
@@ -346,6 +376,7 @@ impl Profiler {
             let total = now.saturating_sub(frame.start_ns).saturating_sub(paused);
             let own = total.saturating_sub(frame.child_ns);
             let cpu = frame.cpu_start.zip(cpu_now).map(|(start, end)| end.saturating_sub(start));
+            let alloc = frame.alloc_start.zip(alloc_now).map(|(start, end)| end.wrapping_sub(start));
             let below = &mut frames[..pos];
             let parent = below.iter().rposition(|f| f.bridge == bridge);
             if let Some(p) = parent {
@@ -355,7 +386,7 @@ impl Profiler {
                 NO_NODE => data.node_under(below, parent, frame.key),
                 known => known,
             };
-            data.record(node, total, own, cpu);
+            data.record(node, total, own, cpu, alloc);
             if aborting && !data.violation_charged {
                 data.violation_charged = true;
                 charge_violation(&mut data, node);
@@ -402,7 +433,7 @@ impl Profiler {
                     let below = &mut frames[..pos];
                     let parent = below.iter().rposition(|f| f.bridge == bridge);
                     let node = data.node_under(below, parent, frame.key);
-                    data.record(node, wall, own, None);
+                    data.record(node, wall, own, None, None);
                     own
                 }
                 // Profiling was turned on during the call.
@@ -485,6 +516,7 @@ impl Profiler {
                 let mut profile = describe(info.as_deref(), CallsiteKind::Span, s.time.count());
                 profile.budget_violations = s.budget_violations;
                 profile.time = Some(s.time.clone());
+                profile.alloc_bytes = s.alloc_bytes;
                 profile
             })
             .collect();
@@ -500,6 +532,7 @@ impl Profiler {
                 count: n.load(Ordering::Relaxed),
                 budget_violations: 0,
                 time: None,
+                alloc_bytes: None,
             }
         }));
 
@@ -564,6 +597,7 @@ fn describe(info: Option<&CallsiteInfo>, kind: CallsiteKind, count: u64) -> Call
         count,
         budget_violations: 0,
         time: None,
+        alloc_bytes: None,
     }
 }
 

@@ -152,6 +152,11 @@ pub struct CallsiteProfile {
     /// Spans only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<Time>,
+    /// Spans only, when the plugin counts its allocations (the SDK's counting
+    /// allocator): bytes allocated on the span's thread while it was entered,
+    /// its children's included, summed over its intervals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alloc_bytes: Option<u64>,
 }
 
 impl CallsiteProfile {
@@ -269,6 +274,10 @@ impl Profile {
                 Some(c) => {
                     c.count += callsite.count;
                     c.budget_violations += callsite.budget_violations;
+                    c.alloc_bytes = match (c.alloc_bytes, callsite.alloc_bytes) {
+                        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                        (a, b) => a.or(b),
+                    };
                     c.target = callsite.target;
                     match (&mut c.time, callsite.time) {
                         (Some(mine), Some(theirs)) => mine.add(&theirs),
@@ -465,6 +474,7 @@ mod tests {
             count: values.len() as u64,
             budget_violations: 0,
             time: Some(time(values)),
+            alloc_bytes: None,
         }
     }
 
@@ -496,6 +506,7 @@ mod tests {
             count: 2,
             budget_violations: 0,
             time: None,
+            alloc_bytes: None,
         });
         profile.stacks = vec![
             Stack { stack: "word-count.count".into(), count: 2, self_ns: 5000 },

@@ -370,6 +370,7 @@ mod tests {
             count: 1,
             budget_violations: 2,
             time: Some(time),
+            alloc_bytes: None,
         });
         let recs = recommend(&profile);
         assert_eq!(kinds(&recs), [Kind::BudgetViolation, Kind::BudgetViolation]);

@@ -158,6 +158,7 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
             ("p99", Align::Right),
             ("max", Align::Right),
             ("cpu", Align::Right),
+            ("alloc/call", Align::Right),
             ("over budget", Align::Right),
         ]);
         for c in hottest {
@@ -175,6 +176,7 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
                 ns(t.percentile_ns(99.0)),
                 ns(t.max_ns()),
                 cpu(t),
+                c.alloc_bytes.map_or_else(|| "-".to_owned(), |b| ax_runtime::format_bytes(b / c.count.max(1))),
                 c.budget_violations.to_string(),
             ]);
         }
@@ -248,6 +250,7 @@ mod tests {
             count: 1,
             budget_violations: 0,
             time: Some(time),
+            alloc_bytes: Some(4096),
         });
         profile.stacks.push(Stack { stack: "word-count.count;count_words".into(), count: 1, self_ns: 60_000_000 });
         let phases = vec![
