@@ -19,10 +19,11 @@ pub mod render;
 pub mod report;
 pub mod stats;
 
+pub use ax_profile::write_atomically;
 pub use compare::{
     BenchmarkComparison, CompareOptions, Comparison, MannWhitney, ReportComparison, Verdict, compare, mann_whitney,
     relative_change,
 };
 pub use render::Format;
-pub use report::{Benchmark, FORMAT, Machine, Report, ReportError, VERSION, write_atomically};
+pub use report::{Benchmark, FORMAT, Machine, Report, ReportError, VERSION};
 pub use stats::{Interval, Outliers, StatsError, Summary, Throughput, percentile};

@@ -277,22 +277,9 @@ impl Report {
 
     /// Writes the report to `path` as JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
-        write_atomically(path, &self.to_json()).map_err(|cause| ReportError::Write { path: path.to_owned(), cause })
+        ax_profile::write_atomically(path, &self.to_json())
+            .map_err(|cause| ReportError::Write { path: path.to_owned(), cause })
     }
-}
-
-/// Writes `text` to `path` through a temporary file in the same directory and a
-/// rename, so a reader never sees half a file and a failed write leaves the old one.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?;
-    let tmp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
