@@ -33,7 +33,7 @@ impl HitCondition {
             HitCondition::Gt(n) => hit_count > n,
             HitCondition::Le(n) => hit_count <= n,
             HitCondition::Lt(n) => hit_count < n,
-            HitCondition::Every(n) => n != 0 && hit_count % n == 0,
+            HitCondition::Every(n) => n != 0 && hit_count.is_multiple_of(n),
         }
     }
 }

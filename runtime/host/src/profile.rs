@@ -414,12 +414,13 @@ impl Profiler {
                 Some(pos) => {
                     // A call stopped for its budget before any span exited (at a
                     // span's enter, say) is charged to the spans it left open.
-                    if !violations.is_empty() && !data.violation_charged {
-                        if let Some(top) = frames.iter().rposition(|f| f.bridge == bridge) {
-                            let node = data.node_of(&mut frames, top);
-                            data.violation_charged = true;
-                            charge_violation(&mut data, node);
-                        }
+                    if !violations.is_empty()
+                        && !data.violation_charged
+                        && let Some(top) = frames.iter().rposition(|f| f.bridge == bridge)
+                    {
+                        let node = data.node_of(&mut frames, top);
+                        data.violation_charged = true;
+                        charge_violation(&mut data, node);
                     }
                     let mut i = frames.len();
                     while i > pos + 1 {

@@ -57,7 +57,7 @@ impl<'a> MedianResampler<'a> {
         let k = n.div_ceil(2);
         let order_statistic =
             (n > 1).then(|| Beta::new(k as f64, (n + 1 - k) as f64).expect("both shape parameters are at least 1"));
-        let next_exponent = if n % 2 == 0 && n > 0 { 1.0 / (n - k) as f64 } else { 0.0 };
+        let next_exponent = if n.is_multiple_of(2) && n > 0 { 1.0 / (n - k) as f64 } else { 0.0 };
         MedianResampler { sorted, order_statistic, next_exponent }
     }
 

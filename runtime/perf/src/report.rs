@@ -12,7 +12,6 @@
 //! meaning of one bumps it.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 

@@ -234,7 +234,7 @@ fn measure(plugin: &Plugin, spec: &Spec, limits: Limits, progress: &ProgressBar)
         result.with_context(|| failed(format!("call {}", samples.len() + 1)))?;
         // A call never takes 0 ns; clamp anyway, the statistics refuse zeros.
         samples.push(u64::try_from(nanos).unwrap_or(u64::MAX).max(1));
-        if samples.len() % PROGRESS_EVERY == 0 && !progress.is_hidden() {
+        if samples.len().is_multiple_of(PROGRESS_EVERY) && !progress.is_hidden() {
             let by_count = samples.len() as f64 / limits.iterations as f64;
             let by_time = before.duration_since(started).as_secs_f64() / limits.time.as_secs_f64();
             progress.set_position((by_count.max(by_time) * PER_MILLE as f64) as u64);
