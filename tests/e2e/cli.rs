@@ -296,3 +296,18 @@ fn hostile_crashes_kill_an_in_process_host_with_a_last_word_and_an_isolated_one_
     assert_eq!(served.len(), cases.len(), "every ok after a crash was served: {out:?}");
     assert_eq!(served[4], r#"{"calls":5,"ok":true}"#, "the snapshot after each good call survived the crashes");
 }
+
+#[test]
+fn ax_run_gives_up_on_a_call_stuck_past_its_budget() {
+    let started = std::time::Instant::now();
+    let out = ax_run(library("fixture-hostile"), &["deadlock", "--max-duration", "50ms"]);
+    assert_one_error(
+        &out,
+        &[
+            "fixture_hostile.deadlock: budget exceeded: max_duration 50.0 ms",
+            "cannot be stopped in-process",
+            "--isolate",
+        ],
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "it gave up instead of waiting for ever");
+}

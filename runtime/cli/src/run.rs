@@ -13,13 +13,16 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ax_runtime::manifest::Isolation;
 use ax_runtime::manifest::{ByteSize, HumanDuration};
 use ax_runtime::{
-    Budget, BuildOptions, CallError, Host, HostOptions, Instrumentation, IsolatedPlugin, IsolationOptions, Plugin,
-    PluginSource, SavedState, StartupMonitor, Usage,
+    Budget, BuildOptions, CallError, Event, Host, HostOptions, Instrumentation, IsolatedPlugin, IsolationOptions,
+    Plugin, PluginSource, SavedState, StartupMonitor, Usage,
 };
 use clap::Args;
 use serde_json::Value;
@@ -130,6 +133,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             Some(_) => host.load_monitored(&source, &library, &mut monitor.borrow_mut())?,
             None => host.load(&source, &library)?,
         };
+        give_up_on_stuck_calls(&host, STUCK_GRACE);
         plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
         Target::InProcess(plugin)
     };
@@ -164,6 +168,39 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         crate::profile::write_run_profile(&args.profile, &source, &library, plugin, &monitor.borrow())?;
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// How long a call may go on after a budget violation before `ax run` gives up on it.
+const STUCK_GRACE: Duration = Duration::from_secs(2);
+
+/// In-process, a call that exceeded its budget but reaches no probe, span or
+/// event cannot be stopped, and would keep `ax run` waiting for ever (a
+/// deadlock, a loop). If such a call is still running `grace` after its
+/// violation, say so and exit; the process takes the stuck thread with it.
+fn give_up_on_stuck_calls(host: &Host, grace: Duration) {
+    let running = Arc::new(AtomicU64::new(0));
+    host.events().subscribe(move |event| match event {
+        Event::CallStarted { call, .. } => running.store(*call, Ordering::SeqCst),
+        Event::CallFinished { call, .. } => {
+            let _ = running.compare_exchange(*call, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        Event::BudgetViolation { plugin, method, violation, .. } => {
+            let call = running.load(Ordering::SeqCst);
+            let (running, what) = (running.clone(), format!("{plugin}.{method}: budget exceeded: {violation}"));
+            std::thread::spawn(move || {
+                std::thread::sleep(grace);
+                if call != 0 && running.load(Ordering::SeqCst) == call {
+                    eprintln!(
+                        "error: {what}; the call is stuck in code that reaches no probe, span or event and \
+                         cannot be stopped in-process, so ax gives up on it (run the plugin isolated to contain \
+                         this: --isolate)"
+                    );
+                    std::process::exit(1);
+                }
+            });
+        }
+        _ => {}
+    });
 }
 
 /// A plugin in this process or in a child process.
