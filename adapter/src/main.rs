@@ -1,12 +1,54 @@
 //! `ax-dap`: the Debug Adapter Protocol server for ax plugins.
 //!
-//! Not implemented yet: the debug agent and the adapter are the subject of their
-//! own issue. Until then the binary says so and exits with status 2 instead of
-//! pretending to speak DAP.
+//! `ax-dap --stdio` (the default) serves one session over stdin/stdout;
+//! `ax-dap --port N` serves one session over a TCP connection on 127.0.0.1:N.
+//! The plugin runs in a child `ax __debug-host` process under the runtime's
+//! debug agent (`session.rs`), so a plugin that crashes ends the session with a
+//! message, never the adapter.
 
+mod codec;
+mod session;
+
+use std::io::BufReader;
+use std::net::TcpListener;
 use std::process::ExitCode;
 
+use session::{Out, Session};
+
 fn main() -> ExitCode {
-    eprintln!("error: ax-dap is not implemented yet; the Debug Adapter Protocol server is planned work");
-    ExitCode::from(2)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] | ["--stdio"] => {
+            let session = Session::new(Out::new(Box::new(std::io::stdout())));
+            session.run(&mut BufReader::new(std::io::stdin()));
+            ExitCode::SUCCESS
+        }
+        ["--port", port] => {
+            let Ok(port) = port.parse::<u16>() else {
+                eprintln!("error: --port {port:?}: expected a port number");
+                return ExitCode::from(2);
+            };
+            let listener = match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    eprintln!("error: cannot listen on 127.0.0.1:{port}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match listener.accept().and_then(|(stream, _)| Ok((stream.try_clone()?, stream))) {
+                Ok((reader, writer)) => {
+                    Session::new(Out::new(Box::new(writer))).run(&mut BufReader::new(reader));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: no client connected on 127.0.0.1:{port}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        other => {
+            eprintln!("error: unexpected arguments {other:?}; expected `--stdio` or `--port N`");
+            ExitCode::from(2)
+        }
+    }
 }

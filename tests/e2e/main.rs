@@ -3,6 +3,7 @@
 
 mod budget;
 mod cli;
+mod dap;
 mod debug;
 mod isolated;
 mod lazy;

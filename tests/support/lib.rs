@@ -24,6 +24,7 @@ const PACKAGES: &[&str] = &[
     "fixture-bench-plugin",
     "fixture-hostile",
     "ax-cli",
+    "ax-dap",
 ];
 
 #[derive(Debug)]
@@ -271,6 +272,143 @@ impl Running {
 }
 
 impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A DAP client driving `ax-dap --stdio`: requests numbered, responses matched
+/// to them, events kept in order for [`DapClient::event`].
+#[derive(Debug)]
+pub struct DapClient {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    messages: std::sync::mpsc::Receiver<Value>,
+    events: std::collections::VecDeque<Value>,
+    seq: i64,
+}
+
+impl DapClient {
+    /// Starts `ax-dap --stdio`, with the `ax` binary of this build as its host.
+    pub fn start() -> DapClient {
+        let mut child = Command::new(binary("ax-dap"))
+            .arg("--stdio")
+            .env("AX_BIN", binary("ax"))
+            .env_remove("AX_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ax-dap starts");
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, messages) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Read};
+            let mut reader = std::io::BufReader::new(stdout);
+            loop {
+                let mut length = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(n) = line.strip_prefix("Content-Length: ") {
+                        length = n.parse::<usize>().ok();
+                    }
+                }
+                let mut body = vec![0; length.unwrap_or(0)];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let Ok(message) = serde_json::from_slice::<Value>(&body) else { return };
+                if tx.send(message).is_err() {
+                    return;
+                }
+            }
+        });
+        DapClient { child, stdin, messages, events: std::collections::VecDeque::new(), seq: 0 }
+    }
+
+    /// Sends raw bytes (for malformed-input tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stdin.write_all(bytes).expect("ax-dap reads");
+        self.stdin.flush().expect("ax-dap reads");
+    }
+
+    /// Sends a request and waits for its response.
+    pub fn request(&mut self, command: &str, arguments: Value) -> Value {
+        self.seq += 1;
+        let seq = self.seq;
+        let body = serde_json::to_vec(&serde_json::json!({
+            "seq": seq, "type": "request", "command": command, "arguments": arguments
+        }))
+        .expect("JSON");
+        self.send_raw(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        self.send_raw(&body);
+        loop {
+            let message = self.next_message(std::time::Duration::from_secs(60), &format!("the response to {command}"));
+            if message["type"] == "response" && message["request_seq"] == seq {
+                return message;
+            }
+            if message["type"] == "event" {
+                self.events.push_back(message);
+            }
+        }
+    }
+
+    fn next_message(&mut self, timeout: std::time::Duration, what: &str) -> Value {
+        self.messages
+            .recv_timeout(timeout)
+            .unwrap_or_else(|_| panic!("no {what} from ax-dap; events so far: {:#?}", self.events))
+    }
+
+    /// Waits for the next event called `name` (earlier other events are kept).
+    pub fn event(&mut self, name: &str) -> Value {
+        if let Some(pos) = self.events.iter().position(|e| e["event"] == name) {
+            return self.events.remove(pos).expect("present");
+        }
+        loop {
+            let message = self.next_message(std::time::Duration::from_secs(60), &format!("`{name}` event"));
+            if message["type"] == "event" {
+                if message["event"] == name {
+                    return message;
+                }
+                self.events.push_back(message);
+            }
+        }
+    }
+
+    /// The text of every `output` event received so far, in order.
+    pub fn output(&mut self) -> String {
+        while let Ok(message) = self.messages.try_recv() {
+            if message["type"] == "event" {
+                self.events.push_back(message);
+            }
+        }
+        self.events.iter().filter(|e| e["event"] == "output").filter_map(|e| e["body"]["output"].as_str()).collect()
+    }
+
+    /// Waits for ax-dap to exit; returns whether it exited successfully.
+    pub fn wait(&mut self) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for DapClient {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

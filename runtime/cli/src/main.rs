@@ -32,6 +32,13 @@ enum Command {
     Run(run::RunArgs),
     /// Serve a plugin and hot-reload it whenever its source changes.
     Dev(dev::DevArgs),
+    /// The child side of a debug session (started by ax-dap).
+    #[command(name = "__debug-host", hide = true)]
+    DebugHost {
+        /// The adapter's socket.
+        #[arg(long)]
+        socket: std::path::PathBuf,
+    },
     /// The child side of isolated mode (started by ax itself).
     #[command(name = "__isolated-host", hide = true)]
     IsolatedHost {
@@ -61,6 +68,9 @@ fn main() -> ExitCode {
         Command::New(args) => new::run(args),
         Command::Run(args) => run::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::DebugHost { socket } => {
+            ax_runtime::debug_host::serve(&socket).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+        }
         Command::IsolatedHost { socket } => {
             ax_runtime::isolated::serve(&socket).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
         }

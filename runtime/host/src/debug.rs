@@ -312,6 +312,16 @@ impl DebugAgent {
         answer.recv().unwrap_or_else(|_| Err("the stopped thread went away".to_owned()))
     }
 
+    /// Evaluates `expression` (the `ax-expr` language) over the stopped
+    /// thread's bindings: for watch, hover and the REPL.
+    pub fn evaluate(&self, expression: &str) -> Result<Value, String> {
+        let stop = self.stopped().ok_or_else(|| "no thread is stopped: nothing to evaluate against".to_owned())?;
+        let names: Vec<&str> = stop.variables.iter().map(|(n, _)| n.as_str()).collect();
+        let values: Vec<Value> = stop.variables.iter().map(|(_, v)| v.clone()).collect();
+        let program = ax_expr::compile(expression, &names).map_err(|e| e.render())?;
+        program.eval(&values[..]).map(|v| v.to_json()).map_err(|e| e.to_string())
+    }
+
     /// Detaches: removes every breakpoint and lets a stopped thread go on.
     pub fn detach(&self) {
         self.breakpoints.write().unwrap_or_else(|e| e.into_inner()).clear();

@@ -129,10 +129,10 @@ enum WireError {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Envelope<T> {
-    id: u64,
+pub(crate) struct Envelope<T> {
+    pub(crate) id: u64,
     #[serde(flatten)]
-    body: T,
+    pub(crate) body: T,
 }
 
 impl From<&Budget> for WireBudget {
@@ -259,7 +259,7 @@ fn call_error(plugin: &str, method: &str, error: WireError) -> CallError {
     }
 }
 
-fn send<T: Serialize>(stream: &mut UnixStream, id: u64, body: T) -> std::io::Result<()> {
+pub(crate) fn send<T: Serialize>(stream: &mut UnixStream, id: u64, body: T) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(&Envelope { id, body }).map_err(std::io::Error::other)?;
     line.push(b'\n');
     stream.write_all(&line)

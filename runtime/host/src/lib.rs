@@ -22,6 +22,8 @@ mod cache;
 #[cfg(unix)]
 mod crash;
 pub mod debug;
+#[cfg(unix)]
+pub mod debug_host;
 mod error;
 mod events;
 mod host;

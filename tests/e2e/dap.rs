@@ -1,0 +1,157 @@
+//! `ax-dap` driven over stdio like an editor does: launch word-count, stop at a
+//! breakpoint, read the stack and variables, change a variable, evaluate,
+//! step, and end; a crashing plugin ends the session with a message; malformed
+//! and unknown requests get error responses.
+
+use ax_e2e::{DapClient, library, marker_line, workspace_root};
+use serde_json::{Value, json};
+
+fn source() -> String {
+    workspace_root().join("examples/word-count/src/lib.rs").display().to_string()
+}
+
+fn launch(dap: &mut DapClient, plugin: &std::path::Path, calls: Value) {
+    let init = dap.request("initialize", json!({ "adapterID": "ax", "linesStartAt1": true }));
+    assert_eq!(init["success"], true, "{init}");
+    assert_eq!(init["body"]["supportsConditionalBreakpoints"], true);
+    let launched = dap.request("launch", json!({ "plugin": plugin, "calls": calls, "build": false }));
+    assert_eq!(launched["success"], true, "{launched}");
+    dap.event("initialized");
+}
+
+#[test]
+fn a_session_stops_shows_variables_sets_one_and_ends() {
+    let mut dap = DapClient::start();
+    let calls = json!([
+        { "method": "count", "input": { "text": "a b c" } },
+        { "method": "count", "input": { "text": "d" } },
+    ]);
+    launch(&mut dap, library("word-count"), calls);
+    let line = marker_line("examples/word-count/src/lib.rs", "PROBE");
+    let set = dap.request(
+        "setBreakpoints",
+        json!({ "source": { "path": source() }, "breakpoints": [{ "line": line, "condition": "words > 2" }] }),
+    );
+    assert_eq!(set["body"]["breakpoints"][0]["verified"], true, "{set}");
+    assert_eq!(set["body"]["breakpoints"][0]["line"], line);
+    assert_eq!(dap.request("configurationDone", json!({}))["success"], true);
+
+    let stopped = dap.event("stopped");
+    assert_eq!(stopped["body"]["reason"], "breakpoint", "{stopped}");
+    let threads = dap.request("threads", json!({}));
+    assert_eq!(threads["body"]["threads"][0]["id"], 1);
+    let stack = dap.request("stackTrace", json!({ "threadId": 1 }));
+    let top = &stack["body"]["stackFrames"][0];
+    assert_eq!(top["name"], "word_count::WordCount::count");
+    assert_eq!(top["line"], line);
+    assert_eq!(top["source"]["path"], source(), "the compiler's relative path resolved to a file on disk");
+    assert_eq!(stack["body"]["stackFrames"][1]["name"], "count");
+
+    let scopes = dap.request("scopes", json!({ "frameId": 0 }));
+    let locals = scopes["body"]["scopes"][0]["variablesReference"].clone();
+    let variables = dap.request("variables", json!({ "variablesReference": locals }));
+    let shown: Vec<(String, String)> = variables["body"]["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap().to_owned(), v["value"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(shown, [("text".to_owned(), "\"a b c\"".to_owned()), ("words".to_owned(), "3".to_owned())]);
+
+    let hover = dap.request("evaluate", json!({ "expression": "words * 2", "context": "hover" }));
+    assert_eq!(hover["body"]["result"], "6", "{hover}");
+    let bad = dap.request("evaluate", json!({ "expression": "wrods", "context": "watch" }));
+    assert_eq!(bad["success"], false);
+    assert!(bad["message"].as_str().unwrap().contains("wrods"), "{bad}");
+
+    let set = dap.request("setVariable", json!({ "variablesReference": locals, "name": "words", "value": "40" }));
+    assert_eq!(set["body"]["value"], "40", "{set}");
+    assert_eq!(dap.request("continue", json!({ "threadId": 1 }))["success"], true);
+
+    // The second call ("d", one word) does not meet the condition: it runs through.
+    dap.event("terminated");
+    let output = dap.output();
+    assert!(output.contains("{\"total\":40,\"words\":40}"), "setVariable changed the result: {output}");
+    assert!(output.contains("{\"total\":41,\"words\":1}"), "{output}");
+    assert_eq!(dap.request("disconnect", json!({}))["success"], true);
+    assert!(dap.wait(), "ax-dap exits after disconnect");
+}
+
+#[test]
+fn logpoints_hit_conditions_and_stepping() {
+    let mut dap = DapClient::start();
+    let calls: Vec<Value> =
+        (0..3).map(|i| json!({ "method": "count", "input": { "text": format!("w{i} x") } })).collect();
+    launch(&mut dap, library("word-count"), Value::from(calls));
+    let line = marker_line("examples/word-count/src/lib.rs", "PROBE");
+    let breakpoints =
+        json!([{ "line": line, "logMessage": "saw {words} in {text}" }, { "line": line, "hitCondition": "== 2" }]);
+    dap.request("setBreakpoints", json!({ "source": { "path": source() }, "breakpoints": breakpoints }));
+    dap.request("configurationDone", json!({}));
+    let stopped = dap.event("stopped");
+    assert_eq!(stopped["body"]["reason"], "breakpoint", "the hit condition stops at the second hit");
+    let stack = dap.request("stackTrace", json!({ "threadId": 1 }));
+    let variables = dap.request("variables", json!({ "variablesReference": 1 }));
+    assert_eq!(variables["body"]["variables"][0]["value"], "\"w1 x\"", "{stack} {variables}");
+    dap.request("next", json!({ "threadId": 1 }));
+    let stepped = dap.event("stopped");
+    assert_eq!(stepped["body"]["reason"], "step", "{stepped}");
+    dap.request("continue", json!({ "threadId": 1 }));
+    dap.event("terminated");
+    let output = dap.output();
+    for i in 0..3 {
+        assert!(output.contains(&format!("saw 2 in w{i} x")), "logpoint for call {i}: {output}");
+    }
+    dap.request("disconnect", json!({}));
+}
+
+#[test]
+fn a_crashing_plugin_ends_the_session_not_the_adapter() {
+    let mut dap = DapClient::start();
+    launch(&mut dap, library("fixture-hostile"), json!([{ "method": "segfault" }]));
+    dap.request("configurationDone", json!({}));
+    dap.event("terminated");
+    let output = dap.output();
+    assert!(output.contains("the plugin's host process ended: killed by signal 11 (SIGSEGV"), "{output}");
+    // The adapter still answers.
+    assert_eq!(dap.request("threads", json!({}))["success"], true);
+    dap.request("disconnect", json!({}));
+    assert!(dap.wait());
+}
+
+#[test]
+fn malformed_and_unknown_requests_get_error_responses() {
+    let mut dap = DapClient::start();
+    let unknown = dap.request("frobnicate", json!({}));
+    assert_eq!(unknown["success"], false);
+    assert_eq!(unknown["message"], "unsupported request `frobnicate`");
+    let bad = dap.request("setBreakpoints", json!({ "source": 5 }));
+    assert_eq!(bad["success"], false);
+    assert!(bad["message"].as_str().unwrap().starts_with("bad arguments to `setBreakpoints`"), "{bad}");
+    let early = dap.request("threads", json!({}));
+    assert_eq!(early["success"], true);
+    let not_launched = dap.request("stackTrace", json!({ "threadId": 1 }));
+    assert_eq!(not_launched["body"]["stackFrames"], json!([]));
+    dap.send_raw(b"Content-Length: 5\r\n\r\n{oops");
+    let missing = dap.request("launch", json!({ "plugin": "/no/such/plugin", "build": false }));
+    assert_eq!(missing["success"], false);
+    assert!(missing["message"].as_str().unwrap().contains("/no/such/plugin: no such file or directory"), "{missing}");
+    assert!(dap.output().contains("ignoring a malformed message: the body is not JSON"));
+    dap.request("disconnect", json!({}));
+    assert!(dap.wait());
+}
+
+#[test]
+fn disconnecting_while_stopped_leaves_no_process_behind() {
+    let mut dap = DapClient::start();
+    launch(&mut dap, library("word-count"), json!([{ "method": "count", "input": { "text": "a" } }]));
+    let pid = dap.event("process")["body"]["systemProcessId"].as_u64().expect("the debug host's pid");
+    let line = marker_line("examples/word-count/src/lib.rs", "PROBE");
+    dap.request("setBreakpoints", json!({ "source": { "path": source() }, "breakpoints": [{ "line": line }] }));
+    dap.request("configurationDone", json!({}));
+    dap.event("stopped");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(dap.request("disconnect", json!({}))["success"], true);
+    assert!(dap.wait(), "ax-dap exits");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the debug host {pid} was ended and reaped");
+}
