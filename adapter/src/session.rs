@@ -324,6 +324,7 @@ impl Session {
             }
             Request::SetBreakpoints(args) => {
                 let file = args.source.path.ok_or_else(|| "setBreakpoints without a source path".to_owned())?;
+                let path = file.clone();
                 let breakpoints = args
                     .breakpoints
                     .into_iter()
@@ -338,6 +339,7 @@ impl Session {
                     DebugReply::Breakpoints { breakpoints } => {
                         Ok(json!({ "breakpoints": breakpoints.iter().map(|b| json!({
                         "id": b.id, "verified": b.verified, "line": b.line, "message": b.message,
+                        "source": { "path": path },
                     })).collect::<Vec<_>>() }))
                     }
                     other => Err(unexpected(other)),
