@@ -1,0 +1,142 @@
+//! Debugger figures, each against a baseline in the same run:
+//!
+//! - a conditional breakpoint whose condition is false, per hit: ax (evaluated
+//!   in the plugin's thread) against gdb on an equivalent compiled C loop
+//!   (`break loop.c:N if count > …`), when gdb and gcc are installed;
+//! - launch → first `stopped` event over DAP, plugin prebuilt (ax-dap starts,
+//!   initialize, launch, setBreakpoints, configurationDone, stopped).
+//!
+//! `cargo bench -p ax-e2e --bench dap`. Figures depend on the machine and its load.
+
+use std::io::Write as _;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ax_e2e::{marker_line, release_binary, release_library};
+use ax_runtime::Host;
+use ax_runtime::debug::{BreakpointSpec, DebugAgent};
+use serde_json::{Value, json};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = p * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    sorted[lo].mul_f64(1.0 - (rank - lo as f64)) + sorted[hi].mul_f64(rank - lo as f64)
+}
+
+/// ns per hit of a false two-variable condition on the bench plugin's probe.
+fn ax_false_condition_ns(hits: u64) -> f64 {
+    let host = Host::new().unwrap();
+    let plugin = Arc::new(host.load_library(release_library("fixture-bench-plugin"), "bench", "{}").unwrap());
+    let agent = DebugAgent::attach(plugin.clone());
+    let file = "tests/fixtures/bench-plugin/src/lib.rs";
+    let line = marker_line(file, "BENCH_PROBE");
+    let condition = Some("x > 100000000000 && x < 3".to_owned());
+    agent.set_breakpoints(file, &[BreakpointSpec { line, condition, ..BreakpointSpec::default() }]);
+    let out = plugin.call("probe", &json!({ "n": hits })).unwrap();
+    agent.detach();
+    out["nanos"].as_f64().unwrap() / hits as f64
+}
+
+/// µs per hit of gdb's `break file:line if count > …` (false) on a C loop, or
+/// `None` without gdb or gcc.
+fn gdb_false_condition_us(hits: u32) -> Option<f64> {
+    let dir = tempfile::tempdir().ok()?;
+    let source = dir.path().join("loop.c");
+    let mut file = std::fs::File::create(&source).ok()?;
+    writeln!(
+        file,
+        "#include <stdlib.h>\nint main(int argc, char **argv) {{\n  volatile long words = 0;\n  long n = atol(argv[1]);\n  for (long count = 0; count < n; count++) {{\n    words += count; /* BREAK */\n  }}\n  return (int)(words & 1);\n}}"
+    )
+    .ok()?;
+    let binary = dir.path().join("loop");
+    let built = Command::new("gcc").args(["-g", "-O0", "-o"]).arg(&binary).arg(&source).status().ok()?;
+    if !built.success() {
+        return None;
+    }
+    let run = |with_breakpoint: bool| -> Option<Duration> {
+        let mut cmd = Command::new("gdb");
+        cmd.args(["-batch", "-nx", "-q"]);
+        if with_breakpoint {
+            cmd.args(["-ex", "break loop.c:6 if count > 100000000000"]);
+        }
+        cmd.args(["-ex", "run", "--args"]).arg(&binary).arg(hits.to_string());
+        let started = Instant::now();
+        let out = cmd.output().ok()?;
+        out.status.success().then(|| started.elapsed())
+    };
+    let (with, without) = (run(true)?, run(false)?);
+    Some(with.saturating_sub(without).as_secs_f64() * 1e6 / f64::from(hits))
+}
+
+/// One DAP session to the first stop; returns how long it took.
+fn launch_to_stopped() -> Duration {
+    let started = Instant::now();
+    let mut dap = std::process::Command::new(release_binary("ax-dap"))
+        .arg("--stdio")
+        .env("AX_BIN", release_binary("ax"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = dap.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(dap.stdout.take().unwrap());
+    let mut send = |seq: i64, command: &str, arguments: Value| {
+        let body =
+            serde_json::to_vec(&json!({ "seq": seq, "type": "request", "command": command, "arguments": arguments }))
+                .unwrap();
+        write!(stdin, "Content-Length: {}\r\n\r\n", body.len()).unwrap();
+        stdin.write_all(&body).unwrap();
+        stdin.flush().unwrap();
+    };
+    let source = ax_e2e::workspace_root().join("examples/word-count/src/lib.rs");
+    let line = marker_line("examples/word-count/src/lib.rs", "PROBE");
+    send(1, "initialize", json!({ "adapterID": "ax" }));
+    let calls = json!([{ "method": "count", "input": { "text": "a b c" } }]);
+    send(2, "launch", json!({ "plugin": release_library("word-count"), "build": false, "calls": calls }));
+    send(3, "setBreakpoints", json!({ "source": { "path": source }, "breakpoints": [{ "line": line }] }));
+    send(4, "configurationDone", json!({}));
+    loop {
+        use std::io::{BufRead, Read};
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            assert!(stdout.read_line(&mut header).unwrap() > 0, "ax-dap ended before stopping");
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some(n) = header.strip_prefix("Content-Length: ") {
+                length = n.parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        stdout.read_exact(&mut body).unwrap();
+        let message: Value = serde_json::from_slice(&body).unwrap();
+        if message["event"] == "stopped" {
+            let elapsed = started.elapsed();
+            send(5, "disconnect", json!({}));
+            let _ = dap.wait();
+            return elapsed;
+        }
+    }
+}
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--test");
+    let ours = ax_false_condition_ns(if smoke { 100_000 } else { 5_000_000 });
+    println!("false conditional breakpoint, per hit: ax {ours:.1} ns (goal ≤ 100 ns)");
+    match gdb_false_condition_us(if smoke { 200 } else { 2_000 }) {
+        Some(gdb) => println!("  gdb on a C loop: {gdb:.1} µs per hit; ax is {:.0}× faster", gdb * 1e3 / ours),
+        None => println!("  gdb or gcc not installed: no comparison in this run"),
+    }
+
+    let runs = if smoke { 2 } else { 20 };
+    let mut latencies: Vec<Duration> = (0..runs).map(|_| launch_to_stopped()).collect();
+    latencies.sort_unstable();
+    println!(
+        "ax-dap launch → first stopped (plugin prebuilt): p50 {:.1} ms, p95 {:.1} ms over {runs} sessions (goal ≤ 50 ms)",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.95).as_secs_f64() * 1e3,
+    );
+}
