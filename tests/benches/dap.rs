@@ -96,12 +96,16 @@ fn launch_to_stopped() -> Duration {
     send(2, "launch", json!({ "plugin": release_library("word-count"), "build": false, "calls": calls }));
     send(3, "setBreakpoints", json!({ "source": { "path": source }, "breakpoints": [{ "line": line }] }));
     send(4, "configurationDone", json!({}));
-    loop {
+    let stopped = loop {
         use std::io::{BufRead, Read};
         let mut length = 0;
+        let mut ended = false;
         loop {
             let mut header = String::new();
-            assert!(stdout.read_line(&mut header).unwrap() > 0, "ax-dap ended before stopping");
+            if stdout.read_line(&mut header).unwrap_or(0) == 0 {
+                ended = true;
+                break;
+            }
             let header = header.trim_end();
             if header.is_empty() {
                 break;
@@ -110,16 +114,20 @@ fn launch_to_stopped() -> Duration {
                 length = n.parse().unwrap();
             }
         }
+        if ended {
+            break None;
+        }
         let mut body = vec![0; length];
         stdout.read_exact(&mut body).unwrap();
         let message: Value = serde_json::from_slice(&body).unwrap();
         if message["event"] == "stopped" {
-            let elapsed = started.elapsed();
-            send(5, "disconnect", json!({}));
-            let _ = dap.wait();
-            return elapsed;
+            break Some(started.elapsed());
         }
-    }
+    };
+    send(5, "disconnect", json!({}));
+    let _ = dap.kill();
+    let _ = dap.wait();
+    stopped.expect("ax-dap stopped at the breakpoint")
 }
 
 fn main() {
