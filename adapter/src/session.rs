@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ax_runtime::debug_host::{DebugReply, DebugRequest, WireBreakpoint, WireFrame, WireResume};
+use ax_runtime::debug_host::{DebugReply, DebugRequest, WireBreakpoint, WireFrame, WireFunctionBreakpoint, WireResume};
 use ax_runtime::{BuildOptions, PluginSource};
 use crossbeam_channel::{self as channel, Sender};
 use serde::Deserialize;
@@ -34,6 +34,7 @@ fn capabilities() -> Value {
     json!({
         "supportsConfigurationDoneRequest": true,
         "supportsConditionalBreakpoints": true,
+        "supportsFunctionBreakpoints": true,
         "supportsHitConditionalBreakpoints": true,
         "supportsLogPoints": true,
         "supportsSetVariable": true,
@@ -90,6 +91,20 @@ struct SetBreakpointsArgs {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct FunctionBreakpointArg {
+    name: String,
+    condition: Option<String>,
+    hit_condition: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SetFunctionBreakpointsArgs {
+    #[serde(default)]
+    breakpoints: Vec<FunctionBreakpointArg>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ScopesArgs {
     frame_id: i64,
 }
@@ -120,6 +135,7 @@ enum Request {
     Initialize,
     Launch(LaunchArgs),
     SetBreakpoints(SetBreakpointsArgs),
+    SetFunctionBreakpoints(SetFunctionBreakpointsArgs),
     SetExceptionBreakpoints,
     ConfigurationDone,
     Threads,
@@ -142,6 +158,7 @@ fn parse(command: &str, arguments: Value) -> Result<Request, String> {
         "initialize" => Request::Initialize,
         "launch" => Request::Launch(args(command, arguments)?),
         "setBreakpoints" => Request::SetBreakpoints(args(command, arguments)?),
+        "setFunctionBreakpoints" => Request::SetFunctionBreakpoints(args(command, arguments)?),
         "setExceptionBreakpoints" => Request::SetExceptionBreakpoints,
         "configurationDone" => Request::ConfigurationDone,
         "threads" => Request::Threads,
@@ -340,6 +357,25 @@ impl Session {
                         Ok(json!({ "breakpoints": breakpoints.iter().map(|b| json!({
                         "id": b.id, "verified": b.verified, "line": b.line, "message": b.message,
                         "source": { "path": path },
+                    })).collect::<Vec<_>>() }))
+                    }
+                    other => Err(unexpected(other)),
+                }
+            }
+            Request::SetFunctionBreakpoints(args) => {
+                let breakpoints = args
+                    .breakpoints
+                    .into_iter()
+                    .map(|b| WireFunctionBreakpoint {
+                        name: b.name,
+                        condition: b.condition,
+                        hit_condition: b.hit_condition,
+                    })
+                    .collect();
+                match self.child()?.ask(DebugRequest::SetFunctionBreakpoints { breakpoints })? {
+                    DebugReply::Breakpoints { breakpoints } => {
+                        Ok(json!({ "breakpoints": breakpoints.iter().map(|b| json!({
+                        "id": b.id, "verified": b.verified, "line": b.line, "message": b.message,
                     })).collect::<Vec<_>>() }))
                     }
                     other => Err(unexpected(other)),

@@ -155,3 +155,23 @@ fn disconnecting_while_stopped_leaves_no_process_behind() {
     assert!(dap.wait(), "ax-dap exits");
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the debug host {pid} was ended and reaped");
 }
+
+#[test]
+fn a_function_breakpoint_stops_when_the_span_is_entered() {
+    let mut dap = DapClient::start();
+    launch(&mut dap, library("word-count"), json!([{ "method": "count", "input": { "text": "a b" } }]));
+    let set = dap.request("setFunctionBreakpoints", json!({ "breakpoints": [{ "name": "count_words" }] }));
+    assert_eq!(set["success"], true, "{set}");
+    assert!(set["body"]["breakpoints"][0]["message"].as_str().unwrap().contains("has run yet"), "{set}");
+    dap.request("configurationDone", json!({}));
+    let stopped = dap.event("stopped");
+    assert_eq!(stopped["body"]["reason"], "function breakpoint", "{stopped}");
+    let stack = dap.request("stackTrace", json!({ "threadId": 1 }));
+    let names: Vec<&str> =
+        stack["body"]["stackFrames"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["count_words", "count"], "innermost span first");
+    dap.request("continue", json!({ "threadId": 1 }));
+    dap.event("terminated");
+    assert!(dap.output().contains("{\"total\":2,\"words\":2}"));
+    dap.request("disconnect", json!({}));
+}

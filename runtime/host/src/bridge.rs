@@ -216,6 +216,14 @@ impl<'a> ProbeHit<'a> {
 /// budget.
 pub trait ProbeHandler: Send + Sync {
     fn on_probe(&self, hit: &ProbeHit<'_>);
+
+    /// A span of the plugin was entered (only while [`crate::Plugin::watch_spans`]
+    /// is on): `name` is its callsite's name (the function, for
+    /// `#[instrument]`). Runs on the plugin's thread, after the span is on the
+    /// shadow stack.
+    fn on_span_enter(&self, name: &str) {
+        let _ = name;
+    }
 }
 
 struct SpanData {
@@ -248,6 +256,8 @@ pub(crate) struct Bridge {
     armed_wanted: Mutex<Vec<bool>>,
     /// The plugin's query cache (`ax_plugin::cache`).
     cache: Arc<QueryCache>,
+    /// Whether span enters go to the probe handler (function breakpoints).
+    watch_spans: AtomicBool,
     pub(crate) profiler: Profiler,
 }
 
@@ -324,6 +334,7 @@ impl Bridge {
             abort: AtomicU32::new(0),
             armed_wanted: Mutex::new(Vec::new()),
             cache,
+            watch_spans: AtomicBool::new(false),
         }));
         let _ = bridge.vtable.set(HostVTable {
             abi_version: ABI_VERSION,
@@ -440,6 +451,10 @@ impl Bridge {
         let me = self as *const Bridge as usize;
         let _ = STACK.try_with(|s| s.borrow_mut().retain(|f| f.bridge != me));
         Profiler::clear_thread(me);
+    }
+
+    pub(crate) fn watch_spans(&self, on: bool) {
+        self.watch_spans.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn set_probe_handler(&self, handler: Option<Arc<dyn ProbeHandler>>) {
@@ -614,6 +629,14 @@ unsafe extern "C" fn cb_span_enter(ctx: *const c_void, span: u64) {
         STACK.with(|s| s.borrow_mut().push(Frame { bridge: ctx as usize, span, callsite }));
         if bridge.profiler.is_on() {
             bridge.profiler.enter(ctx as usize, span, callsite);
+        }
+        if bridge.watch_spans.load(Ordering::Relaxed)
+            && let Some(info) = bridge.callsite(callsite)
+        {
+            let handler = bridge.probe_handler.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(handler) = handler {
+                handler.on_span_enter(&info.name);
+            }
         }
     })
 }

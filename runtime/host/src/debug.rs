@@ -40,6 +40,16 @@ pub struct BreakpointSpec {
     pub log_message: Option<String>,
 }
 
+/// A function breakpoint: stops when a span with this name (the function, for
+/// `#[instrument]`) is entered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FunctionBreakpointSpec {
+    pub name: String,
+    /// Over the span's fields (known once the span has run).
+    pub condition: Option<String>,
+    pub hit_condition: Option<String>,
+}
+
 /// What became of a [`BreakpointSpec`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BreakpointState {
@@ -55,6 +65,7 @@ pub struct BreakpointState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
     Breakpoint,
+    FunctionBreakpoint,
     Step,
     Pause,
     /// A condition could not be evaluated (never silently true or false).
@@ -132,6 +143,8 @@ pub struct DebugAgent {
     plugin: Arc<Plugin>,
     /// Breakpoints per probe site index.
     breakpoints: RwLock<HashMap<usize, Vec<Arc<Breakpoint>>>>,
+    /// Function breakpoints per span name.
+    functions: RwLock<HashMap<String, Vec<Arc<Breakpoint>>>>,
     /// Sites that hold breakpoints, per source file as the client named it.
     by_file: Mutex<HashMap<String, Vec<usize>>>,
     next_id: AtomicU64,
@@ -188,6 +201,7 @@ impl DebugAgent {
         let agent = Arc::new(DebugAgent {
             plugin: plugin.clone(),
             breakpoints: RwLock::new(HashMap::new()),
+            functions: RwLock::new(HashMap::new()),
             by_file: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             pause_requested: AtomicBool::new(false),
@@ -246,8 +260,53 @@ impl DebugAgent {
         states
     }
 
+    /// Replaces every function breakpoint with `specs`.
+    pub fn set_function_breakpoints(&self, specs: &[FunctionBreakpointSpec]) -> Vec<BreakpointState> {
+        let callsites = self.plugin.callsites();
+        let mut table = self.functions.write().unwrap_or_else(|e| e.into_inner());
+        table.clear();
+        let states = specs
+            .iter()
+            .map(|spec| {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let known = callsites.iter().find(|c| c.is_span && c.name == spec.name);
+                let fields = known.map(|c| c.fields.clone()).unwrap_or_default();
+                if spec.condition.as_deref().is_some_and(|c| !c.trim().is_empty()) && known.is_none() {
+                    return unverified(
+                        id,
+                        format!(
+                            "no span `{}` has run yet, so its fields are unknown; set the condition once it has",
+                            spec.name
+                        ),
+                    );
+                }
+                let line = BreakpointSpec {
+                    line: known.map_or(0, |c| c.line),
+                    condition: spec.condition.clone(),
+                    hit_condition: spec.hit_condition.clone(),
+                    log_message: None,
+                };
+                match self.compile_with(id, &line, &fields) {
+                    Ok(breakpoint) => {
+                        table.entry(spec.name.clone()).or_default().push(Arc::new(breakpoint));
+                        let message = known
+                            .is_none()
+                            .then(|| format!("no span `{}` has run yet; ax stops when one does", spec.name));
+                        BreakpointState { id, verified: known.is_some(), line: known.map(|c| c.line), message }
+                    }
+                    Err(message) => unverified(id, message),
+                }
+            })
+            .collect();
+        self.plugin.watch_spans(!table.is_empty());
+        states
+    }
+
     fn compile(&self, id: u64, spec: &BreakpointSpec, site: &ProbeSiteInfo) -> Result<Breakpoint, String> {
-        let names = &site.vars;
+        self.compile_with(id, spec, &site.vars)
+    }
+
+    fn compile_with(&self, id: u64, spec: &BreakpointSpec, names: &[String]) -> Result<Breakpoint, String> {
         let explain = |what: &str, e: CompileError| format!("{what}: {}", e.render());
         let condition = spec
             .condition
@@ -325,6 +384,8 @@ impl DebugAgent {
     /// Detaches: removes every breakpoint and lets a stopped thread go on.
     pub fn detach(&self) {
         self.breakpoints.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.functions.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.plugin.watch_spans(false);
         self.pause_requested.store(false, Ordering::Relaxed);
         *self.step.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.stepping.store(false, Ordering::Relaxed);
@@ -386,6 +447,53 @@ impl DebugAgent {
 }
 
 impl ProbeHandler for DebugAgent {
+    fn on_span_enter(&self, name: &str) {
+        let Some(candidates) = self.functions.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned() else {
+            return;
+        };
+        let stack = self.plugin.current_stack();
+        let fields = stack.last().map(|f| f.fields.clone()).unwrap_or_default();
+        let values: Vec<Value> = fields.iter().map(|(_, v)| v.clone()).collect();
+        let mut ids = Vec::new();
+        for bp in candidates {
+            if let Some(condition) = &bp.condition
+                && condition.eval_bool(&values[..]) != Ok(true)
+            {
+                continue;
+            }
+            let hits = bp.hits.fetch_add(1, Ordering::Relaxed) + 1;
+            if bp.hit_condition.is_some_and(|h| !h.should_stop(hits)) {
+                continue;
+            }
+            ids.push(bp.id);
+        }
+        if ids.is_empty() {
+            return;
+        }
+        let frames =
+            stack.iter().rev().map(|f| Frame { name: f.name.clone(), file: f.file.clone(), line: f.line }).collect();
+        let stop = Stop {
+            reason: StopReason::FunctionBreakpoint,
+            breakpoints: ids,
+            thread: std::thread::current().name().unwrap_or("plugin").to_owned(),
+            frames,
+            variables: fields,
+            writable: Vec::new(),
+            frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
+            message: None,
+        };
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
+        let _ = self.events.send(DebugEvent::Stopped(stop));
+        let how = crate::budget::paused(|| self.serve_until_resumed(None));
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if how != Resume::Continue {
+            *self.step.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Step { mode: how, depth: stack.len(), thread: std::thread::current().id() });
+            self.stepping.store(true, Ordering::Relaxed);
+        }
+        self.rearm();
+    }
+
     fn on_probe(&self, hit: &ProbeHit<'_>) {
         let Some((reason, breakpoints, message)) = self.decide(hit) else { return };
         let stack = self.plugin.current_stack();
@@ -409,7 +517,7 @@ impl ProbeHandler for DebugAgent {
 
         // Stopped: serve commands on this thread until told to go on. The time
         // counts against no budget.
-        let how = crate::budget::paused(|| self.serve_while_stopped(hit));
+        let how = crate::budget::paused(|| self.serve_until_resumed(Some(hit)));
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if how != Resume::Continue {
             let depth = stack.len();
@@ -422,16 +530,17 @@ impl ProbeHandler for DebugAgent {
 }
 
 impl DebugAgent {
-    /// Serves setVariable until a resume command; returns how to go on.
-    fn serve_while_stopped(&self, hit: &ProbeHit<'_>) -> Resume {
+    /// Serves setVariable (at a probe) until a resume command; returns how to go on.
+    fn serve_until_resumed(&self, hit: Option<&ProbeHit<'_>>) -> Resume {
         let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             match commands.take() {
                 Some(Command::Resume(how)) => return how,
                 Some(Command::Set { name, json, reply }) => {
-                    let result = match hit.position(&name) {
-                        Some(i) => hit.set(i, &json),
-                        None => Err(format!("no binding `{name}` at this probe")),
+                    let result = match hit.map(|hit| (hit, hit.position(&name))) {
+                        Some((hit, Some(i))) => hit.set(i, &json),
+                        Some((_, None)) => Err(format!("no binding `{name}` at this probe")),
+                        None => Err("only the `&mut` bindings of a probe can be set; this stop is a span's".to_owned()),
                     };
                     if result.is_ok()
                         && let Some(stop) = self.stopped.lock().unwrap_or_else(|e| e.into_inner()).as_mut()

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::debug::{BreakpointSpec, BreakpointState, DebugAgent, DebugEvent, Resume, Stop, StopReason};
+use crate::debug::{
+    BreakpointSpec, BreakpointState, DebugAgent, DebugEvent, FunctionBreakpointSpec, Resume, Stop, StopReason,
+};
 use crate::events::Event;
 use crate::host::{Host, HostOptions};
 use crate::isolated::{Envelope, send};
@@ -37,6 +39,9 @@ pub enum DebugRequest {
     SetBreakpoints {
         file: String,
         breakpoints: Vec<WireBreakpoint>,
+    },
+    SetFunctionBreakpoints {
+        breakpoints: Vec<WireFunctionBreakpoint>,
     },
     /// Runs a call; the reply comes when it returns.
     Call {
@@ -65,6 +70,14 @@ pub struct WireBreakpoint {
     pub condition: Option<String>,
     pub hit_condition: Option<String>,
     pub log_message: Option<String>,
+}
+
+/// A function breakpoint as the adapter sends it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WireFunctionBreakpoint {
+    pub name: String,
+    pub condition: Option<String>,
+    pub hit_condition: Option<String>,
 }
 
 /// How a stopped thread goes on.
@@ -142,6 +155,7 @@ fn stopped(stop: Stop) -> DebugReply {
     DebugReply::Stopped {
         reason: match stop.reason {
             StopReason::Breakpoint => "breakpoint",
+            StopReason::FunctionBreakpoint => "function breakpoint",
             StopReason::Step => "step",
             StopReason::Pause => "pause",
             StopReason::ConditionError => "exception",
@@ -218,6 +232,18 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
                     })
                     .collect();
                 let states = agent.set_breakpoints(&file, &specs);
+                DebugReply::Breakpoints { breakpoints: states.into_iter().map(Into::into).collect() }
+            }
+            (DebugRequest::SetFunctionBreakpoints { breakpoints }, Some((_, agent))) => {
+                let specs: Vec<FunctionBreakpointSpec> = breakpoints
+                    .into_iter()
+                    .map(|b| FunctionBreakpointSpec {
+                        name: b.name,
+                        condition: b.condition,
+                        hit_condition: b.hit_condition,
+                    })
+                    .collect();
+                let states = agent.set_function_breakpoints(&specs);
                 DebugReply::Breakpoints { breakpoints: states.into_iter().map(Into::into).collect() }
             }
             (DebugRequest::Call { method, input }, Some((plugin, _))) => {

@@ -471,6 +471,13 @@ impl Plugin {
         self.bridge.arm_probe(index, armed)
     }
 
+    /// Whether span enters are handed to the probe handler
+    /// ([`ProbeHandler::on_span_enter`]); spans must be forwarded (see
+    /// [`Plugin::set_instrumentation`]).
+    pub fn watch_spans(&self, on: bool) {
+        self.bridge.watch_spans(on);
+    }
+
     /// Sets who receives hits of armed probe sites.
     pub fn set_probe_handler(&self, handler: Option<Arc<dyn ProbeHandler>>) {
         self.bridge.set_probe_handler(handler);
