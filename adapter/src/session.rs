@@ -352,15 +352,7 @@ impl Session {
                         log_message: b.log_message,
                     })
                     .collect();
-                match self.child()?.ask(DebugRequest::SetBreakpoints { file, breakpoints })? {
-                    DebugReply::Breakpoints { breakpoints } => {
-                        Ok(json!({ "breakpoints": breakpoints.iter().map(|b| json!({
-                        "id": b.id, "verified": b.verified, "line": b.line, "message": b.message,
-                        "source": { "path": path },
-                    })).collect::<Vec<_>>() }))
-                    }
-                    other => Err(unexpected(other)),
-                }
+                breakpoints_body(self.child()?.ask(DebugRequest::SetBreakpoints { file, breakpoints })?, Some(&path))
             }
             Request::SetFunctionBreakpoints(args) => {
                 let breakpoints = args
@@ -372,14 +364,7 @@ impl Session {
                         hit_condition: b.hit_condition,
                     })
                     .collect();
-                match self.child()?.ask(DebugRequest::SetFunctionBreakpoints { breakpoints })? {
-                    DebugReply::Breakpoints { breakpoints } => {
-                        Ok(json!({ "breakpoints": breakpoints.iter().map(|b| json!({
-                        "id": b.id, "verified": b.verified, "line": b.line, "message": b.message,
-                    })).collect::<Vec<_>>() }))
-                    }
-                    other => Err(unexpected(other)),
-                }
+                breakpoints_body(self.child()?.ask(DebugRequest::SetFunctionBreakpoints { breakpoints })?, None)
             }
             Request::SetExceptionBreakpoints => Ok(json!({ "breakpoints": [] })),
             Request::ConfigurationDone => {
@@ -540,6 +525,22 @@ impl Session {
     }
 }
 
+/// The body of a setBreakpoints / setFunctionBreakpoints response.
+fn breakpoints_body(reply: DebugReply, path: Option<&str>) -> Result<Value, String> {
+    let DebugReply::Breakpoints { breakpoints } = reply else { return Err(unexpected(reply)) };
+    let breakpoints: Vec<Value> = breakpoints
+        .iter()
+        .map(|b| {
+            let mut breakpoint = json!({ "id": b.id, "verified": b.verified, "line": b.line, "message": b.message });
+            if let Some(path) = path {
+                breakpoint["source"] = json!({ "path": path });
+            }
+            breakpoint
+        })
+        .collect();
+    Ok(json!({ "breakpoints": breakpoints }))
+}
+
 fn unexpected(reply: DebugReply) -> String {
     format!("unexpected answer from the plugin's host: {reply:?}")
 }
@@ -669,22 +670,12 @@ fn exit_of(host: &DebugHost) -> String {
         match status {
             Ok(Some(status)) => {
                 return match status.signal() {
-                    Some(signal) => format!("killed by signal {signal} ({})", signal_name(signal)),
+                    Some(signal) => format!("killed by {}", ax_runtime::isolated::signal_name(signal)),
                     None => format!("{status}"),
                 };
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             _ => return "it closed its connection".to_owned(),
         }
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        6 => "SIGABRT, abort",
-        7 => "SIGBUS, bus error",
-        9 => "SIGKILL",
-        11 => "SIGSEGV, segmentation fault",
-        _ => "a fatal signal",
     }
 }

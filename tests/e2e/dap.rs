@@ -112,7 +112,7 @@ fn a_crashing_plugin_ends_the_session_not_the_adapter() {
     dap.request("configurationDone", json!({}));
     dap.event("terminated");
     let output = dap.output();
-    assert!(output.contains("the plugin's host process ended: killed by signal 11 (SIGSEGV"), "{output}");
+    assert!(output.contains("the plugin's host process ended: killed by SIGSEGV (segmentation fault)"), "{output}");
     // The adapter still answers.
     assert_eq!(dap.request("threads", json!({}))["success"], true);
     dap.request("disconnect", json!({}));

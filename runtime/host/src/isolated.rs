@@ -411,7 +411,8 @@ impl ChildProcess {
     }
 }
 
-fn signal_name(signal: i32) -> String {
+/// `SIGSEGV (segmentation fault)`, or `signal N` for the rarer ones.
+pub fn signal_name(signal: i32) -> String {
     let name = match signal {
         4 => "SIGILL (illegal instruction)",
         6 => "SIGABRT (abort)",
