@@ -13,14 +13,15 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use ax_runtime::child_host::start_child_host;
 use ax_runtime::debug_host::{DebugReply, DebugRequest, WireBreakpoint, WireFrame, WireFunctionBreakpoint, WireResume};
 use ax_runtime::{BuildOptions, PluginSource};
 use crossbeam_channel::{self as channel, Sender};
@@ -579,17 +580,9 @@ fn spawn_debug_host(out: Out, stopped: Arc<Mutex<Stopped>>) -> Result<Arc<DebugH
     let dir = std::env::temp_dir().join(format!("ax-dap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let socket = dir.join("host.sock");
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
-    let mut process = Command::new(ax_binary()?)
-        .arg("__debug-host")
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start the plugin's debug host (ax __debug-host)")?;
+    let started = start_child_host(&ax_binary()?, "__debug-host", &socket);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut process, stream) = started.map_err(|m| anyhow!("cannot start the plugin's debug host: {m}"))?;
     for (pipe, category) in [
         (process.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), "stdout"),
         (process.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), "stderr"),
@@ -601,22 +594,6 @@ fn spawn_debug_host(out: Out, stopped: Arc<Mutex<Stopped>>) -> Result<Arc<DebugH
             }
         });
     }
-    listener.set_nonblocking(true)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stream = loop {
-        match listener.accept() {
-            Ok((stream, _)) => break stream,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                if let Ok(Some(status)) = process.try_wait() {
-                    bail!("the plugin's debug host exited before connecting ({status})");
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => bail!("the plugin's debug host did not connect: {e}"),
-        }
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    stream.set_nonblocking(false)?;
     let pending: Arc<Mutex<HashMap<u64, Sender<DebugReply>>>> = Arc::default();
     let reader = stream.try_clone()?;
     let child = Arc::new(DebugHost {

@@ -1,7 +1,7 @@
 //! Isolated mode: a plugin in a child `ax` process, with hard limits.
 //!
 //! [`IsolatedPlugin`] (the parent side) starts `ax __isolated-host --socket P`
-//! (any binary that calls [`serve`]), which connects back over a Unix socket and
+//! (any binary that calls [`serve`]; started by `child_host`), which connects back over a Unix socket and
 //! runs the plugin in an ordinary in-process [`Host`] — with its soft budgets.
 //! Requests and replies are JSON lines ([`Request`], [`Reply`]); the child's
 //! log lines and budget violations travel as notifications (id 0) and are
@@ -19,9 +19,8 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::budget::{Budget, BudgetKind, TICK, Usage, Violation};
+use crate::child_host::start_child_host;
 use crate::error::{CallError, LoadError, PluginFailure, SourceLocation};
 use crate::events::{Event, EventBus, Level, LogLine};
 use crate::host::Host;
@@ -41,8 +41,6 @@ use crate::plugin::SavedState;
 /// How long the child gets, beyond `max_duration`, to stop a call itself (the
 /// soft abort) before it is killed.
 const KILL_GRACE: Duration = Duration::from_millis(25);
-/// How long a child may take to connect back.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of the child's stderr kept to explain a crash.
 const STDERR_TAIL: usize = 20;
 
@@ -512,41 +510,9 @@ impl IsolatedPlugin {
     fn spawn_child(&self) -> Result<ChildProcess, LoadError> {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let socket = self.socket_dir.join(format!("isolated-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket)
-            .map_err(|e| self.load_error(format!("cannot listen on {}: {e}", socket.display())))?;
-        let mut process = Command::new(&self.options.host_binary)
-            .arg("__isolated-host")
-            .arg("--socket")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| self.load_error(format!("cannot start {}: {e}", self.options.host_binary.display())))?;
+        let (mut process, stream) =
+            start_child_host(&self.options.host_binary, "__isolated-host", &socket).map_err(|m| self.load_error(m))?;
         let pid = process.id();
-
-        // Wait for the connection, watching that the child does not die first.
-        listener.set_nonblocking(true).map_err(|e| self.load_error(e.to_string()))?;
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
-        let stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Ok(Some(status)) = process.try_wait() {
-                        return Err(self.load_error(format!("the isolated host exited before connecting ({status})")));
-                    }
-                    if Instant::now() > deadline {
-                        let _ = process.kill();
-                        return Err(self.load_error("the isolated host did not connect within 10s".to_owned()));
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => return Err(self.load_error(e.to_string())),
-            }
-        };
-        let _ = std::fs::remove_file(&socket);
-        stream.set_nonblocking(false).map_err(|e| self.load_error(e.to_string()))?;
 
         let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         self.forward_output(&mut process, &stderr_tail);

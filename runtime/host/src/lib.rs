@@ -20,6 +20,8 @@ pub mod bridge;
 mod budget;
 mod cache;
 #[cfg(unix)]
+pub mod child_host;
+#[cfg(unix)]
 mod crash;
 pub mod debug;
 #[cfg(unix)]
