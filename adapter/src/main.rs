@@ -1,7 +1,9 @@
 //! `ax-dap`: the Debug Adapter Protocol server for ax plugins.
 //!
 //! `ax-dap --stdio` (the default) serves one session over stdin/stdout;
-//! `ax-dap --port N` serves one session over a TCP connection on 127.0.0.1:N.
+//! `ax-dap --port N` serves one session over a TCP connection on 127.0.0.1:N;
+//! `ax-dap --schema` prints the launch and attach attributes as editors'
+//! debugger contributions declare them.
 //! The plugin runs in a child `ax __debug-host` process under the runtime's
 //! debug agent (`session.rs`), so a plugin that crashes ends the session with a
 //! message, never the adapter.
@@ -18,6 +20,10 @@ use session::{Out, Session};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["--schema"] => {
+            println!("{:#}", session::schema());
+            ExitCode::SUCCESS
+        }
         [] | ["--stdio"] => {
             let session = Session::new(Out::new(Box::new(std::io::stdout())));
             session.run(&mut BufReader::new(std::io::stdin()));
@@ -47,7 +53,7 @@ fn main() -> ExitCode {
             }
         }
         other => {
-            eprintln!("error: unexpected arguments {other:?}; expected `--stdio` or `--port N`");
+            eprintln!("error: unexpected arguments {other:?}; expected `--stdio`, `--port N` or `--schema`");
             ExitCode::from(2)
         }
     }

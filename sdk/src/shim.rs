@@ -71,7 +71,22 @@ fn install_panic_hook() {
                 line: location.map(|l| l.line()),
                 column: location.map(|l| l.column()),
             };
-            if GUARD_DEPTH.with(Cell::get) == 0 {
+            if GUARD_DEPTH.try_with(Cell::get).unwrap_or(0) > 0
+                && let Some(host) = crate::bridge::host()
+            {
+                let file = report.file.as_deref().unwrap_or("");
+                // SAFETY: ctx and the strings are valid for the call; the host
+                // catches its own panics.
+                unsafe {
+                    (host.panicked)(
+                        host.ctx,
+                        AxStr::from_str(&report.message),
+                        AxStr::from_str(file),
+                        report.line.unwrap_or(0),
+                        report.column.unwrap_or(0),
+                    )
+                };
+            } else if GUARD_DEPTH.try_with(Cell::get).unwrap_or(0) == 0 {
                 // A thread the plugin spawned: no call will report it, so log it.
                 tracing::error!(
                     target: "ax_plugin::panic",

@@ -169,7 +169,7 @@ fn a_function_breakpoint_stops_when_the_span_is_entered() {
     let stack = dap.request("stackTrace", json!({ "threadId": 1 }));
     let names: Vec<&str> =
         stack["body"]["stackFrames"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["count_words", "count"], "innermost span first");
+    assert_eq!(names, ["count_words", "count", "ax: call `count`"], "innermost span first, the host call last");
     dap.request("continue", json!({ "threadId": 1 }));
     dap.event("terminated");
     assert!(dap.output().contains("{\"total\":2,\"words\":2}"));

@@ -35,7 +35,7 @@ fn next_event(agent: &DebugAgent) -> DebugEvent {
 
 fn stopped(agent: &DebugAgent) -> Stop {
     match next_event(agent) {
-        DebugEvent::Stopped(stop) => stop,
+        DebugEvent::Stopped(stop) => *stop,
         other => panic!("expected a stop, got {other:?}"),
     }
 }

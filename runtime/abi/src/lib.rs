@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Version of the layout of [`PluginVTable`], [`HostVTable`] and every type they
 /// reference. Bumped on any change; the host refuses a plugin whose version differs.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Name of the one symbol a plugin library exports (NUL-terminated for `dlsym`).
 pub const ENTRY_SYMBOL: &[u8] = b"ax_plugin_entry_v1\0";
@@ -537,6 +537,10 @@ pub struct HostVTable {
     /// An armed probe site was reached; `values` follow the site's `var_names`.
     pub probe_hit:
         unsafe extern "C" fn(ctx: *const c_void, site: *const ProbeSite, values: *const ProbeValue, value_count: usize),
+    /// A guarded call panicked: called by the SDK's panic hook on the panicking
+    /// thread, before it unwinds, so a debugger may stop there with the plugin's
+    /// frames still live. `file` is empty and `line` 0 when the location is unknown.
+    pub panicked: unsafe extern "C" fn(ctx: *const c_void, message: AxStr, file: AxStr, line: u32, column: u32),
 }
 
 // SAFETY: the host guarantees ctx is usable from any thread.

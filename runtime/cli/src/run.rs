@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use ax_runtime::debug_host::DebugListener;
 use ax_runtime::manifest::Isolation;
 use ax_runtime::manifest::{ByteSize, HumanDuration};
 use ax_runtime::{
@@ -54,6 +55,13 @@ pub(crate) struct RunArgs {
     /// crash (as `isolation = "process"` in the manifest does).
     #[arg(long)]
     isolate: bool,
+    /// Wait for a debugger (ax-dap's `attach`) on ADDRESS, loopback only (e.g.
+    /// 127.0.0.1:0 for any free port), before the first call; prints the port and the token to give it.
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "isolate")]
+    debug_listen: Option<std::net::SocketAddr>,
+    /// The token a debugger must present to attach (default: a new random one).
+    #[arg(long, value_name = "TOKEN", requires = "debug_listen", env = "AX_DEBUG_TOKEN")]
+    debug_token: Option<String>,
     #[command(flatten)]
     limits: BudgetArgs,
     #[command(flatten)]
@@ -135,8 +143,18 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         };
         give_up_on_stuck_calls(&host, STUCK_GRACE);
         plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
-        Target::InProcess(plugin)
+        Target::InProcess(Arc::new(plugin))
     };
+    if let (Some(address), Target::InProcess(plugin)) = (args.debug_listen, &plugin) {
+        let token = match &args.debug_token {
+            Some(token) => token.clone(),
+            None => random_token()?,
+        };
+        let listener = DebugListener::start(address, token.clone(), plugin.clone(), library.clone())
+            .with_context(|| format!("cannot listen for a debugger on {address}"))?;
+        eprintln!("ax: waiting for a debugger: attach to {} with token {token}", listener.address);
+        listener.wait_for_start();
+    }
 
     if calls.is_empty() {
         let methods = plugin.methods();
@@ -168,6 +186,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         crate::profile::write_run_profile(&args.profile, &source, &library, plugin, &monitor.borrow())?;
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// 128 random bits, in hex.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)
+        .context("cannot read /dev/urandom for a debug token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// How long a call may go on after a budget violation before `ax run` gives up on it.
@@ -204,8 +230,9 @@ fn give_up_on_stuck_calls(host: &Host, grace: Duration) {
 }
 
 /// A plugin in this process or in a child process.
+#[allow(clippy::large_enum_variant, reason = "one per run, never moved around")]
 enum Target {
-    InProcess(Plugin),
+    InProcess(Arc<Plugin>),
     Isolated(IsolatedPlugin),
 }
 

@@ -32,6 +32,7 @@ use serde_json::Value;
 use sharded_slab::Slab;
 use tracing_subscriber::filter::Targets;
 
+use crate::budget::Violation;
 use crate::cache::QueryCache;
 use crate::error::SourceLocation;
 use crate::events::{Event, EventBus, InstanceId, Level, LogLine};
@@ -224,6 +225,29 @@ pub trait ProbeHandler: Send + Sync {
     fn on_span_enter(&self, name: &str) {
         let _ = name;
     }
+
+    /// The current call is being unwound because a budget was exceeded
+    /// (`reason` says which); runs on the plugin's thread before it unwinds.
+    fn on_abort(&self, reason: &str) {
+        let _ = reason;
+    }
+
+    /// The current call panicked; runs on the plugin's thread, in the panic
+    /// hook, before it unwinds.
+    fn on_panic(&self, panic: &PanicSite<'_>) {
+        let _ = panic;
+    }
+}
+
+/// Where and why a plugin call panicked.
+#[derive(Clone, Copy, Debug)]
+pub struct PanicSite<'a> {
+    pub message: &'a str,
+    /// As the compiler named it; empty when unknown.
+    pub file: &'a str,
+    /// 0 when unknown.
+    pub line: u32,
+    pub column: u32,
 }
 
 struct SpanData {
@@ -251,6 +275,8 @@ pub(crate) struct Bridge {
     vtable: OnceLock<HostVTable>,
     /// The abort word the SDK reads (see `HostVTable::abort`).
     abort: AtomicU32,
+    /// Why the current abort was requested, until the probe handler has been told.
+    abort_reason: Mutex<Option<String>>,
     /// Which probe sites the host wants armed, apart from an abort or profiling
     /// (which arm all).
     armed_wanted: Mutex<Vec<bool>>,
@@ -332,6 +358,7 @@ impl Bridge {
             probe_handler: RwLock::new(None),
             vtable: OnceLock::new(),
             abort: AtomicU32::new(0),
+            abort_reason: Mutex::new(None),
             armed_wanted: Mutex::new(Vec::new()),
             cache,
             watch_spans: AtomicBool::new(false),
@@ -354,6 +381,7 @@ impl Bridge {
             cache_get: cb_cache_get,
             cache_put: cb_cache_put,
             probe_hit: cb_probe_hit,
+            panicked: cb_panicked,
         });
         bridge
     }
@@ -423,7 +451,9 @@ impl Bridge {
     /// checks after span, event and probe callbacks, arms every probe site and has
     /// every span forwarded, so that the next probe or span the call reaches
     /// stops it. Code that reaches none cannot be stopped in-process.
-    pub(crate) fn request_abort(&self, plugin_vtable: &ax_abi::PluginVTable) {
+    pub(crate) fn request_abort(&self, plugin_vtable: &ax_abi::PluginVTable, violations: &[Violation]) {
+        let reason = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        *self.abort_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
         if self.abort.swap(1, Ordering::AcqRel) == 1 {
             return;
         }
@@ -437,6 +467,7 @@ impl Bridge {
 
     /// Ends an abort: restores the probe sites and interest the host wants.
     pub(crate) fn clear_abort(&self, plugin_vtable: &ax_abi::PluginVTable) {
+        *self.abort_reason.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if self.abort.swap(0, Ordering::AcqRel) == 0 {
             return;
         }
@@ -451,6 +482,23 @@ impl Bridge {
         let me = self as *const Bridge as usize;
         let _ = STACK.try_with(|s| s.borrow_mut().retain(|f| f.bridge != me));
         Profiler::clear_thread(me);
+    }
+
+    /// On the plugin's thread, in a callback after which the SDK will unwind an
+    /// aborted call: tells the probe handler, once per abort, while the call's
+    /// frames are still live (a debugger breaks on budget violations here).
+    fn notice_abort(&self) {
+        if self.abort.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(reason) = self.abort_reason.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        if let Some(handler) = self.handler() {
+            handler.on_abort(&reason);
+        }
+    }
+
+    fn handler(&self) -> Option<Arc<dyn ProbeHandler>> {
+        self.probe_handler.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn watch_spans(&self, on: bool) {
@@ -632,12 +680,11 @@ unsafe extern "C" fn cb_span_enter(ctx: *const c_void, span: u64) {
         }
         if bridge.watch_spans.load(Ordering::Relaxed)
             && let Some(info) = bridge.callsite(callsite)
+            && let Some(handler) = bridge.handler()
         {
-            let handler = bridge.probe_handler.read().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(handler) = handler {
-                handler.on_span_enter(&info.name);
-            }
+            handler.on_span_enter(&info.name);
         }
+        bridge.notice_abort();
     })
 }
 
@@ -704,6 +751,7 @@ unsafe extern "C" fn cb_event(
     shield((), || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
+        bridge.notice_abort();
         let Some(info) = bridge.callsite(callsite) else {
             return;
         };
@@ -758,8 +806,8 @@ unsafe extern "C" fn cb_probe_hit(ctx: *const c_void, site: *const ProbeSite, va
         {
             return;
         }
-        let handler = bridge.probe_handler.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(handler) = handler {
+        bridge.notice_abort();
+        if let Some(handler) = bridge.handler() {
             // The handler's time is not any span's (a debugger may stop here; it
             // excludes the stop from budgets itself, see `crate::paused`).
             let profile_pause = profiling.then(|| bridge.profiler.pause_begin());
@@ -767,6 +815,17 @@ unsafe extern "C" fn cb_probe_hit(ctx: *const c_void, site: *const ProbeSite, va
             if let Some(started) = profile_pause {
                 bridge.profiler.pause_end(started);
             }
+        }
+    })
+}
+
+unsafe extern "C" fn cb_panicked(ctx: *const c_void, message: AxStr, file: AxStr, line: u32, column: u32) {
+    shield((), || {
+        // SAFETY: ctx from our vtable; the strings are valid for the call.
+        let (bridge, message, file) = unsafe { (bridge(ctx), message.as_bytes(), file.as_bytes()) };
+        if let Some(handler) = bridge.handler() {
+            let (message, file) = (String::from_utf8_lossy(message), String::from_utf8_lossy(file));
+            handler.on_panic(&PanicSite { message: &message, file: &file, line, column });
         }
     })
 }

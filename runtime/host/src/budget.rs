@@ -30,6 +30,9 @@ use crate::events::{Event, EventBus, InstanceId};
 /// How often the watchdog samples running calls.
 pub const TICK: Duration = Duration::from_millis(10);
 
+/// What a call does at its first violation (asks the plugin to unwind).
+pub(crate) type OnViolation = Box<dyn Fn(&[Violation]) + Send + Sync>;
+
 /// Limits for one call. `None` means unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Budget {
@@ -227,8 +230,8 @@ pub(crate) struct ActiveCall {
     violations: Mutex<Vec<Violation>>,
     /// How many of `violations` have been published.
     published: Mutex<usize>,
-    /// Called (once) at the first violation: asks the plugin to unwind.
-    on_violation: Box<dyn Fn() + Send + Sync>,
+    /// Called (once) at the first violation, with it: asks the plugin to unwind.
+    on_violation: OnViolation,
 }
 
 thread_local! {
@@ -244,7 +247,7 @@ impl ActiveCall {
         instance: InstanceId,
         budget: Budget,
         counters: Option<&'static AllocCounters>,
-        on_violation: Box<dyn Fn() + Send + Sync>,
+        on_violation: OnViolation,
     ) -> Arc<ActiveCall> {
         let (allocated_start, live_start) = counters.map_or((0, 0), |c| {
             let live = c.live();
@@ -338,9 +341,8 @@ impl ActiveCall {
                 violations.push(Violation { kind, limit, observed, noticed_after: wall });
             }
         }
-        drop(violations);
         if first {
-            (self.on_violation)();
+            (self.on_violation)(&violations);
         }
     }
 
@@ -534,7 +536,7 @@ mod tests {
             1,
             budget,
             None,
-            Box::new(move || {
+            Box::new(move |_| {
                 counter.fetch_add(1, Ordering::Relaxed);
             }),
         );
@@ -552,7 +554,7 @@ mod tests {
     #[test]
     fn pauses_do_not_count() {
         let budget = Budget { max_duration: Some(Duration::from_millis(20)), ..Budget::UNLIMITED };
-        let call = ActiveCall::begin("p", "m", 1, budget, None, Box::new(|| {}));
+        let call = ActiveCall::begin("p", "m", 1, budget, None, Box::new(|_| {}));
         let pause = Pause::begin();
         std::thread::sleep(Duration::from_millis(40));
         pause.end();

@@ -16,9 +16,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection. On any failure the child (if started) is killed and reaped,
 /// and the message says which step failed.
 pub fn start_child_host(binary: &Path, subcommand: &str, socket: &Path) -> Result<(Child, UnixStream), String> {
+    start_child_host_with(Command::new(binary), subcommand, socket)
+}
+
+/// [`start_child_host`] with a command the caller has prepared (environment,
+/// working directory) from `Command::new(binary)`.
+pub fn start_child_host_with(
+    mut command: Command,
+    subcommand: &str,
+    socket: &Path,
+) -> Result<(Child, UnixStream), String> {
+    let binary = Path::new(command.get_program()).to_owned();
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
-    let mut process = Command::new(binary)
+    let mut process = command
         .arg(subcommand)
         .arg("--socket")
         .arg(socket)

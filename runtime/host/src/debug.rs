@@ -18,7 +18,7 @@
 //! an editor is separate work.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::ThreadId;
 
@@ -26,7 +26,7 @@ use ax_expr::{CompileError, Env, HitCondition, Program, Template, Value as ExprV
 use crossbeam_channel::{self as channel, Receiver, Sender};
 use serde_json::Value;
 
-use crate::bridge::{Instrumentation, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar};
+use crate::bridge::{Instrumentation, PanicSite, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar};
 use crate::plugin::Plugin;
 
 /// A breakpoint as an editor asks for it.
@@ -68,8 +68,54 @@ pub enum StopReason {
     FunctionBreakpoint,
     Step,
     Pause,
+    /// The first probe of a session started with stop-on-entry.
+    Entry,
     /// A condition could not be evaluated (never silently true or false).
     ConditionError,
+    /// An exception breakpoint: a panic, a budget violation or an error return.
+    Exception,
+}
+
+/// What an exception stop is about, for the editor's exception widget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExceptionStop {
+    /// The filter that caught it: `panic`, `budget` or `error`.
+    pub filter: ExceptionFilter,
+    /// One line: the panic message, the budget exceeded, the error.
+    pub description: String,
+    /// Where it happened (file:line:column), when known.
+    pub location: Option<String>,
+}
+
+/// The exception breakpoint filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExceptionFilter {
+    /// A call panicked: stops in the panic hook, before unwinding, frames live.
+    Panic,
+    /// A call exceeded its budget: stops where the call is being unwound.
+    Budget,
+    /// A call returned an error (`Err(PluginError)`; panics and budgets have their own filters).
+    Error,
+}
+
+impl ExceptionFilter {
+    pub const ALL: [ExceptionFilter; 3] = [ExceptionFilter::Panic, ExceptionFilter::Budget, ExceptionFilter::Error];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExceptionFilter::Panic => "panic",
+            ExceptionFilter::Budget => "budget",
+            ExceptionFilter::Error => "error",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ExceptionFilter> {
+        ExceptionFilter::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
 }
 
 /// A frame of a stopped thread, innermost first.
@@ -97,12 +143,14 @@ pub struct Stop {
     pub frame_fields: Vec<Vec<(String, Value)>>,
     /// For a condition error: the error.
     pub message: Option<String>,
+    /// For an exception stop: what it is about.
+    pub exception: Option<ExceptionStop>,
 }
 
 /// What the agent tells its driver.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DebugEvent {
-    Stopped(Stop),
+    Stopped(Box<Stop>),
     /// A logpoint's message.
     Output(String),
 }
@@ -148,7 +196,10 @@ pub struct DebugAgent {
     /// Sites that hold breakpoints, per source file as the client named it.
     by_file: Mutex<HashMap<String, Vec<usize>>>,
     next_id: AtomicU64,
-    pause_requested: AtomicBool,
+    /// `NO_PAUSE`, `PAUSE` or `ENTRY`: stop the next probe any thread reaches.
+    pause_requested: AtomicU8,
+    /// The exception filters on, as `ExceptionFilter::bit`s.
+    exceptions: AtomicU8,
     /// Set while `step` holds a step: lets a hit skip the lock when nobody steps.
     stepping: AtomicBool,
     step: Mutex<Option<Step>>,
@@ -183,11 +234,15 @@ impl Env for HitEnv<'_, '_> {
 }
 
 /// Whether the source path a client sent names the file a probe site was compiled from.
-fn same_file(client: &str, site: &str) -> bool {
+pub fn same_file(client: &str, site: &str) -> bool {
     let client: Vec<&str> = client.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".").collect();
     let site: Vec<&str> = site.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".").collect();
     !site.is_empty() && client.len() >= site.len() && client[client.len() - site.len()..] == site[..]
 }
+
+const NO_PAUSE: u8 = 0;
+const PAUSE: u8 = 1;
+const ENTRY: u8 = 2;
 
 fn unverified(id: u64, message: String) -> BreakpointState {
     BreakpointState { id, verified: false, line: None, message: Some(message) }
@@ -204,7 +259,8 @@ impl DebugAgent {
             functions: RwLock::new(HashMap::new()),
             by_file: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            pause_requested: AtomicBool::new(false),
+            pause_requested: AtomicU8::new(NO_PAUSE),
+            exceptions: AtomicU8::new(0),
             stepping: AtomicBool::new(false),
             step: Mutex::new(None),
             commands: Mutex::new(None),
@@ -226,6 +282,13 @@ impl DebugAgent {
 
     /// Replaces the breakpoints of `file` with `specs`; says what became of each.
     pub fn set_breakpoints(&self, file: &str, specs: &[BreakpointSpec]) -> Vec<BreakpointState> {
+        self.set_breakpoints_as(file, specs, &[])
+    }
+
+    /// [`DebugAgent::set_breakpoints`] with the ids the driver chose (`ids[i]`
+    /// for `specs[i]`; new ones where missing), so that a breakpoint keeps its
+    /// id when a session re-sends it to a restarted or reloaded plugin.
+    pub fn set_breakpoints_as(&self, file: &str, specs: &[BreakpointSpec], ids: &[u64]) -> Vec<BreakpointState> {
         let sites: Vec<&ProbeSiteInfo> =
             self.plugin.probe_sites().iter().filter(|s| same_file(file, &s.file)).collect();
         let mut table = self.breakpoints.write().unwrap_or_else(|e| e.into_inner());
@@ -236,8 +299,9 @@ impl DebugAgent {
         let mut placed = Vec::new();
         let states = specs
             .iter()
-            .map(|spec| {
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            .enumerate()
+            .map(|(i, spec)| {
+                let id = self.id_for(ids.get(i));
                 let Some(site) = sites.iter().min_by_key(|s| (s.line.abs_diff(spec.line), s.line < spec.line)) else {
                     return unverified(id, format!("no probe site in {file}; ax stops only at probe!() sites"));
                 };
@@ -262,13 +326,20 @@ impl DebugAgent {
 
     /// Replaces every function breakpoint with `specs`.
     pub fn set_function_breakpoints(&self, specs: &[FunctionBreakpointSpec]) -> Vec<BreakpointState> {
+        self.set_function_breakpoints_as(specs, &[])
+    }
+
+    /// [`DebugAgent::set_function_breakpoints`] with the driver's ids, as
+    /// [`DebugAgent::set_breakpoints_as`].
+    pub fn set_function_breakpoints_as(&self, specs: &[FunctionBreakpointSpec], ids: &[u64]) -> Vec<BreakpointState> {
         let callsites = self.plugin.callsites();
         let mut table = self.functions.write().unwrap_or_else(|e| e.into_inner());
         table.clear();
         let states = specs
             .iter()
-            .map(|spec| {
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            .enumerate()
+            .map(|(i, spec)| {
+                let id = self.id_for(ids.get(i));
                 let known = callsites.iter().find(|c| c.is_span && c.name == spec.name);
                 let fields = known.map(|c| c.fields.clone()).unwrap_or_default();
                 if spec.condition.as_deref().is_some_and(|c| !c.trim().is_empty()) && known.is_none() {
@@ -300,6 +371,13 @@ impl DebugAgent {
             .collect();
         self.plugin.watch_spans(!table.is_empty());
         states
+    }
+
+    fn id_for(&self, chosen: Option<&u64>) -> u64 {
+        match chosen {
+            Some(&id) if id != 0 => id,
+            _ => self.next_id.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     fn compile(&self, id: u64, spec: &BreakpointSpec, site: &ProbeSiteInfo) -> Result<Breakpoint, String> {
@@ -334,7 +412,7 @@ impl DebugAgent {
     /// Arms exactly the sites that need to be: those with breakpoints, or all
     /// while a step or a pause is pending.
     fn rearm(&self) {
-        let everything = self.pause_requested.load(Ordering::Relaxed)
+        let everything = self.pause_requested.load(Ordering::Relaxed) != NO_PAUSE
             || self.step.lock().unwrap_or_else(|e| e.into_inner()).is_some();
         let table = self.breakpoints.read().unwrap_or_else(|e| e.into_inner());
         for site in self.plugin.probe_sites() {
@@ -344,8 +422,81 @@ impl DebugAgent {
 
     /// Stops the next probe any plugin thread reaches.
     pub fn pause(&self) {
-        self.pause_requested.store(true, Ordering::Relaxed);
+        self.pause_requested.store(PAUSE, Ordering::Relaxed);
         self.rearm();
+    }
+
+    /// Stops the first probe any plugin thread reaches, as an entry stop.
+    pub fn stop_on_entry(&self) {
+        self.pause_requested.store(ENTRY, Ordering::Relaxed);
+        self.rearm();
+    }
+
+    /// Replaces the exception filters on; says what became of each name
+    /// (an unknown one is unverified and names the known ones).
+    pub fn set_exception_filters(&self, names: &[String]) -> Vec<BreakpointState> {
+        let mut bits = 0;
+        let states = names
+            .iter()
+            .map(|name| {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                match ExceptionFilter::from_name(name) {
+                    Some(filter) => {
+                        bits |= filter.bit();
+                        BreakpointState { id, verified: true, line: None, message: None }
+                    }
+                    None => {
+                        unverified(id, format!("unknown exception filter `{name}`; expected panic, budget or error"))
+                    }
+                }
+            })
+            .collect();
+        self.exceptions.store(bits, Ordering::Relaxed);
+        states
+    }
+
+    fn catches(&self, filter: ExceptionFilter) -> bool {
+        self.exceptions.load(Ordering::Relaxed) & filter.bit() != 0
+    }
+
+    /// A call returned: with the `error` filter on and the call's own error
+    /// (not a panic or a budget, which stop where they happen), stops the
+    /// calling thread — which is not the plugin's — until resumed.
+    pub fn call_returned(&self, method: &str, input: &Value, result: &Result<Value, crate::CallError>) {
+        let Err(crate::CallError::Plugin { failure: crate::PluginFailure::Error { kind, message }, .. }) = result
+        else {
+            return;
+        };
+        if !self.catches(ExceptionFilter::Error) {
+            return;
+        }
+        let stop = Stop {
+            reason: StopReason::Exception,
+            breakpoints: Vec::new(),
+            thread: "plugin".to_owned(),
+            frames: vec![Frame { name: format!("{method} (returned an error)"), file: String::new(), line: 0 }],
+            variables: vec![
+                ("error".to_owned(), serde_json::json!({ "kind": kind, "message": message })),
+                ("method".to_owned(), Value::String(method.to_owned())),
+                ("input".to_owned(), input.clone()),
+            ],
+            writable: Vec::new(),
+            frame_fields: Vec::new(),
+            message: Some(format!("{kind}: {message}")),
+            exception: Some(ExceptionStop {
+                filter: ExceptionFilter::Error,
+                description: format!("`{method}` returned an error: {kind}: {message}"),
+                location: None,
+            }),
+        };
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
+        let _ = self.events.send(DebugEvent::Stopped(Box::new(stop)));
+        let how = self.serve_until_resumed(None);
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // The plugin's frames are gone: a step goes to the next probe reached.
+        if how != Resume::Continue {
+            self.pause();
+        }
     }
 
     /// The stopped thread's snapshot, if one is stopped.
@@ -386,7 +537,8 @@ impl DebugAgent {
         self.breakpoints.write().unwrap_or_else(|e| e.into_inner()).clear();
         self.functions.write().unwrap_or_else(|e| e.into_inner()).clear();
         self.plugin.watch_spans(false);
-        self.pause_requested.store(false, Ordering::Relaxed);
+        self.pause_requested.store(NO_PAUSE, Ordering::Relaxed);
+        self.exceptions.store(0, Ordering::Relaxed);
         *self.step.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.stepping.store(false, Ordering::Relaxed);
         self.rearm();
@@ -398,8 +550,10 @@ impl DebugAgent {
     /// The common case — a false condition — allocates nothing and takes no lock
     /// but the table's read lock.
     fn decide(&self, hit: &ProbeHit<'_>) -> Option<(StopReason, Vec<u64>, Option<String>)> {
-        if self.pause_requested.swap(false, Ordering::Relaxed) {
-            return Some((StopReason::Pause, Vec::new(), None));
+        match self.pause_requested.swap(NO_PAUSE, Ordering::Relaxed) {
+            PAUSE => return Some((StopReason::Pause, Vec::new(), None)),
+            ENTRY => return Some((StopReason::Entry, Vec::new(), None)),
+            _ => {}
         }
         let stepped = self.stepping.load(Ordering::Relaxed)
             && self.step.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|step| {
@@ -470,28 +624,18 @@ impl ProbeHandler for DebugAgent {
         if ids.is_empty() {
             return;
         }
-        let frames =
-            stack.iter().rev().map(|f| Frame { name: f.name.clone(), file: f.file.clone(), line: f.line }).collect();
         let stop = Stop {
             reason: StopReason::FunctionBreakpoint,
             breakpoints: ids,
-            thread: std::thread::current().name().unwrap_or("plugin").to_owned(),
-            frames,
+            thread: current_thread_name(),
+            frames: span_frames(&stack),
             variables: fields,
             writable: Vec::new(),
             frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
             message: None,
+            exception: None,
         };
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
-        let _ = self.events.send(DebugEvent::Stopped(stop));
-        let how = crate::budget::paused(|| self.serve_until_resumed(None));
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if how != Resume::Continue {
-            *self.step.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Step { mode: how, depth: stack.len(), thread: std::thread::current().id() });
-            self.stepping.store(true, Ordering::Relaxed);
-        }
-        self.rearm();
+        self.halt(stop, None, stack.len());
     }
 
     fn on_probe(&self, hit: &ProbeHit<'_>) {
@@ -499,37 +643,102 @@ impl ProbeHandler for DebugAgent {
         let stack = self.plugin.current_stack();
         let mut frames =
             vec![Frame { name: hit.site.function.clone(), file: hit.site.file.clone(), line: hit.site.line }];
-        frames.extend(stack.iter().rev().map(|f| Frame { name: f.name.clone(), file: f.file.clone(), line: f.line }));
+        frames.extend(span_frames(&stack));
         let stop = Stop {
             reason,
             breakpoints,
-            thread: std::thread::current().name().unwrap_or("plugin").to_owned(),
+            thread: current_thread_name(),
             frames,
             variables: hit.values().into_iter().map(|(n, v)| (n.to_owned(), v.to_json())).collect(),
             writable: (0..hit.len()).filter(|&i| hit.is_writable(i)).map(|i| hit.name(i).to_owned()).collect(),
             frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
             message,
+            exception: None,
         };
+        self.halt(stop, Some(hit), stack.len());
+    }
+
+    fn on_abort(&self, reason: &str) {
+        if !self.catches(ExceptionFilter::Budget) {
+            return;
+        }
+        let stack = self.plugin.current_stack();
+        let description = format!("budget exceeded: {reason}");
+        let stop = Stop {
+            reason: StopReason::Exception,
+            breakpoints: Vec::new(),
+            thread: current_thread_name(),
+            frames: span_frames(&stack),
+            variables: stack.last().map(|f| f.fields.clone()).unwrap_or_default(),
+            writable: Vec::new(),
+            frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
+            message: Some(description.clone()),
+            exception: Some(ExceptionStop { filter: ExceptionFilter::Budget, description, location: None }),
+        };
+        self.halt(stop, None, stack.len());
+    }
+
+    fn on_panic(&self, panic: &PanicSite<'_>) {
+        if !self.catches(ExceptionFilter::Panic) {
+            return;
+        }
+        let stack = self.plugin.current_stack();
+        let location = (!panic.file.is_empty()).then(|| format!("{}:{}:{}", panic.file, panic.line, panic.column));
+        let mut frames = Vec::new();
+        if location.is_some() {
+            let name = stack.last().map_or_else(|| "panic".to_owned(), |f| format!("{} (panicked)", f.name));
+            frames.push(Frame { name, file: panic.file.to_owned(), line: panic.line });
+        }
+        frames.extend(span_frames(&stack));
+        let mut variables = vec![("panic".to_owned(), Value::String(panic.message.to_owned()))];
+        variables.extend(stack.last().map(|f| f.fields.clone()).unwrap_or_default());
+        let stop = Stop {
+            reason: StopReason::Exception,
+            breakpoints: Vec::new(),
+            thread: current_thread_name(),
+            frames,
+            variables,
+            writable: Vec::new(),
+            frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
+            message: Some(format!("panicked: {}", panic.message)),
+            exception: Some(ExceptionStop {
+                filter: ExceptionFilter::Panic,
+                description: format!("panicked: {}", panic.message),
+                location,
+            }),
+        };
+        self.halt(stop, None, stack.len());
+    }
+}
+
+fn current_thread_name() -> String {
+    std::thread::current().name().unwrap_or("plugin").to_owned()
+}
+
+/// The shadow stack's spans as frames, innermost first.
+fn span_frames(stack: &[crate::bridge::StackFrame]) -> Vec<Frame> {
+    stack.iter().rev().map(|f| Frame { name: f.name.clone(), file: f.file.clone(), line: f.line }).collect()
+}
+
+impl DebugAgent {
+    /// Stops the calling plugin thread with `stop` until resumed (the time
+    /// counts against no budget), serving setVariable on `hit`'s bindings; then
+    /// sets up the step asked for, from span depth `depth`.
+    fn halt(&self, stop: Stop, hit: Option<&ProbeHit<'_>>, depth: usize) {
         *self.step.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.stepping.store(false, Ordering::Relaxed);
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
-        let _ = self.events.send(DebugEvent::Stopped(stop));
-
-        // Stopped: serve commands on this thread until told to go on. The time
-        // counts against no budget.
-        let how = crate::budget::paused(|| self.serve_until_resumed(Some(hit)));
+        let _ = self.events.send(DebugEvent::Stopped(Box::new(stop)));
+        let how = crate::budget::paused(|| self.serve_until_resumed(hit));
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if how != Resume::Continue {
-            let depth = stack.len();
             *self.step.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(Step { mode: how, depth, thread: std::thread::current().id() });
             self.stepping.store(true, Ordering::Relaxed);
         }
         self.rearm();
     }
-}
 
-impl DebugAgent {
     /// Serves setVariable (at a probe) until a resume command; returns how to go on.
     fn serve_until_resumed(&self, hit: Option<&ProbeHit<'_>>) -> Resume {
         let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());

@@ -11,16 +11,21 @@
 //! If the plugin crashes this process, the adapter sees the socket close and
 //! the exit status, and ends the session with a message; it does not die with it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::budget::Budget;
 use crate::debug::{
     BreakpointSpec, BreakpointState, DebugAgent, DebugEvent, FunctionBreakpointSpec, Resume, Stop, StopReason,
+    same_file,
 };
 use crate::events::Event;
 use crate::host::{Host, HostOptions};
@@ -35,7 +40,19 @@ pub enum DebugRequest {
         library: PathBuf,
         name: String,
         config: String,
+        /// Reload the plugin when the library file changes.
+        #[serde(default)]
+        hot_reload: bool,
+        /// The plugin's budget (its manifest's).
+        #[serde(default)]
+        budget: WireBudget,
     },
+    /// The first request on an attach connection (after the token line).
+    Hello,
+    /// Attach: the breakpoints are set, the host may run its calls.
+    Start,
+    /// Attach: the debugger goes away; the host runs on without it.
+    Detach,
     SetBreakpoints {
         file: String,
         breakpoints: Vec<WireBreakpoint>,
@@ -43,6 +60,16 @@ pub enum DebugRequest {
     SetFunctionBreakpoints {
         breakpoints: Vec<WireFunctionBreakpoint>,
     },
+    /// Which exception filters are on (`panic`, `budget`, `error`).
+    SetExceptionFilters {
+        filters: Vec<String>,
+    },
+    /// The probe lines of `file` (for breakpointLocations).
+    ProbeLines {
+        file: String,
+    },
+    /// Stop at the first probe reached, as an entry stop.
+    StopOnEntry,
     /// Runs a call; the reply comes when it returns.
     Call {
         method: String,
@@ -63,9 +90,41 @@ pub enum DebugRequest {
     Shutdown,
 }
 
+/// A call budget as the adapter sends it: nanoseconds and bytes.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WireBudget {
+    pub max_memory: Option<u64>,
+    pub max_cpu_time_ns: Option<u64>,
+    pub max_duration_ns: Option<u64>,
+}
+
+impl From<Budget> for WireBudget {
+    fn from(b: Budget) -> Self {
+        let ns = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        WireBudget {
+            max_memory: b.max_memory,
+            max_cpu_time_ns: ns(b.max_cpu_time),
+            max_duration_ns: ns(b.max_duration),
+        }
+    }
+}
+
+impl From<WireBudget> for Budget {
+    fn from(b: WireBudget) -> Self {
+        Budget {
+            max_memory: b.max_memory,
+            max_cpu_time: b.max_cpu_time_ns.map(Duration::from_nanos),
+            max_duration: b.max_duration_ns.map(Duration::from_nanos),
+        }
+    }
+}
+
 /// A breakpoint as the adapter sends it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct WireBreakpoint {
+    /// The adapter's id for it (0: the agent picks one).
+    #[serde(default)]
+    pub id: u64,
     pub line: u32,
     pub condition: Option<String>,
     pub hit_condition: Option<String>,
@@ -75,6 +134,8 @@ pub struct WireBreakpoint {
 /// A function breakpoint as the adapter sends it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct WireFunctionBreakpoint {
+    #[serde(default)]
+    pub id: u64,
     pub name: String,
     pub condition: Option<String>,
     pub hit_condition: Option<String>,
@@ -105,6 +166,12 @@ pub enum DebugReply {
     Loaded {
         methods: Vec<String>,
     },
+    /// The answer to `Hello`: the plugin the attached host runs.
+    Attached {
+        name: String,
+        library: PathBuf,
+        methods: Vec<String>,
+    },
     Breakpoints {
         breakpoints: Vec<WireBreakpointState>,
     },
@@ -117,6 +184,9 @@ pub enum DebugReply {
     Evaluated {
         value: Value,
     },
+    Lines {
+        lines: Vec<u32>,
+    },
     Done,
     /// Notification: a thread stopped.
     Stopped {
@@ -128,12 +198,22 @@ pub enum DebugReply {
         writable: Vec<String>,
         frame_fields: Vec<Vec<(String, Value)>>,
         message: Option<String>,
+        exception: Option<WireException>,
     },
     /// Notification: a logpoint's message, or a plugin log line.
     Output {
         category: String,
         text: String,
     },
+}
+
+/// What an exception stop is about.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WireException {
+    /// The filter: `panic`, `budget` or `error`.
+    pub filter: String,
+    pub description: String,
+    pub location: Option<String>,
 }
 
 /// What became of a breakpoint.
@@ -158,7 +238,8 @@ fn stopped(stop: Stop) -> DebugReply {
             StopReason::FunctionBreakpoint => "function breakpoint",
             StopReason::Step => "step",
             StopReason::Pause => "pause",
-            StopReason::ConditionError => "exception",
+            StopReason::Entry => "entry",
+            StopReason::ConditionError | StopReason::Exception => "exception",
         }
         .to_owned(),
         breakpoints: stop.breakpoints,
@@ -168,20 +249,37 @@ fn stopped(stop: Stop) -> DebugReply {
         writable: stop.writable,
         frame_fields: stop.frame_fields,
         message: stop.message,
+        exception: stop.exception.map(|e| WireException {
+            filter: e.filter.name().to_owned(),
+            description: e.description,
+            location: e.location,
+        }),
     }
 }
 
-type Writer = Arc<Mutex<UnixStream>>;
+type Writer = Arc<Mutex<Box<dyn Write + Send>>>;
 
 fn reply(writer: &Writer, id: u64, body: DebugReply) -> std::io::Result<()> {
-    send(&mut writer.lock().unwrap_or_else(|e| e.into_inner()), id, body)
+    let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+    send(&mut *writer, id, body)?;
+    writer.flush()
+}
+
+/// The plugin a connection debugs, and its agent.
+type Debuggee = (Arc<Plugin>, Arc<DebugAgent>);
+
+/// What a connection serves: a child loads its plugin when told (`Load`);
+/// an attached host has one already and runs its own calls after `Start`.
+enum Mode {
+    Child { host: Box<Host> },
+    Attached { name: String, library: PathBuf, start: Option<Sender<()>> },
 }
 
 /// The child side: connects to `socket` and serves one plugin under a debug
 /// agent until told to shut down or the adapter goes away.
 pub fn serve(socket: &Path) -> std::io::Result<()> {
     let stream = UnixStream::connect(socket)?;
-    let writer: Writer = Arc::new(Mutex::new(stream.try_clone()?));
+    let writer: Writer = Arc::new(Mutex::new(Box::new(stream.try_clone()?)));
     let mut options = HostOptions::default();
     if let Some(filter) = std::env::var("AX_LOG").ok().and_then(|f| f.parse().ok()) {
         options.instrumentation.log_filter = filter;
@@ -194,95 +292,227 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
             let _ = reply(&logs, 0, DebugReply::Output { category: "console".to_owned(), text });
         }
     });
+    serve_connection(stream, &writer, &mut Mode::Child { host: Box::new(host) }, None)
+}
 
-    let mut session: Option<(Arc<Plugin>, Arc<DebugAgent>)> = None;
-    for line in BufReader::new(stream).lines() {
-        let line = line?;
+/// A debug listener in an `ax` host (`ax run --debug-listen`): a debugger
+/// attaches over TCP on loopback, proving it knows the token with its first
+/// line (`{"token": "…"}`); a wrong token is refused and the listener waits
+/// for the next. One debugger at a time.
+#[derive(Debug)]
+pub struct DebugListener {
+    pub address: std::net::SocketAddr,
+    started: Receiver<()>,
+}
+
+impl DebugListener {
+    /// Listens on `address` (loopback only) for debuggers of `plugin`.
+    pub fn start(
+        address: std::net::SocketAddr,
+        token: String,
+        plugin: Arc<Plugin>,
+        library: PathBuf,
+    ) -> std::io::Result<DebugListener> {
+        if !address.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("debug listener address {address}: expected a loopback address such as 127.0.0.1:0"),
+            ));
+        }
+        let listener = TcpListener::bind(address)?;
+        let address = listener.local_addr()?;
+        let (start, started) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new().name("ax-debug-listener".to_owned()).spawn(move || {
+            let mut start = Some(start);
+            for stream in listener.incoming().map_while(Result::ok) {
+                let _ = stream.set_nodelay(true);
+                let Ok(mut reader) = stream.try_clone().map(BufReader::new) else { continue };
+                let Ok(writer) = stream.try_clone() else { continue };
+                let writer: Writer = Arc::new(Mutex::new(Box::new(writer)));
+                let mut first = String::new();
+                let offered = reader
+                    .read_line(&mut first)
+                    .ok()
+                    .and_then(|_| serde_json::from_str::<Value>(&first).ok())
+                    .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_owned));
+                if offered.as_deref() != Some(token.as_str()) {
+                    let message = "wrong or missing token: expected the one `ax run --debug-listen` printed".to_owned();
+                    let _ = reply(&writer, 0, DebugReply::Failed { message });
+                    continue;
+                }
+                let agent = DebugAgent::attach(plugin.clone());
+                let mut mode =
+                    Mode::Attached { name: plugin.name().to_owned(), library: library.clone(), start: start.take() };
+                let _ = serve_connection(reader, &writer, &mut mode, Some((plugin.clone(), agent.clone())));
+                agent.detach();
+                // A debugger that left before `Start` still lets the calls run.
+                if let Mode::Attached { start: Some(tx), .. } = mode {
+                    let _ = tx.send(());
+                }
+            }
+        })?;
+        Ok(DebugListener { address, started })
+    }
+
+    /// Waits until the first debugger has set its breakpoints (or gone).
+    pub fn wait_for_start(&self) {
+        let _ = self.started.recv();
+    }
+}
+
+/// Serves one connection's requests until shutdown, detach or its end.
+fn serve_connection(
+    stream: impl std::io::Read,
+    writer: &Writer,
+    mode: &mut Mode,
+    mut session: Option<Debuggee>,
+) -> std::io::Result<()> {
+    if let Some((_, agent)) = &session {
+        forward_agent_events(agent, writer.clone());
+    }
+    let mut lines = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
         let Ok(Envelope { id, body }) = serde_json::from_str::<Envelope<DebugRequest>>(&line) else { continue };
         let failed = |message: String| DebugReply::Failed { message };
-        let answer = match (body, &session) {
-            (DebugRequest::Load { library, name, config }, _) => match host.load_library(&library, &name, &config) {
-                Ok(plugin) => {
-                    let plugin = Arc::new(plugin);
-                    let agent = DebugAgent::attach(plugin.clone());
-                    forward_agent_events(&agent, writer.clone());
-                    let methods = plugin.methods().to_vec();
-                    session = Some((plugin, agent));
-                    DebugReply::Loaded { methods }
+        let answer = match (body, &session, &mut *mode) {
+            (DebugRequest::Load { library, name, config, budget, .. }, None, Mode::Child { host }) => {
+                match host.load_library(&library, &name, &config) {
+                    Ok(plugin) => {
+                        plugin.set_budget(budget.into());
+                        let plugin = Arc::new(plugin);
+                        let agent = DebugAgent::attach(plugin.clone());
+                        forward_agent_events(&agent, writer.clone());
+                        let methods = plugin.methods().to_vec();
+                        session = Some((plugin, agent));
+                        DebugReply::Loaded { methods }
+                    }
+                    Err(e) => failed(e.to_string()),
                 }
-                Err(e) => failed(e.to_string()),
+            }
+            (DebugRequest::Load { .. }, _, _) => failed("a plugin is loaded already".to_owned()),
+            (DebugRequest::Hello, Some((plugin, _)), Mode::Attached { name, library, .. }) => DebugReply::Attached {
+                name: name.clone(),
+                library: library.clone(),
+                methods: plugin.methods().to_vec(),
             },
-            (DebugRequest::Shutdown, _) => {
-                if let Some((plugin, agent)) = session.take() {
-                    agent.detach();
-                    let _ = plugin.shutdown();
+            (DebugRequest::Start, _, Mode::Attached { start, .. }) => {
+                if let Some(start) = start.take() {
+                    let _ = start.send(());
                 }
-                reply(&writer, id, DebugReply::Done)?;
+                DebugReply::Done
+            }
+            (DebugRequest::Hello | DebugRequest::Start | DebugRequest::Detach, _, Mode::Child { .. }) => {
+                failed("not an attached host".to_owned())
+            }
+            (DebugRequest::Detach, _, Mode::Attached { .. }) => {
+                reply(writer, id, DebugReply::Done)?;
                 return Ok(());
             }
-            (_, None) => failed("no plugin is loaded".to_owned()),
-            (DebugRequest::SetBreakpoints { file, breakpoints }, Some((_, agent))) => {
-                let specs: Vec<BreakpointSpec> = breakpoints
-                    .into_iter()
-                    .map(|b| BreakpointSpec {
-                        line: b.line,
-                        condition: b.condition,
-                        hit_condition: b.hit_condition,
-                        log_message: b.log_message,
-                    })
-                    .collect();
-                let states = agent.set_breakpoints(&file, &specs);
-                DebugReply::Breakpoints { breakpoints: states.into_iter().map(Into::into).collect() }
+            (DebugRequest::Shutdown, _, _) => {
+                if let Some((plugin, agent)) = session.take() {
+                    agent.detach();
+                    if matches!(mode, Mode::Child { .. }) {
+                        let _ = plugin.shutdown();
+                    }
+                }
+                reply(writer, id, DebugReply::Done)?;
+                return Ok(());
             }
-            (DebugRequest::SetFunctionBreakpoints { breakpoints }, Some((_, agent))) => {
-                let specs: Vec<FunctionBreakpointSpec> = breakpoints
-                    .into_iter()
-                    .map(|b| FunctionBreakpointSpec {
-                        name: b.name,
-                        condition: b.condition,
-                        hit_condition: b.hit_condition,
-                    })
-                    .collect();
-                let states = agent.set_function_breakpoints(&specs);
-                DebugReply::Breakpoints { breakpoints: states.into_iter().map(Into::into).collect() }
-            }
-            (DebugRequest::Call { method, input }, Some((plugin, _))) => {
-                // Off the request loop: a stopped call must not stop the serving.
-                let (plugin, writer) = (plugin.clone(), writer.clone());
-                std::thread::spawn(move || {
-                    let answer = match plugin.call(&method, &input) {
-                        Ok(output) => DebugReply::Returned { output },
-                        Err(e) => DebugReply::Failed { message: e.to_string() },
-                    };
-                    let _ = reply(&writer, id, answer);
-                });
-                continue;
-            }
-            (DebugRequest::Resume { how }, Some((_, agent))) => {
-                agent.resume(match how {
-                    WireResume::Continue => Resume::Continue,
-                    WireResume::Next => Resume::Next,
-                    WireResume::StepIn => Resume::StepIn,
-                    WireResume::StepOut => Resume::StepOut,
-                });
-                DebugReply::Done
-            }
-            (DebugRequest::Pause, Some((_, agent))) => {
-                agent.pause();
-                DebugReply::Done
-            }
-            (DebugRequest::SetVariable { name, value }, Some((_, agent))) => match agent.set_variable(&name, &value) {
-                Ok(()) => DebugReply::Done,
-                Err(message) => failed(message),
-            },
-            (DebugRequest::Evaluate { expression }, Some((_, agent))) => match agent.evaluate(&expression) {
-                Ok(value) => DebugReply::Evaluated { value },
-                Err(message) => failed(message),
+            (_, None, _) => failed("no plugin is loaded".to_owned()),
+            (request, Some((plugin, agent)), _) => match request {
+                DebugRequest::Call { method, input } => {
+                    // Off the request loop: a stopped call must not stop the serving.
+                    let (plugin, agent, writer) = (plugin.clone(), agent.clone(), writer.clone());
+                    std::thread::spawn(move || {
+                        let result = plugin.call(&method, &input);
+                        agent.call_returned(&method, &input, &result);
+                        let answer = match result {
+                            Ok(output) => DebugReply::Returned { output },
+                            Err(e) => DebugReply::Failed { message: e.to_string() },
+                        };
+                        let _ = reply(&writer, id, answer);
+                    });
+                    continue;
+                }
+                request => answer_agent(request, plugin, agent),
             },
         };
-        reply(&writer, id, answer)?;
+        reply(writer, id, answer)?;
     }
-    Ok(())
+}
+
+/// The requests the agent answers at once.
+fn answer_agent(request: DebugRequest, plugin: &Plugin, agent: &DebugAgent) -> DebugReply {
+    let failed = |message: String| DebugReply::Failed { message };
+    let breakpoints = |states: Vec<BreakpointState>| DebugReply::Breakpoints {
+        breakpoints: states.into_iter().map(Into::into).collect(),
+    };
+    match request {
+        DebugRequest::SetBreakpoints { file, breakpoints: wire } => {
+            let ids: Vec<u64> = wire.iter().map(|b| b.id).collect();
+            let specs: Vec<BreakpointSpec> = wire
+                .into_iter()
+                .map(|b| BreakpointSpec {
+                    line: b.line,
+                    condition: b.condition,
+                    hit_condition: b.hit_condition,
+                    log_message: b.log_message,
+                })
+                .collect();
+            breakpoints(agent.set_breakpoints_as(&file, &specs, &ids))
+        }
+        DebugRequest::SetFunctionBreakpoints { breakpoints: wire } => {
+            let ids: Vec<u64> = wire.iter().map(|b| b.id).collect();
+            let specs: Vec<FunctionBreakpointSpec> = wire
+                .into_iter()
+                .map(|b| FunctionBreakpointSpec {
+                    name: b.name,
+                    condition: b.condition,
+                    hit_condition: b.hit_condition,
+                })
+                .collect();
+            breakpoints(agent.set_function_breakpoints_as(&specs, &ids))
+        }
+        DebugRequest::SetExceptionFilters { filters } => breakpoints(agent.set_exception_filters(&filters)),
+        DebugRequest::ProbeLines { file } => {
+            let mut lines: Vec<u32> =
+                plugin.probe_sites().iter().filter(|s| same_file(&file, &s.file)).map(|s| s.line).collect();
+            lines.sort_unstable();
+            lines.dedup();
+            DebugReply::Lines { lines }
+        }
+        DebugRequest::StopOnEntry => {
+            agent.stop_on_entry();
+            DebugReply::Done
+        }
+        DebugRequest::Resume { how } => {
+            agent.resume(match how {
+                WireResume::Continue => Resume::Continue,
+                WireResume::Next => Resume::Next,
+                WireResume::StepIn => Resume::StepIn,
+                WireResume::StepOut => Resume::StepOut,
+            });
+            DebugReply::Done
+        }
+        DebugRequest::Pause => {
+            agent.pause();
+            DebugReply::Done
+        }
+        DebugRequest::SetVariable { name, value } => match agent.set_variable(&name, &value) {
+            Ok(()) => DebugReply::Done,
+            Err(message) => failed(message),
+        },
+        DebugRequest::Evaluate { expression } => match agent.evaluate(&expression) {
+            Ok(value) => DebugReply::Evaluated { value },
+            Err(message) => failed(message),
+        },
+        other => failed(format!("unexpected request {other:?}")),
+    }
 }
 
 /// Sends the agent's stops and logpoint lines to the adapter as they happen.
@@ -291,7 +521,7 @@ fn forward_agent_events(agent: &Arc<DebugAgent>, writer: Writer) {
     std::thread::spawn(move || {
         for event in events.iter() {
             let note = match event {
-                DebugEvent::Stopped(stop) => stopped(stop),
+                DebugEvent::Stopped(stop) => stopped(*stop),
                 DebugEvent::Output(text) => DebugReply::Output { category: "console".to_owned(), text: text + "\n" },
             };
             if reply(&writer, 0, note).is_err() {

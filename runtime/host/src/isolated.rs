@@ -257,7 +257,7 @@ fn call_error(plugin: &str, method: &str, error: WireError) -> CallError {
     }
 }
 
-pub(crate) fn send<T: Serialize>(stream: &mut UnixStream, id: u64, body: T) -> std::io::Result<()> {
+pub(crate) fn send<T: Serialize>(stream: &mut impl Write, id: u64, body: T) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(&Envelope { id, body }).map_err(std::io::Error::other)?;
     line.push(b'\n');
     stream.write_all(&line)
@@ -305,7 +305,7 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
             }
             _ => return,
         };
-        let _ = send(&mut notify.lock().unwrap_or_else(|e| e.into_inner()), 0, reply);
+        let _ = send(&mut *notify.lock().unwrap_or_else(|e| e.into_inner()), 0, reply);
     });
     let mut plugin = None;
     for line in BufReader::new(stream).lines() {
@@ -356,11 +356,11 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
                     Some(Err(e)) => Reply::Failed { error: wire_error(&e), usage: WireUsage::default() },
                     _ => Reply::Done,
                 };
-                send(&mut writer.lock().unwrap_or_else(|e| e.into_inner()), id, reply)?;
+                send(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), id, reply)?;
                 return Ok(());
             }
         };
-        send(&mut writer.lock().unwrap_or_else(|e| e.into_inner()), id, reply)?;
+        send(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), id, reply)?;
     }
     Ok(())
 }

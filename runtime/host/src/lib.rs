@@ -41,7 +41,9 @@ mod startup;
 mod watch;
 
 pub use ax_manifest as manifest;
-pub use bridge::{CallsiteInfo, Instrumentation, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame};
+pub use bridge::{
+    CallsiteInfo, Instrumentation, PanicSite, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame,
+};
 pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes, format_duration, paused};
 pub use cache::{CacheConfig, CacheStats, QueryCache};
 #[cfg(unix)]

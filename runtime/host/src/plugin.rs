@@ -266,7 +266,7 @@ impl Plugin {
                 instance,
                 budget,
                 state.counters,
-                Box::new(move || bridge.request_abort(vtable)),
+                Box::new(move |violations| bridge.request_abort(vtable, violations)),
             );
             if budget.is_limited() {
                 watchdog.watch(&active);

@@ -1,0 +1,284 @@
+// ax-dap's debugger features beyond breakpoints, driven by Microsoft's
+// DebugClient: exception breakpoints (panic, budget, error) and exceptionInfo,
+// function breakpoints, hit conditions, stepping, pause, stop on entry, the
+// stack and its scopes, breakpointLocations, completions, the REPL's `.call`,
+// restart, modules, attach to an `ax run --debug-listen` host, and the
+// attribute schema editors read. Run by ./scripts/test after the workspace is
+// built (target/debug holds ax-dap, ax, word-count and the fixtures).
+'use strict';
+
+const assert = require('node:assert');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, execFileSync } = require('node:child_process');
+const { test, beforeEach, afterEach } = require('node:test');
+const { DebugClient } = require('@vscode/debugadapter-testsupport');
+
+const root = path.resolve(__dirname, '..', '..');
+const target = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
+const bin = (name) => path.join(target, 'debug', name);
+const lib = (crate) => bin(`lib${crate.replace(/-/g, '_')}.${process.platform === 'darwin' ? 'dylib' : 'so'}`);
+const marker = (file, tag) => fs.readFileSync(file, 'utf8').split('\n').findIndex((l) => l.includes(tag)) + 1;
+
+const wordCount = lib('word-count');
+const source = path.join(root, 'examples', 'word-count', 'src', 'lib.rs');
+const probeLine = marker(source, '// #PROBE');
+const panicSource = path.join(root, 'tests', 'fixtures', 'panic-call', 'src', 'lib.rs');
+const panicLine = marker(panicSource, '// #PANIC_CALL');
+const count = (text) => ({ method: 'count', input: { text } });
+
+let dc;
+
+beforeEach(async () => {
+  dc = new DebugClient(bin('ax-dap'), '--stdio', 'ax', { env: { ...process.env, AX_BIN: bin('ax') } });
+  dc.defaultTimeout = 20000;
+  await dc.start();
+});
+
+afterEach(async () => {
+  await dc.stop();
+});
+
+/// Launches with `args`, sets what `configure` sets once initialized, then configurationDone.
+async function launch(args, configure = async () => {}) {
+  await Promise.all([
+    dc.waitForEvent('initialized').then(configure).then(() => dc.configurationDoneRequest()),
+    dc.launch({ build: false, ...args }),
+  ]);
+}
+
+const lineBreakpoint = (line, extra = {}) => () =>
+  dc.setBreakpointsRequest({ source: { path: source }, breakpoints: [{ line, ...extra }] });
+
+async function variablesOf(reference) {
+  const response = await dc.variablesRequest({ variablesReference: reference });
+  return Object.fromEntries(response.body.variables.map((v) => [v.name, v.value]));
+}
+
+test('a panic stops where it happens, with the message in exceptionInfo', async () => {
+  const stopped = dc.assertStoppedLocation('exception', { path: panicSource, line: panicLine });
+  await launch({ plugin: lib('fixture-panic-call'), calls: [{ method: 'boom', input: 3 }] }, () =>
+    dc.setExceptionBreakpointsRequest({ filters: ['panic'] }),
+  );
+  await stopped;
+  const info = await dc.exceptionInfoRequest({ threadId: 1 });
+  assert.strictEqual(info.body.exceptionId, 'panic');
+  assert.match(info.body.description, /index out of bounds/);
+  await Promise.all([
+    dc.continueRequest({ threadId: 1 }),
+    dc.assertOutput('stderr', 'error: fixture_panic_call.boom: panicked'),
+    dc.waitForEvent('terminated'),
+  ]);
+});
+
+test('without the panic filter a panic does not stop', async () => {
+  await launch({ plugin: lib('fixture-panic-call'), calls: [{ method: 'boom', input: 3 }] }, () =>
+    dc.setExceptionBreakpointsRequest({ filters: [] }),
+  );
+  await Promise.all([dc.assertOutput('stderr', 'error: fixture_panic_call.boom: panicked'), dc.waitForEvent('terminated')]);
+});
+
+test('a budget violation stops the call before it is unwound', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ax-dap-budget-'));
+  fs.writeFileSync(
+    path.join(dir, 'ax-plugin.toml'),
+    `[plugin]\nname = "hostile"\nversion = "0.1.0"\nlibrary = ${JSON.stringify(lib('fixture-hostile'))}\n\n[budget]\nmax_duration = "50ms"\n`,
+  );
+  const stopped = dc.waitForEvent('stopped');
+  await launch({ plugin: path.join(dir, 'ax-plugin.toml'), calls: [{ method: 'spin_probe', input: {} }] }, () =>
+    dc.setExceptionBreakpointsRequest({ filters: ['budget'] }),
+  );
+  assert.strictEqual((await stopped).body.reason, 'exception');
+  const info = await dc.exceptionInfoRequest({ threadId: 1 });
+  assert.strictEqual(info.body.exceptionId, 'budget');
+  assert.match(info.body.description, /budget exceeded: max_duration 50(\.0)? ms exceeded \(observed /);
+  await Promise.all([
+    dc.continueRequest({ threadId: 1 }),
+    dc.assertOutput('stderr', 'error: hostile.spin_probe: budget exceeded'),
+    dc.waitForEvent('terminated'),
+  ]);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('an error returned stops with the error filter, and unknown filters are unverified', async () => {
+  let filters;
+  const stopped = dc.waitForEvent('stopped');
+  await launch({ plugin: wordCount, calls: [{ method: 'no_such_method', input: null }] }, async () => {
+    filters = await dc.setExceptionBreakpointsRequest({ filters: ['error', 'segfault'] });
+  });
+  assert.deepStrictEqual(filters.body.breakpoints.map((b) => b.verified), [true, false]);
+  assert.match(filters.body.breakpoints[1].message, /expected panic, budget or error/);
+  assert.strictEqual((await stopped).body.reason, 'exception');
+  const info = await dc.exceptionInfoRequest({ threadId: 1 });
+  assert.strictEqual(info.body.exceptionId, 'error');
+  assert.match(info.body.description, /no_such_method/);
+  await Promise.all([dc.continueRequest({ threadId: 1 }), dc.waitForEvent('terminated')]);
+});
+
+test('a function breakpoint stops on entering the span', async () => {
+  const stopped = dc.waitForEvent('stopped');
+  await launch({ plugin: wordCount, calls: [count('a b')] }, () =>
+    dc.setFunctionBreakpointsRequest({ breakpoints: [{ name: 'count_words' }] }),
+  );
+  assert.strictEqual((await stopped).body.reason, 'function breakpoint');
+  const trace = await dc.stackTraceRequest({ threadId: 1 });
+  assert.strictEqual(trace.body.stackFrames[0].name, 'count_words');
+  await Promise.all([dc.continueRequest({ threadId: 1 }), dc.waitForEvent('terminated')]);
+});
+
+test('a hit condition >= 3 stops from the third hit', async () => {
+  const stopped = dc.assertStoppedLocation('breakpoint', { path: source, line: probeLine });
+  await launch({ plugin: wordCount, calls: ['one', 'two', 'three', 'four'].map(count) }, lineBreakpoint(probeLine, { hitCondition: '>= 3' }));
+  await stopped;
+  assert.strictEqual((await variablesOf(1)).text, '"three"');
+});
+
+test('the stack has the probe, the spans and the host call; scopes hold the call', async () => {
+  const stopped = dc.assertStoppedLocation('breakpoint', { path: source, line: probeLine });
+  await launch({ plugin: wordCount, calls: [count('a b c')] }, lineBreakpoint(probeLine));
+  await stopped;
+  const trace = await dc.stackTraceRequest({ threadId: 1 });
+  const names = trace.body.stackFrames.map((f) => f.name);
+  assert.strictEqual(names[names.length - 1], 'ax: call `count`');
+  assert.ok(names.includes('count'), names.join(', '));
+  assert.strictEqual(trace.body.totalFrames, names.length);
+  const page = await dc.stackTraceRequest({ threadId: 1, startFrame: 1, levels: 1 });
+  assert.deepStrictEqual(page.body.stackFrames.map((f) => f.name), [names[1]]);
+
+  const scopes = await dc.scopesRequest({ frameId: 0 });
+  assert.deepStrictEqual(scopes.body.scopes.map((s) => s.name), ['Locals', 'Call']);
+  const call = await variablesOf(scopes.body.scopes[1].variablesReference);
+  assert.strictEqual(call.method, '"count"');
+  const input = (await dc.variablesRequest({ variablesReference: scopes.body.scopes[1].variablesReference })).body
+    .variables.find((v) => v.name === 'input');
+  assert.ok(input.variablesReference > 0, 'the input expands');
+  assert.deepStrictEqual(await variablesOf(input.variablesReference), { text: '"a b c"' });
+});
+
+test('next stops at the next probe; stepOut runs to the end', async () => {
+  const stopped = dc.assertStoppedLocation('breakpoint', { path: source, line: probeLine });
+  await launch({ plugin: wordCount, calls: [count('a'), count('b c')] }, lineBreakpoint(probeLine));
+  await stopped;
+  await lineBreakpoint(probeLine, { condition: 'false' })();
+  await Promise.all([dc.nextRequest({ threadId: 1 }), dc.assertStoppedLocation('step', { path: source, line: probeLine })]);
+  assert.strictEqual((await variablesOf(1)).text, '"b c"');
+  await Promise.all([dc.stepOutRequest({ threadId: 1 }), dc.waitForEvent('terminated')]);
+});
+
+test('pause stops a running call at its next probe', async () => {
+  await launch({ plugin: lib('fixture-hostile'), calls: [{ method: 'spin_probe', input: {} }] });
+  await new Promise((r) => setTimeout(r, 200));
+  await Promise.all([dc.pauseRequest({ threadId: 1 }), dc.waitForEvent('stopped').then((e) => assert.strictEqual(e.body.reason, 'pause'))]);
+  const vars = await variablesOf(1);
+  assert.ok(Number(vars.i) > 0, JSON.stringify(vars));
+});
+
+test('stopOnEntry stops at the first probe', async () => {
+  const stopped = dc.assertStoppedLocation('entry', { path: source, line: probeLine });
+  await launch({ plugin: wordCount, calls: [count('a')], stopOnEntry: true });
+  await stopped;
+  await Promise.all([dc.continueRequest({ threadId: 1 }), dc.waitForEvent('terminated')]);
+});
+
+test('breakpointLocations lists the probe lines', async () => {
+  await launch({ plugin: wordCount, calls: [], keepRunning: true });
+  const all = await dc.customRequest('breakpointLocations', { source: { path: source }, line: 1, endLine: 10000 });
+  assert.deepStrictEqual(all.body.breakpoints, [{ line: probeLine }]);
+  const none = await dc.customRequest('breakpointLocations', { source: { path: source }, line: 1, endLine: probeLine - 1 });
+  assert.deepStrictEqual(none.body.breakpoints, []);
+});
+
+test('the REPL completes, and `.call` calls the plugin while it keeps running', async () => {
+  const modules = dc.waitForEvent('module');
+  await launch({ plugin: wordCount, calls: [], keepRunning: true });
+  // A bare library is named after its file.
+  assert.strictEqual((await modules).body.module.name, 'word_count');
+  assert.strictEqual((await dc.customRequest('modules', {})).body.modules[0].path, wordCount);
+  const methods = await dc.customRequest('completions', { text: '.call c', column: 8 });
+  assert.deepStrictEqual(methods.body.targets.map((t) => t.label), ['count']);
+  const keyword = await dc.customRequest('completions', { text: '.ca', column: 4 });
+  assert.deepStrictEqual(keyword.body.targets.map((t) => t.label), ['call']);
+  await Promise.all([
+    dc.evaluateRequest({ expression: '.call count {"text": "x y z"}', context: 'repl' }),
+    dc.assertOutput('console', 'count → {"total":3,"words":3}'),
+  ]);
+  await assert.rejects(dc.evaluateRequest({ expression: '.call count {oops', context: 'repl' }), /not JSON/);
+});
+
+test('completions offer the stopped probe\'s bindings', async () => {
+  const stopped = dc.assertStoppedLocation('breakpoint', { path: source, line: probeLine });
+  await launch({ plugin: wordCount, calls: [count('a')] }, lineBreakpoint(probeLine));
+  await stopped;
+  const targets = await dc.customRequest('completions', { text: 'wo', column: 3 });
+  assert.deepStrictEqual(targets.body.targets.map((t) => t.label), ['words']);
+});
+
+test('restart relaunches with the same breakpoints, under the same ids', async () => {
+  let set;
+  const stopped = dc.waitForEvent('stopped');
+  await launch({ plugin: wordCount, calls: [count('a b')] }, async () => {
+    set = await lineBreakpoint(probeLine)();
+  });
+  const first = await stopped;
+  const id = set.body.breakpoints[0].id;
+  assert.deepStrictEqual(first.body.hitBreakpointIds, [id]);
+  const changed = dc.waitForEvent('breakpoint');
+  const again = dc.waitForEvent('stopped');
+  await dc.customRequest('restart', {});
+  assert.strictEqual((await changed).body.breakpoint.id, id);
+  assert.deepStrictEqual((await again).body.hitBreakpointIds, [id]);
+});
+
+test('attach: a host started with --debug-listen waits, refuses a wrong token, then stops at a breakpoint', async () => {
+  const host = spawn(
+    bin('ax'),
+    ['run', wordCount, 'count', '{"text":"to be attached"}', '--no-build', '--debug-listen', '127.0.0.1:0', '--debug-token', 's3cret'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  host.stdout.on('data', (d) => (stdout += d));
+  const port = await new Promise((resolve, reject) => {
+    let stderr = '';
+    host.stderr.on('data', (d) => {
+      stderr += d;
+      const m = /attach to 127\.0\.0\.1:(\d+) with token s3cret/.exec(stderr);
+      if (m) resolve(Number(m[1]));
+    });
+    host.on('exit', () => reject(new Error(`ax exited: ${stderr}`)));
+  });
+  try {
+    await assert.rejects(dc.attachRequest({ port, token: 'wrong' }), /token/);
+    await dc.stop();
+    dc = new DebugClient(bin('ax-dap'), '--stdio', 'ax', { env: { ...process.env, AX_BIN: bin('ax') } });
+    dc.defaultTimeout = 20000;
+    await dc.start();
+    const stopped = dc.assertStoppedLocation('breakpoint', { path: source, line: probeLine });
+    await Promise.all([
+      dc.waitForEvent('initialized').then(lineBreakpoint(probeLine)).then(() => dc.configurationDoneRequest()),
+      dc.attachRequest({ port, token: 's3cret' }),
+    ]);
+    await stopped;
+    assert.strictEqual((await variablesOf(1)).text, '"to be attached"');
+    await Promise.all([dc.continueRequest({ threadId: 1 }), dc.waitForEvent('terminated')]);
+    await new Promise((resolve) => (host.exitCode !== null ? resolve() : host.on('exit', resolve)));
+    assert.strictEqual(stdout.trim(), '{"total":3,"words":3}');
+  } finally {
+    host.kill();
+  }
+});
+
+test('attach refuses a host that is not on loopback', async () => {
+  await assert.rejects(dc.attachRequest({ host: '10.1.2.3', port: 9, token: 'x' }), /loopback/);
+});
+
+test('ax-dap --schema declares exactly the launch and attach attributes', () => {
+  const schema = JSON.parse(execFileSync(bin('ax-dap'), ['--schema'], { encoding: 'utf8' }));
+  assert.deepStrictEqual(schema.launch.required, ['plugin']);
+  assert.deepStrictEqual(
+    Object.keys(schema.launch.properties).sort(),
+    ['build', 'calls', 'callsFile', 'cwd', 'env', 'hotReload', 'keepRunning', 'plugin', 'sourceMap', 'stopOnEntry'],
+  );
+  assert.deepStrictEqual(schema.attach.required, ['port', 'token']);
+  assert.strictEqual(schema.launch.properties.build.default, true);
+});
