@@ -855,6 +855,12 @@ impl Session {
             config: source.config_json(),
             hot_reload: args.hot_reload,
             budget: source.budget().into(),
+            reload_debounce_ms: match &source {
+                PluginSource::Manifest { manifest, .. } => {
+                    Some(u64::try_from(manifest.reload.debounce.0.as_millis()).unwrap_or(u64::MAX))
+                }
+                PluginSource::Library(_) => None,
+            },
         };
         match child.ask(load).map_err(|e| anyhow!(e))? {
             DebugReply::Loaded { methods } => self.methods = methods,
@@ -1220,6 +1226,15 @@ fn connect(
             }
             match reply {
                 DebugReply::Output { category, text } => out.output(&category, text),
+                DebugReply::Reloaded { generation, name, breakpoints } => {
+                    let module = json!({ "id": 1, "name": name, "version": format!("generation {generation}"),
+                                         "symbolStatus": "probe table loaded" });
+                    out.event("module", json!({ "reason": "changed", "module": module }));
+                    for (path, state) in &breakpoints {
+                        let breakpoint = breakpoint_json(state, path.as_deref());
+                        out.event("breakpoint", json!({ "reason": "changed", "breakpoint": breakpoint }));
+                    }
+                }
                 DebugReply::Stopped {
                     reason,
                     breakpoints,

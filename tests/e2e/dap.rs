@@ -175,3 +175,81 @@ fn a_function_breakpoint_stops_when_the_span_is_entered() {
     assert!(dap.output().contains("{\"total\":2,\"words\":2}"));
     dap.request("disconnect", json!({}));
 }
+
+/// The reload fixture's variant `variant`, copied over `to` the way a build
+/// replaces a library (a new file renamed into place).
+fn replace_library(variant: &str, to: &std::path::Path) {
+    let staged = to.with_extension("staged");
+    std::fs::copy(ax_e2e::reload_variant(variant, false), &staged).unwrap();
+    std::fs::rename(&staged, to).unwrap();
+}
+
+#[test]
+fn under_hot_reload_breakpoints_hold_in_the_new_code_and_a_bad_build_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = dir.path().join("libfixture_reload_counter.so");
+    replace_library("v1", &library);
+    let source = workspace_root().join("tests/fixtures/reload-counter/src/lib.rs").display().to_string();
+    let line = marker_line("tests/fixtures/reload-counter/src/lib.rs", "RELOAD_PROBE");
+
+    let mut dap = DapClient::start();
+    dap.request("initialize", json!({ "adapterID": "ax" }));
+    let launched = dap.request(
+        "launch",
+        json!({ "plugin": library, "build": false, "hotReload": true, "keepRunning": true, "calls": [] }),
+    );
+    assert_eq!(launched["success"], true, "{launched}");
+    dap.event("initialized");
+    let set = dap.request("setBreakpoints", json!({ "source": { "path": source }, "breakpoints": [{ "line": line }] }));
+    let id = set["body"]["breakpoints"][0]["id"].clone();
+    assert_eq!(set["body"]["breakpoints"][0]["verified"], true, "{set}");
+    dap.request("configurationDone", json!({}));
+
+    let call = |dap: &mut DapClient, text: &str| {
+        let expression = format!(".call count {}", json!({ "text": text }));
+        let answer = dap.request("evaluate", json!({ "expression": expression, "context": "repl" }));
+        assert_eq!(answer["success"], true, "{answer}");
+        let stopped = dap.event("stopped");
+        assert_eq!(stopped["body"]["hitBreakpointIds"], json!([id]), "{stopped}");
+        let scopes = dap.request("scopes", json!({ "frameId": 0 }));
+        let locals = dap
+            .request("variables", json!({ "variablesReference": scopes["body"]["scopes"][0]["variablesReference"] }));
+        let value = |name: &str| {
+            locals["body"]["variables"].as_array().unwrap().iter().find(|v| v["name"] == name).unwrap()["value"].clone()
+        };
+        let seen = (value("version"), value("total"));
+        dap.request("continue", json!({ "threadId": 1 }));
+        seen
+    };
+    assert_eq!(call(&mut dap, "a b"), (json!("\"v1\""), json!("2")));
+    dap.wait_for_output("count → {\"total\":2");
+
+    replace_library("v2", &library);
+    let changed = dap.event("breakpoint");
+    assert_eq!(changed["body"]["breakpoint"]["id"], id, "{changed}");
+    assert_eq!(changed["body"]["breakpoint"]["verified"], true, "{changed}");
+    assert_eq!(dap.event("module")["body"]["reason"], "new", "the launch's module event comes first");
+    let module = dap.event("module");
+    assert_eq!(module["body"]["reason"], "changed", "{module}");
+    assert_eq!(module["body"]["module"]["version"], "generation 2", "{module}");
+    dap.wait_for_output("ax: generation 2: reloaded in");
+    assert_eq!(call(&mut dap, "c"), (json!("\"v2\""), json!("3")), "the new code, with the state carried");
+
+    // A reload while a call is stopped waits: the call finishes in the old code.
+    let answer = dap.request("evaluate", json!({ "expression": ".call count {\"text\": \"f\"}", "context": "repl" }));
+    assert_eq!(answer["success"], true, "{answer}");
+    dap.event("stopped");
+    replace_library("v1", &library);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(!dap.output().contains("generation 3: reloaded"), "no reload while a call is stopped in the old code");
+    dap.request("continue", json!({ "threadId": 1 }));
+    dap.wait_for_output("count → {\"total\":4,\"version\":\"v2\"");
+    dap.wait_for_output("ax: generation 3: reloaded in");
+    assert_eq!(call(&mut dap, "g"), (json!("\"v1\""), json!("5")));
+
+    replace_library("panic-init", &library);
+    let output = dap.wait_for_output("ax: reload rolled back at step init");
+    assert!(output.contains("generation 3 keeps serving"), "{output}");
+    assert_eq!(call(&mut dap, "h i"), (json!("\"v1\""), json!("7")), "the session goes on with the old version");
+    dap.request("disconnect", json!({}));
+}

@@ -395,6 +395,20 @@ impl DapClient {
         self.events.iter().filter(|e| e["event"] == "output").filter_map(|e| e["body"]["output"].as_str()).collect()
     }
 
+    /// Waits until the output so far contains `needle`; returns it.
+    pub fn wait_for_output(&mut self, needle: &str) -> String {
+        loop {
+            let output = self.output();
+            if output.contains(needle) {
+                return output;
+            }
+            let message = self.next_message(std::time::Duration::from_secs(60), &format!("output {needle:?}"));
+            if message["type"] == "event" {
+                self.events.push_back(message);
+            }
+        }
+    }
+
     /// Waits for ax-dap to exit; returns whether it exited successfully.
     pub fn wait(&mut self) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

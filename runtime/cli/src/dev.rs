@@ -137,7 +137,7 @@ impl Dev {
                     self.rebuild_and_reload(&changed);
                 }
                 DevEvent::Reloaded(Ok(report)) => {
-                    eprintln!("[gen {}] {} changed · {}", report.generation, self.library.display(), describe(&report));
+                    eprintln!("[gen {}] {} changed · {}", report.generation, self.library.display(), report);
                     replay(&self.plugin, self.calls.as_deref());
                 }
                 DevEvent::Reloaded(Err((step, error, serving))) => {
@@ -178,7 +178,7 @@ impl Dev {
                 );
             }
             Ok(ReloadOutcome::Reloaded(report)) => {
-                eprintln!("[gen {}] {what} · build {} · {}", report.generation, secs(build_time), describe(&report));
+                eprintln!("[gen {}] {what} · build {} · {}", report.generation, secs(build_time), report);
                 replay(&self.plugin, self.calls.as_deref());
             }
             Err(e) => {
@@ -200,26 +200,6 @@ fn replay(plugin: &ReloadablePlugin, calls: Option<&[Call]>) {
         let current = plugin.current();
         run_calls(current.name(), calls, false, |m, i, b| current.call_with(m, i, b));
     }
-}
-
-/// `reloaded in 3.1 ms (read 0.2 ms · load 0.9 ms · …) · state 14 B carried`
-fn describe(report: &ReloadReport) -> String {
-    let steps: Vec<String> = report
-        .steps
-        .iter()
-        .filter(|(step, _)| *step != ReloadStep::Swap)
-        .map(|(step, d)| format!("{step} {}", ms(*d)))
-        .collect();
-    let mut text = format!(
-        "reloaded in {} ({}) · state {} carried",
-        ms(report.duration),
-        steps.join(" · "),
-        bytes(report.state_bytes)
-    );
-    if let Some(e) = &report.shutdown_error {
-        text.push_str(&format!(" · the old build's shutdown failed: {e}"));
-    }
-    text
 }
 
 fn describe_changes(root: Option<&Path>, changed: &[PathBuf]) -> String {
@@ -246,14 +226,6 @@ fn ms(d: Duration) -> String {
 
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
-}
-
-fn bytes(n: usize) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / (1 << 10) as f64),
-        n => format!("{n} B"),
-    }
 }
 
 /// Watches a crate's sources: `src/` recursively, and `Cargo.toml` / `build.rs` by name.

@@ -11,11 +11,12 @@
 //! If the plugin crashes this process, the adapter sees the socket close and
 //! the exit status, and ends the session with a message; it does not die with it.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -31,6 +32,8 @@ use crate::events::Event;
 use crate::host::{Host, HostOptions};
 use crate::isolated::{Envelope, send};
 use crate::plugin::Plugin;
+use crate::reload::{ReloadOptions, ReloadablePlugin};
+use crate::watch::LibraryWatcher;
 
 /// What the adapter asks the debug host.
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +49,9 @@ pub enum DebugRequest {
         /// The plugin's budget (its manifest's).
         #[serde(default)]
         budget: WireBudget,
+        /// Quiet time after a library change before reloading (default 300 ms).
+        #[serde(default)]
+        reload_debounce_ms: Option<u64>,
     },
     /// The first request on an attach connection (after the token line).
     Hello,
@@ -200,6 +206,13 @@ pub enum DebugReply {
         message: Option<String>,
         exception: Option<WireException>,
     },
+    /// Notification: a reload brought generation `generation`; what became
+    /// of each breakpoint (with its file, for line breakpoints) in it.
+    Reloaded {
+        generation: u64,
+        name: String,
+        breakpoints: Vec<(Option<String>, WireBreakpointState)>,
+    },
     /// Notification: a logpoint's message, or a plugin log line.
     Output {
         category: String,
@@ -265,13 +278,140 @@ fn reply(writer: &Writer, id: u64, body: DebugReply) -> std::io::Result<()> {
     writer.flush()
 }
 
-/// The plugin a connection debugs, and its agent.
-type Debuggee = (Arc<Plugin>, Arc<DebugAgent>);
+/// The plugin instance a connection debugs, and its agent.
+#[derive(Clone)]
+struct Debuggee {
+    plugin: Arc<Plugin>,
+    agent: Arc<DebugAgent>,
+}
+
+/// What the adapter set, re-applied to each new instance after a reload.
+#[derive(Default)]
+struct Breakpoints {
+    lines: BTreeMap<String, Vec<WireBreakpoint>>,
+    functions: Vec<WireFunctionBreakpoint>,
+    exception_filters: Vec<String>,
+}
+
+/// The plugin a connection debugs: one instance, or with hot reload the one
+/// serving now (replaced, with a new agent, on each reload).
+#[derive(Clone)]
+struct Target {
+    current: Arc<RwLock<Debuggee>>,
+    reloadable: Option<Arc<ReloadablePlugin>>,
+    watcher: Option<Arc<LibraryWatcher>>,
+    set: Arc<Mutex<Breakpoints>>,
+}
+
+/// A `Load` request's contents.
+struct LoadSpec {
+    library: PathBuf,
+    name: String,
+    config: String,
+    budget: Budget,
+    hot_reload: bool,
+    debounce: Duration,
+}
+
+impl Target {
+    fn fixed(debuggee: Debuggee) -> Target {
+        Target { current: Arc::new(RwLock::new(debuggee)), reloadable: None, watcher: None, set: Arc::default() }
+    }
+
+    fn current(&self) -> Debuggee {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Calls the instance serving now.
+    fn call(&self, method: &str, input: &Value) -> Result<Value, crate::CallError> {
+        match &self.reloadable {
+            Some(reloadable) => reloadable.call(method, input),
+            None => self.current().plugin.call(method, input),
+        }
+    }
+
+    /// Loads a plugin for a debug session: with hot reload, as a reloadable
+    /// plugin whose library is watched; each new instance gets a new agent
+    /// holding the session's breakpoints before its first call, and the
+    /// adapter is told (`Reloaded`).
+    fn load(host: &Arc<Host>, load: LoadSpec, writer: &Writer) -> Result<Target, String> {
+        let LoadSpec { library, name, config, budget, hot_reload, debounce } = load;
+        if !hot_reload {
+            let plugin = Arc::new(host.load_library(&library, &name, &config).map_err(|e| e.to_string())?);
+            plugin.set_budget(budget);
+            let agent = DebugAgent::attach(plugin.clone());
+            forward_agent_events(&agent, writer.clone());
+            return Ok(Target::fixed(Debuggee { plugin, agent }));
+        }
+        // A thread paused at a breakpoint finishes its call in the old code:
+        // the reload waits for it (the drain) as long as it takes.
+        let options = ReloadOptions { drain_timeout: Duration::from_secs(24 * 3600), ..ReloadOptions::default() };
+        let reloadable = ReloadablePlugin::load(host.clone(), &library, &name, &config, options)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())?;
+        let plugin = reloadable.current();
+        plugin.set_budget(budget);
+        let agent = DebugAgent::attach(plugin.clone());
+        forward_agent_events(&agent, writer.clone());
+        let mut target = Target::fixed(Debuggee { plugin, agent });
+        let (current, set, writer) = (target.current.clone(), target.set.clone(), writer.clone());
+        reloadable.on_ready(Box::new(move |plugin, generation| {
+            let agent = DebugAgent::attach(plugin.clone());
+            let set = set.lock().unwrap_or_else(|e| e.into_inner());
+            let mut states = Vec::new();
+            for (file, wire) in &set.lines {
+                let (ids, specs) = line_specs(wire);
+                let placed = agent.set_breakpoints_as(file, &specs, &ids);
+                states.extend(placed.into_iter().map(|s| (Some(file.clone()), s.into())));
+            }
+            let (ids, specs) = function_specs(&set.functions);
+            states.extend(agent.set_function_breakpoints_as(&specs, &ids).into_iter().map(|s| (None, s.into())));
+            agent.set_exception_filters(&set.exception_filters);
+            drop(set);
+            forward_agent_events(&agent, writer.clone());
+            // The old instance has no call in flight: the reload drained it.
+            let debuggee = Debuggee { plugin: plugin.clone(), agent };
+            let old = std::mem::replace(&mut *current.write().unwrap_or_else(|e| e.into_inner()), debuggee);
+            old.agent.detach();
+            let name = plugin.name().to_owned();
+            let _ = reply(&writer, 0, DebugReply::Reloaded { generation, name, breakpoints: states });
+        }));
+        let watcher = LibraryWatcher::spawn(reloadable.clone(), &library, debounce).map_err(|e| e.to_string())?;
+        target.reloadable = Some(reloadable);
+        target.watcher = Some(Arc::new(watcher));
+        Ok(target)
+    }
+}
+
+fn line_specs(wire: &[WireBreakpoint]) -> (Vec<u64>, Vec<BreakpointSpec>) {
+    let specs = wire
+        .iter()
+        .map(|b| BreakpointSpec {
+            line: b.line,
+            condition: b.condition.clone(),
+            hit_condition: b.hit_condition.clone(),
+            log_message: b.log_message.clone(),
+        })
+        .collect();
+    (wire.iter().map(|b| b.id).collect(), specs)
+}
+
+fn function_specs(wire: &[WireFunctionBreakpoint]) -> (Vec<u64>, Vec<FunctionBreakpointSpec>) {
+    let specs = wire
+        .iter()
+        .map(|b| FunctionBreakpointSpec {
+            name: b.name.clone(),
+            condition: b.condition.clone(),
+            hit_condition: b.hit_condition.clone(),
+        })
+        .collect();
+    (wire.iter().map(|b| b.id).collect(), specs)
+}
 
 /// What a connection serves: a child loads its plugin when told (`Load`);
 /// an attached host has one already and runs its own calls after `Start`.
 enum Mode {
-    Child { host: Box<Host> },
+    Child { host: Arc<Host> },
     Attached { name: String, library: PathBuf, start: Option<Sender<()>> },
 }
 
@@ -284,15 +424,26 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
     if let Some(filter) = std::env::var("AX_LOG").ok().and_then(|f| f.parse().ok()) {
         options.instrumentation.log_filter = filter;
     }
-    let host = Host::with_options(options)?;
+    let host = Arc::new(Host::with_options(options)?);
     let logs = writer.clone();
     host.events().subscribe(move |event| {
-        if let Event::Log(line) = event {
-            let text = format!("{line}\n");
-            let _ = reply(&logs, 0, DebugReply::Output { category: "console".to_owned(), text });
-        }
+        let (category, text) = match event {
+            Event::Log(line) => ("console", format!("{line}\n")),
+            Event::ReloadStarted { library, generation, .. } => {
+                ("console", format!("ax: {} changed; loading generation {generation}\n", library.display()))
+            }
+            Event::ReloadSucceeded { report, .. } => {
+                ("console", format!("ax: generation {}: {report}\n", report.generation))
+            }
+            Event::ReloadRolledBack { generation, step, error, .. } => (
+                "stderr",
+                format!("ax: reload rolled back at step {step}: {error}; generation {generation} keeps serving\n"),
+            ),
+            _ => return,
+        };
+        let _ = reply(&logs, 0, DebugReply::Output { category: category.to_owned(), text });
     });
-    serve_connection(stream, &writer, &mut Mode::Child { host: Box::new(host) }, None)
+    serve_connection(stream, &writer, &mut Mode::Child { host }, None)
 }
 
 /// A debug listener in an `ax` host (`ax run --debug-listen`): a debugger
@@ -343,7 +494,8 @@ impl DebugListener {
                 let agent = DebugAgent::attach(plugin.clone());
                 let mut mode =
                     Mode::Attached { name: plugin.name().to_owned(), library: library.clone(), start: start.take() };
-                let _ = serve_connection(reader, &writer, &mut mode, Some((plugin.clone(), agent.clone())));
+                let debuggee = Debuggee { plugin: plugin.clone(), agent: agent.clone() };
+                let _ = serve_connection(reader, &writer, &mut mode, Some(Target::fixed(debuggee)));
                 agent.detach();
                 // A debugger that left before `Start` still lets the calls run.
                 if let Mode::Attached { start: Some(tx), .. } = mode {
@@ -365,10 +517,10 @@ fn serve_connection(
     stream: impl std::io::Read,
     writer: &Writer,
     mode: &mut Mode,
-    mut session: Option<Debuggee>,
+    mut session: Option<Target>,
 ) -> std::io::Result<()> {
-    if let Some((_, agent)) = &session {
-        forward_agent_events(agent, writer.clone());
+    if let Some(target) = &session {
+        forward_agent_events(&target.current().agent, writer.clone());
     }
     let mut lines = BufReader::new(stream);
     let mut line = String::new();
@@ -380,25 +532,27 @@ fn serve_connection(
         let Ok(Envelope { id, body }) = serde_json::from_str::<Envelope<DebugRequest>>(&line) else { continue };
         let failed = |message: String| DebugReply::Failed { message };
         let answer = match (body, &session, &mut *mode) {
-            (DebugRequest::Load { library, name, config, budget, .. }, None, Mode::Child { host }) => {
-                match host.load_library(&library, &name, &config) {
-                    Ok(plugin) => {
-                        plugin.set_budget(budget.into());
-                        let plugin = Arc::new(plugin);
-                        let agent = DebugAgent::attach(plugin.clone());
-                        forward_agent_events(&agent, writer.clone());
-                        let methods = plugin.methods().to_vec();
-                        session = Some((plugin, agent));
+            (
+                DebugRequest::Load { library, name, config, hot_reload, budget, reload_debounce_ms },
+                None,
+                Mode::Child { host },
+            ) => {
+                let debounce = Duration::from_millis(reload_debounce_ms.unwrap_or(300));
+                let spec = LoadSpec { library, name, config, budget: budget.into(), hot_reload, debounce };
+                match Target::load(host, spec, writer) {
+                    Ok(target) => {
+                        let methods = target.current().plugin.methods().to_vec();
+                        session = Some(target);
                         DebugReply::Loaded { methods }
                     }
-                    Err(e) => failed(e.to_string()),
+                    Err(message) => failed(message),
                 }
             }
             (DebugRequest::Load { .. }, _, _) => failed("a plugin is loaded already".to_owned()),
-            (DebugRequest::Hello, Some((plugin, _)), Mode::Attached { name, library, .. }) => DebugReply::Attached {
+            (DebugRequest::Hello, Some(target), Mode::Attached { name, library, .. }) => DebugReply::Attached {
                 name: name.clone(),
                 library: library.clone(),
-                methods: plugin.methods().to_vec(),
+                methods: target.current().plugin.methods().to_vec(),
             },
             (DebugRequest::Start, _, Mode::Attached { start, .. }) => {
                 if let Some(start) = start.take() {
@@ -414,7 +568,8 @@ fn serve_connection(
                 return Ok(());
             }
             (DebugRequest::Shutdown, _, _) => {
-                if let Some((plugin, agent)) = session.take() {
+                if let Some(target) = session.take() {
+                    let Debuggee { plugin, agent } = target.current();
                     agent.detach();
                     if matches!(mode, Mode::Child { .. }) {
                         let _ = plugin.shutdown();
@@ -424,25 +579,40 @@ fn serve_connection(
                 return Ok(());
             }
             (_, None, _) => failed("no plugin is loaded".to_owned()),
-            (request, Some((plugin, agent)), _) => match request {
-                DebugRequest::Call { method, input } => {
-                    // Off the request loop: a stopped call must not stop the serving.
-                    let (plugin, agent, writer) = (plugin.clone(), agent.clone(), writer.clone());
-                    std::thread::spawn(move || {
-                        let result = plugin.call(&method, &input);
-                        agent.call_returned(&method, &input, &result);
-                        let answer = match result {
-                            Ok(output) => DebugReply::Returned { output },
-                            Err(e) => DebugReply::Failed { message: e.to_string() },
-                        };
-                        let _ = reply(&writer, id, answer);
-                    });
-                    continue;
-                }
-                request => answer_agent(request, plugin, agent),
-            },
+            (DebugRequest::Call { method, input }, Some(target), _) => {
+                // Off the request loop: a stopped call must not stop the serving.
+                let (target, writer) = (target.clone(), writer.clone());
+                std::thread::spawn(move || {
+                    let result = target.call(&method, &input);
+                    target.current().agent.call_returned(&method, &input, &result);
+                    let answer = match result {
+                        Ok(output) => DebugReply::Returned { output },
+                        Err(e) => DebugReply::Failed { message: e.to_string() },
+                    };
+                    let _ = reply(&writer, id, answer);
+                });
+                continue;
+            }
+            (request, Some(target), _) => {
+                remember(&target.set, &request);
+                let Debuggee { plugin, agent } = target.current();
+                answer_agent(request, &plugin, &agent)
+            }
         };
         reply(writer, id, answer)?;
+    }
+}
+
+/// Keeps what the adapter sets, for the instances a reload brings.
+fn remember(set: &Mutex<Breakpoints>, request: &DebugRequest) {
+    let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+    match request {
+        DebugRequest::SetBreakpoints { file, breakpoints } => {
+            set.lines.insert(file.clone(), breakpoints.clone());
+        }
+        DebugRequest::SetFunctionBreakpoints { breakpoints } => set.functions = breakpoints.clone(),
+        DebugRequest::SetExceptionFilters { filters } => set.exception_filters = filters.clone(),
+        _ => {}
     }
 }
 
@@ -454,28 +624,11 @@ fn answer_agent(request: DebugRequest, plugin: &Plugin, agent: &DebugAgent) -> D
     };
     match request {
         DebugRequest::SetBreakpoints { file, breakpoints: wire } => {
-            let ids: Vec<u64> = wire.iter().map(|b| b.id).collect();
-            let specs: Vec<BreakpointSpec> = wire
-                .into_iter()
-                .map(|b| BreakpointSpec {
-                    line: b.line,
-                    condition: b.condition,
-                    hit_condition: b.hit_condition,
-                    log_message: b.log_message,
-                })
-                .collect();
+            let (ids, specs) = line_specs(&wire);
             breakpoints(agent.set_breakpoints_as(&file, &specs, &ids))
         }
         DebugRequest::SetFunctionBreakpoints { breakpoints: wire } => {
-            let ids: Vec<u64> = wire.iter().map(|b| b.id).collect();
-            let specs: Vec<FunctionBreakpointSpec> = wire
-                .into_iter()
-                .map(|b| FunctionBreakpointSpec {
-                    name: b.name,
-                    condition: b.condition,
-                    hit_condition: b.hit_condition,
-                })
-                .collect();
+            let (ids, specs) = function_specs(&wire);
             breakpoints(agent.set_function_breakpoints_as(&specs, &ids))
         }
         DebugRequest::SetExceptionFilters { filters } => breakpoints(agent.set_exception_filters(&filters)),

@@ -56,7 +56,7 @@ pub use isolated::{IsolatedPlugin, IsolationOptions};
 pub use lazy::LazyPlugin;
 pub use plugin::{Plugin, SavedState};
 pub use profile::ProfileOptions;
-pub use reload::{ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
+pub use reload::{ReadyHook, ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
 pub use source::{BuildOptions, PluginSource, SourceError};
 pub use startup::{StartupMonitor, resident_bytes, thresholds as startup_thresholds};
 /// The log filter type of [`Instrumentation::log_filter`] (`AX_LOG` syntax).

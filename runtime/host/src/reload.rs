@@ -100,6 +100,30 @@ pub struct ReloadReport {
     pub shutdown_error: Option<String>,
 }
 
+/// `reloaded in 3.1 ms (read 0.2 ms · load 0.9 ms · …) · state 14 B carried`
+impl fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .filter(|(step, _)| *step != ReloadStep::Swap)
+            .map(|(step, d)| format!("{step} {}", ms(*d)))
+            .collect();
+        write!(
+            f,
+            "reloaded in {} ({}) · state {} carried",
+            ms(self.duration),
+            steps.join(" · "),
+            crate::budget::format_bytes(self.state_bytes as u64)
+        )?;
+        if let Some(e) = &self.shutdown_error {
+            write!(f, " · the old build's shutdown failed: {e}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The result of a reload that did not fail.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReloadOutcome {
@@ -134,7 +158,12 @@ pub struct ReloadablePlugin {
     /// Hashes of the library serving and of the last one that failed to load.
     /// Held during a reload: one reload at a time.
     hashes: Mutex<(u64, Option<u64>)>,
+    /// Called with a new instance once it holds the state, before it serves.
+    on_ready: RwLock<Option<ReadyHook>>,
 }
+
+/// See [`ReloadablePlugin::on_ready`].
+pub type ReadyHook = Box<dyn Fn(&Arc<Plugin>, u64) + Send + Sync>;
 
 impl fmt::Debug for ReloadablePlugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -164,7 +193,16 @@ impl ReloadablePlugin {
             current: RwLock::new(Arc::new(plugin)),
             generation: AtomicU64::new(1),
             hashes: Mutex::new((image.hash, None)),
+            on_ready: RwLock::new(None),
         })
+    }
+
+    /// Has `hook` called with each new instance (and its generation) after
+    /// its state is restored and before any call reaches it — while the old
+    /// one has no call in flight. A debugger attaches to it there, so its
+    /// breakpoints hold from the new version's first call.
+    pub fn on_ready(&self, hook: ReadyHook) {
+        *self.on_ready.write() = Some(hook);
     }
 
     /// Calls the instance currently serving. During a reload's drain and state
@@ -243,7 +281,7 @@ impl ReloadablePlugin {
         lap(ReloadStep::Load, &mut steps);
         let init_timeout = Some(self.options.init_timeout);
         let new = match self.host.start_opened(library, opened, &self.name, &self.config_json, init_timeout) {
-            Ok(new) => new,
+            Ok(new) => Arc::new(new),
             Err(e) => {
                 hashes.1 = Some(image.hash);
                 return Err(rolled_back(fail(ReloadStep::Init, e.to_string(), false)));
@@ -277,7 +315,10 @@ impl ReloadablePlugin {
 
         new.set_budget(route.budget());
         let new_instance = new.instance_id();
-        let old = std::mem::replace(&mut *route, Arc::new(new));
+        if let Some(hook) = &*self.on_ready.read() {
+            hook(&new, serving + 1);
+        }
+        let old = std::mem::replace(&mut *route, new);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         drop(route);
         lap(ReloadStep::Swap, &mut steps);
