@@ -75,6 +75,79 @@ mod tests {
         assert!(read(b"Content-Length: 999999999999\r\n\r\n").unwrap_err().contains("at most 64 MiB"));
     }
 
+    /// A reader that hands out at most a few bytes at a time, as pipes do.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        rng: u64,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = (next(&mut self.rng) % 7 + 1) as usize;
+            let n = n.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn any_sequence_of_messages_round_trips_through_any_chunking() {
+        for seed in 1..200u64 {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let messages: Vec<Value> = (0..next(&mut rng) % 8)
+                .map(|i| {
+                    let text: String = (0..next(&mut rng) % 40)
+                        .map(|_| ['a', 'é', '\r', '\n', ':', '"', '\\', '😀', ' '][(next(&mut rng) % 9) as usize])
+                        .collect();
+                    serde_json::json!({ "seq": i, "text": text, "n": next(&mut rng) % 1000 })
+                })
+                .collect();
+            let mut stream = Vec::new();
+            for message in &messages {
+                write_message(&mut stream, message).unwrap();
+            }
+            let mut input = std::io::BufReader::with_capacity(3, Trickle { bytes: &stream, rng });
+            for message in &messages {
+                assert_eq!(read_message(&mut input).unwrap().as_ref(), Some(message), "seed {seed}");
+            }
+            assert_eq!(read_message(&mut input).unwrap(), None, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics_and_always_ends() {
+        for seed in 1..300u64 {
+            let mut rng = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+            let pieces: [&[u8]; 8] = [
+                b"Content-Length: ",
+                b"12",
+                b"\r\n",
+                b"\r\n\r\n",
+                b"{}",
+                b"\xff\xfe",
+                b"x",
+                b"Content-Length: 99999999",
+            ];
+            let bytes: Vec<u8> =
+                (0..next(&mut rng) % 30).flat_map(|_| pieces[(next(&mut rng) % 8) as usize].iter().copied()).collect();
+            let mut input = std::io::BufReader::new(Trickle { bytes: &bytes, rng });
+            // Every read consumes input or ends it: a bounded number of reads reaches the end.
+            let mut reads = 0;
+            while !matches!(read_message(&mut input), Ok(None)) {
+                reads += 1;
+                assert!(reads <= bytes.len() + 1, "seed {seed}: reading does not progress");
+            }
+        }
+    }
+
     #[test]
     fn other_headers_are_ignored() {
         let msg = b"Content-Type: application/vscode-jsonrpc\r\nContent-Length: 2\r\n\r\n{}";

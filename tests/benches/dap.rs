@@ -3,6 +3,8 @@
 //! - a conditional breakpoint whose condition is false, per hit: ax (evaluated
 //!   in the plugin's thread) against gdb on an equivalent compiled C loop
 //!   (`break loop.c:N if count > …`), when gdb and gcc are installed;
+//! - a probe with no breakpoint while a session is attached, and a logpoint,
+//!   against the same loop with no debugger;
 //! - launch → first `stopped` event over DAP, plugin prebuilt (ax-dap starts,
 //!   initialize, launch, setBreakpoints, configurationDone, stopped).
 //!
@@ -24,17 +26,50 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[lo].mul_f64(1.0 - (rank - lo as f64)) + sorted[hi].mul_f64(rank - lo as f64)
 }
 
-/// ns per hit of a false two-variable condition on the bench plugin's probe.
-fn ax_false_condition_ns(hits: u64) -> f64 {
+/// What is at the bench plugin's probe while it loops.
+#[derive(Clone, Copy, PartialEq)]
+enum AtProbe {
+    /// No debugger: the baseline.
+    Nothing,
+    /// A debug session attached, no breakpoint on this probe.
+    Session,
+    /// A breakpoint whose two-variable condition is false.
+    FalseCondition,
+    /// A logpoint (its messages drained by another thread, as the debug host does).
+    Logpoint,
+}
+
+/// ns per probe hit, timed inside the plugin, with `at` on the probe.
+fn ax_per_hit_ns(at: AtProbe, hits: u64) -> f64 {
     let host = Host::new().unwrap();
     let plugin = Arc::new(host.load_library(release_library("fixture-bench-plugin"), "bench", "{}").unwrap());
-    let agent = DebugAgent::attach(plugin.clone());
+    let agent = (at != AtProbe::Nothing).then(|| DebugAgent::attach(plugin.clone()));
     let file = "tests/fixtures/bench-plugin/src/lib.rs";
     let line = marker_line(file, "BENCH_PROBE");
-    let condition = Some("x > 100000000000 && x < 3".to_owned());
-    agent.set_breakpoints(file, &[BreakpointSpec { line, condition, ..BreakpointSpec::default() }]);
+    let spec = match at {
+        AtProbe::FalseCondition => {
+            Some(BreakpointSpec { line, condition: Some("x > 100000000000 && x < 3".to_owned()), ..Default::default() })
+        }
+        AtProbe::Logpoint => {
+            Some(BreakpointSpec { line, log_message: Some("x is {x}".to_owned()), ..Default::default() })
+        }
+        AtProbe::Nothing | AtProbe::Session => None,
+    };
+    let drain = agent.as_ref().map(|agent| {
+        let events = agent.events().clone();
+        std::thread::spawn(move || events.iter().count())
+    });
+    if let (Some(agent), Some(spec)) = (&agent, spec) {
+        agent.set_breakpoints(file, &[spec]);
+    }
     let out = plugin.call("probe", &json!({ "n": hits })).unwrap();
-    agent.detach();
+    if let Some(agent) = agent {
+        agent.detach();
+        drop(agent);
+        let _ = plugin.shutdown();
+        drop(plugin);
+        drop(drain);
+    }
     out["nanos"].as_f64().unwrap() / hits as f64
 }
 
@@ -132,8 +167,18 @@ fn launch_to_stopped() -> Duration {
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--test");
-    let ours = ax_false_condition_ns(if smoke { 100_000 } else { 5_000_000 });
+    let hits = if smoke { 100_000 } else { 5_000_000 };
+    let baseline = ax_per_hit_ns(AtProbe::Nothing, hits);
+    let session = ax_per_hit_ns(AtProbe::Session, hits);
+    let ours = ax_per_hit_ns(AtProbe::FalseCondition, hits);
+    let logpoint = ax_per_hit_ns(AtProbe::Logpoint, hits / 10);
+    println!("probe loop, per iteration: no debugger {baseline:.2} ns (the baseline)");
+    println!(
+        "  session attached, no breakpoint here: {session:.2} ns ({:+.2} ns over the baseline; goal ≤ 2 ns)",
+        session - baseline
+    );
     println!("false conditional breakpoint, per hit: ax {ours:.1} ns (goal ≤ 100 ns)");
+    println!("logpoint, per hit (message rendered and queued): {logpoint:.1} ns");
     match gdb_false_condition_us(if smoke { 200 } else { 2_000 }) {
         Some(gdb) => println!("  gdb on a C loop: {gdb:.1} µs per hit; ax is {:.0}× faster", gdb * 1e3 / ours),
         None => println!("  gdb or gcc not installed: no comparison in this run"),
