@@ -30,7 +30,7 @@ class ConfigurationProvider implements vscode.DebugConfigurationProvider {
   async provideDebugConfigurations(): Promise<vscode.DebugConfiguration[]> {
     const plugins = await this.workspace.plugins();
     const configs = plugins.map((dir) => launchFor(dir, this.workspace.callsFiles()[dir]) as vscode.DebugConfiguration);
-    return configs.length > 0 ? configs : [launchFor('${workspaceFolder}') as vscode.DebugConfiguration];
+    return configs.length > 0 ? configs : [{ ...launchFor('${workspaceFolder}'), name: 'Debug plugin' } as vscode.DebugConfiguration];
   }
 
   async resolveDebugConfiguration(

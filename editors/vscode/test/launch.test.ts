@@ -21,6 +21,14 @@ test('F5 without launch.json launches the only plugin, keeping the host up for .
   });
 });
 
+test('F5 without launch.json may come as {type} or {noDebug}: the same filling, noDebug kept', () => {
+  const typed = resolveConfiguration({ type: 'ax' }, { plugins: [counter] }, attributes);
+  assert.equal(typed.kind === 'ok' && typed.config.plugin, counter);
+  const noDebug = resolveConfiguration({ noDebug: true }, { plugins: [counter] }, attributes);
+  assert.equal(noDebug.kind === 'ok' && noDebug.config.noDebug, true);
+  assert.equal(noDebug.kind === 'ok' && noDebug.config.request, 'launch');
+});
+
 test('F5 without launch.json runs the calls file remembered for the plugin', () => {
   const callsFile = path.join(counter, 'calls.jsonl');
   const r = resolveConfiguration({}, { plugins: [counter], callsFiles: { [counter]: callsFile } }, attributes);

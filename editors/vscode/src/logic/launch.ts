@@ -42,7 +42,8 @@ export function launchFor(plugin: string, callsFile?: string): DebugConfig {
  * or the message that says why there is none.
  */
 export function resolveConfiguration(config: DebugConfig, context: LaunchContext, attributes: Attributes): Resolution {
-  const empty = config.type === undefined && config.request === undefined && config.name === undefined;
+  // F5 without launch.json: VS Code hands over `{}` (or `{type}`, `{noDebug}`).
+  const empty = (config.type === undefined || config.type === 'ax') && config.request === undefined && config.name === undefined;
   if (empty || (config.request === 'launch' && config.plugin === undefined)) {
     const fill = (plugin: string): DebugConfig => ({ ...launchFor(plugin, context.callsFiles?.[plugin]), ...config, plugin });
     const choice = choosePlugin(context.plugins, context.activeFile);
