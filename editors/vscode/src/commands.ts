@@ -12,6 +12,7 @@ import * as vscode from 'vscode';
 
 import { compareArgs, compareDocument, flamegraphArgs, parseCall, profileArgs, runArgs } from './logic/cli';
 import { Command } from './logic/commands';
+import { flamegraphHtml } from './logic/flamegraph';
 import { profilePath } from './logic/profile';
 import { kindOf, Workspace } from './workspace';
 
@@ -170,7 +171,11 @@ async function flamegraph(
     void vscode.window.showErrorMessage(`ax perf flamegraph failed: ${result.stderr.trim().split('\n').pop() ?? `exit status ${result.code}`}`);
     return;
   }
-  showSvg(context, profile, svg);
+  try {
+    showSvg(context, profile, svg);
+  } catch (e) {
+    void vscode.window.showErrorMessage(`ax: ${(e as Error).message}`);
+  }
 }
 
 /** The flame graph in a webview (inferno's SVG is interactive: click to zoom, search), with a way out to the default viewer. */
@@ -181,18 +186,6 @@ function showSvg(context: vscode.ExtensionContext, profile: string, svg: string)
     vscode.ViewColumn.Active,
     { enableScripts: true, localResourceRoots: [] },
   );
-  const body = fs.readFileSync(svg, 'utf8').replace(/^<\?xml[^>]*>\s*/, '').replace(/^<!DOCTYPE[^>]*>\s*/, '');
-  panel.webview.html = `<!DOCTYPE html>
-<html><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<style>body { background: white; margin: 0 } .bar { font: 12px sans-serif; padding: 4px 8px } svg { width: 100% }</style>
-</head><body>
-<div class="bar"><a href="#" onclick="acquireVsCodeApi().postMessage('open'); return false">Open ${escapeHtml(path.basename(svg))} in the default viewer</a> · ${escapeHtml(profile)}</div>
-${body}
-</body></html>`;
+  panel.webview.html = flamegraphHtml(fs.readFileSync(svg, 'utf8'), profile, svg);
   panel.webview.onDidReceiveMessage(() => void vscode.env.openExternal(vscode.Uri.file(svg)), undefined, context.subscriptions);
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
 }

@@ -1,7 +1,7 @@
 //! The `ax` command lines of the commands, checked as strings and then run
 //! for real: the built `ax` profiles the built word-count library with
 //! `profileArgs`, the profile lands where `profilePath` looks and reads as
-//! "just now", `flamegraphArgs` draws it, and `compareArgs` compares two
+//! "just now", `flamegraphArgs` draws it (and the webview page holds it), and `compareArgs` compares two
 //! short benchmark runs into the Markdown the command shows.
 
 import * as assert from 'node:assert/strict';
@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 
 import { compareArgs, compareDocument, flamegraphArgs, parseCall, profileArgs, runArgs } from '../src/logic/cli';
+import { flamegraphHtml } from '../src/logic/flamegraph';
 import { profilePath, profileStatus } from '../src/logic/profile';
 import { built } from './support';
 
@@ -74,6 +75,8 @@ test('the command lines run for real against ax and the word-count library', () 
     const drawn = ax(flamegraphArgs(profile, svg));
     assert.equal(drawn.code, 0, drawn.stderr);
     assert.match(fs.readFileSync(svg, 'utf8'), /<svg[\s\S]*count_words/);
+    const page = flamegraphHtml(fs.readFileSync(svg, 'utf8'), profile, svg);
+    assert.match(page, /<\/div>\n<svg [^>]*onload="init\(evt\)"[\s\S]*count_words[\s\S]*<\/svg>\n<\/body><\/html>$/);
 
     const bench = (out: string) =>
       ax(['perf', 'run', library, '--method', 'count', '--input', '{"text":"a b"}', '--iterations', '200', '--warmup', '10', '-o', out]);
