@@ -77,7 +77,7 @@ test('wrong attribute types are named with what was expected', () => {
   assert.equal(r.kind, 'error');
   const message = r.kind === 'error' ? r.message : '';
   assert.match(message, /^ax: launch configuration "bad": /);
-  assert.match(message, /"plugin" is an integer 3; expected a string \(The plugin to debug/);
+  assert.match(message, /"plugin" is an integer 3; expected a string \(The plugin: a crate directory/);
   assert.match(message, /"build" is a string "yes"; expected a boolean/);
   assert.match(message, /"calls\[1\]\.method" is missing/);
   assert.doesNotMatch(message, /calls\[0\]/);
@@ -88,7 +88,7 @@ test('attach needs port and token, and a port must be a number', () => {
   const missing = resolveConfiguration({ type: 'ax', request: 'attach', name: 'a' }, { plugins: [counter] }, attributes);
   assert.match(missing.kind === 'error' ? missing.message : '', /"port" is missing.*"token" is missing/);
   const badPort = resolveConfiguration({ type: 'ax', request: 'attach', name: 'a', port: '4711', token: 't' }, { plugins: [] }, attributes);
-  assert.match(badPort.kind === 'error' ? badPort.message : '', /"port" is a string "4711"; expected a number/);
+  assert.match(badPort.kind === 'error' ? badPort.message : '', /"port" is a string "4711"; expected an integer/);
   const ok = resolveConfiguration({ type: 'ax', request: 'attach', name: 'a', port: 4711, token: 't' }, { plugins: [] }, attributes);
   assert.equal(ok.kind, 'ok');
 });
