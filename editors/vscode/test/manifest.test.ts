@@ -78,6 +78,12 @@ test('activation stays narrow: no "*", no startup, no activation on every Rust f
   }
 });
 
+test('untrusted and virtual workspaces are refused: the extension runs binaries found in the workspace', () => {
+  const capabilities = (packageJson as unknown as { capabilities: Record<string, { supported: unknown }> }).capabilities;
+  assert.equal(capabilities.untrustedWorkspaces.supported, false);
+  assert.equal(capabilities.virtualWorkspaces.supported, false);
+});
+
 test('the bundle exists and needs nothing at run time but vscode and node', () => {
   const bundle = path.join(extensionRoot, packageJson.main);
   assert.ok(fs.existsSync(bundle), `${bundle} is missing; run npm run bundle`);
