@@ -37,20 +37,23 @@ class ConfigurationProvider implements vscode.DebugConfigurationProvider {
     _folder: vscode.WorkspaceFolder | undefined,
     config: vscode.DebugConfiguration,
   ): Promise<vscode.DebugConfiguration | undefined> {
-    const resolution = resolveConfiguration(config as DebugConfig, {
+    let resolution = resolveConfiguration(config as DebugConfig, {
       plugins: await this.workspace.plugins(),
       activeFile: this.workspace.activeFile(),
       callsFiles: this.workspace.callsFiles(),
     }, this.attributes);
+    if (resolution.kind === 'pick') {
+      const plugin = await this.workspace.pick(resolution.candidates);
+      if (plugin === undefined) return undefined;
+      resolution = resolution.complete(plugin);
+    }
     switch (resolution.kind) {
       case 'ok':
         return resolution.config as vscode.DebugConfiguration;
       case 'error':
         return refuse(resolution.message);
-      case 'pick': {
-        const plugin = await this.workspace.pick(resolution.candidates);
-        return plugin === undefined ? undefined : (resolution.complete(plugin) as vscode.DebugConfiguration);
-      }
+      case 'pick':
+        return undefined;
     }
   }
 

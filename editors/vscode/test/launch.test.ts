@@ -47,8 +47,12 @@ test('several plugins and no active one: the user picks, and the pick completes 
   assert.equal(r.kind, 'pick');
   if (r.kind !== 'pick') return;
   assert.deepEqual(r.candidates, [counter, greeter]);
-  assert.equal(r.complete(greeter).plugin, greeter);
-  assert.equal(r.complete(greeter).request, 'launch');
+  const completed = r.complete(greeter);
+  assert.equal(completed.kind === 'ok' && completed.config.plugin, greeter);
+  assert.equal(completed.kind === 'ok' && completed.config.request, 'launch');
+  const bad = resolveConfiguration({ build: 'no' }, { plugins: [counter, greeter] }, attributes);
+  const refused = bad.kind === 'pick' ? bad.complete(counter) : bad;
+  assert.match(refused.kind === 'error' ? refused.message : '', /"build" is a string "no"; expected a boolean/);
 });
 
 test('a launch without plugin keeps its own attributes and gets the plugin filled', () => {

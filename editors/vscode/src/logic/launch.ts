@@ -24,7 +24,7 @@ export interface LaunchContext {
 
 export type Resolution =
   | { kind: 'ok'; config: DebugConfig }
-  | { kind: 'pick'; candidates: string[]; complete: (plugin: string) => DebugConfig }
+  | { kind: 'pick'; candidates: string[]; complete: (plugin: string) => Resolution }
   | { kind: 'error'; message: string };
 
 /** A launch configuration for one plugin, as F5 without launch.json and the dynamic configurations make it. */
@@ -54,18 +54,12 @@ export function resolveConfiguration(config: DebugConfig, context: LaunchContext
           message: `${NO_PLUGIN}; or set "plugin" in launch.json to a crate directory, manifest or library`,
         };
       case 'pick':
-        return { kind: 'pick', candidates: choice.candidates, complete: (plugin) => check(fill(plugin), attributes) };
+        return { kind: 'pick', candidates: choice.candidates, complete: (plugin) => checked(fill(plugin), attributes) };
       case 'plugin':
         return checked(fill(choice.dir), attributes);
     }
   }
   return checked(config, attributes);
-}
-
-function check(config: DebugConfig, attributes: Attributes): DebugConfig {
-  const result = checked(config, attributes);
-  if (result.kind !== 'ok') throw new Error(result.kind === 'error' ? result.message : 'unexpected pick');
-  return result.config;
 }
 
 function checked(config: DebugConfig, attributes: Attributes): Resolution {
