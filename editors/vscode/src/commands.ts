@@ -72,7 +72,10 @@ async function profile(workspace: Workspace, pluginArg: unknown): Promise<void> 
   const callsFile = await workspace.callsFile(plugin, false);
   if (callsFile === undefined) return;
   // The status bar and the language server see the new profile through their file watchers.
-  await runTask(workspace, plugin, 'profile', profileArgs(plugin, callsFile));
+  const code = await runTask(workspace, plugin, 'profile', profileArgs(plugin, callsFile));
+  if (code !== undefined && code !== 0) {
+    void vscode.window.showErrorMessage(`ax: profiling ${path.basename(plugin)} failed (exit status ${code}); the terminal shows why`);
+  }
 }
 
 /** Runs `ax ARGS` as a task in the terminal panel; resolves when it ends. */
@@ -89,15 +92,22 @@ async function runTask(workspace: Workspace, plugin: string, what: string, args:
     new vscode.ProcessExecution(ax, args, { cwd }),
   );
   task.presentationOptions = { reveal: vscode.TaskRevealKind.Always, clear: true };
-  const execution = await vscode.tasks.executeTask(task);
-  return new Promise((resolve) => {
-    const done = vscode.tasks.onDidEndTaskProcess((e) => {
-      if (e.execution === execution) {
-        done.dispose();
-        resolve(e.exitCode);
-      }
-    });
+  // Listen before starting: a process that fails at once may end before executeTask returns.
+  const ended = new Map<vscode.TaskExecution, number | undefined>();
+  let execution: vscode.TaskExecution | undefined;
+  let finish: (code: number | undefined) => void = () => {};
+  const finished = new Promise<number | undefined>((resolve) => (finish = resolve));
+  const listener = vscode.tasks.onDidEndTaskProcess((e) => {
+    if (execution === undefined) ended.set(e.execution, e.exitCode);
+    else if (e.execution === execution) finish(e.exitCode);
   });
+  try {
+    execution = await vscode.tasks.executeTask(task);
+    if (ended.has(execution)) finish(ended.get(execution));
+    return await finished;
+  } finally {
+    listener.dispose();
+  }
 }
 
 /** Runs `ax ARGS` and collects its output. */
