@@ -9,19 +9,22 @@
 //! message, never the adapter.
 
 mod codec;
+mod host;
+mod protocol;
 mod session;
 
 use std::io::BufReader;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use session::{Out, Session};
+use protocol::Out;
+use session::Session;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["--schema"] => {
-            println!("{:#}", session::schema());
+            println!("{:#}", protocol::schema());
             ExitCode::SUCCESS
         }
         [] | ["--stdio"] => {
