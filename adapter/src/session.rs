@@ -9,12 +9,13 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ax_runtime::debug_host::{
     DebugReply, DebugRequest, WireBreakpoint, WireBreakpointState, WireException, WireFrame, WireFunctionBreakpoint,
 };
-use ax_runtime::{BuildOptions, PluginSource};
+use ax_runtime::{BuildOptions, PluginSource, SourceWatcher};
 use serde_json::{Value, json};
 
 use crate::host::{DebugHost, ax_binary, connect, spawn_debug_host};
@@ -108,6 +109,8 @@ pub(crate) struct Session {
     pub(crate) exception_filters: Vec<String>,
     pub(crate) next_breakpoint_id: u64,
     pub(crate) configured: bool,
+    /// With hot reload on a crate: rebuilds it when its sources change.
+    pub(crate) sources: Option<SourceWatcher>,
 }
 
 impl Session {
@@ -128,6 +131,7 @@ impl Session {
             exception_filters: Vec::new(),
             next_breakpoint_id: 1,
             configured: false,
+            sources: None,
         }
     }
 
@@ -503,6 +507,10 @@ impl Session {
             _ => library.parent().map(Path::to_owned).unwrap_or_default(),
         };
         self.base = std::path::absolute(&near).unwrap_or(near);
+        let debounce = match &source {
+            PluginSource::Manifest { manifest, .. } => manifest.reload.debounce.0,
+            PluginSource::Library(_) => Duration::from_millis(300),
+        };
         let mut command = std::process::Command::new(ax_binary()?);
         command.envs(&args.env);
         if let Some(cwd) = &args.cwd {
@@ -515,12 +523,7 @@ impl Session {
             config: source.config_json(),
             hot_reload: args.hot_reload,
             budget: source.budget().into(),
-            reload_debounce_ms: match &source {
-                PluginSource::Manifest { manifest, .. } => {
-                    Some(u64::try_from(manifest.reload.debounce.0.as_millis()).unwrap_or(u64::MAX))
-                }
-                PluginSource::Library(_) => None,
-            },
+            reload_debounce_ms: Some(u64::try_from(debounce.as_millis()).unwrap_or(u64::MAX)),
         };
         match child.ask(load).map_err(|e| anyhow!(e))? {
             DebugReply::Loaded { methods } => self.methods = methods,
@@ -542,6 +545,14 @@ impl Session {
         }));
         self.new_module(module(source.name(), Some(&library), None));
         self.calls = calls;
+        self.sources = match &source {
+            PluginSource::Manifest { dir, manifest, .. }
+                if args.hot_reload && args.build && manifest.plugin.library.is_none() =>
+            {
+                Some(rebuild_on_change(dir, &plugin, debounce, self.out.clone())?)
+            }
+            _ => None,
+        };
         self.launched = Some(args);
         self.child = Some(child);
         Ok(())
@@ -750,6 +761,39 @@ impl Session {
         });
         Ok(())
     }
+}
+
+/// With hot reload on a crate, `ax dev` style: cargo rebuilds it after its
+/// sources change and have been quiet for `debounce` (its output in the Debug
+/// Console); the new library is what the debug host's watcher reloads. A
+/// failed build says so and the running version keeps serving.
+fn rebuild_on_change(dir: &Path, plugin: &Path, debounce: Duration, out: Out) -> Result<SourceWatcher> {
+    let (tx, rx) = crossbeam_channel::unbounded::<Vec<PathBuf>>();
+    let watcher = SourceWatcher::spawn(dir, move |changed| drop(tx.send(changed)))?;
+    let plugin = plugin.to_owned();
+    std::thread::spawn(move || {
+        // Ends when the watcher is dropped (the session ends or restarts).
+        while rx.recv().is_ok() {
+            loop {
+                match rx.recv_timeout(debounce) {
+                    Ok(_) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => break,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            out.output("console", "ax-dap: sources changed; building\n");
+            let console = out.clone();
+            let mut on_output = move |line: &str| console.output("console", format!("{line}\n"));
+            let mut build = BuildOptions { build: true, release: false, on_output: Some(&mut on_output) };
+            if let Err(e) = PluginSource::resolve(&plugin)
+                .map_err(anyhow::Error::from)
+                .and_then(|s| s.library(&mut build).map_err(anyhow::Error::from))
+            {
+                out.output("stderr", format!("ax-dap: the build failed; the running version keeps serving: {e:#}\n"));
+            }
+        }
+    });
+    Ok(watcher)
 }
 
 /// Calls from a calls file: one JSON object per line.

@@ -253,3 +253,44 @@ fn under_hot_reload_breakpoints_hold_in_the_new_code_and_a_bad_build_rolls_back(
     assert_eq!(call(&mut dap, "h i"), (json!("\"v1\""), json!("7")), "the session goes on with the old version");
     dap.request("disconnect", json!({}));
 }
+
+#[test]
+fn with_hot_reload_an_edit_is_rebuilt_and_serves_and_a_broken_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = ax_e2e::ax().current_dir(dir.path()).args(["new", "dapdemo"]).output().unwrap();
+    assert!(new.status.success(), "{new:?}");
+    let lib_rs = dir.path().join("dapdemo/src/lib.rs");
+    let edit = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&lib_rs).unwrap();
+        assert!(text.contains(from), "{from:?} in the scaffold");
+        std::fs::write(&lib_rs, text.replacen(from, to, 1)).unwrap();
+    };
+    // The e2e target directory shared with the other scaffold tests (their
+    // crates have other names): dependencies are built once.
+    let target = workspace_root().join("target/e2e-new");
+    let mut dap = DapClient::start_with_env(&[("CARGO_TARGET_DIR", &target)]);
+    dap.request("initialize", json!({ "adapterID": "ax" }));
+    let plugin = dir.path().join("dapdemo");
+    let launched = dap.request("launch", json!({ "plugin": plugin, "hotReload": true, "keepRunning": true }));
+    assert_eq!(launched["success"], true, "{launched}");
+    dap.event("initialized");
+    dap.request("configurationDone", json!({}));
+    let call = |dap: &mut DapClient, expect: &str| {
+        let answer =
+            dap.request("evaluate", json!({ "expression": ".call hello {\"name\": \"dap\"}", "context": "repl" }));
+        assert_eq!(answer["success"], true, "{answer}");
+        dap.wait_for_output(expect);
+    };
+    call(&mut dap, r#"hello → {"calls":1,"message":"Hello, dap!"}"#);
+
+    edit("{name}!", "{name}!!");
+    dap.wait_for_output("ax-dap: sources changed; building");
+    dap.wait_for_output("ax: generation 2: reloaded in");
+    call(&mut dap, r#"hello → {"calls":2,"message":"Hello, dap!!"}"#);
+
+    edit("{name}!!", "{name}!!\" oops");
+    let output = dap.wait_for_output("ax-dap: the build failed; the running version keeps serving");
+    assert!(output.contains("error"), "cargo's errors are in the Debug Console: {output}");
+    call(&mut dap, r#"hello → {"calls":3,"message":"Hello, dap!!"}"#);
+    dap.request("disconnect", json!({}));
+}

@@ -292,8 +292,14 @@ pub struct DapClient {
 impl DapClient {
     /// Starts `ax-dap --stdio`, with the `ax` binary of this build as its host.
     pub fn start() -> DapClient {
+        DapClient::start_with_env(&[])
+    }
+
+    /// [`DapClient::start`] with more environment variables.
+    pub fn start_with_env(env: &[(&str, &Path)]) -> DapClient {
         let mut child = Command::new(binary("ax-dap"))
             .arg("--stdio")
+            .envs(env.iter().copied())
             .env("AX_BIN", binary("ax"))
             .env_remove("AX_LOG")
             .stdin(Stdio::piped())

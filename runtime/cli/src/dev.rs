@@ -20,14 +20,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use ax_runtime::{
     BuildOptions, Event, Host, HostOptions, Instrumentation, LibraryWatcher, PluginSource, ReloadOptions,
-    ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin,
+    ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin, SourceWatcher,
 };
 use clap::Args;
 use crossbeam_channel::{self as channel, Receiver, RecvTimeoutError, Sender};
-use notify::{RecursiveMode, Watcher};
 
 use crate::run::{Call, read_calls, run_calls};
 
@@ -101,7 +100,10 @@ pub(crate) fn run(args: DevArgs) -> Result<ExitCode> {
 
     // The watchers live as long as the loop runs.
     let (_sources, _library) = match &crate_dir {
-        Some(dir) => (Some(watch_sources(dir, tx.clone())?), None),
+        Some(dir) => {
+            let tx = tx.clone();
+            (Some(SourceWatcher::spawn(dir, move |changed| drop(tx.send(DevEvent::SourcesChanged(changed))))?), None)
+        }
         None => (None, Some(watch_library(&plugin, &library, debounce, tx.clone())?)),
     };
     eprintln!("watching for changes (debounce {}); Ctrl-C to stop", ms(debounce));
@@ -228,32 +230,6 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-/// Watches a crate's sources: `src/` recursively, and `Cargo.toml` / `build.rs` by name.
-fn watch_sources(dir: &Path, tx: Sender<DevEvent>) -> Result<notify::RecommendedWatcher> {
-    let dir = std::path::absolute(dir).with_context(|| format!("{}: cannot resolve", dir.display()))?;
-    let src = dir.join("src");
-    let manifests = [dir.join("Cargo.toml"), dir.join("build.rs")];
-    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
-        let Ok(event) = result else { return };
-        if matches!(event.kind, notify::EventKind::Access(_)) {
-            return;
-        }
-        let relevant: Vec<PathBuf> =
-            event.paths.into_iter().filter(|p| p.starts_with(&src) || manifests.contains(p)).collect();
-        if !relevant.is_empty() {
-            let _ = tx.send(DevEvent::SourcesChanged(relevant));
-        }
-    })
-    .map_err(|e| anyhow!("{}: cannot watch for changes: {e}", dir.display()))?;
-    watcher
-        .watch(&dir.join("src"), RecursiveMode::Recursive)
-        .and_then(|()| watcher.watch(&dir, RecursiveMode::NonRecursive))
-        .map_err(|e| anyhow!("{}: cannot watch for changes: {e}", dir.display()))?;
-    Ok(watcher)
-}
-
-/// Watches a library file through the runtime's watcher, turning its reload
-/// events into [`DevEvent`]s.
 fn watch_library(
     plugin: &Arc<ReloadablePlugin>,
     library: &Path,

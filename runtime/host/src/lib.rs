@@ -61,4 +61,4 @@ pub use source::{BuildOptions, PluginSource, SourceError};
 pub use startup::{StartupMonitor, resident_bytes, thresholds as startup_thresholds};
 /// The log filter type of [`Instrumentation::log_filter`] (`AX_LOG` syntax).
 pub use tracing_subscriber::filter::Targets;
-pub use watch::{LibraryWatcher, WatchError};
+pub use watch::{LibraryWatcher, SourceWatcher, WatchError};

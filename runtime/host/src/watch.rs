@@ -95,6 +95,47 @@ impl LibraryWatcher {
     }
 }
 
+/// Watches a plugin crate's sources — `src/` recursively, `Cargo.toml` and
+/// `build.rs` — and calls a function with the paths of each change (reads
+/// do not count). Dropping it stops watching. `ax dev` and the debugger's
+/// hot reload rebuild on what it reports.
+pub struct SourceWatcher {
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl std::fmt::Debug for SourceWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceWatcher").finish_non_exhaustive()
+    }
+}
+
+impl SourceWatcher {
+    /// Starts watching the crate in `dir`; `on_change` runs on notify's thread.
+    pub fn spawn(dir: &Path, on_change: impl Fn(Vec<PathBuf>) + Send + 'static) -> Result<SourceWatcher, WatchError> {
+        let watch_error = |message: String| WatchError { path: dir.to_owned(), message };
+        let dir = std::path::absolute(dir).map_err(|e| watch_error(e.to_string()))?;
+        let src = dir.join("src");
+        let manifests = [dir.join("Cargo.toml"), dir.join("build.rs")];
+        let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+            let Ok(event) = result else { return };
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
+            let relevant: Vec<PathBuf> =
+                event.paths.into_iter().filter(|p| p.starts_with(&src) || manifests.contains(p)).collect();
+            if !relevant.is_empty() {
+                on_change(relevant);
+            }
+        })
+        .map_err(|e| watch_error(e.to_string()))?;
+        watcher
+            .watch(&dir.join("src"), RecursiveMode::Recursive)
+            .and_then(|()| watcher.watch(&dir, RecursiveMode::NonRecursive))
+            .map_err(|e| watch_error(e.to_string()))?;
+        Ok(SourceWatcher { _watcher: watcher })
+    }
+}
+
 impl Drop for LibraryWatcher {
     fn drop(&mut self) {
         let _ = self.events.send(WatchEvent::Stop);
