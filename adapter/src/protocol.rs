@@ -60,6 +60,7 @@ pub(crate) fn capabilities() -> Value {
         supports_completions_request: Some(true),
         completion_trigger_characters: Some(vec![".".to_owned()]),
         supports_modules_request: Some(true),
+        supports_loaded_sources_request: Some(true),
         supports_delayed_stack_trace_loading: Some(true),
         exception_breakpoint_filters: Some(filters.to_vec()),
         ..Default::default()
@@ -231,6 +232,7 @@ pub(crate) enum Request {
     Completions(CompletionsArguments),
     ExceptionInfo,
     Modules,
+    LoadedSources,
     Resume(WireResume),
     Pause,
     Disconnect,
@@ -261,6 +263,7 @@ pub(crate) fn parse(command: &str, arguments: Value) -> Result<Request, String> 
         "completions" => Request::Completions(args(command, arguments)?),
         "exceptionInfo" => Request::ExceptionInfo,
         "modules" => Request::Modules,
+        "loadedSources" => Request::LoadedSources,
         "continue" => Request::Resume(WireResume::Continue),
         "next" => Request::Resume(WireResume::Next),
         "stepIn" => Request::Resume(WireResume::StepIn),

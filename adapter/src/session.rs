@@ -16,24 +16,24 @@ use ax_runtime::debug_host::{
     DebugReply, DebugRequest, WireBreakpoint, WireBreakpointState, WireException, WireFrame, WireFunctionBreakpoint,
 };
 use ax_runtime::{BuildOptions, PluginSource, SourceWatcher};
+use dap::events::{BreakpointEventBody, Event, LoadedSourceEventBody, ModuleEventBody, ProcessEventBody};
+use dap::requests::CompletionsArguments;
+use dap::responses::{
+    BreakpointLocationsResponse, CompletionsResponse, EvaluateResponse, ExceptionInfoResponse, LoadedSourcesResponse,
+    ModulesResponse, ScopesResponse, SetBreakpointsResponse, SetVariableResponse, StackTraceResponse, ThreadsResponse,
+    VariablesResponse,
+};
+use dap::types::{
+    Breakpoint, BreakpointEventReason, BreakpointLocation, CompletionItem, CompletionItemType,
+    EvaluateArgumentsContext, ExceptionBreakMode, ExceptionDetails, LoadedSourceEventReason, Module, ModuleEventReason,
+    ModuleId, ProcessEventStartMethod, Scope, ScopePresentationhint, Source, StackFrame, StackFramePresentationhint,
+    Thread, Variable, VariablesArgumentsFilter,
+};
 use serde_json::{Value, json};
 
 use crate::host::{DebugHost, ax_binary, connect, spawn_debug_host};
 use crate::protocol::{
     AttachArgs, CallArg, Continued, LaunchArgs, Out, Request, RestartArgs, body, capabilities, parse,
-};
-use dap::events::{BreakpointEventBody, Event, ModuleEventBody, ProcessEventBody};
-use dap::requests::CompletionsArguments;
-use dap::responses::{
-    BreakpointLocationsResponse, CompletionsResponse, EvaluateResponse, ExceptionInfoResponse, ModulesResponse,
-    ScopesResponse, SetBreakpointsResponse, SetVariableResponse, StackTraceResponse, ThreadsResponse,
-    VariablesResponse,
-};
-use dap::types::{
-    Breakpoint, BreakpointEventReason, BreakpointLocation, CompletionItem, CompletionItemType,
-    EvaluateArgumentsContext, ExceptionBreakMode, ExceptionDetails, Module, ModuleEventReason, ModuleId,
-    ProcessEventStartMethod, Scope, ScopePresentationhint, Source, StackFrame, StackFramePresentationhint, Thread,
-    Variable, VariablesArgumentsFilter,
 };
 
 /// The last stop, for stackTrace, scopes and variables.
@@ -442,6 +442,7 @@ impl Session {
                 let total_modules = Some(modules.len() as i64);
                 Ok(body(ModulesResponse { modules, total_modules }))
             }
+            Request::LoadedSources => Ok(body(LoadedSourcesResponse { sources: self.sources()? })),
             Request::Resume(how) => {
                 *self.lock_stopped() = Stopped::default();
                 self.child()?.command(DebugRequest::Resume { how })?;
@@ -453,10 +454,31 @@ impl Session {
         }
     }
 
-    /// Announces the plugin's library as the session's module.
-    fn new_module(&mut self, module: Module) {
+    /// Announces the plugin's library as the session's module, and its
+    /// source files known at load (its probes') as loaded sources.
+    fn new_module(&mut self, module: Module) -> Result<(), String> {
         self.out.event(Event::Module(ModuleEventBody { reason: ModuleEventReason::New, module: module.clone() }));
         self.module = Some(module);
+        for source in self.sources()? {
+            self.out.event(Event::LoadedSource(LoadedSourceEventBody { reason: LoadedSourceEventReason::New, source }));
+        }
+        Ok(())
+    }
+
+    /// The plugin's source files known so far, as paths on this machine.
+    fn sources(&self) -> Result<Vec<Source>, String> {
+        match self.child()?.ask(DebugRequest::SourceFiles)? {
+            DebugReply::Files { files } => Ok(files
+                .iter()
+                .filter_map(|file| self.local_path(file))
+                .map(|path| Source {
+                    name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    path: Some(path.display().to_string()),
+                    ..Default::default()
+                })
+                .collect()),
+            other => Err(unexpected(other)),
+        }
     }
 
     fn new_breakpoint_id(&mut self) -> u64 {
@@ -543,7 +565,6 @@ impl Session {
             start_method: Some(ProcessEventStartMethod::Launch),
             pointer_size: None,
         }));
-        self.new_module(module(source.name(), Some(&library), None));
         self.calls = calls;
         self.sources = match &source {
             PluginSource::Manifest { dir, manifest, .. }
@@ -555,7 +576,7 @@ impl Session {
         };
         self.launched = Some(args);
         self.child = Some(child);
-        Ok(())
+        self.new_module(module(source.name(), Some(&library), None)).map_err(|e| anyhow!(e))
     }
 
     fn attach(&mut self, args: AttachArgs) -> Result<()> {
@@ -588,17 +609,17 @@ impl Session {
             self.stopped.clone(),
             self.current_call.clone(),
         );
-        match child.ask(DebugRequest::Hello).map_err(|e| anyhow!("{e} (is the token right?)"))? {
+        let attached = match child.ask(DebugRequest::Hello).map_err(|e| anyhow!("{e} (is the token right?)"))? {
             DebugReply::Attached { name, library, methods } => {
                 self.methods = methods;
-                self.new_module(module(name, Some(&library), None));
                 if let Some(dir) = library.parent() {
                     self.base = dir.to_owned();
                 }
+                module(name, Some(&library), None)
             }
             DebugReply::Failed { message } => bail!(message),
             other => bail!(unexpected(other)),
-        }
+        };
         self.out.event(Event::Process(ProcessEventBody {
             name: "ax".to_owned(),
             is_local_process: Some(true),
@@ -607,7 +628,7 @@ impl Session {
         }));
         self.source_map = args.source_map;
         self.child = Some(child);
-        Ok(())
+        self.new_module(attached).map_err(|e| anyhow!(e))
     }
 
     /// Ends the plugin's host and launches it again with the same (or the

@@ -210,7 +210,11 @@ test('breakpointLocations lists the probe lines', async () => {
 
 test('the REPL completes, and `.call` calls the plugin while it keeps running', async () => {
   const modules = dc.waitForEvent('module');
+  const loaded = dc.waitForEvent('loadedSource');
   await launch({ plugin: wordCount, calls: [], keepRunning: true });
+  assert.strictEqual((await loaded).body.source.path, source, 'the probe file, resolved on disk');
+  const sources = await dc.customRequest('loadedSources', {});
+  assert.ok(sources.body.sources.some((s) => s.path === source), JSON.stringify(sources.body));
   // A bare library is named after its file.
   assert.strictEqual((await modules).body.module.name, 'word_count');
   assert.strictEqual((await dc.customRequest('modules', {})).body.modules[0].path, wordCount);
@@ -323,6 +327,8 @@ test('a plugin that crashes its host ends the session with the signal', async ()
   await launch({ plugin: lib('fixture-hostile'), calls: [{ method: 'segfault', input: {} }] });
   await terminated;
   assert.match(stderr, /the plugin's host process ended: killed by SIGSEGV \(segmentation fault\)/);
+  // The host's last words name where the plugin was: its innermost span.
+  assert.match(stderr, /crashing with SIGSEGV \(segmentation fault\) in `about_to_crash` \(tests\/fixtures\/hostile\/src\/lib\.rs:\d+\)/);
   const threads = await dc.threadsRequest();
   assert.strictEqual(threads.body.threads.length, 1, 'the adapter still answers');
 });

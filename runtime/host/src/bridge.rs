@@ -302,6 +302,55 @@ thread_local! {
     static LAST_PROBE: Cell<LastProbe> = const { Cell::new(None) };
 }
 
+/// Where the calling thread is in plugin code, for the crash reporter: `in
+/// `span` (file:line)` for the innermost span and `; last probe file:line`,
+/// through `write`. Meant for a signal handler on the crashing thread: it
+/// allocates nothing, takes no lock that could be held (only `try_`), and reads
+/// data written before the plugin code that crashed was entered. Writes
+/// nothing where it knows nothing.
+pub(crate) fn crash_context(write: &mut dyn FnMut(&[u8])) {
+    fn number(write: &mut dyn FnMut(&[u8]), mut n: u32) {
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        write(&digits[at..]);
+    }
+    let _ = STACK.try_with(|stack| {
+        let Ok(stack) = stack.try_borrow() else { return };
+        let Some(frame) = stack.last() else { return };
+        // SAFETY: bridges are never freed (see `Bridge::new`); the frame was
+        // pushed by this bridge's span_enter.
+        let bridge = unsafe { &*(frame.bridge as *const Bridge) };
+        let Ok(callsites) = bridge.callsites.try_read() else { return };
+        if let Some(info) = callsites.get(&frame.callsite) {
+            write(b" in `");
+            write(info.name.as_bytes());
+            write(b"` (");
+            write(info.file.as_bytes());
+            write(b":");
+            number(write, info.line);
+            write(b")");
+        }
+    });
+    if let Ok(Some((bridge, index))) = LAST_PROBE.try_with(Cell::get) {
+        // SAFETY: as above; the probe table is set once, at load.
+        let bridge = unsafe { &*(bridge as *const Bridge) };
+        if let Some(site) = bridge.probes.get().and_then(|t| t.infos.get(index)) {
+            write(b"; last probe reached ");
+            write(site.file.as_bytes());
+            write(b":");
+            number(write, site.line);
+        }
+    }
+}
+
 /// Runs a callback body, turning a panic into `default` (a panic must not cross
 /// an `extern "C"` frame).
 fn shield<R>(default: R, body: impl FnOnce() -> R) -> R {

@@ -7,7 +7,9 @@
 //! status and core-dump behaviour unchanged). The previous handlers (Rust's
 //! stack-overflow reporter among them) still run after ours.
 //!
-//! The handler does only async-signal-safe work: `write(2)` of static bytes.
+//! The handler does only async-signal-safe work: `write(2)` of static bytes,
+//! and of where the crashing thread was in plugin code (its innermost span and
+//! last probe, read without allocating or locking; see `bridge::crash_context`).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +58,7 @@ extern "C" fn handler(signal: libc::c_int, info: *mut libc::siginfo_t, context: 
         let name = SIGNALS.iter().find(|(s, _)| *s == signal).map_or("a fatal signal", |(_, n)| n);
         write_stderr(PREFIX.as_bytes());
         write_stderr(name.as_bytes());
+        crate::bridge::crash_context(&mut write_stderr);
         write_stderr(SUFFIX.as_bytes());
     }
     let previous = PREVIOUS.get().and_then(|all| all.iter().find(|(s, _)| *s == signal)).map(|(_, a)| *a);

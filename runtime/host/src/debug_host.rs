@@ -28,7 +28,7 @@ use crate::debug::{
     BreakpointSpec, BreakpointState, DebugAgent, DebugEvent, FunctionBreakpointSpec, Resume, Stop, StopReason,
     same_file,
 };
-use crate::events::Event;
+use crate::events::{Event, Level};
 use crate::host::{Host, HostOptions};
 use crate::isolated::{Envelope, send};
 use crate::plugin::Plugin;
@@ -76,6 +76,8 @@ pub enum DebugRequest {
     },
     /// Stop at the first probe reached, as an entry stop.
     StopOnEntry,
+    /// The plugin's source files known so far: its probes' and its spans'.
+    SourceFiles,
     /// Runs a call; the reply comes when it returns.
     Call {
         method: String,
@@ -192,6 +194,9 @@ pub enum DebugReply {
     },
     Lines {
         lines: Vec<u32>,
+    },
+    Files {
+        files: Vec<String>,
     },
     Done,
     /// Notification: a thread stopped.
@@ -428,6 +433,8 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
     let logs = writer.clone();
     host.events().subscribe(move |event| {
         let (category, text) = match event {
+            // Errors and warnings where the editor shows them as such.
+            Event::Log(line) if line.level <= Level::Warn => ("stderr", format!("{line}\n")),
             Event::Log(line) => ("console", format!("{line}\n")),
             Event::ReloadStarted { library, generation, .. } => {
                 ("console", format!("ax: {} changed; loading generation {generation}\n", library.display()))
@@ -642,6 +649,12 @@ fn answer_agent(request: DebugRequest, plugin: &Plugin, agent: &DebugAgent) -> D
         DebugRequest::StopOnEntry => {
             agent.stop_on_entry();
             DebugReply::Done
+        }
+        DebugRequest::SourceFiles => {
+            let probes = plugin.probe_sites().iter().map(|s| s.file.clone());
+            let spans = plugin.callsites().into_iter().filter(|c| c.is_span).map(|c| c.file.clone());
+            let files: std::collections::BTreeSet<String> = probes.chain(spans).filter(|f| !f.is_empty()).collect();
+            DebugReply::Files { files: files.into_iter().collect() }
         }
         DebugRequest::Resume { how } => {
             agent.resume(match how {
