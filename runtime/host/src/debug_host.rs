@@ -342,7 +342,7 @@ impl Target {
     fn load(host: &Arc<Host>, load: LoadSpec, writer: &Writer) -> Result<Target, String> {
         let LoadSpec { library, name, config, budget, hot_reload, debounce } = load;
         if !hot_reload {
-            let plugin = Arc::new(host.load_library(&library, &name, &config).map_err(|e| e.to_string())?);
+            let plugin = Arc::new(patiently(|| host.load_library(&library, &name, &config))?);
             plugin.set_budget(budget);
             let agent = DebugAgent::attach(plugin.clone());
             forward_agent_events(&agent, writer.clone());
@@ -351,9 +351,8 @@ impl Target {
         // A thread paused at a breakpoint finishes its call in the old code:
         // the reload waits for it (the drain) as long as it takes.
         let options = ReloadOptions { drain_timeout: Duration::from_secs(24 * 3600), ..ReloadOptions::default() };
-        let reloadable = ReloadablePlugin::load(host.clone(), &library, &name, &config, options)
-            .map(Arc::new)
-            .map_err(|e| e.to_string())?;
+        let reloadable =
+            Arc::new(patiently(|| ReloadablePlugin::load(host.clone(), &library, &name, &config, options))?);
         let plugin = reloadable.current();
         plugin.set_budget(budget);
         let agent = DebugAgent::attach(plugin.clone());
@@ -385,6 +384,20 @@ impl Target {
         target.reloadable = Some(reloadable);
         target.watcher = Some(Arc::new(watcher));
         Ok(target)
+    }
+}
+
+/// Loads with `load`, looking again for a while at a library that is missing
+/// or incomplete: a build may be replacing it as the session starts.
+fn patiently<T>(load: impl Fn() -> Result<T, crate::LoadError>) -> Result<T, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match load() {
+            Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result.map_err(|e| e.to_string()),
+        }
     }
 }
 
