@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ax_e2e::reload_variant;
-use ax_runtime::{Host, LibraryWatcher, ReloadOptions, ReloadOutcome, ReloadablePlugin};
+use ax_runtime::{Host, LibraryWatcher, ReloadOptions, ReloadOutcome, ReloadStep, ReloadablePlugin};
 use serde_json::{Value, json};
 
 const RELOADS: usize = 50;
@@ -121,15 +121,29 @@ fn main() {
     // The engine alone, 1 MiB of state.
     let host = Arc::new(Host::new().unwrap());
     let plugin = load(dir.path(), &host);
+    let mut steps: Vec<Vec<(ReloadStep, Duration)>> = Vec::new();
     let engine: Vec<Duration> = (0..RELOADS)
         .map(|i| {
             let start = Instant::now();
             let outcome = plugin.reload(&builds[(i + 1) % 2].0).unwrap();
-            assert!(matches!(outcome, ReloadOutcome::Reloaded(_)));
-            start.elapsed()
+            let elapsed = start.elapsed();
+            let ReloadOutcome::Reloaded(report) = outcome else { panic!("a new build reloads") };
+            steps.push(report.steps);
+            elapsed
         })
         .collect();
     report("engine reload, 1 MiB state", engine, None);
+    // Where the engine's time goes: the median of each step.
+    let breakdown: Vec<String> = steps[0]
+        .iter()
+        .enumerate()
+        .map(|(i, (step, _))| {
+            let mut times: Vec<Duration> = steps.iter().map(|s| s[i].1).collect();
+            times.sort_unstable();
+            format!("{step} {:.3}", percentile(&times, 0.5).as_secs_f64() * 1e3)
+        })
+        .collect();
+    println!("  median per step (ms): {}", breakdown.join(" · "));
 
     let debounces: &[u64] = if smoke { &[10] } else { &[10, 300] };
     for &ms_ in debounces {
