@@ -41,6 +41,7 @@ pub struct LoadedProfile {
     pub parent_share: HashMap<String, f64>,
 }
 
+/// A plugin crate: its manifest and profile as last read.
 #[derive(Debug)]
 pub struct PluginCrate {
     pub dir: PathBuf,
@@ -160,12 +161,21 @@ fn parent_shares(profile: &Profile) -> HashMap<String, f64> {
 
 /// A callsite's `file` (relative to the workspace the plugin was built in, or to
 /// the crate) → the file on disk inside the crate at `dir`, if it exists.
+/// `examples/word-count/src/lib.rs` is found in `/ws/examples/word-count` as
+/// itself, and in a copy at `/tmp/wc` as `/tmp/wc/src/lib.rs`.
 pub fn resolve_file(dir: &Path, file: &str) -> Option<PathBuf> {
     let rel = Path::new(file);
     if rel.is_absolute() {
         return rel.starts_with(dir).then(|| rel.to_owned()).filter(|p| p.is_file());
     }
-    dir.ancestors().map(|a| a.join(rel)).find(|p| p.starts_with(dir) && p.is_file())
+    // Relative to an ancestor (the workspace the crate was built in)…
+    if let Some(p) = dir.ancestors().map(|a| a.join(rel)).find(|p| p.starts_with(dir) && p.is_file()) {
+        return Some(p);
+    }
+    // …or to where the crate was when profiled (a copy, a moved checkout):
+    // the longest tail of the path that exists in the crate.
+    let parts: Vec<_> = rel.components().collect();
+    (1..parts.len()).map(|skip| dir.join(parts[skip..].iter().collect::<PathBuf>())).find(|p| p.is_file())
 }
 
 /// The plugin crate directory holding `path`: the nearest ancestor with an `ax-plugin.toml`.
