@@ -8,10 +8,8 @@ that crate and its own ax-lsp process, driven by pytest-lsp's client.
 """
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,13 @@ CALLS = [
     {"method": "count", "input": {"text": "the quick brown fox jumps over the lazy dog"}},
     {"method": "count", "input": {"text": "one, two; three!"}},
 ]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """TAP-style totals, which scripts/test adds to its final count."""
+    stats = terminalreporter.stats
+    terminalreporter.write_line(f"# pass {len(stats.get('passed', []))}")
+    terminalreporter.write_line(f"# fail {len(stats.get('failed', [])) + len(stats.get('error', []))}")
 
 
 def target_dir() -> Path:
