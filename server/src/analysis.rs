@@ -15,8 +15,8 @@ use std::path::Path;
 use ax_profile::{CallsiteKind, CallsiteProfile};
 use serde_json::json;
 use tower_lsp_server::ls_types::{
-    CodeAction, CodeActionKind, CodeLens, Command, Diagnostic, DiagnosticSeverity, InlayHint,
-    InlayHintLabel, InlayHintTooltip, MarkupContent, MarkupKind, NumberOrString, Position, Range,
+    CodeAction, CodeActionKind, CodeLens, Command, Diagnostic, DiagnosticSeverity, InlayHint, InlayHintLabel,
+    InlayHintTooltip, MarkupContent, MarkupKind, NumberOrString, Position, Range,
 };
 
 use crate::format;
@@ -79,19 +79,18 @@ pub fn map<'a>(outline: &'a Outline, lp: &'a LoadedProfile, path: &Path) -> (Vec
 }
 
 fn nearest_named<'a>(outline: &'a Outline, name: &str, line: u32) -> Option<&'a FnItem> {
-    outline.fns.iter().filter(|f| f.name == name).min_by_key(|f| {
-        if f.attr_line <= line && line <= f.sig_line { 0 } else { f.fn_line.abs_diff(line) + 1 }
-    })
+    outline
+        .fns
+        .iter()
+        .filter(|f| f.name == name)
+        .min_by_key(|f| if f.attr_line <= line && line <= f.sig_line { 0 } else { f.fn_line.abs_diff(line) + 1 })
 }
 
 /// The hint text: `p50 1.2 ms · p95 4.8 ms · 1.3k calls · 34%`.
 pub fn hint_label(lp: &LoadedProfile, stat: &FnStat<'_>, settings: &Settings) -> String {
     let p = &lp.percentiles[stat.index];
-    let mut parts: Vec<String> = settings
-        .percentiles
-        .iter()
-        .map(|&q| format!("{} {}", q.name(), format::duration(p[q as usize])))
-        .collect();
+    let mut parts: Vec<String> =
+        settings.percentiles.iter().map(|&q| format!("{} {}", q.name(), format::duration(p[q as usize]))).collect();
     if settings.calls {
         parts.push(format!("{} call{}", format::count(stat.site.count), if stat.site.count == 1 { "" } else { "s" }));
     }
@@ -111,7 +110,13 @@ pub fn hint_label(lp: &LoadedProfile, stat: &FnStat<'_>, settings: &Settings) ->
 }
 
 /// Inlay hints at the end of each profiled function's signature line.
-pub fn inlay_hints(plugin: &PluginCrate, path: &Path, text: &str, outline: &Outline, settings: &Settings) -> Vec<InlayHint> {
+pub fn inlay_hints(
+    plugin: &PluginCrate,
+    path: &Path,
+    text: &str,
+    outline: &Outline,
+    settings: &Settings,
+) -> Vec<InlayHint> {
     let Some(lp) = plugin.loaded() else { return Vec::new() };
     if !settings.hints_enabled {
         return Vec::new();
@@ -359,13 +364,22 @@ pub fn rust_lenses(plugin: &PluginCrate, path: &Path, text: &str, settings: &Set
             "ax.profile",
             json!(plugin.dir.display().to_string()),
         ));
-        out.push(lens(range, "open flame graph".to_owned(), "ax.openFlamegraph", json!(plugin.profile_path.display().to_string())));
+        out.push(lens(
+            range,
+            "open flame graph".to_owned(),
+            "ax.openFlamegraph",
+            json!(plugin.profile_path.display().to_string()),
+        ));
     }
     out
 }
 
 pub fn lens(range: Range, title: String, command: &str, arg: serde_json::Value) -> CodeLens {
-    CodeLens { range, command: Some(Command { title, command: command.to_owned(), arguments: Some(vec![arg]) }), data: None }
+    CodeLens {
+        range,
+        command: Some(Command { title, command: command.to_owned(), arguments: Some(vec![arg]) }),
+        data: None,
+    }
 }
 
 /// Quick fix on a profiled function: a `[budget.functions]` entry from its p99 plus a quarter.
@@ -377,7 +391,8 @@ pub fn rust_actions(plugin: &PluginCrate, path: &Path, text: &str, range: Range)
     for stat in fns.iter().filter(|s| s.item.attr_line <= range.end.line && range.start.line <= s.item.end_line) {
         let p99 = lp.percentiles[stat.index][Percentile::P99 as usize];
         let value = format::manifest_duration(p99 + p99 / 4);
-        let Some(edit) = manifest_edit::set_key(plugin, "budget.functions", &stat.site.name, &format!("\"{value}\"")) else {
+        let Some(edit) = manifest_edit::set_key(plugin, "budget.functions", &stat.site.name, &format!("\"{value}\""))
+        else {
             continue;
         };
         out.push(CodeAction {

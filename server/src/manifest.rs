@@ -62,17 +62,17 @@ pub fn diagnostics(plugin: &PluginCrate) -> Vec<Diagnostic> {
         out.push(d);
     }
     match &plugin.profile {
-        ProfileState::Broken(message) => out.push(diagnostic(
-            key_range(&located, "plugin"),
-            DiagnosticSeverity::ERROR,
-            "profile",
-            message.clone(),
-        )),
+        ProfileState::Broken(message) => {
+            out.push(diagnostic(key_range(&located, "plugin"), DiagnosticSeverity::ERROR, "profile", message.clone()))
+        }
         ProfileState::Loaded(lp) => {
             for r in &lp.profile.recommendations {
                 let Location::Manifest { key } = &r.location else { continue };
-                let severity =
-                    if r.severity == Severity::Warning { DiagnosticSeverity::WARNING } else { DiagnosticSeverity::INFORMATION };
+                let severity = if r.severity == Severity::Warning {
+                    DiagnosticSeverity::WARNING
+                } else {
+                    DiagnosticSeverity::INFORMATION
+                };
                 out.push(diagnostic(key_range(&located, key), severity, "startup", format!("{} {}", r.message, r.fix)));
             }
         }
@@ -107,10 +107,19 @@ pub fn lenses(plugin: &PluginCrate) -> Vec<CodeLens> {
                 None => "startup not measured · profile again".to_owned(),
             };
             out.push(lens(range, title, "ax.profile", dir.clone()));
-            out.push(lens(range, "open flame graph".to_owned(), "ax.openFlamegraph", json!(plugin.profile_path.display().to_string())));
+            out.push(lens(
+                range,
+                "open flame graph".to_owned(),
+                "ax.openFlamegraph",
+                json!(plugin.profile_path.display().to_string()),
+            ));
         }
-        ProfileState::Missing => out.push(lens(range, "no profile yet · profile this plugin".to_owned(), "ax.profile", dir.clone())),
-        ProfileState::Broken(_) => out.push(lens(range, "profile unreadable · profile again".to_owned(), "ax.profile", dir.clone())),
+        ProfileState::Missing => {
+            out.push(lens(range, "no profile yet · profile this plugin".to_owned(), "ax.profile", dir.clone()))
+        }
+        ProfileState::Broken(_) => {
+            out.push(lens(range, "profile unreadable · profile again".to_owned(), "ax.profile", dir.clone()))
+        }
     }
     out.push(lens(range, "run".to_owned(), "ax.run", dir));
     out
@@ -157,10 +166,16 @@ pub fn actions(plugin: &PluginCrate, range: Range, diagnostics: &[Diagnostic]) -
                 continue;
             }
             let startup = key.starts_with("startup.");
-            if startup && !lazy && !out.iter().any(|a: &CodeAction| a.title.starts_with("Load the plugin lazily")) {
-                if let Some(edit) = set_key(plugin, "plugin", "lazy", "true") {
-                    out.push(quickfix("Load the plugin lazily (`lazy = true`): startup no longer waits for it".to_owned(), edit, true));
-                }
+            if startup
+                && !lazy
+                && !out.iter().any(|a: &CodeAction| a.title.starts_with("Load the plugin lazily"))
+                && let Some(edit) = set_key(plugin, "plugin", "lazy", "true")
+            {
+                out.push(quickfix(
+                    "Load the plugin lazily (`lazy = true`): startup no longer waits for it".to_owned(),
+                    edit,
+                    true,
+                ));
             }
             if let Some(e) = &r.edit
                 && let Some((table, k)) = e.key.rsplit_once('.')
@@ -175,9 +190,14 @@ pub fn actions(plugin: &PluginCrate, range: Range, diagnostics: &[Diagnostic]) -
         let table = table_at(&located, d.range.start.line);
         let on_header = located.iter().any(|l| l.is_table && l.line == d.range.start.line);
         let fix = if on_header || table.is_empty() {
-            let prefix = if table.contains('.') && on_header { table.rsplit_once('.').map_or("", |(p, _)| p) } else { "" };
+            let prefix =
+                if table.contains('.') && on_header { table.rsplit_once('.').map_or("", |(p, _)| p) } else { "" };
             let names = TABLES.iter().filter_map(|(t, _)| {
-                if prefix.is_empty() { (!t.contains('.')).then_some(*t) } else { t.strip_prefix(prefix)?.strip_prefix('.') }
+                if prefix.is_empty() {
+                    (!t.contains('.')).then_some(*t)
+                } else {
+                    t.strip_prefix(prefix)?.strip_prefix('.')
+                }
             });
             closest(word, names)
         } else {
@@ -191,7 +211,10 @@ pub fn actions(plugin: &PluginCrate, range: Range, diagnostics: &[Diagnostic]) -
             Position::new(d.range.start.line, col as u32),
             Position::new(d.range.start.line, (col + word.len()) as u32),
         );
-        let edit = WorkspaceEdit { changes: Some(HashMap::from([(uri, vec![TextEdit::new(r, fix.to_owned())])])), ..Default::default() };
+        let edit = WorkspaceEdit {
+            changes: Some(HashMap::from([(uri, vec![TextEdit::new(r, fix.to_owned())])])),
+            ..Default::default()
+        };
         let mut action = quickfix(format!("Change `{word}` to `{fix}`"), edit, true);
         action.diagnostics = Some(vec![d.clone()]);
         out.push(action);

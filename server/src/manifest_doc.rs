@@ -30,7 +30,12 @@ pub const TABLES: &[(&str, &str)] = &[
 
 /// Every key of the schema (from `ax-manifest`'s documented fields).
 pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { table: "plugin", key: "name", doc: "The plugin's name: lowercase letters, digits, `-` and `_`.", example: "\"word-count\"" },
+    KeyDoc {
+        table: "plugin",
+        key: "name",
+        doc: "The plugin's name: lowercase letters, digits, `-` and `_`.",
+        example: "\"word-count\"",
+    },
     KeyDoc { table: "plugin", key: "version", doc: "The plugin's version.", example: "\"0.1.0\"" },
     KeyDoc { table: "plugin", key: "description", doc: "One line saying what the plugin does.", example: "\"\"" },
     KeyDoc {
@@ -45,7 +50,12 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Where the plugin runs: in the host process (`\"none\"`, the default) or in a child process with hard limits, restarted after a crash (`\"process\"`).",
         example: "\"process\"",
     },
-    KeyDoc { table: "plugin", key: "lazy", doc: "Load the plugin on its first call rather than at startup.", example: "true" },
+    KeyDoc {
+        table: "plugin",
+        key: "lazy",
+        doc: "Load the plugin on its first call rather than at startup.",
+        example: "true",
+    },
     KeyDoc {
         table: "plugin",
         key: "activation",
@@ -58,10 +68,30 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "For a lazy plugin: load it in the background right after startup, so the first call does not wait.",
         example: "true",
     },
-    KeyDoc { table: "budget", key: "max_memory", doc: "Memory a call may allocate (a size: `\"64MiB\"`).", example: "\"64MiB\"" },
-    KeyDoc { table: "budget", key: "max_cpu_time", doc: "CPU time a call may use on its thread (a duration: `\"2s\"`).", example: "\"2s\"" },
-    KeyDoc { table: "budget", key: "max_duration", doc: "Wall time a call may take (a duration: `\"5s\"`).", example: "\"5s\"" },
-    KeyDoc { table: "reload", key: "debounce", doc: "Quiet time after the last file change before reloading.", example: "\"300ms\"" },
+    KeyDoc {
+        table: "budget",
+        key: "max_memory",
+        doc: "Memory a call may allocate (a size: `\"64MiB\"`).",
+        example: "\"64MiB\"",
+    },
+    KeyDoc {
+        table: "budget",
+        key: "max_cpu_time",
+        doc: "CPU time a call may use on its thread (a duration: `\"2s\"`).",
+        example: "\"2s\"",
+    },
+    KeyDoc {
+        table: "budget",
+        key: "max_duration",
+        doc: "Wall time a call may take (a duration: `\"5s\"`).",
+        example: "\"5s\"",
+    },
+    KeyDoc {
+        table: "reload",
+        key: "debounce",
+        doc: "Quiet time after the last file change before reloading.",
+        example: "\"300ms\"",
+    },
     KeyDoc {
         table: "reload",
         key: "init_timeout",
@@ -74,8 +104,18 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "How long to wait for calls in flight on the old build before rolling back.",
         example: "\"5s\"",
     },
-    KeyDoc { table: "startup", key: "max_total", doc: "Startup time (all phases) above which ax recommends a change.", example: "\"200ms\"" },
-    KeyDoc { table: "startup", key: "max_phase", doc: "Time of one startup phase above which ax recommends a change.", example: "\"50ms\"" },
+    KeyDoc {
+        table: "startup",
+        key: "max_total",
+        doc: "Startup time (all phases) above which ax recommends a change.",
+        example: "\"200ms\"",
+    },
+    KeyDoc {
+        table: "startup",
+        key: "max_phase",
+        doc: "Time of one startup phase above which ax recommends a change.",
+        example: "\"50ms\"",
+    },
     KeyDoc {
         table: "startup",
         key: "max_memory_growth",
@@ -83,7 +123,12 @@ pub const KEYS: &[KeyDoc] = &[
         example: "\"50MiB\"",
     },
     KeyDoc { table: "cache", key: "max_entries", doc: "At most this many entries.", example: "10000" },
-    KeyDoc { table: "cache", key: "max_bytes", doc: "At most this many bytes of keys and values.", example: "\"64MiB\"" },
+    KeyDoc {
+        table: "cache",
+        key: "max_bytes",
+        doc: "At most this many bytes of keys and values.",
+        example: "\"64MiB\"",
+    },
     KeyDoc {
         table: "cache",
         key: "default_ttl",
@@ -161,7 +206,7 @@ fn strip_comment(line: &str) -> &str {
 
 /// The table a line belongs to (the last header at or above it), `""` if none.
 pub fn table_at(located: &[Located], line: u32) -> String {
-    located.iter().filter(|l| l.is_table && l.line <= line).last().map(|l| l.path.clone()).unwrap_or_default()
+    located.iter().rev().find(|l| l.is_table && l.line <= line).map(|l| l.path.clone()).unwrap_or_default()
 }
 
 /// The documentation of a dotted key or table, as markdown.
@@ -219,7 +264,12 @@ mod tests {
         let paths: Vec<_> = l.iter().map(|x| (x.path.as_str(), x.line, x.start, x.end)).collect();
         assert_eq!(
             paths,
-            [("plugin", 0, 1, 7), ("plugin.name", 1, 0, 4), ("budget.functions", 3, 3, 19), ("budget.functions.count_words", 4, 0, 11)]
+            [
+                ("plugin", 0, 1, 7),
+                ("plugin.name", 1, 0, 4),
+                ("budget.functions", 3, 3, 19),
+                ("budget.functions.count_words", 4, 0, 11)
+            ]
         );
         assert_eq!(l[1].value, Some((7, 11)));
         assert_eq!(table_at(&l, 4), "budget.functions");

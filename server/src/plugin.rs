@@ -64,8 +64,14 @@ impl PluginCrate {
             Err(source) => (String::new(), Err(ManifestError::Io { path: manifest_path.clone(), source })),
         };
         let profile_path = dir.join(DEFAULT_PATH);
-        let mut this =
-            PluginCrate { dir: dir.to_owned(), manifest_path, manifest_text, manifest, profile_path, profile: ProfileState::Missing };
+        let mut this = PluginCrate {
+            dir: dir.to_owned(),
+            manifest_path,
+            manifest_text,
+            manifest,
+            profile_path,
+            profile: ProfileState::Missing,
+        };
         this.reload_profile();
         this
     }

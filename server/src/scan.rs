@@ -310,7 +310,8 @@ mod tests {
 
     #[test]
     fn comments_raw_strings_and_nested_fns() {
-        let src = "/* fn no() { /* nested */ } */\nfn outer() {\n    let r = r#\"fn nope() {\"#;\n    fn inner() {}\n}\n";
+        let src =
+            "/* fn no() { /* nested */ } */\nfn outer() {\n    let r = r#\"fn nope() {\"#;\n    fn inner() {}\n}\n";
         let o = scan(src);
         let names: Vec<_> = o.fns.iter().map(|f| (f.name.as_str(), f.fn_line, f.end_line)).collect();
         assert_eq!(names, [("outer", 1, 4), ("inner", 3, 3)]);

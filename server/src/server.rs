@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ax_manifest::MANIFEST_FILE;
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tower_lsp_server::jsonrpc::{Error, Result};
@@ -197,7 +198,11 @@ fn watch_crate(watcher: &Mutex<Option<RecommendedWatcher>>, events: &mpsc::Unbou
     if w.is_none() {
         let tx = events.clone();
         *w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res {
+            // Only changes: opening or reading a file is an event too (inotify's
+            // IN_OPEN), and the server reads the files it watches.
+            if let Ok(ev) = res
+                && !matches!(ev.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write))
+            {
                 for p in ev.paths {
                     let _ = tx.send(Event::Fs(p));
                 }
@@ -323,7 +328,7 @@ fn apply_changes(
             profiles.insert(dir.clone());
         } else if is_manifest(&path) {
             manifests.insert(dir.clone());
-        } else if !path.extension().is_some_and(|e| e == "rs") {
+        } else if path.extension().is_none_or(|e| e != "rs") {
             continue;
         }
         if !dirs.contains(&dir) {
@@ -378,7 +383,10 @@ impl LanguageServer for Backend {
                 }),
                 ..Default::default()
             },
-            server_info: Some(ServerInfo { name: "ax-lsp".to_owned(), version: Some(env!("CARGO_PKG_VERSION").to_owned()) }),
+            server_info: Some(ServerInfo {
+                name: "ax-lsp".to_owned(),
+                version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            }),
             offset_encoding: None,
         })
     }
@@ -495,7 +503,9 @@ impl LanguageServer for Backend {
         });
         match hints {
             Some(Ok(h)) => Ok(Some(
-                h.into_iter().filter(|h| range.start.line <= h.position.line && h.position.line <= range.end.line).collect(),
+                h.into_iter()
+                    .filter(|h| range.start.line <= h.position.line && h.position.line <= range.end.line)
+                    .collect(),
             )),
             Some(Err(e)) => Err(e),
             None => Ok(None),
@@ -515,7 +525,9 @@ impl LanguageServer for Backend {
             })
         });
         match hover {
-            Some(Ok(Some((md, range)))) => Ok(Some(Hover { contents: HoverContents::Markup(analysis::markdown(md)), range })),
+            Some(Ok(Some((md, range)))) => {
+                Ok(Some(Hover { contents: HoverContents::Markup(analysis::markdown(md)), range }))
+            }
             Some(Err(e)) => Err(e),
             _ => Ok(None),
         }
@@ -524,7 +536,11 @@ impl LanguageServer for Backend {
     async fn code_lens(&self, params: CodeLensParams) -> Result<Option<Vec<CodeLens>>> {
         let lenses = self.with_doc(&params.text_document.uri, |s, c, path, doc| {
             guarded("code lens", || {
-                if is_manifest(path) { manifest::lenses(c) } else { analysis::rust_lenses(c, path, &doc.text, &s.settings) }
+                if is_manifest(path) {
+                    manifest::lenses(c)
+                } else {
+                    analysis::rust_lenses(c, path, &doc.text, &s.settings)
+                }
             })
         });
         match lenses {

@@ -19,7 +19,8 @@ pub enum Percentile {
 }
 
 impl Percentile {
-    pub const ALL: [Percentile; 5] = [Percentile::P50, Percentile::P90, Percentile::P95, Percentile::P99, Percentile::Max];
+    pub const ALL: [Percentile; 5] =
+        [Percentile::P50, Percentile::P90, Percentile::P95, Percentile::P99, Percentile::Max];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -79,9 +80,8 @@ impl Settings {
                 "inlayHints" => s.read_hints(v, warnings),
                 "hotSpots" => match v.as_u64() {
                     Some(n) => s.hot_spots = n.min(1000) as usize,
-                    None => warnings.push(format!(
-                        "ax settings: hotSpots: expected a whole number (0 = off), got {v}; using 5"
-                    )),
+                    None => warnings
+                        .push(format!("ax settings: hotSpots: expected a whole number (0 = off), got {v}; using 5")),
                 },
                 other => warnings.push(format!(
                     "ax settings: unknown key {other:?} ignored; expected \"inlayHints\" or \"hotSpots\""
