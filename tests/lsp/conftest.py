@@ -105,5 +105,17 @@ async def client(lsp_client: LanguageClient):
     def _lens_refresh(*_args):
         lsp_client.refreshes["codeLens"] += 1
 
+    # Count diagnostics notifications too (pytest-lsp keeps only the latest per
+    # file), wrapping its handler in pygls' feature table.
+    lsp_client.publishes = 0
+    features = lsp_client.protocol.fm._features
+    keep = features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
+
+    def counted(*args):
+        lsp_client.publishes += 1
+        return keep(*args)
+
+    features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = counted
+
     yield
     await lsp_client.shutdown_session()

@@ -333,3 +333,18 @@ async def test_profile_rewritten_during_the_session(client: LanguageClient, crat
     got = await hints(client, lib)
     assert len(got) == 3
     assert len([m for m in client.messages if "truncated profile" in m.message]) == 1
+
+
+async def test_quiet_after_a_change(client: LanguageClient, crate: Path):
+    """The server reads the files it watches: its own reads must not wake it."""
+    await start(client, crate)
+    lib = crate / "src" / "lib.rs"
+    profile = crate / ".ax" / "profile.json"
+    await until(lambda: diags(client, lib), "first diagnostics")
+    before = client.publishes
+    profile.write_text(profile.read_text())
+    await until(lambda: client.publishes > before, "diagnostics republished after the profile changed")
+    await asyncio.sleep(0.5)
+    settled = client.publishes
+    await asyncio.sleep(1.0)
+    assert client.publishes == settled, f"{client.publishes - settled} more publishes while nothing changed"
