@@ -65,12 +65,20 @@ struct Session {
     refresh_lenses: bool,
 }
 
-pub struct Backend {
+/// What both the request handlers and the event loop work with; cheap to clone.
+#[derive(Clone)]
+struct Shared {
     client: Client,
     session: Arc<Mutex<Session>>,
     events: mpsc::UnboundedSender<Event>,
-    events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     watcher: Arc<Mutex<Option<RecommendedWatcher>>>,
+}
+
+/// The `LanguageServer`: the shared state, and the event loop's receiver until
+/// `initialized` starts the loop.
+pub struct Backend {
+    shared: Shared,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,14 +114,13 @@ impl Backend {
     pub fn new(client: Client) -> Backend {
         let (events, rx) = mpsc::unbounded_channel();
         Backend {
-            client,
-            session: Arc::default(),
-            events,
+            shared: Shared { client, session: Arc::default(), events, watcher: Arc::new(Mutex::new(None)) },
             events_rx: Mutex::new(Some(rx)),
-            watcher: Arc::new(Mutex::new(None)),
         }
     }
+}
 
+impl Shared {
     /// The crate dir of `path`, read (and watched) on first sight.
     fn ensure_crate(&self, session: &mut Session, path: &Path) -> Option<PathBuf> {
         let dir = if path.join(MANIFEST_FILE).is_file() { path.to_owned() } else { crate_dir_of(path)? };
@@ -272,10 +279,7 @@ impl Backend {
     /// The event loop: debounce file-system events, re-read, republish, refresh.
     fn spawn_event_loop(&self) {
         let Some(mut rx) = lock(&self.events_rx).take() else { return };
-        let session = self.session.clone();
-        let client = self.client.clone();
-        let watcher = self.watcher.clone();
-        let events = self.events.clone();
+        let shared = self.shared.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut changed = vec![first];
@@ -286,19 +290,12 @@ impl Backend {
                         Err(_) => break,
                     }
                 }
-                let backend = Backend {
-                    client: client.clone(),
-                    session: session.clone(),
-                    events: events.clone(),
-                    events_rx: Mutex::new(None),
-                    watcher: watcher.clone(),
-                };
-                let dirs = apply_changes(&session, &watcher, &events, changed);
+                let dirs = apply_changes(&shared.session, &shared.watcher, &shared.events, changed);
                 if dirs.is_empty() {
                     continue;
                 }
-                backend.publish_crates(dirs).await;
-                backend.refresh();
+                shared.publish_crates(dirs).await;
+                shared.refresh();
             }
         });
     }
@@ -351,7 +348,7 @@ fn apply_changes(
 
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
-        let mut s = lock(&self.session);
+        let mut s = lock(&self.shared.session);
         let mut warnings = Vec::new();
         s.settings = Settings::from_json(params.initialization_options.as_ref().unwrap_or(&Value::Null), &mut warnings);
         s.settings_warnings = warnings;
@@ -393,28 +390,28 @@ impl LanguageServer for Backend {
 
     async fn initialized(&self, _: InitializedParams) {
         let (warnings, roots) = {
-            let mut s = lock(&self.session);
+            let mut s = lock(&self.shared.session);
             (std::mem::take(&mut s.settings_warnings), s.roots.clone())
         };
         for w in warnings {
-            self.client.log_message(MessageType::WARNING, w).await;
+            self.shared.client.log_message(MessageType::WARNING, w).await;
         }
         self.spawn_event_loop();
         let dirs = {
-            let mut s = lock(&self.session);
+            let mut s = lock(&self.shared.session);
             let mut found = Vec::new();
             for root in &roots {
                 find_crates(root, 4, &mut found);
             }
             found.sort();
             found.dedup();
-            found.into_iter().filter_map(|d| self.ensure_crate(&mut s, &d)).collect::<Vec<_>>()
+            found.into_iter().filter_map(|d| self.shared.ensure_crate(&mut s, &d)).collect::<Vec<_>>()
         };
-        self.publish_crates(dirs).await;
+        self.shared.publish_crates(dirs).await;
     }
 
     async fn shutdown(&self) -> Result<()> {
-        lock(&self.watcher).take();
+        lock(&self.shared.watcher).take();
         Ok(())
     }
 
@@ -422,10 +419,10 @@ impl LanguageServer for Backend {
         let doc = params.text_document;
         let Some(path) = path_of(&doc.uri) else { return };
         let dir = {
-            let mut s = lock(&self.session);
+            let mut s = lock(&self.shared.session);
             let outline = scan(&doc.text);
             s.docs.insert(path.clone(), Doc { uri: doc.uri, text: doc.text.clone(), outline });
-            let dir = self.ensure_crate(&mut s, &path);
+            let dir = self.shared.ensure_crate(&mut s, &path);
             if is_manifest(&path)
                 && let Some(c) = dir.as_ref().and_then(|d| s.crates.get_mut(d))
             {
@@ -434,7 +431,7 @@ impl LanguageServer for Backend {
             dir
         };
         if let Some(dir) = dir {
-            self.publish_crates(vec![dir]).await;
+            self.shared.publish_crates(vec![dir]).await;
         }
     }
 
@@ -442,7 +439,7 @@ impl LanguageServer for Backend {
         let Some(path) = path_of(&params.text_document.uri) else { return };
         let Some(change) = params.content_changes.into_iter().last() else { return };
         let dir = {
-            let mut s = lock(&self.session);
+            let mut s = lock(&self.shared.session);
             let outline = scan(&change.text);
             let Some(doc) = s.docs.get_mut(&path) else { return };
             doc.text = change.text;
@@ -457,14 +454,14 @@ impl LanguageServer for Backend {
             dir
         };
         if let Some(dir) = dir {
-            self.publish_crates(vec![dir]).await;
+            self.shared.publish_crates(vec![dir]).await;
         }
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         let Some(path) = path_of(&params.text_document.uri) else { return };
         let dir = {
-            let mut s = lock(&self.session);
+            let mut s = lock(&self.shared.session);
             s.docs.remove(&path);
             let dir = crate_dir_of(&path);
             if is_manifest(&path)
@@ -475,7 +472,7 @@ impl LanguageServer for Backend {
             dir
         };
         if let Some(dir) = dir {
-            self.publish_crates(vec![dir]).await;
+            self.shared.publish_crates(vec![dir]).await;
         }
     }
 
@@ -485,20 +482,20 @@ impl LanguageServer for Backend {
         let value = value.get("ax").unwrap_or(&Value::Null);
         let settings = Settings::from_json(value, &mut warnings);
         let dirs: Vec<PathBuf> = {
-            let mut s = lock(&self.session);
+            let mut s = lock(&self.shared.session);
             s.settings = settings;
             s.crates.keys().cloned().collect()
         };
         for w in warnings {
-            self.client.log_message(MessageType::WARNING, w).await;
+            self.shared.client.log_message(MessageType::WARNING, w).await;
         }
-        self.publish_crates(dirs).await;
-        self.refresh();
+        self.shared.publish_crates(dirs).await;
+        self.shared.refresh();
     }
 
     async fn inlay_hint(&self, params: InlayHintParams) -> Result<Option<Vec<InlayHint>>> {
         let range = params.range;
-        let hints = self.with_doc(&params.text_document.uri, |s, c, path, doc| {
+        let hints = self.shared.with_doc(&params.text_document.uri, |s, c, path, doc| {
             guarded("inlay hints", || analysis::inlay_hints(c, path, &doc.text, &doc.outline, &s.settings))
         });
         match hints {
@@ -515,7 +512,7 @@ impl LanguageServer for Backend {
     async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
         let pos = params.text_document_position_params.position;
         let uri = params.text_document_position_params.text_document.uri;
-        let hover = self.with_doc(&uri, |_, c, path, doc| {
+        let hover = self.shared.with_doc(&uri, |_, c, path, doc| {
             guarded("hover", || {
                 if is_manifest(path) {
                     manifest::hover(&doc.text, pos).map(|(md, r)| (md, Some(r)))
@@ -534,7 +531,7 @@ impl LanguageServer for Backend {
     }
 
     async fn code_lens(&self, params: CodeLensParams) -> Result<Option<Vec<CodeLens>>> {
-        let lenses = self.with_doc(&params.text_document.uri, |s, c, path, doc| {
+        let lenses = self.shared.with_doc(&params.text_document.uri, |s, c, path, doc| {
             guarded("code lens", || {
                 if is_manifest(path) {
                     manifest::lenses(c)
@@ -553,7 +550,7 @@ impl LanguageServer for Backend {
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
         let range = params.range;
         let diags = params.context.diagnostics;
-        let actions = self.with_doc(&params.text_document.uri, |_, c, path, doc| {
+        let actions = self.shared.with_doc(&params.text_document.uri, |_, c, path, doc| {
             guarded("code action", || {
                 if is_manifest(path) {
                     manifest::actions(c, range, &diags)
@@ -577,7 +574,7 @@ impl LanguageServer for Backend {
             return Ok(None);
         }
         let items = {
-            let s = lock(&self.session);
+            let s = lock(&self.shared.session);
             let Some(doc) = s.docs.get(&path) else { return Ok(None) };
             guarded("completion", || manifest::completion(&doc.text, pos))?
         };
