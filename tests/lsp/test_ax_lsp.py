@@ -29,7 +29,14 @@ def line_of(path: Path, needle: str) -> int:
 
 
 async def start(client: LanguageClient, crate: Path, options=None) -> types.InitializeResult:
+    markdown = [types.MarkupKind.Markdown]
     caps = types.ClientCapabilities(
+        text_document=types.TextDocumentClientCapabilities(
+            completion=types.CompletionClientCapabilities(
+                completion_item=types.ClientCompletionItemOptions(documentation_format=markdown)
+            ),
+            hover=types.HoverClientCapabilities(content_format=markdown),
+        ),
         workspace=types.WorkspaceClientCapabilities(
             inlay_hint=types.InlayHintWorkspaceClientCapabilities(refresh_support=True),
             code_lens=types.CodeLensWorkspaceClientCapabilities(refresh_support=True),
