@@ -11,6 +11,11 @@ vim.opt.runtimepath:append(repo .. "/editors/nvim")
 vim.cmd("filetype on")
 vim.cmd("runtime plugin/ax.lua")
 
+-- TAP goes to stdout directly: print() shares a line with Neovim's own messages.
+local function print(line)
+  io.stdout:write(line, "\n")
+end
+
 local n, failed = 0, 0
 local function check(cond, name, detail)
   n = n + 1
@@ -98,6 +103,11 @@ for _, r in pairs(mresp) do
   end
 end
 check(mhover:find("Wall time a call may take", 1, true), "hover on a manifest key shows its documentation", mhover)
+
+local health_ok, health_err = pcall(vim.cmd, "silent checkhealth ax")
+local report = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n")
+check(health_ok and report:find("ax.nvim", 1, true) and report:find("ax-lsp found", 1, true) or false,
+  ":checkhealth ax runs and finds ax-lsp", health_err or report)
 
 print("1.." .. n)
 print("# pass " .. (n - failed))
