@@ -270,3 +270,54 @@ pub fn hover(text: &str, pos: Position) -> Option<(String, Range)> {
     let l = located.iter().find(|l| l.line == pos.line && l.start <= pos.character && pos.character <= l.end)?;
     Some((manifest_doc::doc_of(&l.path)?, range_of(l)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crate_with(manifest: &str) -> (tempfile::TempDir, PluginCrate) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ax-plugin.toml"), manifest).unwrap();
+        let c = PluginCrate::read(dir.path());
+        (dir, c)
+    }
+
+    fn only_edit(e: WorkspaceEdit) -> TextEdit {
+        e.changes.unwrap().into_values().next().unwrap().remove(0)
+    }
+
+    #[test]
+    fn set_key_replaces_inserts_or_appends_a_table() {
+        let text = "[plugin]\nname = \"wc\"\nversion = \"1\"\n\n[budget.functions]\ncount = \"1ms\"\n";
+        let (_d, c) = crate_with(text);
+        let e = only_edit(set_key(&c, "budget.functions", "count", "\"2ms\"").unwrap());
+        assert_eq!(
+            (e.range.start, e.range.end, e.new_text.as_str()),
+            (Position::new(5, 8), Position::new(5, 13), "\"2ms\"")
+        );
+        let e = only_edit(set_key(&c, "plugin", "lazy", "true").unwrap());
+        assert_eq!((e.range.start, e.new_text.as_str()), (Position::new(3, 0), "lazy = true\n"));
+        let e = only_edit(set_key(&c, "startup", "max_phase", "\"80ms\"").unwrap());
+        assert_eq!((e.range.start, e.new_text.as_str()), (Position::new(6, 0), "\n[startup]\nmax_phase = \"80ms\"\n"));
+    }
+
+    #[test]
+    fn schema_error_is_placed_on_the_key_with_a_fix() {
+        let (_d, c) = crate_with("[plugin]\nname = \"wc\"\nversion = \"1\"\nlazzy = true\n");
+        let d = diagnostics(&c);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].range, Range::new(Position::new(3, 0), Position::new(3, 5)));
+        let actions = actions(&c, d[0].range, &d);
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].title, "Change `lazzy` to `lazy`");
+    }
+
+    #[test]
+    fn completion_offers_the_keys_of_the_current_table() {
+        let items = completion("[plugin]\nname = \"wc\"\n\n[startup]\n\n", Position::new(4, 0));
+        let labels: Vec<_> = items.iter().map(|i| i.label.as_str()).collect();
+        assert_eq!(labels, ["max_total", "max_phase", "max_memory_growth"]);
+        assert!(completion("[", Position::new(0, 1)).iter().any(|i| i.label == "budget.functions"));
+        assert!(completion("[plugin]\nname = ", Position::new(1, 7)).is_empty());
+    }
+}

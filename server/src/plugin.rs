@@ -210,3 +210,35 @@ pub fn find_crates(root: &Path, depth: u32, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ax_profile::{PluginInfo, Stack};
+
+    #[test]
+    fn parent_share_from_folded_stacks() {
+        let mut p = Profile::new(PluginInfo::named("wc"), "test", "test");
+        for (stack, self_ns) in [("wc.count", 100), ("wc.count;count", 300), ("wc.count;count;count_words", 600)] {
+            p.stacks.push(Stack { stack: stack.to_owned(), count: 1, self_ns });
+        }
+        let shares = parent_shares(&p);
+        assert_eq!(shares["count"], 0.9, "count: 900 of the call's 1000");
+        assert!((shares["count_words"] - 600.0 / 900.0).abs() < 1e-9);
+        assert!(!shares.contains_key("wc.count"), "a root frame has no parent");
+    }
+
+    #[test]
+    fn callsite_files_resolve_in_the_workspace_or_a_copy() {
+        let ws = tempfile::tempdir().unwrap();
+        let dir = ws.path().join("examples/word-count");
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src/lib.rs"), "").unwrap();
+        let lib = dir.join("src/lib.rs");
+        assert_eq!(resolve_file(&dir, "examples/word-count/src/lib.rs"), Some(lib.clone()));
+        assert_eq!(resolve_file(&dir, "src/lib.rs"), Some(lib.clone()));
+        assert_eq!(resolve_file(&dir, "elsewhere/word-count/src/lib.rs"), Some(lib));
+        assert_eq!(resolve_file(&dir, "src/main.rs"), None);
+        assert_eq!(resolve_file(&dir, "/etc/passwd"), None, "absolute paths outside the crate are not followed");
+    }
+}
