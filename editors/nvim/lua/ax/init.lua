@@ -16,6 +16,10 @@ local defaults = {
   dap_cmd = { "ax-dap", "--stdio" },
   -- Register dap.adapters.ax and dap.configurations.rust when nvim-dap is installed.
   dap = true,
+  -- Show ax-lsp's inlay hints in its buffers (Neovim 0.10+, which draws them).
+  inlay_hints = true,
+  -- Refresh ax-lsp's code lenses on attach, BufEnter and InsertLeave (0.8+).
+  codelens = true,
   -- Settings passed to ax-lsp (initializationOptions; see :help ax-settings).
   settings = {
     inlayHints = { enabled = true, percentiles = { "p50", "p95" }, calls = true, share = "profile" },
@@ -313,6 +317,30 @@ function M.setup(opts)
       M.attach(args.buf)
     end,
   })
+  if vim.fn.has("nvim-0.8") == 1 then
+    vim.api.nvim_create_autocmd("LspAttach", {
+      group = group,
+      callback = function(args)
+        local client = vim.lsp.get_client_by_id(args.data.client_id)
+        if not client or client.name ~= "ax-lsp" then
+          return
+        end
+        if M.config.inlay_hints and vim.lsp.inlay_hint and vim.lsp.inlay_hint.enable then
+          pcall(vim.lsp.inlay_hint.enable, true, { bufnr = args.buf })
+        end
+        if M.config.codelens then
+          pcall(vim.lsp.codelens.refresh)
+          vim.api.nvim_create_autocmd({ "BufEnter", "InsertLeave" }, {
+            group = group,
+            buffer = args.buf,
+            callback = function()
+              pcall(vim.lsp.codelens.refresh)
+            end,
+          })
+        end
+      end,
+    })
+  end
   -- Buffers opened before setup().
   for _, buf in ipairs(vim.api.nvim_list_bufs()) do
     if vim.api.nvim_buf_is_loaded(buf) then
