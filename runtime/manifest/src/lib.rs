@@ -19,6 +19,9 @@
 //! max_cpu_time = "2s"
 //! max_duration = "5s"
 //!
+//! [budget.functions] # p95 targets the editor checks (ax-lsp), by span name
+//! count_words = "2ms"
+//!
 //! [reload]
 //! debounce = "300ms"
 //! init_timeout = "5s"
@@ -128,6 +131,11 @@ pub struct BudgetSection {
     pub max_memory: Option<ByteSize>,
     pub max_cpu_time: Option<HumanDuration>,
     pub max_duration: Option<HumanDuration>,
+    /// `[budget.functions]`: a wall-time budget per instrumented function (span
+    /// name → duration) that the language server checks each span's p95
+    /// against. Not enforced at run time: it is a target, not a limit.
+    #[serde(default)]
+    pub functions: std::collections::BTreeMap<String, HumanDuration>,
 }
 
 /// `[reload]`: hot reload settings for `ax dev`.
@@ -369,6 +377,14 @@ nested = { quote = "a\"b" }
         assert_eq!(m.reload.debounce.0, Duration::from_millis(100));
         assert_eq!(m.plugin.library.as_deref(), Some(Path::new("lib/libwc.so")));
         assert_eq!(m.config_json(), r#"{"lang":"en","limits":[1,2.5,true],"nested":{"quote":"a\"b"}}"#);
+    }
+
+    #[test]
+    fn function_budgets() {
+        let m = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n[budget.functions]\ncount_words = \"2ms\"\n").unwrap();
+        assert_eq!(m.budget.functions["count_words"], HumanDuration(Duration::from_millis(2)));
+        let err = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n[budget.functions]\ncount_words = 2\n").unwrap_err();
+        assert!(err.starts_with("ax-plugin.toml:5:15:"), "{err}");
     }
 
     #[test]

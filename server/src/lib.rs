@@ -1,0 +1,26 @@
+//! `ax-lsp`, the ax Language Server, as a library: the binary is `serve` over
+//! stdio; the benchmarks call the analysis functions directly.
+//!
+//! The plugin's measured performance (the profile file `.ax/profile.json`,
+//! `ax-profile`) is shown where the code is: inlay hints on profiled
+//! functions, hovers with the full table, diagnostics for budgets and hot
+//! spots, code lenses, quick fixes; and for `ax-plugin.toml` (`ax-manifest`)
+//! schema errors with ranges, startup recommendations, completion and hover of
+//! keys. Only this crate knows LSP.
+
+pub mod analysis;
+pub mod format;
+pub mod manifest;
+pub mod manifest_doc;
+pub mod plugin;
+pub mod scan;
+pub mod server;
+pub mod settings;
+
+use tower_lsp_server::{LspService, Server};
+
+/// Serves LSP on stdin/stdout until the client says `exit`.
+pub async fn serve_stdio() {
+    let (service, socket) = LspService::new(server::Backend::new);
+    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).serve(service).await;
+}
