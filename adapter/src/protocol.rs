@@ -274,9 +274,22 @@ pub(crate) fn parse(command: &str, arguments: Value) -> Result<Request, String> 
     })
 }
 
-/// A DAP body, as JSON.
+/// A DAP body, as JSON. Optional fields left `None` are absent, as DAP wants
+/// them, not `null` (some of the `dap` crate's types would write `null`).
 pub(crate) fn body(value: impl serde::Serialize) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+    fn drop_nulls(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                map.values_mut().for_each(drop_nulls);
+            }
+            Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(value).unwrap_or(Value::Null);
+    drop_nulls(&mut value);
+    value
 }
 
 /// Where DAP messages go; numbers them.

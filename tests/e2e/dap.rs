@@ -294,3 +294,43 @@ fn with_hot_reload_an_edit_is_rebuilt_and_serves_and_a_broken_one_does_not() {
     call(&mut dap, r#"hello → {"calls":3,"message":"Hello, dap!!"}"#);
     dap.request("disconnect", json!({}));
 }
+
+/// What an editor sees of a session, from `initialize` to the stack at a
+/// breakpoint, as a snapshot: the capabilities, the breakpoint as placed, the
+/// stop and the frames. Review a changed snapshot like code.
+#[test]
+fn a_session_transcript() {
+    let mut dap = DapClient::start();
+    let mut transcript = Vec::new();
+    let mut keep = |label: &str, message: &Value| {
+        let mut message = message.clone();
+        for key in ["seq", "request_seq"] {
+            message.as_object_mut().map(|m| m.remove(key));
+        }
+        transcript.push(format!("── {label}\n{}", serde_json::to_string_pretty(&message).unwrap()));
+    };
+    keep("initialize", &dap.request("initialize", json!({ "adapterID": "ax" })));
+    let calls = json!([{ "method": "count", "input": { "text": "a b c" } }]);
+    let launched = dap.request("launch", json!({ "plugin": library("word-count"), "calls": calls, "build": false }));
+    keep("launch", &launched);
+    dap.event("initialized");
+    let line = marker_line("examples/word-count/src/lib.rs", "PROBE");
+    let set = dap.request(
+        "setBreakpoints",
+        json!({ "source": { "path": source() }, "breakpoints": [{ "line": line - 1, "condition": "words > 2" }] }),
+    );
+    keep("setBreakpoints (a line above the probe)", &set);
+    dap.request("configurationDone", json!({}));
+    keep("stopped", &dap.event("stopped"));
+    keep("stackTrace", &dap.request("stackTrace", json!({ "threadId": 1 })));
+    keep("scopes", &dap.request("scopes", json!({ "frameId": 0 })));
+    keep("variables", &dap.request("variables", json!({ "variablesReference": 1 })));
+    dap.request("disconnect", json!({}));
+
+    let root = workspace_root().display().to_string();
+    let text = transcript.join("\n").replace(&root, "<repo>");
+    let filters = vec![(r#""line": \d+"#, r#""line": "<n>""#), (r"line \d+", "line <n>")];
+    insta::with_settings!({ filters => filters }, {
+        insta::assert_snapshot!(text);
+    });
+}
