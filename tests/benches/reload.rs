@@ -49,9 +49,9 @@ fn report(name: &str, mut samples: Vec<Duration>, debounce: Option<Duration>) {
     );
 }
 
-fn load(dir: &Path, host: &Arc<Host>) -> Arc<ReloadablePlugin> {
+fn load(dir: &Path, host: &Arc<Host>, first: &Path) -> Arc<ReloadablePlugin> {
     let live = dir.join(LIB_NAME);
-    std::fs::copy(reload_variant("v1", true), &live).unwrap();
+    std::fs::copy(first, &live).unwrap();
     let plugin = ReloadablePlugin::load(host.clone(), &live, "reload-counter", "{}", ReloadOptions::default()).unwrap();
     plugin.call("grow", &json!({ "bytes": STATE })).unwrap();
     Arc::new(plugin)
@@ -77,7 +77,7 @@ fn replace(live: &Path, with: &Path) -> Instant {
 fn watched(debounce: Duration, builds: &[(PathBuf, &str); 2]) -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
     let host = Arc::new(Host::new().unwrap());
-    let plugin = load(dir.path(), &host);
+    let plugin = load(dir.path(), &host, &builds[0].0);
     let live = dir.path().join(LIB_NAME);
     let _watcher = LibraryWatcher::spawn(plugin.clone(), &live, debounce).unwrap();
     let mut samples = Vec::with_capacity(RELOADS);
@@ -94,12 +94,22 @@ fn watched(debounce: Duration, builds: &[(PathBuf, &str); 2]) -> Vec<Duration> {
     samples
 }
 
-fn main() {
-    // `cargo bench -- --test` (CI's smoke run) skips the slow 300 ms row.
-    let smoke = std::env::args().any(|a| a == "--test");
-    let builds = [(reload_variant("v1", true), "v1"), (reload_variant("v2", true), "v2")];
+/// The two builds as `strip --strip-debug` leaves them (a release plugin as
+/// usually shipped), in `dir`; `None` without binutils' `strip`.
+fn stripped(builds: &[(PathBuf, &'static str); 2], dir: &Path) -> Option<[(PathBuf, &'static str); 2]> {
+    let strip = |(lib, name): &(PathBuf, &'static str)| {
+        let out = dir.join(name).join(LIB_NAME);
+        std::fs::create_dir_all(out.parent()?).ok()?;
+        let status = std::process::Command::new("strip").arg("--strip-debug").arg(lib).arg("-o").arg(&out).status();
+        status.ok()?.success().then_some((out, *name))
+    };
+    Some([strip(&builds[0])?, strip(&builds[1])?])
+}
+
+/// Every row for one pair of builds.
+fn rows(builds: &[(PathBuf, &'static str); 2], smoke: bool) {
     let size = std::fs::metadata(&builds[0].0).map(|m| m.len()).unwrap_or(0);
-    println!("library {} KiB, state {} KiB, {} reloads per row\n", size / 1024, STATE / 1024, RELOADS);
+    println!("library {} KiB, state {} KiB, {} reloads per row", size / 1024, STATE / 1024, RELOADS);
 
     // The floor: copy + dlopen of a fresh path, on the file system the host copies to.
     let shm = Path::new("/dev/shm");
@@ -120,7 +130,7 @@ fn main() {
 
     // The engine alone, 1 MiB of state.
     let host = Arc::new(Host::new().unwrap());
-    let plugin = load(dir.path(), &host);
+    let plugin = load(dir.path(), &host, &builds[0].0);
     let mut steps: Vec<Vec<(ReloadStep, Duration)>> = Vec::new();
     let engine: Vec<Duration> = (0..RELOADS)
         .map(|i| {
@@ -148,6 +158,23 @@ fn main() {
     let debounces: &[u64] = if smoke { &[10] } else { &[10, 300] };
     for &ms_ in debounces {
         let debounce = Duration::from_millis(ms_);
-        report(&format!("file replaced → new code, {ms_} ms"), watched(debounce, &builds), Some(debounce));
+        report(&format!("file replaced → new code, {ms_} ms"), watched(debounce, builds), Some(debounce));
+    }
+    println!();
+}
+
+fn main() {
+    // `cargo bench -- --test` (CI's smoke run) skips the slow 300 ms row.
+    let smoke = std::env::args().any(|a| a == "--test");
+    let builds = [(reload_variant("v1", true), "v1"), (reload_variant("v2", true), "v2")];
+    println!("release builds with line tables (the workspace's release profile):");
+    rows(&builds, smoke);
+    let dir = tempfile::tempdir().unwrap();
+    match stripped(&builds, dir.path()) {
+        Some(stripped) => {
+            println!("the same builds, debug info stripped (strip --strip-debug):");
+            rows(&stripped, smoke);
+        }
+        None => println!("(no `strip`: no row for stripped builds in this run)"),
     }
 }
