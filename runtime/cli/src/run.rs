@@ -174,6 +174,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         export.observe_restarts(plugin.name(), move || restarts.load(Ordering::Relaxed));
     }
     let first = std::cell::Cell::new(profile.is_some() || (export.is_some() && !isolate));
+    let isolated_tracer = export.as_ref().filter(|_| isolate).map(crate::telemetry::Export::tracer);
+    let call_number = std::cell::Cell::new(0);
     let failed = run_calls(plugin.name(), &calls, args.stats, |m, i, b| {
         let answer = if first.replace(false) {
             let answer = monitor.borrow_mut().time(ax_profile::Phase::FirstCall, || plugin.call_with(m, i, b));
@@ -182,7 +184,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             }
             answer
         } else {
-            plugin.call_with(m, i, b)
+            call_number.set(call_number.get() + 1);
+            crate::telemetry::traced(isolated_tracer.as_ref(), plugin.name(), m, call_number.get(), || {
+                plugin.call_with(m, i, b)
+            })
         };
         if let Target::Isolated(p) = &plugin {
             restarts.store(p.restarts(), Ordering::Relaxed);

@@ -7,7 +7,7 @@
 //! a caller's trace.
 
 use anyhow::{Context, Result};
-use ax_runtime::{Host, PluginSource, StartupMonitor, Tracer};
+use ax_runtime::{CallEnd, CallError, CallStart, Host, PluginSource, StartupMonitor, Tracer, Usage};
 use ax_telemetry::{Config, ContextGuard, Telemetry, TraceParent};
 
 /// A running export; flushes on drop.
@@ -67,6 +67,23 @@ impl Drop for Export {
             }
         }
     }
+}
+
+/// Runs `call` under a call span made by `tracer`, for a plugin whose calls
+/// do not pass through the runtime's in-process path (isolated mode: its
+/// spans stay in the child; the call, its outcome and usage are traced here).
+pub(crate) fn traced(
+    tracer: Option<&Tracer>,
+    plugin: &str,
+    method: &str,
+    call: u64,
+    run: impl FnOnce() -> (Result<serde_json::Value, CallError>, Usage),
+) -> (Result<serde_json::Value, CallError>, Usage) {
+    let Some(Tracer(tracer)) = tracer else { return run() };
+    let trace = tracer.begin_call(&CallStart { plugin, method, instance: 0, call });
+    let (result, usage) = run();
+    tracer.end_call(trace, &CallEnd { plugin, method, instance: 0, usage: &usage, error: result.as_ref().err() });
+    (result, usage)
 }
 
 /// Parses `--traceparent` / `TRACEPARENT`.

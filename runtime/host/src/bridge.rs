@@ -626,13 +626,10 @@ unsafe extern "C" fn cb_span_new(
     shield(u64::MAX, || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, raw) = unsafe { (bridge(ctx), slice(fields, field_count)) };
-        let tracer = bridge.tracer();
-        let fields = if bridge.span_fields.load(Ordering::Relaxed) || tracer.is_some() {
-            collect_fields(raw)
-        } else {
-            Vec::new()
-        };
-        let traced = tracer.map(|t| (t, fields.clone()));
+        let keep = bridge.span_fields.load(Ordering::Relaxed);
+        let fields = if keep { collect_fields(raw) } else { Vec::new() };
+        // The tracer gets its own copy only when the frames keep theirs too.
+        let traced = bridge.tracer().map(|t| (t, if keep { fields.clone() } else { collect_fields(raw) }));
         let data = SpanData { callsite, refs: AtomicUsize::new(1), fields: Mutex::new(fields) };
         // The slab is full only after ~4 billion live spans; u64::MAX then means "untracked".
         let id = bridge.spans.insert(data).map_or(u64::MAX, |key| key as u64 + 1);
@@ -644,13 +641,7 @@ unsafe extern "C" fn cb_span_new(
                 ax_abi::parent::EXPLICIT => Some(parent),
                 _ => bridge.current_span(),
             };
-            tracer.span_new(&SpanStart {
-                instance: bridge.instance,
-                span: id,
-                parent,
-                callsite: &info,
-                fields: &fields,
-            });
+            tracer.span_new(SpanStart { instance: bridge.instance, span: id, parent, callsite: &info, fields });
         }
         id
     })
@@ -661,7 +652,7 @@ unsafe extern "C" fn cb_span_record(ctx: *const c_void, span: u64, fields: *cons
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
         if let Some(tracer) = bridge.tracer() {
-            tracer.span_record(bridge.instance, span, &collect_fields(fields));
+            tracer.span_record(bridge.instance, span, collect_fields(fields));
         }
         if !bridge.span_fields.load(Ordering::Relaxed) {
             return;
@@ -776,7 +767,7 @@ unsafe extern "C" fn cb_event(
                 ax_abi::parent::EXPLICIT => Some(parent),
                 _ => bridge.current_span(),
             };
-            tracer.event(bridge.instance, parent, &info, &collect_fields(fields));
+            tracer.event(bridge.instance, parent, &info, collect_fields(fields));
         }
         bridge.events.publish_with(|| {
             let mut message = String::new();

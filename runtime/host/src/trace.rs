@@ -54,7 +54,8 @@ pub struct SpanStart<'a> {
     /// its parent).
     pub parent: Option<u64>,
     pub callsite: &'a CallsiteInfo,
-    pub fields: &'a [(&'static str, Value)],
+    /// The fields given at creation, collected for the tracer to keep.
+    pub fields: Vec<(&'static str, Value)>,
 }
 
 /// Whatever a tracer keeps for one call between [`CallTracer::begin_call`]
@@ -83,9 +84,9 @@ pub trait CallTracer: Send + Sync {
     /// On the caller's thread, with the outcome.
     fn end_call(&self, trace: CallTrace, end: &CallEnd<'_>);
     /// A plugin span was created.
-    fn span_new(&self, span: &SpanStart<'_>);
+    fn span_new(&self, span: SpanStart<'_>);
     /// Fields were recorded on a live span.
-    fn span_record(&self, instance: InstanceId, span: u64, fields: &[(&'static str, Value)]);
+    fn span_record(&self, instance: InstanceId, span: u64, fields: Vec<(&'static str, Value)>);
     /// The last handle of a span was dropped.
     fn span_close(&self, instance: InstanceId, span: u64);
     /// A plugin event (that passed the log filter) inside span `parent`, or
@@ -95,7 +96,7 @@ pub trait CallTracer: Send + Sync {
         instance: InstanceId,
         parent: Option<u64>,
         callsite: &CallsiteInfo,
-        fields: &[(&'static str, Value)],
+        fields: Vec<(&'static str, Value)>,
     );
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct Health {
     pub(crate) dropped_spans: AtomicU64,
     pub(crate) dropped_metric_exports: AtomicU64,
     pub(crate) exported_spans: AtomicU64,
+    /// Records that did not fit the queue to the `ax-otel` thread.
+    pub(crate) queue_dropped: AtomicU64,
 }
 
 impl Health {

@@ -22,17 +22,16 @@ mod tracer;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ax_runtime::{Event, Host, InstanceId, QueryCache, Tracer};
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer as _,
-    TracerProvider as _,
-};
+use crossbeam_channel::Sender;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, ShouldSample, SpanProcessor};
 use parking_lot::Mutex;
 
 pub use config::{Config, Protocol, TraceParent};
@@ -41,7 +40,7 @@ pub use opentelemetry::ContextGuard;
 
 use crate::export::Health;
 use crate::metrics::Instruments;
-use crate::tracer::OtelTracer;
+use crate::tracer::{OtelTracer, Record};
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +54,23 @@ pub enum TelemetryError {
 /// What was not delivered, as counted when telemetry shut down.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
+    /// Spans the collector did not take.
     pub spans: u64,
+    /// Metric exports the collector did not take.
     pub metric_exports: u64,
+    /// Calls and spans dropped because the queue to the export thread was full.
+    pub queue_full: u64,
 }
 
 /// A running export pipeline. See the crate docs.
 pub struct Telemetry {
-    traces: SdkTracerProvider,
+    processor: Arc<BatchSpanProcessor>,
     metrics: SdkMeterProvider,
     tracer: Arc<OtelTracer>,
+    instruments: Arc<Instruments>,
+    queue: Sender<Record>,
+    converter: Option<JoinHandle<()>>,
+    timeout: Duration,
     health: Arc<Health>,
     /// Plugin names by instance, from the host's events.
     names: Arc<Mutex<std::collections::HashMap<InstanceId, String>>>,
@@ -96,22 +103,35 @@ impl Telemetry {
         // queue, 2048 spans, unless OTEL_BSP_MAX_QUEUE_SIZE says otherwise);
         // an export waits at most the client's timeout.
         let batch = BatchConfigBuilder::default().build();
-        let processor = BatchSpanProcessor::builder(span_exporter).with_batch_config(batch).build();
-        let mut traces = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.clone());
-        if let Some(ratio) = config.sample_ratio {
-            traces = traces.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))));
-        }
-        let traces = traces.build();
+        let mut processor = BatchSpanProcessor::builder(span_exporter).with_batch_config(batch).build();
+        processor.set_resource(&resource);
+        let processor = Arc::new(processor);
+        // OTEL_TRACES_SAMPLER(_ARG) unless the manifest gives a ratio.
+        let sampler: Box<dyn ShouldSample> = match config.sample_ratio {
+            Some(ratio) => Box::new(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))),
+            None => opentelemetry_sdk::trace::Config::default().sampler,
+        };
 
         let reader = PeriodicReader::builder(metric_exporter).with_interval(config.metrics_interval).build();
         let metrics = SdkMeterProvider::builder().with_reader(reader).with_resource(resource).build();
+        let instruments = Arc::new(Instruments::new(opentelemetry::metrics::MeterProvider::meter(&metrics, "ax")));
 
-        let tracer = traces.tracer("ax");
-        let instruments = Instruments::new(opentelemetry::metrics::MeterProvider::meter(&metrics, "ax"));
+        let (queue, records) = crossbeam_channel::bounded(tracer::QUEUE);
+        let converter = {
+            let (processor, instruments) = (processor.clone(), instruments.clone());
+            std::thread::Builder::new()
+                .name("ax-otel".to_owned())
+                .spawn(move || tracer::convert(&records, &processor, &instruments))
+                .map_err(|e| TelemetryError::Exporter { signal: "traces".to_owned(), message: e.to_string() })?
+        };
         Ok(Telemetry {
-            tracer: Arc::new(OtelTracer::new(tracer, instruments)),
-            traces,
+            tracer: Arc::new(OtelTracer::new(sampler, queue.clone(), health.clone())),
+            processor,
             metrics,
+            instruments,
+            queue,
+            converter: Some(converter),
+            timeout: config.timeout,
             health,
             names: Arc::default(),
             shut_down: false,
@@ -141,19 +161,19 @@ impl Telemetry {
     /// reloads (a span each, counted by outcome), failed loads (counted).
     pub fn observe(&self, host: &Host) {
         let (tracer, names) = (self.tracer.clone(), self.names.clone());
-        let otel = self.traces.tracer("ax");
+        let (instruments, processor) = (self.instruments.clone(), self.processor.clone());
         host.events().subscribe(move |event| match event {
             Event::PluginLoaded { instance, name, .. } => {
                 names.lock().insert(*instance, name.clone());
             }
             Event::BudgetViolation { plugin, method, violation, .. } => {
-                tracer.instruments.violation(plugin, method, violation.kind);
+                instruments.violation(plugin, method, violation.kind);
             }
             Event::ReloadSucceeded { previous, instance, report } => {
                 let plugin = names.lock().get(previous).cloned().unwrap_or_default();
                 names.lock().insert(*instance, plugin.clone());
                 tracer.generations.lock().insert(*instance, report.generation);
-                tracer.instruments.reload(&plugin, true);
+                instruments.reload(&plugin, true);
                 let mut attrs = vec![
                     KeyValue::new("ax.plugin", plugin.clone()),
                     KeyValue::new("ax.generation", report.generation as i64),
@@ -163,38 +183,39 @@ impl Telemetry {
                 for (step, took) in &report.steps {
                     attrs.push(KeyValue::new(format!("ax.reload.step.{step}_ns"), took.as_nanos() as i64));
                 }
-                reload_span(&otel, &plugin, report.duration, attrs, None);
+                tracer::reload_span(&processor, format!("{plugin}.reload"), report.duration, attrs, None);
             }
             Event::ReloadRolledBack { instance, generation, step, error } => {
                 let plugin = names.lock().get(instance).cloned().unwrap_or_default();
-                tracer.instruments.reload(&plugin, false);
+                instruments.reload(&plugin, false);
                 let attrs = vec![
                     KeyValue::new("ax.plugin", plugin.clone()),
                     KeyValue::new("ax.generation", *generation as i64),
                     KeyValue::new("ax.reload.outcome", "rolled_back"),
                     KeyValue::new("ax.reload.failed_step", step.to_string()),
                 ];
-                reload_span(&otel, &plugin, Duration::ZERO, attrs, Some(error.clone()));
+                let name = format!("{plugin}.reload");
+                tracer::reload_span(&processor, name, Duration::ZERO, attrs, Some(error.clone()));
             }
-            Event::LoadFailed { name, .. } => tracer.instruments.load_failure(name),
+            Event::LoadFailed { name, .. } => instruments.load_failure(name),
             _ => {}
         });
     }
 
     /// Reports `cache`'s hits, misses and evictions as `plugin`'s.
     pub fn observe_cache(&self, plugin: &str, cache: Arc<QueryCache>) {
-        self.tracer.instruments.observe_cache(plugin, cache);
+        self.instruments.observe_cache(plugin, cache);
     }
 
     /// Reports the restarts of an isolated plugin's child process.
     pub fn observe_restarts(&self, plugin: &str, restarts: impl Fn() -> u64 + Send + Sync + 'static) {
-        self.tracer.instruments.observe_restarts(plugin, restarts);
+        self.instruments.observe_restarts(plugin, restarts);
     }
 
     /// Records the startup phases of `plugin` (name and duration each).
     pub fn record_startup<'a>(&self, plugin: &str, phases: impl IntoIterator<Item = (&'a str, Duration)>) {
         for (phase, duration) in phases {
-            self.tracer.instruments.startup_phase(plugin, phase, duration);
+            self.instruments.startup_phase(plugin, phase, duration);
         }
     }
 
@@ -212,13 +233,18 @@ impl Telemetry {
     fn stop(&mut self) -> Dropped {
         if !self.shut_down {
             self.shut_down = true;
-            let _ = self.traces.force_flush();
-            let _ = self.traces.shutdown();
+            tracer::stop(&self.queue, self.timeout);
+            if let Some(converter) = self.converter.take() {
+                let _ = converter.join();
+            }
+            let _ = self.processor.force_flush();
+            let _ = self.processor.shutdown();
             let _ = self.metrics.shutdown();
         }
         Dropped {
             spans: self.health.dropped_spans.load(Ordering::Relaxed),
             metric_exports: self.health.dropped_metric_exports.load(Ordering::Relaxed),
+            queue_full: self.health.queue_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -227,26 +253,4 @@ impl Drop for Telemetry {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// A reload as a span ending now, `took` long; with `error`, its status.
-fn reload_span(
-    tracer: &opentelemetry_sdk::trace::SdkTracer,
-    plugin: &str,
-    took: Duration,
-    attrs: Vec<KeyValue>,
-    error: Option<String>,
-) {
-    let end = SystemTime::now();
-    let mut span = tracer
-        .span_builder(format!("{plugin}.reload"))
-        .with_kind(SpanKind::Internal)
-        .with_start_time(end.checked_sub(took).unwrap_or(end))
-        .with_attributes(attrs)
-        .start_with_context(tracer, &Context::new());
-    span.set_status(match error {
-        Some(error) => Status::error(error),
-        None => Status::Ok,
-    });
-    span.end_with_timestamp(end);
 }
