@@ -122,11 +122,43 @@ pub(crate) struct OtelTracer {
     queue: Sender<Record>,
     health: Arc<Health>,
     /// Live sampled plugin spans: (instance, span id) → the span so far.
-    spans: Mutex<HashMap<(InstanceId, u64), LiveSpan>>,
+    spans: Mutex<HashMap<(InstanceId, u64), Box<LiveSpan>, Fast>>,
     /// The generation each instance serves as (1 unless it came from a reload).
     pub(crate) generations: Mutex<HashMap<InstanceId, u64>>,
     /// Callsites seen: (instance, callsite id) → name and constant attributes.
-    sites: RwLock<HashMap<(InstanceId, usize), Arc<Site>>>,
+    sites: RwLock<HashMap<(InstanceId, usize), Arc<Site>, Fast>>,
+}
+
+/// A hasher for the tables above, keyed by pairs of small integers the
+/// runtime hands out (not by anything a user controls): one multiply per word
+/// instead of SipHash's rounds.
+#[derive(Clone, Copy, Default)]
+struct Fast;
+
+impl std::hash::BuildHasher for Fast {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
 }
 
 /// A JSON field value as an attribute value.
@@ -167,9 +199,9 @@ impl OtelTracer {
             ids: RandomIdGenerator::default(),
             queue,
             health,
-            spans: Mutex::new(HashMap::new()),
+            spans: Mutex::new(HashMap::default()),
             generations: Mutex::new(HashMap::new()),
-            sites: RwLock::new(HashMap::new()),
+            sites: RwLock::new(HashMap::default()),
         }
     }
 
@@ -202,15 +234,6 @@ impl OtelTracer {
 
     fn generation(&self, instance: InstanceId) -> u64 {
         self.generations.lock().get(&instance).copied().unwrap_or(1)
-    }
-
-    /// The span a new span or event of `instance` belongs to: its parent if
-    /// live and sampled, else the call on this thread.
-    fn parent(&self, instance: InstanceId, parent: Option<u64>) -> Option<Ids> {
-        if let Some(ids) = parent.and_then(|p| self.spans.lock().get(&(instance, p)).map(|s| s.ids)) {
-            return Some(ids);
-        }
-        CALL.try_with(Cell::get).ok().flatten()
     }
 }
 
@@ -265,7 +288,12 @@ impl CallTracer for OtelTracer {
     }
 
     fn span_new(&self, start: SpanStart<'_>) {
-        let parent = self.parent(start.instance, start.parent);
+        let key = (start.instance, start.span);
+        let mut spans = self.spans.lock();
+        let parent = start
+            .parent
+            .and_then(|p| spans.get(&(start.instance, p)).map(|s| s.ids))
+            .or_else(|| CALL.try_with(Cell::get).ok().flatten());
         let ids = match parent {
             // The call was sampled out: so are its spans, which cost no more
             // than this (their fields and close find nothing).
@@ -274,15 +302,15 @@ impl CallTracer for OtelTracer {
             // Outside any call (a thread the plugin spawned): a trace of its own.
             None => Ids { trace: self.ids.new_trace_id(), span: self.ids.new_span_id(), sampled: true },
         };
-        let live = LiveSpan {
+        let live = Box::new(LiveSpan {
             ids,
             parent: parent.map_or(SpanId::INVALID, |p| p.span),
             site: self.site(start.instance, start.callsite),
             start: SystemTime::now(),
             fields: start.fields,
             events: Vec::new(),
-        };
-        self.spans.lock().insert((start.instance, start.span), live);
+        });
+        spans.insert(key, live);
     }
 
     fn span_record(&self, instance: InstanceId, span: u64, fields: Vec<(&'static str, Value)>) {
@@ -294,7 +322,7 @@ impl CallTracer for OtelTracer {
     fn span_close(&self, instance: InstanceId, span: u64) {
         let live = self.spans.lock().remove(&(instance, span));
         if let Some(live) = live {
-            self.send(Record::Span(Box::new(live), SystemTime::now()));
+            self.send(Record::Span(live, SystemTime::now()));
         }
     }
 
