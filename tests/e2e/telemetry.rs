@@ -404,3 +404,58 @@ fn collector_down_calls_succeed_and_ax_warns_once() {
     // Every span was counted as dropped: 20 calls of 5 spans each (the call, count, count_words, two is_word).
     assert!(out.stderr.contains("telemetry not delivered: 100 span(s)"), "{}", out.stderr);
 }
+
+#[test]
+fn reloads_are_spans_and_counted_by_outcome_and_calls_carry_the_generation() {
+    use ax_runtime::{Host, HostOptions, Instrumentation, ReloadOptions, ReloadOutcome, ReloadablePlugin};
+    use ax_telemetry::{Config, Protocol, Telemetry};
+
+    let collector = Collector::start();
+    let config = Config {
+        protocol: Protocol::HttpProtobuf,
+        endpoint: Some(collector.endpoint()),
+        endpoint_shown: collector.endpoint(),
+        service_name: "reload-test".to_owned(),
+        headers: Default::default(),
+        sample_ratio: None,
+        metrics_interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(5),
+    };
+    let telemetry = Telemetry::start(&config).unwrap();
+    let instrumentation = Instrumentation { tracer: Some(telemetry.tracer()), ..Instrumentation::default() };
+    let host = Arc::new(Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).unwrap());
+    telemetry.observe(&host);
+
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("libfixture_reload_counter.so");
+    std::fs::copy(ax_e2e::reload_variant("v1", false), &live).unwrap();
+    let options = ReloadOptions { init_timeout: Duration::from_secs(5), drain_timeout: Duration::from_secs(5) };
+    let plugin = ReloadablePlugin::load(host.clone(), &live, "reload-counter", "{}", options).unwrap();
+    let input = serde_json::json!({ "text": "a b" });
+    plugin.call("count", &input).unwrap();
+    let outcome = plugin.reload(&ax_e2e::reload_variant("v2", false)).unwrap();
+    assert!(matches!(outcome, ReloadOutcome::Reloaded(_)), "{outcome:?}");
+    plugin.call("count", &input).unwrap();
+    assert!(plugin.reload(&ax_e2e::reload_variant("panic-init", false)).is_err());
+    drop(plugin);
+    telemetry.shutdown();
+
+    let text = collector.wait_for(4, "ax.reloads");
+    let spans = parse_spans(&text);
+    let ok = one(&spans, "reload", |s| s.name == "reload-counter.reload" && s.status == "STATUS_CODE_OK");
+    assert_eq!(ok.attr("ax.generation"), Some("Int(2)"));
+    assert!(ok.attr("ax.reload.step.init_ns").is_some(), "{ok:?}");
+    let failed = one(&spans, "rolled back", |s| s.name == "reload-counter.reload" && s.status == "STATUS_CODE_ERROR");
+    assert_eq!(failed.attr("ax.reload.outcome"), Some("Str(rolled_back)"));
+    assert!(failed.status_message.contains("panic-init"), "{failed:?}");
+    let generations: Vec<_> =
+        spans.iter().filter(|s| s.name == "reload-counter.count").filter_map(|s| s.attr("ax.generation")).collect();
+    assert_eq!(generations.len(), 2, "{spans:#?}");
+    assert!(generations.contains(&"Int(1)") && generations.contains(&"Int(2)"), "{generations:?}");
+    let reloads = metric_points(&text, "ax.reloads");
+    assert!(reloads.iter().any(|p| p.contains("ax.reload.outcome: Str(ok)") && p.contains("Value: 1")), "{reloads:?}");
+    assert!(
+        reloads.iter().any(|p| p.contains("ax.reload.outcome: Str(rolled_back)") && p.contains("Value: 1")),
+        "{reloads:?}"
+    );
+}
