@@ -148,8 +148,10 @@ fn main() {
         let _ = rotel.kill();
         let _ = rotel.wait();
     }
-    print_ratios(&out_dir, exported, dropped.spans);
-    print_interleaved(&interleaved);
+    if !smoke {
+        print_ratios(&out_dir, exported, dropped.spans);
+        print_interleaved(&interleaved);
+    }
 }
 
 /// Medians of per-call means over rounds that run every case in turn, so that
