@@ -459,3 +459,26 @@ fn reloads_are_spans_and_counted_by_outcome_and_calls_carry_the_generation() {
         "{reloads:?}"
     );
 }
+
+#[test]
+fn isolated_calls_are_traced_from_the_parent_and_restarts_counted() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let calls = calls_file(dir.path(), &[r#"{"method":"ok"}"#, r#"{"method":"segfault"}"#, r#"{"method":"ok"}"#]);
+    let out = run(export_env(
+        ax().args(["run", "--no-build", "--isolate"]).arg(library("fixture-hostile")).arg("--calls").arg(&calls),
+        &collector.endpoint(),
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 2, "{out:?}");
+
+    let text = collector.wait_for(3, "ax.isolated.restarts");
+    let spans = parse_spans(&text);
+    let crashed = one(&spans, "crashed call", |s| s.name == "fixture_hostile.segfault");
+    assert_eq!(crashed.status, "STATUS_CODE_ERROR");
+    assert!(crashed.status_message.contains("killed by SIGSEGV"), "{crashed:?}");
+    let served = spans.iter().filter(|s| s.name == "fixture_hostile.ok" && s.status == "STATUS_CODE_OK").count();
+    assert_eq!(served, 2, "{spans:#?}");
+    let restarts = metric_points(&text, "ax.isolated.restarts");
+    assert!(restarts.iter().any(|p| p.contains("Value: 1")), "{restarts:?}");
+}
