@@ -57,12 +57,14 @@ impl Drop for Export {
     fn drop(&mut self) {
         if let Some(telemetry) = self.telemetry.take() {
             let dropped = telemetry.shutdown();
-            if dropped.spans > 0 || dropped.metric_exports > 0 {
+            if dropped.spans > 0 || dropped.metric_exports > 0 || dropped.queue_full > 0 {
                 tracing::warn!(
                     target: "ax::telemetry",
-                    "telemetry not delivered: {} span(s) and {} metric export(s) dropped",
+                    "telemetry not delivered: {} span(s) and {} metric export(s) dropped, {} call(s) or span(s) \
+                     dropped because export could not keep up",
                     dropped.spans,
-                    dropped.metric_exports
+                    dropped.metric_exports,
+                    dropped.queue_full
                 );
             }
         }

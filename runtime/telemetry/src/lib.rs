@@ -1,14 +1,15 @@
 //! `ax-telemetry`: OpenTelemetry export for ax over OTLP.
 //!
-//! [`Telemetry::start`] builds a tracer provider (batch span processor) and a
-//! meter provider (periodic reader) around OTLP exporters ([`export`]), from a
-//! [`Config`] resolved from the manifest's `[telemetry]` and the `OTEL_*`
-//! variables. [`Telemetry::tracer`] is the runtime's tracing hook
-//! ([`ax_runtime::Tracer`], set in `Instrumentation::tracer`): a span per call
-//! with the plugin's forwarded spans as children ([`tracer`]).
-//! [`Telemetry::observe`] turns the host's events into metrics and spans
-//! (reloads, budget violations, failed loads); the cache, startup and isolated
-//! restart metrics are registered by the front end that owns those.
+//! [`Telemetry::start`] sets up, from a [`Config`] resolved from the manifest's
+//! `[telemetry]` and the `OTEL_*` variables, OTLP exporters ([`export`]) behind
+//! a batch span processor and a meter provider with a periodic reader, and the
+//! `ax-otel` thread between them and the hooks. [`Telemetry::tracer`] is the
+//! runtime's tracing hook ([`ax_runtime::Tracer`], set in
+//! `Instrumentation::tracer`): a span per call with the plugin's forwarded spans
+//! as children ([`tracer`]). [`Telemetry::observe`] turns the host's events into
+//! metrics and spans (reloads, budget violations, failed loads); the cache,
+//! startup and isolated restart metrics are registered by the front end that
+//! owns those.
 //!
 //! The runtime does not depend on this crate: a front end that does not start
 //! a `Telemetry` links no OpenTelemetry code paths into its calls, and with no
