@@ -124,6 +124,17 @@ impl<E: PushMetricExporter> PushMetricExporter for Guarded<E> {
     }
 }
 
+/// Two retries, 50 ms then 100 ms apart (plus jitter): a collector that is
+/// down costs `ax` about 0.2 s per signal at exit rather than the recommended
+/// policy's 0.8 s, and a blip is still ridden out.
+fn retries() -> opentelemetry_otlp::RetryPolicy {
+    opentelemetry_otlp::RetryPolicy::recommended()
+        .with_max_retries(2)
+        .with_initial_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_millis(400))
+        .with_max_jitter(Duration::from_millis(20))
+}
+
 fn build_error(signal: &str, error: impl std::fmt::Display) -> TelemetryError {
     TelemetryError::Exporter { signal: signal.to_owned(), message: error.to_string() }
 }
@@ -140,6 +151,7 @@ pub(crate) fn exporters(
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_timeout(config.timeout)
+                .with_retry_policy(retries())
                 .with_headers(headers.clone());
             if let Some(url) = config.signal_endpoint("traces") {
                 spans = spans.with_endpoint(url);
@@ -148,6 +160,7 @@ pub(crate) fn exporters(
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_timeout(config.timeout)
+                .with_retry_policy(retries())
                 .with_headers(headers);
             if let Some(url) = config.signal_endpoint("metrics") {
                 metrics = metrics.with_endpoint(url);
@@ -203,9 +216,13 @@ fn grpc_exporters(
     let mut spans = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_timeout(config.timeout)
+        .with_retry_policy(retries())
         .with_metadata(metadata.clone());
-    let mut metrics =
-        opentelemetry_otlp::MetricExporter::builder().with_tonic().with_timeout(config.timeout).with_metadata(metadata);
+    let mut metrics = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_timeout(config.timeout)
+        .with_retry_policy(retries())
+        .with_metadata(metadata);
     if let Some(url) = config.signal_endpoint("traces") {
         spans = spans.with_endpoint(url.clone());
         metrics = metrics.with_endpoint(url);

@@ -299,8 +299,17 @@ impl CallTracer for OtelTracer {
             // than this (their fields and close find nothing).
             Some(p) if !p.sampled => return,
             Some(p) => Ids { trace: p.trace, span: self.ids.new_span_id(), sampled: true },
-            // Outside any call (a thread the plugin spawned): a trace of its own.
-            None => Ids { trace: self.ids.new_trace_id(), span: self.ids.new_span_id(), sampled: true },
+            // Outside any call (a thread the plugin spawned): a trace of its
+            // own, sampled as a call would be.
+            None => {
+                let trace = self.ids.new_trace_id();
+                let name = &start.callsite.name;
+                let decision = self.sampler.should_sample(None, trace, name, &SpanKind::Internal, &[], &[]).decision;
+                if decision != SamplingDecision::RecordAndSample {
+                    return;
+                }
+                Ids { trace, span: self.ids.new_span_id(), sampled: true }
+            }
         };
         let live = Box::new(LiveSpan {
             ids,
