@@ -36,8 +36,18 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The collector's process, killed when dropped (a panicking bench too).
+struct Reaped(Child, tempfile::TempDir);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// rotel on loopback when installed: (process, endpoint).
-fn collector() -> (Option<Child>, String) {
+fn collector() -> (Option<Reaped>, String) {
     let lib = workspace_root().join("tests/otel/.venv/lib");
     let agent = std::env::var_os("AX_ROTEL").map(PathBuf::from).or_else(|| {
         std::fs::read_dir(&lib)
@@ -52,7 +62,7 @@ fn collector() -> (Option<Child>, String) {
         println!("telemetry bench: rotel not installed (./scripts/test installs it); exporting to a closed port");
         return (None, endpoint);
     };
-    let dir = std::env::temp_dir();
+    let dir = tempfile::tempdir().unwrap();
     let child = Command::new(agent)
         .args(["start", "--exporter", "blackhole"])
         .arg("--otlp-http-endpoint")
@@ -60,9 +70,9 @@ fn collector() -> (Option<Child>, String) {
         .arg("--otlp-grpc-endpoint")
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--pid-file")
-        .arg(dir.join(format!("ax-bench-rotel-{port}.pid")))
+        .arg(dir.path().join("rotel.pid"))
         .arg("--log-file")
-        .arg(dir.join(format!("ax-bench-rotel-{port}.log")))
+        .arg(dir.path().join("rotel.log"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -72,7 +82,7 @@ fn collector() -> (Option<Child>, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("telemetry bench: exporting to rotel at {endpoint}");
-    (Some(child), endpoint)
+    (Some(Reaped(child, dir)), endpoint)
 }
 
 fn load(instrumentation: Instrumentation) -> (Host, Plugin) {
@@ -90,7 +100,7 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
 
-    let (mut rotel, endpoint) = collector();
+    let (rotel, endpoint) = collector();
     let config = |endpoint: String| Config {
         protocol: Protocol::HttpProtobuf,
         endpoint: Some(endpoint.clone()),
@@ -144,10 +154,7 @@ fn main() {
     let dropped = telemetry.shutdown();
     sampled_out.shutdown();
     nowhere.shutdown();
-    if let Some(rotel) = &mut rotel {
-        let _ = rotel.kill();
-        let _ = rotel.wait();
-    }
+    drop(rotel);
     if !smoke {
         print_ratios(&out_dir, exported, dropped.spans);
         print_interleaved(&interleaved);
