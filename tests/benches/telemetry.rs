@@ -37,12 +37,16 @@ fn free_port() -> u16 {
 }
 
 /// The collector's process, killed when dropped (a panicking bench too).
-struct Reaped(Child, tempfile::TempDir);
+struct Reaped {
+    child: Child,
+    /// Its pid and log files.
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -82,7 +86,7 @@ fn collector() -> (Option<Reaped>, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("telemetry bench: exporting to rotel at {endpoint}");
-    (Some(Reaped(child, dir)), endpoint)
+    (Some(Reaped { child, _dir: dir }), endpoint)
 }
 
 fn load(instrumentation: Instrumentation) -> (Host, Plugin) {
