@@ -64,7 +64,13 @@ fn in_plugin(c: &mut Criterion, plugin: &Plugin, id: &str, method: &str) {
 }
 
 fn instrumentation(spans: bool, filter: &str) -> Instrumentation {
-    Instrumentation { spans, span_fields: false, log_filter: filter.parse::<Targets>().unwrap(), profile: None }
+    Instrumentation {
+        spans,
+        span_fields: false,
+        log_filter: filter.parse::<Targets>().unwrap(),
+        profile: None,
+        tracer: None,
+    }
 }
 
 fn main() {

@@ -11,3 +11,4 @@ mod perf;
 mod profile;
 mod reload;
 mod runtime;
+mod telemetry;

@@ -79,12 +79,17 @@ pub(crate) fn run(args: DevArgs) -> Result<ExitCode> {
 
     let mut build = BuildOptions { build: true, release: args.release, on_output: None };
     let library = source.library(&mut build)?;
-    let instrumentation = Instrumentation { log_filter, ..Instrumentation::default() };
+    let export = crate::telemetry::Export::start(&source)?;
+    let tracer = export.as_ref().map(crate::telemetry::Export::tracer);
+    let instrumentation = Instrumentation { log_filter, tracer, ..Instrumentation::default() };
     let host = Arc::new(
         Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
             .context("cannot set up the plugin host")?,
     );
     crate::logging::print_plugin_logs(&host);
+    if let Some(export) = &export {
+        export.observe(&host, &source.name());
+    }
     let started = Instant::now();
     let plugin =
         Arc::new(ReloadablePlugin::load(host.clone(), &library, &source.name(), &source.config_json(), options)?);

@@ -11,6 +11,7 @@ mod new;
 mod perf;
 mod profile;
 mod run;
+mod telemetry;
 
 use std::process::ExitCode;
 

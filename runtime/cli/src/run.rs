@@ -8,6 +8,10 @@
 //! state from FILE before the calls (when it exists) and saves it after them.
 //! `--profile` times the startup (the first call included) and every span and
 //! call, and writes the profile when the calls are done (`profile.rs`).
+//! With OpenTelemetry export on (`[telemetry]`, `OTEL_EXPORTER_OTLP_ENDPOINT`),
+//! every call is a span, continuing `--traceparent` (or a calls-file line's
+//! `"traceparent"`), and the export is flushed before `ax run` exits, errors
+//! included (`telemetry.rs`).
 
 use std::cell::RefCell;
 use std::io::Write as _;
@@ -66,6 +70,10 @@ pub(crate) struct RunArgs {
     limits: BudgetArgs,
     #[command(flatten)]
     profile: crate::profile::ProfileArgs,
+    /// Continue this W3C trace (00-TRACEID-PARENTID-FLAGS) when exporting
+    /// telemetry; a calls-file line's "traceparent" overrides it.
+    #[arg(long, env = "TRACEPARENT", value_name = "TRACEPARENT", value_parser = crate::telemetry::parse_traceparent)]
+    traceparent: Option<ax_telemetry::TraceParent>,
 }
 
 /// Per-call limits overriding the manifest's `[budget]`.
@@ -95,6 +103,8 @@ pub(crate) struct Call {
     pub(crate) input: Value,
     /// Limits of this call alone, over the plugin's.
     pub(crate) budget: Option<Budget>,
+    /// The trace this call continues (W3C `traceparent`).
+    pub(crate) traceparent: Option<ax_telemetry::TraceParent>,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
@@ -102,7 +112,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let calls = match (&args.calls, &args.method) {
         (Some(file), _) => read_calls(file)?,
         (None, Some(method)) => {
-            vec![Call { method: method.clone(), input: parse_input(args.input.as_deref())?, budget: None }]
+            let input = parse_input(args.input.as_deref())?;
+            vec![Call { method: method.clone(), input, budget: None, traceparent: None }]
         }
         (None, None) => Vec::new(),
     };
@@ -119,10 +130,16 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             args.plugin.display()
         );
     }
-    let instrumentation = Instrumentation { log_filter, profile, ..Instrumentation::default() };
+    let export = crate::telemetry::Export::start(&source)?;
+    let tracer = export.as_ref().map(crate::telemetry::Export::tracer);
+    let instrumentation = Instrumentation { log_filter, profile, tracer, ..Instrumentation::default() };
     let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
         .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);
+    if let Some(export) = &export {
+        export.observe(&host, &source.name());
+    }
+    let _trace = crate::telemetry::attach(args.traceparent.as_ref());
     let monitor = RefCell::new(StartupMonitor::new());
     let plugin = if isolate {
         let host_binary = std::env::current_exe().context("cannot find the ax binary to run the isolated host")?;
@@ -137,9 +154,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             options,
         )?)
     } else {
-        let plugin = match profile {
-            Some(_) => host.load_monitored(&source, &library, &mut monitor.borrow_mut())?,
-            None => host.load(&source, &library)?,
+        let plugin = match (profile, &export) {
+            (None, None) => host.load(&source, &library)?,
+            _ => host.load_monitored(&source, &library, &mut monitor.borrow_mut())?,
         };
         give_up_on_stuck_calls(&host, STUCK_GRACE);
         plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
@@ -169,13 +186,31 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         plugin.restore_state(&saved).with_context(|| format!("{}: state refused", state_file.display()))?;
     }
 
-    let first = std::cell::Cell::new(profile.is_some());
+    let restarts = Arc::new(AtomicU64::new(0));
+    if let (Some(export), Target::Isolated(_)) = (&export, &plugin) {
+        let restarts = restarts.clone();
+        export.observe_restarts(plugin.name(), move || restarts.load(Ordering::Relaxed));
+    }
+    let first = std::cell::Cell::new(profile.is_some() || (export.is_some() && !isolate));
+    let isolated_tracer = export.as_ref().filter(|_| isolate).map(crate::telemetry::Export::tracer);
+    let call_number = std::cell::Cell::new(0);
     let failed = run_calls(plugin.name(), &calls, args.stats, |m, i, b| {
-        if first.replace(false) {
-            monitor.borrow_mut().time(ax_profile::Phase::FirstCall, || plugin.call_with(m, i, b))
+        let answer = if first.replace(false) {
+            let answer = monitor.borrow_mut().time(ax_profile::Phase::FirstCall, || plugin.call_with(m, i, b));
+            if let Some(export) = &export {
+                export.record_startup(plugin.name(), &monitor.borrow());
+            }
+            answer
         } else {
-            plugin.call_with(m, i, b)
+            call_number.set(call_number.get() + 1);
+            crate::telemetry::traced(isolated_tracer.as_ref(), plugin.name(), m, call_number.get(), || {
+                plugin.call_with(m, i, b)
+            })
+        };
+        if let Target::Isolated(p) = &plugin {
+            restarts.store(p.restarts(), Ordering::Relaxed);
         }
+        answer
     });
     if let Some(state_file) = &args.state {
         let saved = plugin.save_state()?;
@@ -295,7 +330,9 @@ pub(crate) fn run_calls(
     let stdout = std::io::stdout();
     let mut failed = 0;
     for call in calls {
+        let trace = crate::telemetry::attach(call.traceparent.as_ref());
         let (result, usage) = call_with(&call.method, &call.input, call.budget.as_ref());
+        drop(trace);
         if stats {
             eprintln!("stats: {name}.{}: {usage}", call.method);
         }
@@ -344,10 +381,17 @@ pub(crate) fn read_calls(path: &Path) -> Result<Vec<Call>> {
         let input = object.remove("input").unwrap_or(Value::Null);
         let budget =
             object.remove("budget").map(|b| parse_budget(&b)).transpose().map_err(|e| anyhow!("{}: {e}", at()))?;
+        let traceparent = match object.remove("traceparent") {
+            None => None,
+            Some(Value::String(text)) => {
+                Some(crate::telemetry::parse_traceparent(&text).map_err(|e| anyhow!("{}: {e}", at()))?)
+            }
+            Some(_) => bail!("{}: \"traceparent\" is not a string; expected a W3C traceparent string", at()),
+        };
         if let Some(key) = object.keys().next() {
             bail!("{}: unknown key {key:?}; {expected}", at());
         }
-        calls.push(Call { method, input, budget });
+        calls.push(Call { method, input, budget, traceparent });
     }
     if calls.is_empty() {
         bail!("{}: no calls; {expected}", path.display());
@@ -415,7 +459,7 @@ mod tests {
             calls_from("{\"method\":\"count\",\"input\":{\"text\":\"a\"}}\n\n{\"method\":\"other\"}\n").unwrap();
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].input["text"], "a");
-        assert_eq!(calls[1], Call { method: "other".into(), input: Value::Null, budget: None });
+        assert_eq!(calls[1], Call { method: "other".into(), input: Value::Null, budget: None, traceparent: None });
     }
 
     #[test]
@@ -432,6 +476,11 @@ mod tests {
         assert!(err.contains(":1: invalid duration \"5 parsecs\""), "{err}");
         let err = calls_from("{\"method\":\"m\",\"budget\":{\"max_time\":\"5s\"}}\n").unwrap_err();
         assert!(err.contains(":1: unknown budget key \"max_time\""), "{err}");
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let calls = calls_from(&format!("{{\"method\":\"m\",\"traceparent\":\"{tp}\"}}\n")).unwrap();
+        assert_eq!(calls[0].traceparent.unwrap().trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        let err = calls_from("{\"method\":\"m\",\"traceparent\":\"00-zz\"}\n").unwrap_err();
+        assert!(err.contains(":1: traceparent \"00-zz\" is invalid: expected a W3C traceparent"), "{err}");
         let calls = calls_from("{\"method\":\"m\",\"budget\":{\"max_memory\":\"1KiB\"}}\n").unwrap();
         assert_eq!(calls[0].budget.unwrap().max_memory, Some(1024));
         let err = calls_from("\n\n").unwrap_err();

@@ -12,7 +12,9 @@
 //! - records, per thread, the last probe site reached, and hands armed probe
 //!   hits to the instance's [`ProbeHandler`],
 //! - while profiling is on, hands span enters and exits, events and probe hits
-//!   to the image's [`Profiler`](crate::profile) (one relaxed load when off).
+//!   to the image's [`Profiler`](crate::profile) (one relaxed load when off),
+//! - while a [`Tracer`] is set, hands span creation, fields, closing and events
+//!   to it (one relaxed load when not).
 //!
 //! Every callback is shielded with `catch_unwind`: a bug here must not abort the
 //! process through an `extern "C"` frame.
@@ -37,6 +39,7 @@ use crate::cache::QueryCache;
 use crate::error::SourceLocation;
 use crate::events::{Event, EventBus, InstanceId, Level, LogLine};
 use crate::profile::{ProfileOptions, Profiler};
+use crate::trace::{CallTracer, SpanStart, Tracer};
 
 /// What the host asks a plugin's instrumentation to forward.
 #[derive(Clone, Debug)]
@@ -52,6 +55,10 @@ pub struct Instrumentation {
     /// recorded). Profiling forwards every span and arms every probe site, to
     /// time the one and count the other; see [`crate::Plugin::profile`].
     pub profile: Option<ProfileOptions>,
+    /// Trace calls and the plugin's spans and events (`None`, the default:
+    /// nothing is traced, every span callback pays one relaxed load). Setting
+    /// one forwards every span with its fields. See [`crate::trace`].
+    pub tracer: Option<Tracer>,
 }
 
 impl Default for Instrumentation {
@@ -61,6 +68,7 @@ impl Default for Instrumentation {
             span_fields: false,
             log_filter: Targets::new().with_default(tracing::Level::INFO),
             profile: None,
+            tracer: None,
         }
     }
 }
@@ -285,6 +293,9 @@ pub(crate) struct Bridge {
     /// Whether span enters go to the probe handler (function breakpoints).
     watch_spans: AtomicBool,
     pub(crate) profiler: Profiler,
+    /// Whether `tracer` is set: the only thing read when tracing is off.
+    tracing: AtomicBool,
+    tracer: RwLock<Option<Arc<dyn CallTracer>>>,
 }
 
 #[derive(Clone, Copy)]
@@ -395,9 +406,12 @@ impl Bridge {
         instrumentation: Instrumentation,
         cache: Arc<QueryCache>,
     ) -> &'static Bridge {
+        let tracer = instrumentation.tracer.as_ref().map(|t| t.0.clone());
         let bridge: &'static Bridge = Box::leak(Box::new(Bridge {
             instance,
             events,
+            tracing: AtomicBool::new(tracer.is_some()),
+            tracer: RwLock::new(tracer),
             span_fields: AtomicBool::new(instrumentation.span_fields),
             profiler: Profiler::new(instrumentation.profile),
             instrumentation: RwLock::new(instrumentation),
@@ -564,9 +578,26 @@ impl Bridge {
 
     pub(crate) fn set_instrumentation(&self, instrumentation: Instrumentation) {
         self.span_fields.store(instrumentation.span_fields, Ordering::Relaxed);
+        let tracer = instrumentation.tracer.as_ref().map(|t| t.0.clone());
+        self.tracing.store(tracer.is_some(), Ordering::Relaxed);
+        *self.tracer.write().unwrap_or_else(|e| e.into_inner()) = tracer;
         self.profiler.configure(instrumentation.profile);
         *self.instrumentation.write().unwrap_or_else(|e| e.into_inner()) = instrumentation;
         self.rearm_probes();
+    }
+
+    /// The tracer, if one is set (one relaxed load when none is).
+    pub(crate) fn tracer(&self) -> Option<Arc<dyn CallTracer>> {
+        if !self.tracing.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.tracer.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The span the calling thread is in, in this image.
+    fn current_span(&self) -> Option<u64> {
+        let me = self as *const Bridge as usize;
+        STACK.try_with(|s| s.borrow().iter().rev().find(|f| f.bridge == me).map(|f| f.span)).ok().flatten()
     }
 
     pub(crate) fn cache(&self) -> &QueryCache {
@@ -587,7 +618,7 @@ impl Bridge {
     fn interest(&self, info: &CallsiteInfo) -> u32 {
         let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
         let wanted = if info.is_span {
-            instr.spans || instr.profile.is_some() || self.abort.load(Ordering::Relaxed) != 0
+            instr.spans || instr.profile.is_some() || instr.tracer.is_some() || self.abort.load(Ordering::Relaxed) != 0
         } else {
             instr.log_filter.would_enable(&info.target, &info.level.to_tracing())
         };
@@ -684,18 +715,32 @@ fn collect_fields(fields: &[FieldValue]) -> Vec<(&'static str, Value)> {
 unsafe extern "C" fn cb_span_new(
     ctx: *const c_void,
     callsite: usize,
-    _parent_kind: u8,
-    _parent: u64,
+    parent_kind: u8,
+    parent: u64,
     fields: *const FieldValue,
     field_count: usize,
 ) -> u64 {
     shield(u64::MAX, || {
         // SAFETY: ctx from our vtable; fields valid for the call.
-        let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
-        let fields = if bridge.span_fields.load(Ordering::Relaxed) { collect_fields(fields) } else { Vec::new() };
+        let (bridge, raw) = unsafe { (bridge(ctx), slice(fields, field_count)) };
+        let keep = bridge.span_fields.load(Ordering::Relaxed);
+        let fields = if keep { collect_fields(raw) } else { Vec::new() };
+        // The tracer gets its own copy only when the frames keep theirs too.
+        let traced = bridge.tracer().map(|t| (t, if keep { fields.clone() } else { collect_fields(raw) }));
         let data = SpanData { callsite, refs: AtomicUsize::new(1), fields: Mutex::new(fields) };
         // The slab is full only after ~4 billion live spans; u64::MAX then means "untracked".
-        bridge.spans.insert(data).map_or(u64::MAX, |key| key as u64 + 1)
+        let id = bridge.spans.insert(data).map_or(u64::MAX, |key| key as u64 + 1);
+        if let Some((tracer, fields)) = traced
+            && let Some(info) = bridge.callsite(callsite)
+        {
+            let parent = match parent_kind {
+                ax_abi::parent::ROOT => None,
+                ax_abi::parent::EXPLICIT => Some(parent),
+                _ => bridge.current_span(),
+            };
+            tracer.span_new(SpanStart { instance: bridge.instance, span: id, parent, callsite: &info, fields });
+        }
+        id
     })
 }
 
@@ -703,6 +748,9 @@ unsafe extern "C" fn cb_span_record(ctx: *const c_void, span: u64, fields: *cons
     shield((), || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
+        if let Some(tracer) = bridge.tracer() {
+            tracer.span_record(bridge.instance, span, collect_fields(fields));
+        }
         if !bridge.span_fields.load(Ordering::Relaxed) {
             return;
         }
@@ -770,6 +818,9 @@ unsafe extern "C" fn cb_span_close(ctx: *const c_void, span: u64) -> bool {
         let last = bridge.spans.get(span_key(span)).is_some_and(|d| d.refs.fetch_sub(1, Ordering::AcqRel) == 1);
         if last {
             bridge.spans.remove(span_key(span));
+            if let Some(tracer) = bridge.tracer() {
+                tracer.span_close(bridge.instance, span);
+            }
         }
         last
     })
@@ -792,8 +843,8 @@ unsafe extern "C" fn cb_current_span(ctx: *const c_void, out_callsite: *mut usiz
 unsafe extern "C" fn cb_event(
     ctx: *const c_void,
     callsite: usize,
-    _parent_kind: u8,
-    _parent: u64,
+    parent_kind: u8,
+    parent: u64,
     fields: *const FieldValue,
     field_count: usize,
 ) {
@@ -806,6 +857,14 @@ unsafe extern "C" fn cb_event(
         };
         if bridge.profiler.is_on() {
             bridge.profiler.event(callsite);
+        }
+        if let Some(tracer) = bridge.tracer() {
+            let parent = match parent_kind {
+                ax_abi::parent::ROOT => None,
+                ax_abi::parent::EXPLICIT => Some(parent),
+                _ => bridge.current_span(),
+            };
+            tracer.event(bridge.instance, parent, &info, collect_fields(fields));
         }
         bridge.events.publish_with(|| {
             let mut message = String::new();

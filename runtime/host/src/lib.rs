@@ -38,6 +38,7 @@ mod profile;
 mod reload;
 mod source;
 mod startup;
+pub mod trace;
 mod watch;
 
 pub use ax_manifest as manifest;
@@ -59,6 +60,7 @@ pub use profile::ProfileOptions;
 pub use reload::{ReadyHook, ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
 pub use source::{BuildOptions, PluginSource, SourceError};
 pub use startup::{StartupMonitor, resident_bytes, thresholds as startup_thresholds};
+pub use trace::{CallEnd, CallStart, CallTrace, CallTracer, SpanStart, Tracer};
 /// The log filter type of [`Instrumentation::log_filter`] (`AX_LOG` syntax).
 pub use tracing_subscriber::filter::Targets;
 pub use watch::{LibraryWatcher, SourceWatcher, WatchError};

@@ -23,6 +23,7 @@ use crate::cache::{CacheStats, QueryCache};
 use crate::error::{CallError, LoadError, PluginFailure};
 use crate::events::{Event, EventBus, InstanceId};
 use crate::loader::OpenedLibrary;
+use crate::trace::{CallEnd, CallStart};
 
 /// Saved plugin state, as the plugin's `save_state` produced it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -256,6 +257,8 @@ impl Plugin {
         };
         let (instance, events, watchdog, bridge) =
             (self.instance, self.events.clone(), self.watchdog.clone(), self.bridge);
+        let tracer = bridge.tracer();
+        let trace = tracer.as_ref().map(|t| t.begin_call(&CallStart { plugin: &self.name, method, instance, call }));
         let (name, method_owned, input) = (self.name.clone(), method.to_owned(), input.to_vec());
         let result = self.run(move |state| {
             events.publish_with(|| Event::CallStarted { instance, call, method: method_owned.clone() });
@@ -275,11 +278,18 @@ impl Plugin {
             if profiling {
                 bridge.profiler.begin_call(bridge as *const Bridge as usize, &method_owned);
             }
+            let traced = trace.as_ref().zip(bridge.tracer());
+            if let Some((trace, tracer)) = &traced {
+                tracer.enter_call(trace);
+            }
             let mut out = AxBytes::empty();
             // SAFETY: the instance is live (not destroyed) and only used on this thread.
             let status = unsafe {
                 (state.vtable.call)(state.instance.0, AxStr::from_str(&method_owned), AxStr::new(&input), &mut out)
             };
+            if let Some((trace, tracer)) = &traced {
+                tracer.exit_call(trace);
+            }
             if budget.is_limited() {
                 watchdog.unwatch(&active);
             }
@@ -299,9 +309,9 @@ impl Plugin {
             } else {
                 Err(Failure::Plugin(PluginFailure::from_status(status, out.as_slice())))
             };
-            (result, usage, method_owned)
+            (result, usage, method_owned, trace)
         });
-        let (result, usage, method_owned) = match result {
+        let (result, usage, method_owned, trace) = match result {
             Ok(done) => done,
             Err(stopped) => return (Err(stopped), Usage::default()),
         };
@@ -313,6 +323,10 @@ impl Plugin {
                 CallError::BudgetExceeded { plugin: self.name.clone(), method: method.to_owned(), violations }
             }
         });
+        if let (Some(tracer), Some(trace)) = (tracer, trace) {
+            let end = CallEnd { plugin: &self.name, method, instance, usage: &usage, error: result.as_ref().err() };
+            tracer.end_call(trace, &end);
+        }
         self.report_call(call, method_owned, usage, result.as_ref().err());
         (result, usage)
     }

@@ -59,6 +59,14 @@ impl PluginSource {
         }
     }
 
+    /// The manifest, if the plugin was given by one.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        match self {
+            PluginSource::Manifest { manifest, .. } => Some(manifest),
+            PluginSource::Library(_) => None,
+        }
+    }
+
     /// The `[config]` JSON to hand to `init`.
     pub fn config_json(&self) -> String {
         match self {

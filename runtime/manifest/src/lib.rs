@@ -37,6 +37,16 @@
 //! max_bytes = "64MiB"
 //! default_ttl = "60s"
 //!
+//! [telemetry]        # OpenTelemetry export (off by default; OTEL_* variables win)
+//! enabled = true
+//! endpoint = "http://localhost:4318"
+//! protocol = "http/protobuf"                     # or "grpc" (ax built with its `grpc` feature)
+//! service_name = "word-count"                    # default: the plugin's name
+//! headers = { "x-api-key" = "secret" }
+//! sample_ratio = 0.25                            # share of calls traced (default 1)
+//! metrics_interval = "10s"
+//! timeout = "5s"
+//!
 //! [config]           # free-form, passed to Plugin::init as JSON
 //! language = "en"
 //! ```
@@ -65,6 +75,8 @@ pub struct Manifest {
     pub startup: StartupSection,
     #[serde(default)]
     pub cache: CacheSection,
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
     /// Free-form configuration handed to the plugin's `init`.
     #[serde(default)]
     pub config: toml::Table,
@@ -234,6 +246,94 @@ impl Default for CacheSection {
     fn default() -> Self {
         CacheSection { max_entries: Self::default_entries(), max_bytes: Self::default_bytes(), default_ttl: None }
     }
+}
+
+/// `[telemetry]`: OpenTelemetry export of calls, plugin spans and runtime
+/// metrics over OTLP. Off unless `enabled` or `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set; the standard `OTEL_*` environment variables override these keys.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// Export even when no `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The collector's base URL (`http://localhost:4318` for HTTP,
+    /// `http://localhost:4317` for gRPC by default); `/v1/traces` and
+    /// `/v1/metrics` are appended for HTTP.
+    #[serde(default, deserialize_with = "de_endpoint")]
+    pub endpoint: Option<String>,
+    /// `"http/protobuf"` (the default) or `"grpc"`.
+    #[serde(default)]
+    pub protocol: Option<OtlpProtocol>,
+    /// The `service.name` resource attribute (default: the plugin's name).
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// Headers sent with every export (authentication, tenant).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Share of calls traced, from 0 to 1 (default 1: every call); a call that
+    /// continues a sampled `traceparent` is always traced.
+    #[serde(default, deserialize_with = "de_ratio")]
+    pub sample_ratio: Option<f64>,
+    /// How often metrics are exported.
+    #[serde(default = "TelemetrySection::default_interval")]
+    pub metrics_interval: HumanDuration,
+    /// How long one export may take before it is given up (and counted as dropped).
+    #[serde(default = "TelemetrySection::default_timeout")]
+    pub timeout: HumanDuration,
+}
+
+impl TelemetrySection {
+    fn default_interval() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(10))
+    }
+    fn default_timeout() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(5))
+    }
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection {
+            enabled: false,
+            endpoint: None,
+            protocol: None,
+            service_name: None,
+            headers: Default::default(),
+            sample_ratio: None,
+            metrics_interval: Self::default_interval(),
+            timeout: Self::default_timeout(),
+        }
+    }
+}
+
+/// `[telemetry] protocol`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+fn de_endpoint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let endpoint = String::deserialize(d)?;
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(serde::de::Error::custom(format!(
+            "invalid endpoint {endpoint:?}: expected a URL such as \"http://localhost:4318\""
+        )));
+    }
+    Ok(Some(endpoint))
+}
+
+fn de_ratio<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let ratio = f64::deserialize(d)?;
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(serde::de::Error::custom(format!(
+            "invalid sample_ratio {ratio}: expected a number from 0 to 1, such as 0.25"
+        )));
+    }
+    Ok(Some(ratio))
 }
 
 fn de_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -453,6 +553,46 @@ nested = { quote = "a\"b" }
     fn syntax_error_has_position() {
         let err = parse("[plugin\nname = 1\n").unwrap_err();
         assert!(err.starts_with("ax-plugin.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_section() {
+        let m = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n").unwrap();
+        assert_eq!(m.telemetry, TelemetrySection::default());
+        assert!(!m.telemetry.enabled);
+        let m = parse(
+            "[plugin]\nname = \"wc\"\nversion = \"1\"\n[telemetry]\nenabled = true\nendpoint = \"http://otel:4318\"\n\
+             protocol = \"grpc\"\nservice_name = \"svc\"\nheaders = { \"x-key\" = \"k\" }\nsample_ratio = 0.5\n\
+             metrics_interval = \"2s\"\ntimeout = \"300ms\"\n",
+        )
+        .unwrap();
+        let t = m.telemetry;
+        assert!(t.enabled);
+        assert_eq!(t.endpoint.as_deref(), Some("http://otel:4318"));
+        assert_eq!(t.protocol, Some(OtlpProtocol::Grpc));
+        assert_eq!(t.service_name.as_deref(), Some("svc"));
+        assert_eq!(t.headers.get("x-key").map(String::as_str), Some("k"));
+        assert_eq!(t.sample_ratio, Some(0.5));
+        assert_eq!(t.metrics_interval.0, Duration::from_secs(2));
+        assert_eq!(t.timeout.0, Duration::from_millis(300));
+    }
+
+    #[test]
+    fn telemetry_bad_values_name_the_expected_form() {
+        let head = "[plugin]\nname = \"wc\"\nversion = \"1\"\n[telemetry]\n";
+        let err = parse(&format!("{head}protocol = \"http/json\"\n")).unwrap_err();
+        assert!(
+            err.contains("ax-plugin.toml:5:12: unknown variant `http/json`, expected `http/protobuf` or `grpc`"),
+            "{err}"
+        );
+        let err = parse(&format!("{head}endpoint = \"localhost:4318\"\n")).unwrap_err();
+        assert!(err.contains("expected a URL such as \"http://localhost:4318\""), "{err}");
+        let err = parse(&format!("{head}sample_ratio = 2.0\n")).unwrap_err();
+        assert!(err.contains("invalid sample_ratio 2: expected a number from 0 to 1"), "{err}");
+        let err = parse(&format!("{head}metrics_interval = 10\n")).unwrap_err();
+        assert!(err.contains("expected a duration such as \"300ms\""), "{err}");
+        let err = parse(&format!("{head}endpoints = \"http://x\"\n")).unwrap_err();
+        assert!(err.contains("unknown field `endpoints`"), "{err}");
     }
 
     #[test]

@@ -258,7 +258,8 @@ mod tests {
 
     #[test]
     fn distinct_calls_are_named_by_method_and_position() {
-        let call = |method: &str, input: Value| Call { method: method.to_owned(), input, budget: None };
+        let call =
+            |method: &str, input: Value| Call { method: method.to_owned(), input, budget: None, traceparent: None };
         let specs = distinct(vec![
             call("count", json!({"text": "a"})),
             call("count", json!({"text": "a b"})),

@@ -1,0 +1,111 @@
+//! The hook a tracing back end (OpenTelemetry export, `ax-telemetry`) plugs
+//! into: [`CallTracer`], handed to the runtime in [`Instrumentation::tracer`].
+//!
+//! The runtime knows no tracing back end. With a tracer set, each call is
+//! announced on the caller's thread before it is queued ([`CallTracer::begin_call`],
+//! which may read the caller's trace context) and closed there once answered
+//! ([`CallTracer::end_call`], with the outcome and what the call used); on the
+//! plugin's worker thread the call is entered and left around the plugin code,
+//! and the plugin's forwarded spans (their fields included) and events arrive
+//! in between, each with its parent span. With no tracer, the bridge and the
+//! call path pay one relaxed load and a branch each.
+//!
+//! [`Instrumentation::tracer`]: crate::Instrumentation::tracer
+
+use std::any::Any;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::bridge::CallsiteInfo;
+use crate::budget::Usage;
+use crate::error::CallError;
+use crate::events::InstanceId;
+
+/// A call as the tracer sees it begin.
+#[derive(Clone, Copy, Debug)]
+pub struct CallStart<'a> {
+    pub plugin: &'a str,
+    pub method: &'a str,
+    pub instance: InstanceId,
+    /// The call's number within its instance.
+    pub call: u64,
+}
+
+/// A call as the tracer sees it end.
+#[derive(Clone, Copy, Debug)]
+pub struct CallEnd<'a> {
+    pub plugin: &'a str,
+    pub method: &'a str,
+    pub instance: InstanceId,
+    pub usage: &'a Usage,
+    /// `None` when the call succeeded.
+    pub error: Option<&'a CallError>,
+}
+
+/// A plugin span being created.
+#[derive(Debug)]
+pub struct SpanStart<'a> {
+    pub instance: InstanceId,
+    /// The span's id within its image (unique while it lives).
+    pub span: u64,
+    /// The span it is a child of: its explicit parent, else the span the
+    /// thread is in. `None` for a root span of the plugin (the call is then
+    /// its parent).
+    pub parent: Option<u64>,
+    pub callsite: &'a CallsiteInfo,
+    /// The fields given at creation, collected for the tracer to keep.
+    pub fields: Vec<(&'static str, Value)>,
+}
+
+/// Whatever a tracer keeps for one call between [`CallTracer::begin_call`]
+/// and [`CallTracer::end_call`] (an OpenTelemetry span, say).
+pub struct CallTrace(pub Box<dyn Any + Send>);
+
+impl std::fmt::Debug for CallTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallTrace")
+    }
+}
+
+/// Receives calls and the plugin's spans and events, to trace them.
+///
+/// Methods run inside calls: they must not block (hand data to a background
+/// exporter). Span and event methods run on the plugin's thread, between
+/// [`CallTracer::enter_call`] and [`CallTracer::exit_call`] for spans made
+/// during a call, or on a thread the plugin spawned.
+pub trait CallTracer: Send + Sync {
+    /// On the caller's thread, before the call is queued.
+    fn begin_call(&self, call: &CallStart<'_>) -> CallTrace;
+    /// On the plugin's thread, just before the plugin code runs.
+    fn enter_call(&self, trace: &CallTrace);
+    /// On the plugin's thread, just after the plugin code returned.
+    fn exit_call(&self, trace: &CallTrace);
+    /// On the caller's thread, with the outcome.
+    fn end_call(&self, trace: CallTrace, end: &CallEnd<'_>);
+    /// A plugin span was created.
+    fn span_new(&self, span: SpanStart<'_>);
+    /// Fields were recorded on a live span.
+    fn span_record(&self, instance: InstanceId, span: u64, fields: Vec<(&'static str, Value)>);
+    /// The last handle of a span was dropped.
+    fn span_close(&self, instance: InstanceId, span: u64);
+    /// A plugin event (that passed the log filter) inside span `parent`, or
+    /// outside any span of the plugin.
+    fn event(
+        &self,
+        instance: InstanceId,
+        parent: Option<u64>,
+        callsite: &CallsiteInfo,
+        fields: Vec<(&'static str, Value)>,
+    );
+}
+
+/// A shared [`CallTracer`], as [`Instrumentation`](crate::Instrumentation) holds it.
+#[derive(Clone)]
+pub struct Tracer(pub Arc<dyn CallTracer>);
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tracer")
+    }
+}

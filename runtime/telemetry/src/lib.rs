@@ -1,0 +1,257 @@
+//! `ax-telemetry`: OpenTelemetry export for ax over OTLP.
+//!
+//! [`Telemetry::start`] sets up, from a [`Config`] resolved from the manifest's
+//! `[telemetry]` and the `OTEL_*` variables, OTLP exporters ([`export`]) behind
+//! a batch span processor and a meter provider with a periodic reader, and the
+//! `ax-otel` thread between them and the hooks. [`Telemetry::tracer`] is the
+//! runtime's tracing hook ([`ax_runtime::Tracer`], set in
+//! `Instrumentation::tracer`): a span per call with the plugin's forwarded spans
+//! as children ([`tracer`]). [`Telemetry::observe`] turns the host's events into
+//! metrics and spans (reloads, budget violations, failed loads); the cache,
+//! startup and isolated restart metrics are registered by the front end that
+//! owns those.
+//!
+//! The runtime does not depend on this crate: a front end that does not start
+//! a `Telemetry` links no OpenTelemetry code paths into its calls, and with no
+//! tracer set a call pays one relaxed load and a branch per hook.
+//! [`Telemetry::shutdown`] (or dropping it) flushes what is queued.
+
+mod config;
+mod export;
+mod metrics;
+mod tracer;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ax_runtime::{Event, Host, InstanceId, QueryCache, Tracer};
+use crossbeam_channel::Sender;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, ShouldSample, SpanProcessor};
+use parking_lot::Mutex;
+
+pub use config::{Config, Protocol, TraceParent};
+/// Returned by [`Telemetry::attach`].
+pub use opentelemetry::ContextGuard;
+
+use crate::export::Health;
+use crate::metrics::Instruments;
+use crate::tracer::{OtelTracer, Record};
+
+/// Why telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("{what} is invalid: expected {expected}")]
+    Config { what: String, expected: String },
+    #[error("cannot build the OTLP {signal} exporter: {message}")]
+    Exporter { signal: String, message: String },
+}
+
+/// What was not delivered, as counted when telemetry shut down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Spans the collector did not take.
+    pub spans: u64,
+    /// Metric exports the collector did not take.
+    pub metric_exports: u64,
+    /// Calls and spans dropped because the queue to the export thread was full.
+    pub queue_full: u64,
+}
+
+/// A running export pipeline. See the crate docs.
+pub struct Telemetry {
+    processor: Arc<BatchSpanProcessor>,
+    metrics: SdkMeterProvider,
+    tracer: Arc<OtelTracer>,
+    instruments: Arc<Instruments>,
+    queue: Sender<Record>,
+    converter: Option<JoinHandle<()>>,
+    timeout: Duration,
+    health: Arc<Health>,
+    /// Plugin names by instance, from the host's events.
+    names: Arc<Mutex<std::collections::HashMap<InstanceId, String>>>,
+    shut_down: bool,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").field("endpoint", &self.health.endpoint).finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// Starts the exporters' background threads. Nothing is sent until there
+    /// is something to send; a collector that is down is found out (and
+    /// warned about, once) at the first export.
+    pub fn start(config: &Config) -> Result<Telemetry, TelemetryError> {
+        let health = Arc::new(Health::new(config.endpoint_shown.clone()));
+        let (span_exporter, metric_exporter) = export::exporters(config, &health)?;
+
+        let mut resource = Resource::builder();
+        let named_by_env = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
+            || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| v.contains("service.name="));
+        if !named_by_env {
+            resource = resource.with_service_name(config.service_name.clone());
+        }
+        let resource = resource.build();
+
+        // Never block a call: a full queue drops spans (the SDK's default
+        // queue, 2048 spans, unless OTEL_BSP_MAX_QUEUE_SIZE says otherwise);
+        // an export waits at most the client's timeout.
+        let batch = BatchConfigBuilder::default().build();
+        let mut processor = BatchSpanProcessor::builder(span_exporter).with_batch_config(batch).build();
+        processor.set_resource(&resource);
+        let processor = Arc::new(processor);
+        // OTEL_TRACES_SAMPLER(_ARG) unless the manifest gives a ratio.
+        let sampler: Box<dyn ShouldSample> = match config.sample_ratio {
+            Some(ratio) => Box::new(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))),
+            None => opentelemetry_sdk::trace::Config::default().sampler,
+        };
+
+        let reader = PeriodicReader::builder(metric_exporter).with_interval(config.metrics_interval).build();
+        let metrics = SdkMeterProvider::builder().with_reader(reader).with_resource(resource).build();
+        let instruments = Arc::new(Instruments::new(opentelemetry::metrics::MeterProvider::meter(&metrics, "ax")));
+
+        let (queue, records) = crossbeam_channel::bounded(tracer::QUEUE);
+        let converter = {
+            let (processor, instruments) = (processor.clone(), instruments.clone());
+            std::thread::Builder::new()
+                .name("ax-otel".to_owned())
+                .spawn(move || tracer::convert(&records, &processor, &instruments))
+                .map_err(|e| TelemetryError::Exporter { signal: "traces".to_owned(), message: e.to_string() })?
+        };
+        Ok(Telemetry {
+            tracer: Arc::new(OtelTracer::new(sampler, queue.clone(), health.clone())),
+            processor,
+            metrics,
+            instruments,
+            queue,
+            converter: Some(converter),
+            timeout: config.timeout,
+            health,
+            names: Arc::default(),
+            shut_down: false,
+        })
+    }
+
+    /// The hook to set as `Instrumentation::tracer`.
+    pub fn tracer(&self) -> Tracer {
+        Tracer(self.tracer.clone())
+    }
+
+    /// Makes `traceparent` the parent of the calls this thread makes until the
+    /// guard is dropped.
+    pub fn attach(traceparent: &TraceParent) -> ContextGuard {
+        let flags = if traceparent.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        let context = SpanContext::new(
+            TraceId::from(traceparent.trace_id),
+            SpanId::from(traceparent.span_id),
+            flags,
+            true,
+            TraceState::default(),
+        );
+        Context::new().with_remote_span_context(context).attach()
+    }
+
+    /// Turns `host`'s events into telemetry: budget violations (counted),
+    /// reloads (a span each, counted by outcome), failed loads (counted).
+    pub fn observe(&self, host: &Host) {
+        let (tracer, names) = (self.tracer.clone(), self.names.clone());
+        let (instruments, processor) = (self.instruments.clone(), self.processor.clone());
+        host.events().subscribe(move |event| match event {
+            Event::PluginLoaded { instance, name, .. } => {
+                names.lock().insert(*instance, name.clone());
+            }
+            Event::BudgetViolation { plugin, method, violation, .. } => {
+                instruments.violation(plugin, method, violation.kind);
+            }
+            Event::ReloadSucceeded { previous, instance, report } => {
+                let plugin = names.lock().get(previous).cloned().unwrap_or_default();
+                names.lock().insert(*instance, plugin.clone());
+                tracer.generations.lock().insert(*instance, report.generation);
+                instruments.reload(&plugin, true);
+                let mut attrs = vec![
+                    KeyValue::new("ax.plugin", plugin.clone()),
+                    KeyValue::new("ax.generation", report.generation as i64),
+                    KeyValue::new("ax.reload.outcome", "ok"),
+                    KeyValue::new("ax.reload.state_bytes", report.state_bytes as i64),
+                ];
+                for (step, took) in &report.steps {
+                    attrs.push(KeyValue::new(format!("ax.reload.step.{step}_ns"), took.as_nanos() as i64));
+                }
+                tracer::reload_span(&processor, format!("{plugin}.reload"), report.duration, attrs, None);
+            }
+            Event::ReloadRolledBack { instance, generation, step, error } => {
+                let plugin = names.lock().get(instance).cloned().unwrap_or_default();
+                instruments.reload(&plugin, false);
+                let attrs = vec![
+                    KeyValue::new("ax.plugin", plugin.clone()),
+                    KeyValue::new("ax.generation", *generation as i64),
+                    KeyValue::new("ax.reload.outcome", "rolled_back"),
+                    KeyValue::new("ax.reload.failed_step", step.to_string()),
+                ];
+                let name = format!("{plugin}.reload");
+                tracer::reload_span(&processor, name, Duration::ZERO, attrs, Some(error.clone()));
+            }
+            Event::LoadFailed { name, .. } => instruments.load_failure(name),
+            _ => {}
+        });
+    }
+
+    /// Reports `cache`'s hits, misses and evictions as `plugin`'s.
+    pub fn observe_cache(&self, plugin: &str, cache: Arc<QueryCache>) {
+        self.instruments.observe_cache(plugin, cache);
+    }
+
+    /// Reports the restarts of an isolated plugin's child process.
+    pub fn observe_restarts(&self, plugin: &str, restarts: impl Fn() -> u64 + Send + Sync + 'static) {
+        self.instruments.observe_restarts(plugin, restarts);
+    }
+
+    /// Records the startup phases of `plugin` (name and duration each).
+    pub fn record_startup<'a>(&self, plugin: &str, phases: impl IntoIterator<Item = (&'a str, Duration)>) {
+        for (phase, duration) in phases {
+            self.instruments.startup_phase(plugin, phase, duration);
+        }
+    }
+
+    /// Spans handed to the exporter and accepted by the collector so far.
+    pub fn exported_spans(&self) -> u64 {
+        self.health.exported_spans.load(Ordering::Relaxed)
+    }
+
+    /// Exports what is queued and stops the background threads; returns what
+    /// could not be delivered. Waits at most the export timeout per signal.
+    pub fn shutdown(mut self) -> Dropped {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Dropped {
+        if !self.shut_down {
+            self.shut_down = true;
+            tracer::stop(&self.queue, self.timeout);
+            if let Some(converter) = self.converter.take() {
+                let _ = converter.join();
+            }
+            let _ = self.processor.force_flush();
+            let _ = self.processor.shutdown();
+            let _ = self.metrics.shutdown();
+        }
+        Dropped {
+            spans: self.health.dropped_spans.load(Ordering::Relaxed),
+            metric_exports: self.health.dropped_metric_exports.load(Ordering::Relaxed),
+            queue_full: self.health.queue_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,484 @@
+//! OpenTelemetry export, end to end: `ax run` with export on sends OTLP over
+//! HTTP to a real collector (rotel, from PyPI, installed by `scripts/test`)
+//! listening on loopback, which prints what it received in the Collector's
+//! debug-exporter format; the tests read that back and check span names,
+//! parent/child links, attributes, statuses and metric points. With the
+//! collector down, calls still succeed and ax warns once.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ax_e2e::{Output, ax, library, run, workspace_root};
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// The `rotel-agent` binary: `AX_ROTEL`, else the one `scripts/test` installed.
+fn rotel_agent() -> PathBuf {
+    if let Some(path) = std::env::var_os("AX_ROTEL") {
+        return path.into();
+    }
+    let lib = workspace_root().join("tests/otel/.venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+        dirs.filter_map(Result::ok).map(|d| d.path().join("site-packages/rotel/rotel-agent")).find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "rotel-agent not found under {}: run ./scripts/test (it installs tests/otel/requirements.txt)",
+            lib.display()
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A rotel collector on loopback, printing what it receives.
+struct Collector {
+    child: Child,
+    port: u16,
+    received: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, grpc) = (free_port(), free_port());
+        let mut child = Command::new(rotel_agent())
+            .args(["start", "--exporter", "blackhole", "--debug-log", "traces", "--debug-log", "metrics"])
+            .args(["--debug-log-verbosity", "detailed", "--batch-timeout", "50ms"])
+            .arg("--otlp-http-endpoint")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--otlp-grpc-endpoint")
+            .arg(format!("127.0.0.1:{grpc}"))
+            .arg("--pid-file")
+            .arg(dir.path().join("rotel.pid"))
+            .arg("--log-file")
+            .arg(dir.path().join("rotel.log"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rotel-agent starts");
+        let received = Arc::new(Mutex::new(String::new()));
+        let (stdout, sink) = (child.stdout.take().unwrap(), received.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut all = sink.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "rotel did not listen on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Collector { child, port, received, _dir: dir }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until the collector has printed `count` spans and a metric named
+    /// `metric`; returns everything it printed.
+    fn wait_for(&self, count: usize, metric: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = self.received.lock().unwrap().clone();
+            if parse_spans(&text).len() >= count && text.contains(&format!("-> Name: {metric}\n")) {
+                // Let a batch still being printed finish.
+                std::thread::sleep(Duration::from_millis(200));
+                return self.received.lock().unwrap().clone();
+            }
+            assert!(Instant::now() < deadline, "the collector did not receive {count} spans and {metric}:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A span as the collector printed it.
+#[derive(Debug, Default, Clone)]
+struct Span {
+    trace: String,
+    parent: String,
+    id: String,
+    name: String,
+    status: String,
+    status_message: String,
+    attributes: Vec<(String, String)>,
+    events: Vec<String>,
+}
+
+impl Span {
+    fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let rest = line.trim().strip_prefix(name)?;
+    Some(rest.trim_start().strip_prefix(':')?.trim())
+}
+
+/// Parses the debug exporter's `Span #N` blocks.
+fn parse_spans(text: &str) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let mut in_events = false;
+    for line in text.lines() {
+        if line.starts_with("Span #") {
+            spans.push(Span::default());
+            in_events = false;
+            continue;
+        }
+        if line.starts_with("ResourceSpans #") || line.starts_with("ResourceMetrics #") {
+            in_events = false;
+        }
+        let Some(span) = spans.last_mut() else { continue };
+        if line.starts_with("Events:") {
+            in_events = true;
+        } else if let Some(v) = field(line, "Trace ID") {
+            span.trace = v.to_owned();
+        } else if let Some(v) = field(line, "Parent ID") {
+            span.parent = v.to_owned();
+        } else if let Some(v) = field(line, "ID") {
+            span.id = v.to_owned();
+        } else if let Some(v) = field(line, "Name").filter(|_| !line.contains("->")) {
+            span.name = v.to_owned();
+        } else if let Some(v) = field(line, "Status code") {
+            span.status = v.to_owned();
+        } else if let Some(v) = field(line, "Status message") {
+            span.status_message = v.to_owned();
+        } else if let Some(rest) = line.trim().strip_prefix("-> ") {
+            if in_events {
+                if let Some(name) = rest.strip_prefix("Name: ") {
+                    span.events.push(name.to_owned());
+                } else if let Some(last) = span.events.last_mut() {
+                    last.push(' ');
+                    last.push_str(rest.trim_start_matches("-> "));
+                }
+            } else if let Some((key, value)) = rest.split_once(": ") {
+                span.attributes.push((key.to_owned(), value.to_owned()));
+            }
+        }
+    }
+    spans.retain(|s| !s.id.is_empty());
+    spans
+}
+
+/// The data points of metric `name`: each as its attribute lines and values.
+fn metric_points(text: &str, name: &str) -> Vec<String> {
+    let mut points = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some(metric) = line.trim().strip_prefix("-> Name: ") {
+            inside = metric == name;
+            continue;
+        }
+        if line.starts_with("Metric #") || line.starts_with("ResourceMetrics #") || line.starts_with("Span #") {
+            inside = false;
+        }
+        if !inside {
+            continue;
+        }
+        if line.contains("DataPoints #") {
+            points.push(String::new());
+        } else if let Some(point) = points.last_mut() {
+            point.push_str(line.trim());
+            point.push('\n');
+        }
+    }
+    points
+}
+
+fn export_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .env_remove("OTEL_SDK_DISABLED")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env_remove("OTEL_TRACES_SAMPLER")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("TRACEPARENT")
+}
+
+fn calls_file(dir: &Path, lines: &[&str]) -> PathBuf {
+    let path = dir.join("calls.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn one<'a>(spans: &'a [Span], what: &str, pick: impl Fn(&Span) -> bool) -> &'a Span {
+    let found: Vec<&Span> = spans.iter().filter(|s| pick(s)).collect();
+    assert_eq!(found.len(), 1, "expected one {what} span among {spans:#?}");
+    found[0]
+}
+
+#[test]
+fn calls_and_plugin_spans_reach_a_real_collector() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let calls = calls_file(
+        dir.path(),
+        &[
+            &format!(r#"{{"method":"count","input":{{"text":"a b c"}},"traceparent":"{TRACEPARENT}"}}"#),
+            r#"{"method":"count","input":{"text":"x y"}}"#,
+            r#"{"method":"nope"}"#,
+        ],
+    );
+    let out: Output = run(export_env(
+        ax().args(["run", "--no-build"]).arg(library("word-count")).arg("--calls").arg(&calls),
+        &collector.endpoint(),
+    )
+    .env("AX_LOG", "info,word_count=debug"));
+    assert_eq!(out.code, Some(1), "the unknown method fails the run: {out:?}");
+    assert_eq!(out.stdout, "{\"total\":3,\"words\":3}\n{\"total\":5,\"words\":2}\n", "{out:?}");
+    assert!(!out.stderr.contains("cannot export"), "{}", out.stderr);
+
+    // 3 calls; per count call: count, count_words, one is_word per token.
+    let text = collector.wait_for(3 + 2 * 2 + 5, "ax.calls");
+    let spans = parse_spans(&text);
+    // A bare library is named after its file; the service after the plugin.
+    assert!(text.contains("service.name: Str(word_count)"), "{text}");
+
+    // The first call continues the caller's trace.
+    let call = one(&spans, "continued call", |s| s.name == "word_count.count" && s.trace == TRACEPARENT[3..35]);
+    assert_eq!(call.parent, &TRACEPARENT[36..52]);
+    assert_eq!(call.status, "STATUS_CODE_OK");
+    assert_eq!(call.attr("ax.plugin"), Some("Str(word_count)"));
+    assert_eq!(call.attr("ax.method"), Some("Str(count)"));
+    assert_eq!(call.attr("ax.generation"), Some("Int(1)"));
+    assert_eq!(call.attr("ax.outcome"), Some("Str(ok)"));
+    assert!(call.attr("ax.usage.wall_ns").is_some_and(|v| v.starts_with("Int(")), "{call:?}");
+    assert!(call.attr("ax.usage.allocated_bytes").is_some(), "{call:?}");
+
+    // The plugin's spans are its children, with their fields as attributes.
+    let count = one(&spans, "count", |s| s.name == "count" && s.parent == call.id);
+    assert_eq!(count.trace, call.trace);
+    assert_eq!(count.attr("len"), Some("Int(5)"));
+    assert_eq!(count.attr("code.filepath"), Some("Str(examples/word-count/src/lib.rs)"));
+    assert!(count.events.iter().any(|e| e.starts_with("counted") && e.contains("words: Int(3)")), "{count:?}");
+    let words = one(&spans, "count_words", |s| s.name == "count_words" && s.parent == count.id);
+    let tokens: Vec<_> =
+        spans.iter().filter(|s| s.name == "is_word" && s.parent == words.id).filter_map(|s| s.attr("token")).collect();
+    assert_eq!(tokens, ["Str(a)", "Str(b)", "Str(c)"]);
+
+    // The second call starts its own trace.
+    let second = one(&spans, "second call", |s| s.name == "word_count.count" && s.trace != call.trace);
+    assert_eq!(second.parent, "");
+    assert_eq!(second.attr("ax.call"), Some("Int(2)"));
+
+    // The failed call has an error status.
+    let failed = one(&spans, "failed call", |s| s.name == "word_count.nope");
+    assert_eq!(failed.status, "STATUS_CODE_ERROR");
+    assert!(failed.status_message.contains("unknown method"), "{failed:?}");
+    assert_eq!(failed.attr("ax.outcome"), Some("Str(error)"));
+
+    // Metrics: calls by outcome, errors, the duration histogram, startup phases, the cache.
+    let calls = metric_points(&text, "ax.calls");
+    assert!(calls.iter().any(|p| p.contains("ax.outcome: Str(ok)") && p.contains("Value: 2")), "{calls:?}");
+    assert!(calls.iter().any(|p| p.contains("ax.outcome: Str(error)") && p.contains("Value: 1")), "{calls:?}");
+    let errors = metric_points(&text, "ax.call.errors");
+    assert!(errors.iter().any(|p| p.contains("ax.method: Str(nope)") && p.contains("Value: 1")), "{errors:?}");
+    let durations = metric_points(&text, "ax.call.duration");
+    assert!(durations.iter().any(|p| p.contains("ax.method: Str(count)") && p.contains("Count: 2")), "{durations:?}");
+    let phases = metric_points(&text, "ax.startup.phase.duration");
+    for phase in ["read", "dlopen", "init", "first_call"] {
+        assert!(phases.iter().any(|p| p.contains(&format!("ax.phase: Str({phase})"))), "{phase}: {phases:?}");
+    }
+    let hits = metric_points(&text, "ax.cache.hits");
+    assert!(hits.iter().any(|p| p.contains("ax.plugin: Str(word_count)")), "{hits:?}");
+}
+
+#[test]
+fn panics_and_budget_violations_are_errors_with_events() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let calls = calls_file(dir.path(), &[r#"{"method":"boom"}"#]);
+    let out = run(export_env(
+        ax().args(["run", "--no-build"]).arg(library("fixture-panic-call")).arg("--calls").arg(&calls),
+        &collector.endpoint(),
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let out = run(export_env(
+        ax().args(["run", "--no-build"]).arg(library("fixture-hostile")).args(["spin_probe", "--max-duration", "50ms"]),
+        &collector.endpoint(),
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+
+    let text = collector.wait_for(2, "ax.budget.violations");
+    let spans = parse_spans(&text);
+    let panicked = one(&spans, "panicking call", |s| s.name.ends_with(".boom"));
+    assert_eq!(panicked.status, "STATUS_CODE_ERROR");
+    assert_eq!(panicked.attr("ax.outcome"), Some("Str(panic)"));
+    assert!(
+        panicked.events.iter().any(|e| e.starts_with("exception") && e.contains("index out of bounds")),
+        "{panicked:?}"
+    );
+    let stopped = one(&spans, "stopped call", |s| s.name.ends_with(".spin_probe"));
+    assert_eq!(stopped.status, "STATUS_CODE_ERROR");
+    assert_eq!(stopped.attr("ax.outcome"), Some("Str(budget_exceeded)"));
+    assert!(
+        stopped.events.iter().any(|e| e.starts_with("ax.budget_violation") && e.contains("duration")),
+        "{stopped:?}"
+    );
+    let violations = metric_points(&text, "ax.budget.violations");
+    assert!(
+        violations.iter().any(|p| p.contains("ax.method: Str(spin_probe)") && p.contains("Value: 1")),
+        "{violations:?}"
+    );
+}
+
+#[test]
+fn manifest_section_turns_export_on_and_names_the_service() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("ax-plugin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[plugin]\nname = \"word-count\"\nversion = \"0.1.0\"\nlibrary = {:?}\n\n[telemetry]\nenabled = true\n\
+             endpoint = \"{}\"\nservice_name = \"counting-service\"\nmetrics_interval = \"100ms\"\n",
+            library("word-count"),
+            collector.endpoint()
+        ),
+    )
+    .unwrap();
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(&manifest).args(["count", r#"{"text":"one"}"#]);
+    let out = run(export_env(&mut cmd, "").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").env("TRACEPARENT", TRACEPARENT));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let text = collector.wait_for(1, "ax.calls");
+    assert!(text.contains("service.name: Str(counting-service)"), "{text}");
+    let spans = parse_spans(&text);
+    let call = one(&spans, "call", |s| s.name == "word-count.count");
+    assert_eq!(call.trace, &TRACEPARENT[3..35], "TRACEPARENT continues the trace");
+}
+
+#[test]
+fn export_is_off_without_configuration_and_bad_settings_are_errors() {
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", r#"{"text":"a"}"#]);
+    let out = run(export_env(&mut cmd, "").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build", "--traceparent", "00-nope"]).arg(library("word-count")).args(["count", "{}"]);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("traceparent \"00-nope\" is invalid: expected a W3C traceparent"), "{out:?}");
+
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", "{}"]);
+    let out = run(export_env(&mut cmd, "http://127.0.0.1:9").env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml"));
+    ax_e2e::assert_one_error(&out, &["OTEL_EXPORTER_OTLP_PROTOCOL=\"http/xml\" is invalid", "\"http/protobuf\""]);
+}
+
+#[test]
+fn collector_down_calls_succeed_and_ax_warns_once() {
+    let port = free_port(); // bound and released: nothing listens there
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"method":"count","input":{"text":"a b"}}"#;
+    let calls = calls_file(dir.path(), &[line; 20]);
+    let out = run(export_env(
+        ax().args(["run", "--no-build"]).arg(library("word-count")).arg("--calls").arg(&calls),
+        &format!("http://127.0.0.1:{port}"),
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 20, "{out:?}");
+    let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.contains("cannot export")).collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(warnings[0].contains(&format!("http://127.0.0.1:{port}")), "{warnings:?}");
+    // Every span was counted as dropped: 20 calls of 5 spans each (the call, count, count_words, two is_word).
+    assert!(out.stderr.contains("telemetry not delivered: 100 span(s)"), "{}", out.stderr);
+}
+
+#[test]
+fn reloads_are_spans_and_counted_by_outcome_and_calls_carry_the_generation() {
+    use ax_runtime::{Host, HostOptions, Instrumentation, ReloadOptions, ReloadOutcome, ReloadablePlugin};
+    use ax_telemetry::{Config, Protocol, Telemetry};
+
+    let collector = Collector::start();
+    let config = Config {
+        protocol: Protocol::HttpProtobuf,
+        endpoint: Some(collector.endpoint()),
+        endpoint_shown: collector.endpoint(),
+        service_name: "reload-test".to_owned(),
+        headers: Default::default(),
+        sample_ratio: None,
+        metrics_interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(5),
+    };
+    let telemetry = Telemetry::start(&config).unwrap();
+    let instrumentation = Instrumentation { tracer: Some(telemetry.tracer()), ..Instrumentation::default() };
+    let host = Arc::new(Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).unwrap());
+    telemetry.observe(&host);
+
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("libfixture_reload_counter.so");
+    std::fs::copy(ax_e2e::reload_variant("v1", false), &live).unwrap();
+    let options = ReloadOptions { init_timeout: Duration::from_secs(5), drain_timeout: Duration::from_secs(5) };
+    let plugin = ReloadablePlugin::load(host.clone(), &live, "reload-counter", "{}", options).unwrap();
+    let input = serde_json::json!({ "text": "a b" });
+    plugin.call("count", &input).unwrap();
+    let outcome = plugin.reload(&ax_e2e::reload_variant("v2", false)).unwrap();
+    assert!(matches!(outcome, ReloadOutcome::Reloaded(_)), "{outcome:?}");
+    plugin.call("count", &input).unwrap();
+    assert!(plugin.reload(&ax_e2e::reload_variant("panic-init", false)).is_err());
+    drop(plugin);
+    telemetry.shutdown();
+
+    let text = collector.wait_for(4, "ax.reloads");
+    let spans = parse_spans(&text);
+    let ok = one(&spans, "reload", |s| s.name == "reload-counter.reload" && s.status == "STATUS_CODE_OK");
+    assert_eq!(ok.attr("ax.generation"), Some("Int(2)"));
+    assert!(ok.attr("ax.reload.step.init_ns").is_some(), "{ok:?}");
+    let failed = one(&spans, "rolled back", |s| s.name == "reload-counter.reload" && s.status == "STATUS_CODE_ERROR");
+    assert_eq!(failed.attr("ax.reload.outcome"), Some("Str(rolled_back)"));
+    assert!(failed.status_message.contains("panic-init"), "{failed:?}");
+    let generations: Vec<_> =
+        spans.iter().filter(|s| s.name == "reload-counter.count").filter_map(|s| s.attr("ax.generation")).collect();
+    assert_eq!(generations.len(), 2, "{spans:#?}");
+    assert!(generations.contains(&"Int(1)") && generations.contains(&"Int(2)"), "{generations:?}");
+    let reloads = metric_points(&text, "ax.reloads");
+    assert!(reloads.iter().any(|p| p.contains("ax.reload.outcome: Str(ok)") && p.contains("Value: 1")), "{reloads:?}");
+    assert!(
+        reloads.iter().any(|p| p.contains("ax.reload.outcome: Str(rolled_back)") && p.contains("Value: 1")),
+        "{reloads:?}"
+    );
+}
+
+#[test]
+fn isolated_calls_are_traced_from_the_parent_and_restarts_counted() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let calls = calls_file(dir.path(), &[r#"{"method":"ok"}"#, r#"{"method":"segfault"}"#, r#"{"method":"ok"}"#]);
+    let out = run(export_env(
+        ax().args(["run", "--no-build", "--isolate"]).arg(library("fixture-hostile")).arg("--calls").arg(&calls),
+        &collector.endpoint(),
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 2, "{out:?}");
+
+    let text = collector.wait_for(3, "ax.isolated.restarts");
+    let spans = parse_spans(&text);
+    let crashed = one(&spans, "crashed call", |s| s.name == "fixture_hostile.segfault");
+    assert_eq!(crashed.status, "STATUS_CODE_ERROR");
+    assert!(crashed.status_message.contains("killed by SIGSEGV"), "{crashed:?}");
+    let served = spans.iter().filter(|s| s.name == "fixture_hostile.ok" && s.status == "STATUS_CODE_OK").count();
+    assert_eq!(served, 2, "{spans:#?}");
+    let restarts = metric_points(&text, "ax.isolated.restarts");
+    assert!(restarts.iter().any(|p| p.contains("Value: 1")), "{restarts:?}");
+}
