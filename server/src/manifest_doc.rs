@@ -25,6 +25,10 @@ pub const TABLES: &[(&str, &str)] = &[
     ("reload", "Hot reload settings for `ax dev`."),
     ("startup", "Thresholds above which the startup monitor recommends a change."),
     ("cache", "The host's query cache for this plugin (`ax_plugin::cache`)."),
+    (
+        "telemetry",
+        "OpenTelemetry export of calls, plugin spans and metrics over OTLP (off by default; the `OTEL_*` variables win).",
+    ),
     ("config", "Free-form configuration handed to `Plugin::init` as JSON."),
 ];
 
@@ -134,6 +138,60 @@ pub const KEYS: &[KeyDoc] = &[
         key: "default_ttl",
         doc: "Time to live of entries stored without one (default: until evicted).",
         example: "\"60s\"",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "enabled",
+        doc: "Export even when no `OTEL_EXPORTER_OTLP_ENDPOINT` is set.",
+        example: "true",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "endpoint",
+        doc: "The collector's base URL; `/v1/traces` and `/v1/metrics` are added for HTTP.",
+        example: "\"http://localhost:4318\"",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "protocol",
+        doc: "`\"http/protobuf\"` (the default) or `\"grpc\"` (ax built with its `grpc` feature).",
+        example: "\"http/protobuf\"",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "service_name",
+        doc: "The `service.name` resource attribute (default: the plugin's name).",
+        example: "\"word-count\"",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "headers",
+        doc: "Headers sent with every export (authentication, tenant).",
+        example: "{ \"x-api-key\" = \"secret\" }",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "sample_ratio",
+        doc: "Share of calls traced, from 0 to 1 (default 1); a call continuing a sampled `traceparent` is always traced.",
+        example: "0.25",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "level",
+        doc: "The most detailed plugin spans and events exported: `error`, `warn`, `info` (the default), `debug` or `trace`.",
+        example: "\"info\"",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "metrics_interval",
+        doc: "How often metrics are exported.",
+        example: "\"10s\"",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "timeout",
+        doc: "How long one export may take before it is given up (and counted as dropped).",
+        example: "\"5s\"",
     },
 ];
 
@@ -273,6 +331,22 @@ mod tests {
         );
         assert_eq!(l[1].value, Some((7, 11)));
         assert_eq!(table_at(&l, 4), "budget.functions");
+    }
+
+    /// Every documented key, with its example value, makes a manifest that
+    /// `ax-manifest` accepts: the docs name no key the schema lacks, and their
+    /// examples are valid values.
+    #[test]
+    fn every_documented_key_and_example_is_valid() {
+        let mut text = String::new();
+        for (table, _) in TABLES.iter().filter(|(t, _)| *t != "config") {
+            text.push_str(&format!("[{table}]\n"));
+            for key in keys_of(table) {
+                text.push_str(&format!("{} = {}\n", key.key, key.example));
+            }
+        }
+        let parsed = ax_manifest::Manifest::parse(&text, std::path::Path::new("ax-plugin.toml"));
+        assert!(parsed.is_ok(), "{text}\n{:?}", parsed.err().map(|e| e.to_string()));
     }
 
     #[test]

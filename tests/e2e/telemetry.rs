@@ -211,6 +211,7 @@ fn export_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
         .env_remove("OTEL_TRACES_SAMPLER")
         .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
         .env_remove("TRACEPARENT")
+        .env_remove("AX_TELEMETRY_LEVEL")
 }
 
 fn calls_file(dir: &Path, lines: &[&str]) -> PathBuf {
@@ -241,7 +242,9 @@ fn calls_and_plugin_spans_reach_a_real_collector() {
         ax().args(["run", "--no-build"]).arg(library("word-count")).arg("--calls").arg(&calls),
         &collector.endpoint(),
     )
-    .env("AX_LOG", "info,word_count=debug"));
+    .env("AX_LOG", "info,word_count=debug")
+    // Trace-level spans too (`is_word`), which the default level leaves out.
+    .env("AX_TELEMETRY_LEVEL", "trace"));
     assert_eq!(out.code, Some(1), "the unknown method fails the run: {out:?}");
     assert_eq!(out.stdout, "{\"total\":3,\"words\":3}\n{\"total\":5,\"words\":2}\n", "{out:?}");
     assert!(!out.stderr.contains("cannot export"), "{}", out.stderr);
@@ -401,8 +404,9 @@ fn collector_down_calls_succeed_and_ax_warns_once() {
     let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.contains("cannot export")).collect();
     assert_eq!(warnings.len(), 1, "{}", out.stderr);
     assert!(warnings[0].contains(&format!("http://127.0.0.1:{port}")), "{warnings:?}");
-    // Every span was counted as dropped: 20 calls of 5 spans each (the call, count, count_words, two is_word).
-    assert!(out.stderr.contains("telemetry not delivered: 100 span(s)"), "{}", out.stderr);
+    // Every span was counted as dropped: 20 calls of 3 spans each (the call,
+    // count, count_words; the trace-level is_word spans are below the default level).
+    assert!(out.stderr.contains("telemetry not delivered: 60 span(s)"), "{}", out.stderr);
 }
 
 #[test]
@@ -418,6 +422,7 @@ fn reloads_are_spans_and_counted_by_outcome_and_calls_carry_the_generation() {
         service_name: "reload-test".to_owned(),
         headers: Default::default(),
         sample_ratio: None,
+        level: ax_runtime::Level::Info,
         metrics_interval: Duration::from_secs(60),
         timeout: Duration::from_secs(5),
     };

@@ -23,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use ax_abi::{
@@ -295,6 +295,8 @@ pub(crate) struct Bridge {
     pub(crate) profiler: Profiler,
     /// Whether `tracer` is set: the only thing read when tracing is off.
     tracing: AtomicBool,
+    /// The tracer's `max_level`.
+    tracer_level: AtomicU8,
     tracer: RwLock<Option<Arc<dyn CallTracer>>>,
 }
 
@@ -311,6 +313,14 @@ type LastProbe = Option<(usize, usize)>;
 thread_local! {
     static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     static LAST_PROBE: Cell<LastProbe> = const { Cell::new(None) };
+    /// False while the call running on this thread was sampled out by the tracer.
+    static CALL_TRACED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Marks whether the call running on this thread is traced (`false`: the
+/// tracer sampled it out, so its spans and events are not handed over).
+pub(crate) fn set_call_traced(traced: bool) {
+    CALL_TRACED.with(|c| c.set(traced));
 }
 
 /// Where the calling thread is in plugin code, for the crash reporter: `in
@@ -411,6 +421,7 @@ impl Bridge {
             instance,
             events,
             tracing: AtomicBool::new(tracer.is_some()),
+            tracer_level: AtomicU8::new(tracer.as_ref().map_or(Level::Trace, |t| t.max_level()) as u8),
             tracer: RwLock::new(tracer),
             span_fields: AtomicBool::new(instrumentation.span_fields),
             profiler: Profiler::new(instrumentation.profile),
@@ -580,6 +591,7 @@ impl Bridge {
         self.span_fields.store(instrumentation.span_fields, Ordering::Relaxed);
         let tracer = instrumentation.tracer.as_ref().map(|t| t.0.clone());
         self.tracing.store(tracer.is_some(), Ordering::Relaxed);
+        self.tracer_level.store(tracer.as_ref().map_or(Level::Trace, |t| t.max_level()) as u8, Ordering::Relaxed);
         *self.tracer.write().unwrap_or_else(|e| e.into_inner()) = tracer;
         self.profiler.configure(instrumentation.profile);
         *self.instrumentation.write().unwrap_or_else(|e| e.into_inner()) = instrumentation;
@@ -592,6 +604,18 @@ impl Bridge {
             return None;
         }
         self.tracer.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The tracer, if one wants this callsite's spans or events now: at its
+    /// level, and not inside a call it sampled out.
+    fn tracer_for(&self, info: &CallsiteInfo) -> Option<Arc<dyn CallTracer>> {
+        if !self.tracing.load(Ordering::Relaxed)
+            || info.level as u8 > self.tracer_level.load(Ordering::Relaxed)
+            || !CALL_TRACED.with(Cell::get)
+        {
+            return None;
+        }
+        self.tracer()
     }
 
     /// The span the calling thread is in, in this image.
@@ -618,7 +642,10 @@ impl Bridge {
     fn interest(&self, info: &CallsiteInfo) -> u32 {
         let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
         let wanted = if info.is_span {
-            instr.spans || instr.profile.is_some() || instr.tracer.is_some() || self.abort.load(Ordering::Relaxed) != 0
+            instr.spans
+                || instr.profile.is_some()
+                || instr.tracer.as_ref().is_some_and(|t| info.level <= t.0.max_level())
+                || self.abort.load(Ordering::Relaxed) != 0
         } else {
             instr.log_filter.would_enable(&info.target, &info.level.to_tracing())
         };
@@ -725,14 +752,16 @@ unsafe extern "C" fn cb_span_new(
         let (bridge, raw) = unsafe { (bridge(ctx), slice(fields, field_count)) };
         let keep = bridge.span_fields.load(Ordering::Relaxed);
         let fields = if keep { collect_fields(raw) } else { Vec::new() };
+        let info = bridge.tracing.load(Ordering::Relaxed).then(|| bridge.callsite(callsite)).flatten();
         // The tracer gets its own copy only when the frames keep theirs too.
-        let traced = bridge.tracer().map(|t| (t, if keep { fields.clone() } else { collect_fields(raw) }));
+        let traced = info
+            .as_ref()
+            .and_then(|info| bridge.tracer_for(info))
+            .map(|t| (t, if keep { fields.clone() } else { collect_fields(raw) }));
         let data = SpanData { callsite, refs: AtomicUsize::new(1), fields: Mutex::new(fields) };
         // The slab is full only after ~4 billion live spans; u64::MAX then means "untracked".
         let id = bridge.spans.insert(data).map_or(u64::MAX, |key| key as u64 + 1);
-        if let Some((tracer, fields)) = traced
-            && let Some(info) = bridge.callsite(callsite)
-        {
+        if let (Some((tracer, fields)), Some(info)) = (traced, info) {
             let parent = match parent_kind {
                 ax_abi::parent::ROOT => None,
                 ax_abi::parent::EXPLICIT => Some(parent),
@@ -748,7 +777,9 @@ unsafe extern "C" fn cb_span_record(ctx: *const c_void, span: u64, fields: *cons
     shield((), || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
-        if let Some(tracer) = bridge.tracer() {
+        if let Some(tracer) = bridge.tracer()
+            && CALL_TRACED.with(Cell::get)
+        {
             tracer.span_record(bridge.instance, span, collect_fields(fields));
         }
         if !bridge.span_fields.load(Ordering::Relaxed) {
@@ -858,7 +889,7 @@ unsafe extern "C" fn cb_event(
         if bridge.profiler.is_on() {
             bridge.profiler.event(callsite);
         }
-        if let Some(tracer) = bridge.tracer() {
+        if let Some(tracer) = bridge.tracer_for(&info) {
             let parent = match parent_kind {
                 ax_abi::parent::ROOT => None,
                 ax_abi::parent::EXPLICIT => Some(parent),

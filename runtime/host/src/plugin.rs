@@ -280,7 +280,7 @@ impl Plugin {
             }
             let traced = trace.as_ref().zip(bridge.tracer());
             if let Some((trace, tracer)) = &traced {
-                tracer.enter_call(trace);
+                crate::bridge::set_call_traced(tracer.enter_call(trace));
             }
             let mut out = AxBytes::empty();
             // SAFETY: the instance is live (not destroyed) and only used on this thread.
@@ -289,6 +289,7 @@ impl Plugin {
             };
             if let Some((trace, tracer)) = &traced {
                 tracer.exit_call(trace);
+                crate::bridge::set_call_traced(true);
             }
             if budget.is_limited() {
                 watchdog.unwatch(&active);

@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::bridge::CallsiteInfo;
 use crate::budget::Usage;
 use crate::error::CallError;
-use crate::events::InstanceId;
+use crate::events::{InstanceId, Level};
 
 /// A call as the tracer sees it begin.
 #[derive(Clone, Copy, Debug)]
@@ -77,12 +77,20 @@ impl std::fmt::Debug for CallTrace {
 pub trait CallTracer: Send + Sync {
     /// On the caller's thread, before the call is queued.
     fn begin_call(&self, call: &CallStart<'_>) -> CallTrace;
-    /// On the plugin's thread, just before the plugin code runs.
-    fn enter_call(&self, trace: &CallTrace);
+    /// On the plugin's thread, just before the plugin code runs. Returns
+    /// whether the call's spans and events are wanted (a call sampled out
+    /// returns false, and its spans cost the bridge nothing more).
+    fn enter_call(&self, trace: &CallTrace) -> bool;
     /// On the plugin's thread, just after the plugin code returned.
     fn exit_call(&self, trace: &CallTrace);
     /// On the caller's thread, with the outcome.
     fn end_call(&self, trace: CallTrace, end: &CallEnd<'_>);
+    /// The most detailed level of plugin spans and events wanted; those below
+    /// it are not forwarded to the tracer (nor, for spans, by the plugin, if
+    /// nothing else in the host wants them).
+    fn max_level(&self) -> Level {
+        Level::Trace
+    }
     /// A plugin span was created.
     fn span_new(&self, span: SpanStart<'_>);
     /// Fields were recorded on a live span.

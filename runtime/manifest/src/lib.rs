@@ -44,6 +44,7 @@
 //! service_name = "word-count"                    # default: the plugin's name
 //! headers = { "x-api-key" = "secret" }
 //! sample_ratio = 0.25                            # share of calls traced (default 1)
+//! level = "info"                                 # most detailed plugin spans exported (default info)
 //! metrics_interval = "10s"
 //! timeout = "5s"
 //!
@@ -275,6 +276,11 @@ pub struct TelemetrySection {
     /// continues a sampled `traceparent` is always traced.
     #[serde(default, deserialize_with = "de_ratio")]
     pub sample_ratio: Option<f64>,
+    /// The most detailed plugin spans and events exported: `error`, `warn`,
+    /// `info` (the default, as `#[instrument]` spans are), `debug` or `trace`.
+    /// Finer ones are not exported; their time stays in their parents'.
+    #[serde(default)]
+    pub level: TelemetryLevel,
     /// How often metrics are exported.
     #[serde(default = "TelemetrySection::default_interval")]
     pub metrics_interval: HumanDuration,
@@ -301,10 +307,23 @@ impl Default for TelemetrySection {
             service_name: None,
             headers: Default::default(),
             sample_ratio: None,
+            level: TelemetryLevel::default(),
             metrics_interval: Self::default_interval(),
             timeout: Self::default_timeout(),
         }
     }
+}
+
+/// `[telemetry] level`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TelemetryLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
 }
 
 /// `[telemetry] protocol`.
@@ -563,7 +582,7 @@ nested = { quote = "a\"b" }
         let m = parse(
             "[plugin]\nname = \"wc\"\nversion = \"1\"\n[telemetry]\nenabled = true\nendpoint = \"http://otel:4318\"\n\
              protocol = \"grpc\"\nservice_name = \"svc\"\nheaders = { \"x-key\" = \"k\" }\nsample_ratio = 0.5\n\
-             metrics_interval = \"2s\"\ntimeout = \"300ms\"\n",
+             level = \"trace\"\nmetrics_interval = \"2s\"\ntimeout = \"300ms\"\n",
         )
         .unwrap();
         let t = m.telemetry;
@@ -573,6 +592,8 @@ nested = { quote = "a\"b" }
         assert_eq!(t.service_name.as_deref(), Some("svc"));
         assert_eq!(t.headers.get("x-key").map(String::as_str), Some("k"));
         assert_eq!(t.sample_ratio, Some(0.5));
+        assert_eq!(t.level, TelemetryLevel::Trace);
+        assert_eq!(TelemetrySection::default().level, TelemetryLevel::Info);
         assert_eq!(t.metrics_interval.0, Duration::from_secs(2));
         assert_eq!(t.timeout.0, Duration::from_millis(300));
     }
@@ -589,6 +610,11 @@ nested = { quote = "a\"b" }
         assert!(err.contains("expected a URL such as \"http://localhost:4318\""), "{err}");
         let err = parse(&format!("{head}sample_ratio = 2.0\n")).unwrap_err();
         assert!(err.contains("invalid sample_ratio 2: expected a number from 0 to 1"), "{err}");
+        let err = parse(&format!("{head}level = \"verbose\"\n")).unwrap_err();
+        assert!(
+            err.contains("unknown variant `verbose`, expected one of `error`, `warn`, `info`, `debug`, `trace`"),
+            "{err}"
+        );
         let err = parse(&format!("{head}metrics_interval = 10\n")).unwrap_err();
         assert!(err.contains("expected a duration such as \"300ms\""), "{err}");
         let err = parse(&format!("{head}endpoints = \"http://x\"\n")).unwrap_err();

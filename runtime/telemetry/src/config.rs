@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ax_manifest::{OtlpProtocol, TelemetrySection};
+use ax_manifest::{OtlpProtocol, TelemetryLevel, TelemetrySection};
+use ax_runtime::Level;
 
 use crate::TelemetryError;
 
@@ -48,8 +49,22 @@ pub struct Config {
     pub headers: BTreeMap<String, String>,
     /// Share of root calls traced, unless `OTEL_TRACES_SAMPLER` is set.
     pub sample_ratio: Option<f64>,
+    /// The most detailed plugin spans and events exported.
+    pub level: Level,
     pub metrics_interval: Duration,
     pub timeout: Duration,
+}
+
+/// `info`, `DEBUG`, …: a level, as `AX_LOG` spells them.
+fn parse_level(text: &str) -> Option<Level> {
+    Some(match text.trim().to_ascii_lowercase().as_str() {
+        "error" => Level::Error,
+        "warn" => Level::Warn,
+        "info" => Level::Info,
+        "debug" => Level::Debug,
+        "trace" => Level::Trace,
+        _ => return None,
+    })
 }
 
 /// Reads a variable, treating an empty value as unset.
@@ -116,6 +131,19 @@ impl Config {
             service_name: section.service_name.clone().unwrap_or_else(|| plugin.to_owned()),
             headers: section.headers.clone(),
             sample_ratio,
+            level: match var("AX_TELEMETRY_LEVEL") {
+                Some(level) => parse_level(&level).ok_or_else(|| TelemetryError::Config {
+                    what: format!("AX_TELEMETRY_LEVEL={level:?}"),
+                    expected: "error, warn, info, debug or trace".to_owned(),
+                })?,
+                None => match section.level {
+                    TelemetryLevel::Error => Level::Error,
+                    TelemetryLevel::Warn => Level::Warn,
+                    TelemetryLevel::Info => Level::Info,
+                    TelemetryLevel::Debug => Level::Debug,
+                    TelemetryLevel::Trace => Level::Trace,
+                },
+            },
             metrics_interval,
             timeout,
         }))
@@ -211,6 +239,7 @@ mod tests {
             service_name: "wc".to_owned(),
             headers: BTreeMap::new(),
             sample_ratio: None,
+            level: Level::Info,
             metrics_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
         };

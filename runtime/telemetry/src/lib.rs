@@ -126,7 +126,7 @@ impl Telemetry {
                 .map_err(|e| TelemetryError::Exporter { signal: "traces".to_owned(), message: e.to_string() })?
         };
         Ok(Telemetry {
-            tracer: Arc::new(OtelTracer::new(sampler, queue.clone(), health.clone())),
+            tracer: Arc::new(OtelTracer::new(sampler, config.level, queue.clone(), health.clone())),
             processor,
             metrics,
             instruments,

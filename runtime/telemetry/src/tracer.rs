@@ -25,7 +25,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use ax_runtime::{
-    CallEnd, CallError, CallStart, CallTrace, CallTracer, CallsiteInfo, InstanceId, PluginFailure, SpanStart, Usage,
+    CallEnd, CallError, CallStart, CallTrace, CallTracer, CallsiteInfo, InstanceId, Level, PluginFailure, SpanStart,
+    Usage,
 };
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use opentelemetry::trace::{
@@ -118,6 +119,8 @@ pub(crate) enum Record {
 
 pub(crate) struct OtelTracer {
     sampler: Box<dyn ShouldSample>,
+    /// The most detailed plugin spans and events exported.
+    level: Level,
     ids: RandomIdGenerator,
     queue: Sender<Record>,
     health: Arc<Health>,
@@ -193,9 +196,15 @@ fn context(ids: Ids) -> SpanContext {
 }
 
 impl OtelTracer {
-    pub(crate) fn new(sampler: Box<dyn ShouldSample>, queue: Sender<Record>, health: Arc<Health>) -> OtelTracer {
+    pub(crate) fn new(
+        sampler: Box<dyn ShouldSample>,
+        level: Level,
+        queue: Sender<Record>,
+        health: Arc<Health>,
+    ) -> OtelTracer {
         OtelTracer {
             sampler,
+            level,
             ids: RandomIdGenerator::default(),
             queue,
             health,
@@ -257,10 +266,14 @@ impl CallTracer for OtelTracer {
         }))
     }
 
-    fn enter_call(&self, trace: &CallTrace) {
-        if let Some(call) = trace.0.downcast_ref::<CallState>() {
-            let _ = CALL.try_with(|c| c.set(Some(call.ids)));
-        }
+    fn enter_call(&self, trace: &CallTrace) -> bool {
+        let Some(call) = trace.0.downcast_ref::<CallState>() else { return false };
+        let _ = CALL.try_with(|c| c.set(Some(call.ids)));
+        call.ids.sampled
+    }
+
+    fn max_level(&self) -> Level {
+        self.level
     }
 
     fn exit_call(&self, _trace: &CallTrace) {
