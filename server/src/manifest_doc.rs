@@ -181,12 +181,7 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "The most detailed plugin spans and events exported: `error`, `warn`, `info` (the default), `debug` or `trace`.",
         example: "\"info\"",
     },
-    KeyDoc {
-        table: "telemetry",
-        key: "metrics_interval",
-        doc: "How often metrics are exported.",
-        example: "\"10s\"",
-    },
+    KeyDoc { table: "telemetry", key: "metrics_interval", doc: "How often metrics are exported.", example: "\"10s\"" },
     KeyDoc {
         table: "telemetry",
         key: "timeout",
