@@ -5,28 +5,17 @@
 'use strict';
 
 const assert = require('node:assert');
-const fs = require('node:fs');
-const path = require('node:path');
 const { test, beforeEach, afterEach } = require('node:test');
-const { DebugClient } = require('@vscode/debugadapter-testsupport');
+const { count, lib, marker, startClient, wordCountSource: source } = require('./support');
 
-const root = path.resolve(__dirname, '..', '..');
-const target = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
-const bin = (name) => path.join(target, 'debug', name);
-const library = bin(process.platform === 'darwin' ? 'libword_count.dylib' : 'libword_count.so');
-const source = path.join(root, 'examples', 'word-count', 'src', 'lib.rs');
-// Breakpoint lines come from markers in the source, never hard-coded numbers.
-const probeLine = fs.readFileSync(source, 'utf8').split('\n').findIndex((l) => l.includes('// #PROBE')) + 1;
-
+const library = lib('word-count');
+const probeLine = marker(source, '// #PROBE');
 const launchArgs = (calls) => ({ plugin: library, build: false, calls });
-const count = (text) => ({ method: 'count', input: { text } });
 
 let dc;
 
 beforeEach(async () => {
-  dc = new DebugClient(bin('ax-dap'), '--stdio', 'ax', { env: { ...process.env, AX_BIN: bin('ax') } });
-  dc.defaultTimeout = 20000;
-  await dc.start();
+  dc = await startClient();
 });
 
 afterEach(async () => {

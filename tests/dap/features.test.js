@@ -13,27 +13,17 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn, execFileSync } = require('node:child_process');
 const { test, beforeEach, afterEach } = require('node:test');
-const { DebugClient } = require('@vscode/debugadapter-testsupport');
-
-const root = path.resolve(__dirname, '..', '..');
-const target = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
-const bin = (name) => path.join(target, 'debug', name);
-const lib = (crate) => bin(`lib${crate.replace(/-/g, '_')}.${process.platform === 'darwin' ? 'dylib' : 'so'}`);
-const marker = (file, tag) => fs.readFileSync(file, 'utf8').split('\n').findIndex((l) => l.includes(tag)) + 1;
+const { root, bin, lib, marker, count, startClient, wordCountSource: source } = require('./support');
 
 const wordCount = lib('word-count');
-const source = path.join(root, 'examples', 'word-count', 'src', 'lib.rs');
 const probeLine = marker(source, '// #PROBE');
 const panicSource = path.join(root, 'tests', 'fixtures', 'panic-call', 'src', 'lib.rs');
 const panicLine = marker(panicSource, '// #PANIC_CALL');
-const count = (text) => ({ method: 'count', input: { text } });
 
 let dc;
 
 beforeEach(async () => {
-  dc = new DebugClient(bin('ax-dap'), '--stdio', 'ax', { env: { ...process.env, AX_BIN: bin('ax') } });
-  dc.defaultTimeout = 20000;
-  await dc.start();
+  dc = await startClient();
 });
 
 afterEach(async () => {
@@ -273,9 +263,7 @@ test('attach: a host started with --debug-listen waits, refuses a wrong token, t
   try {
     await assert.rejects(dc.attachRequest({ port, token: 'wrong' }), /token/);
     await dc.stop();
-    dc = new DebugClient(bin('ax-dap'), '--stdio', 'ax', { env: { ...process.env, AX_BIN: bin('ax') } });
-    dc.defaultTimeout = 20000;
-    await dc.start();
+    dc = await startClient();
     const stopped = dc.assertStoppedLocation('breakpoint', { path: source, line: probeLine });
     await Promise.all([
       dc.waitForEvent('initialized').then(lineBreakpoint(probeLine)).then(() => dc.configurationDoneRequest()),
@@ -352,6 +340,5 @@ test('disconnecting while stopped leaves no process behind', async () => {
   for (let i = 0; i < 200 && alive(); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(!alive(), `process ${pid} is gone`);
   // ax-dap has exited after disconnect; afterEach has nothing left to stop.
-  dc = new DebugClient(bin('ax-dap'), '--stdio', 'ax', { env: { ...process.env, AX_BIN: bin('ax') } });
-  await dc.start();
+  dc = await startClient();
 });
