@@ -15,7 +15,10 @@ pub(crate) fn init() -> Result<Targets> {
     let filter: Targets = spec.parse().with_context(|| {
         format!("AX_LOG={spec:?} is not a valid filter; expected directives such as `info` or `warn,word_count=debug`")
     })?;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).without_time().with_target(true);
+    // Colours only for a terminal: piped into a file, an editor or a test they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).without_time().with_target(true);
     // A second init (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(fmt.with_filter(filter.clone())).try_init();
     Ok(filter)
