@@ -514,7 +514,8 @@ impl Session {
         let mut calls = args.calls.clone();
         if let Some(file) = &args.calls_file {
             let file = if file.is_absolute() { file.clone() } else { self.base.join(file) };
-            calls.extend(read_calls(&file)?);
+            let lines = ax_runtime::read_calls_file(&file).with_context(|| "callsFile".to_owned())?;
+            calls.extend(lines.into_iter().map(|c| CallArg { method: c.method, input: c.input }));
         }
         let source = PluginSource::resolve(&plugin)?;
         let out = self.out.clone();
@@ -815,20 +816,6 @@ fn rebuild_on_change(dir: &Path, plugin: &Path, debounce: Duration, out: Out) ->
         }
     });
     Ok(watcher)
-}
-
-/// Calls from a calls file: one JSON object per line.
-pub(crate) fn read_calls(file: &Path) -> Result<Vec<CallArg>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("callsFile {}: cannot read", file.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| {
-                anyhow!("{}:{}: expected a JSON object {{\"method\": …, \"input\": …}}: {e}", file.display(), i + 1)
-            })
-        })
-        .collect()
 }
 
 /// The body of a setBreakpoints / setFunctionBreakpoints / setExceptionBreakpoints response.

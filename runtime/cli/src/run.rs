@@ -362,59 +362,21 @@ pub(crate) fn parse_input(input: Option<&str>) -> Result<Value> {
 
 /// Reads a calls file, failing on the first bad line with its number.
 pub(crate) fn read_calls(path: &Path) -> Result<Vec<Call>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read calls file", path.display()))?;
-    let expected = r#"expected one JSON object per line, such as {"method":"count","input":{"text":"a b"}}"#;
-    let mut calls = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let at = || format!("{}:{}", path.display(), i + 1);
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| anyhow!("{}: invalid JSON ({e}); {expected}", at()))?;
-        let Value::Object(mut object) = value else { bail!("{}: not an object; {expected}", at()) };
-        let method = match object.remove("method") {
-            Some(Value::String(m)) if !m.is_empty() => m,
-            _ => bail!("{}: missing \"method\" string; {expected}", at()),
-        };
-        let input = object.remove("input").unwrap_or(Value::Null);
-        let budget =
-            object.remove("budget").map(|b| parse_budget(&b)).transpose().map_err(|e| anyhow!("{}: {e}", at()))?;
-        let traceparent = match object.remove("traceparent") {
-            None => None,
-            Some(Value::String(text)) => {
-                Some(crate::telemetry::parse_traceparent(&text).map_err(|e| anyhow!("{}: {e}", at()))?)
-            }
-            Some(_) => bail!("{}: \"traceparent\" is not a string; expected a W3C traceparent string", at()),
-        };
-        if let Some(key) = object.keys().next() {
-            bail!("{}: unknown key {key:?}; {expected}", at());
-        }
-        calls.push(Call { method, input, budget, traceparent });
+    let lines = ax_runtime::read_calls_file(path)?;
+    if lines.is_empty() {
+        return Err(ax_runtime::no_calls(path).into());
     }
-    if calls.is_empty() {
-        bail!("{}: no calls; {expected}", path.display());
-    }
-    Ok(calls)
-}
-
-/// A call's `"budget"`: `{"max_memory": "64MiB", "max_cpu_time": "2s", "max_duration": "5s"}`.
-fn parse_budget(value: &Value) -> Result<Budget, String> {
-    let expected =
-        r#"expected "budget": {"max_memory": "64MiB", "max_cpu_time": "2s", "max_duration": "5s"} (any of them)"#;
-    let Value::Object(fields) = value else { return Err(format!("\"budget\" is not an object; {expected}")) };
-    let mut budget = Budget::UNLIMITED;
-    for (key, value) in fields {
-        let text = value.as_str().ok_or_else(|| format!("\"budget\".{key} is not a string; {expected}"))?;
-        match key.as_str() {
-            "max_memory" => budget.max_memory = Some(ByteSize::parse(text)?.0),
-            "max_cpu_time" => budget.max_cpu_time = Some(HumanDuration::parse(text)?.0),
-            "max_duration" => budget.max_duration = Some(HumanDuration::parse(text)?.0),
-            other => return Err(format!("unknown budget key {other:?}; {expected}")),
-        }
-    }
-    Ok(budget)
+    lines
+        .into_iter()
+        .map(|c| {
+            let traceparent = c
+                .traceparent
+                .map(|t| crate::telemetry::parse_traceparent(&t))
+                .transpose()
+                .map_err(|e| anyhow!("{}:{}: {e}", path.display(), c.line))?;
+            Ok(Call { method: c.method, input: c.input, budget: c.budget, traceparent })
+        })
+        .collect()
 }
 
 /// State files: `AXSTATE1`, the schema version (u32 LE), then the plugin's bytes.
