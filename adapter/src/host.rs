@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ax_runtime::child_host::start_child_host_with;
-use ax_runtime::debug_host::{DebugReply, DebugRequest};
+use ax_runtime::debug_host::{DebugReply, DebugRequest, WireStopReason};
 use crossbeam_channel::{self as channel, Sender};
 use dap::events::{BreakpointEventBody, Event, ModuleEventBody, StoppedEventBody};
 use dap::types::{BreakpointEventReason, ModuleEventReason, StoppedEventReason};
@@ -182,14 +182,16 @@ pub(crate) fn connect(
                     let description = exception.as_ref().map(|e| e.description.clone()).or(message);
                     *stopped.lock().unwrap_or_else(|e| e.into_inner()) =
                         Stopped { frames, variables, frame_fields, exception, call, expandable: Vec::new() };
-                    let reason = match reason.as_str() {
-                        "breakpoint" => StoppedEventReason::Breakpoint,
-                        "step" => StoppedEventReason::Step,
-                        "pause" => StoppedEventReason::Pause,
-                        "entry" => StoppedEventReason::Entry,
-                        "exception" => StoppedEventReason::Exception,
+                    let reason = match reason {
+                        WireStopReason::Breakpoint => StoppedEventReason::Breakpoint,
+                        WireStopReason::Step => StoppedEventReason::Step,
+                        WireStopReason::Pause => StoppedEventReason::Pause,
+                        WireStopReason::Entry => StoppedEventReason::Entry,
+                        WireStopReason::ConditionError | WireStopReason::Exception => StoppedEventReason::Exception,
                         // The crate's `Function` would say "function"; DAP says "function breakpoint".
-                        other => StoppedEventReason::String(other.to_owned()),
+                        WireStopReason::FunctionBreakpoint => {
+                            StoppedEventReason::String("function breakpoint".to_owned())
+                        }
                     };
                     out.event(Event::Stopped(StoppedEventBody {
                         reason,

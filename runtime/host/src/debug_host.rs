@@ -201,7 +201,7 @@ pub enum DebugReply {
     Done,
     /// Notification: a thread stopped.
     Stopped {
-        reason: String,
+        reason: WireStopReason,
         breakpoints: Vec<u64>,
         thread: String,
         frames: Vec<WireFrame>,
@@ -223,6 +223,22 @@ pub enum DebugReply {
         category: String,
         text: String,
     },
+}
+
+/// Why a thread stopped, as the adapter is told (it chooses the words its
+/// protocol uses).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WireStopReason {
+    Breakpoint,
+    FunctionBreakpoint,
+    Step,
+    Pause,
+    Entry,
+    /// A condition could not be evaluated.
+    ConditionError,
+    /// A panic, a budget violation or an error return.
+    Exception,
 }
 
 /// What an exception stop is about.
@@ -252,14 +268,14 @@ impl From<BreakpointState> for WireBreakpointState {
 fn stopped(stop: Stop) -> DebugReply {
     DebugReply::Stopped {
         reason: match stop.reason {
-            StopReason::Breakpoint => "breakpoint",
-            StopReason::FunctionBreakpoint => "function breakpoint",
-            StopReason::Step => "step",
-            StopReason::Pause => "pause",
-            StopReason::Entry => "entry",
-            StopReason::ConditionError | StopReason::Exception => "exception",
-        }
-        .to_owned(),
+            StopReason::Breakpoint => WireStopReason::Breakpoint,
+            StopReason::FunctionBreakpoint => WireStopReason::FunctionBreakpoint,
+            StopReason::Step => WireStopReason::Step,
+            StopReason::Pause => WireStopReason::Pause,
+            StopReason::Entry => WireStopReason::Entry,
+            StopReason::ConditionError => WireStopReason::ConditionError,
+            StopReason::Exception => WireStopReason::Exception,
+        },
         breakpoints: stop.breakpoints,
         thread: stop.thread,
         frames: stop.frames.into_iter().map(|f| WireFrame { name: f.name, file: f.file, line: f.line }).collect(),
