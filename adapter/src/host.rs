@@ -99,8 +99,10 @@ pub(crate) fn spawn_debug_host(
     stopped: Arc<Mutex<Stopped>>,
     current_call: Arc<Mutex<Option<CallArg>>>,
 ) -> Result<Arc<DebugHost>> {
-    let dir = std::env::temp_dir().join(format!("ax-dap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    // A folder of our own (random name, 0700) in the per-user runtime directory.
+    let root = ax_runtime::rundir::runtime_dir()?;
+    let dir = ax_runtime::rundir::unique_dir(&root, &format!("dap-{}", std::process::id()))
+        .with_context(|| format!("{}: cannot create a folder for the debug host's socket", root.display()))?;
     let socket = dir.join("host.sock");
     let started = start_child_host_with(command, "__debug-host", &socket);
     let _ = std::fs::remove_dir_all(&dir);

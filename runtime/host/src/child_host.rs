@@ -3,6 +3,12 @@
 //! child with `--socket PATH`, and wait for it to connect back while watching
 //! that it does not die first. The child's stdout and stderr are piped for the
 //! caller to read.
+//!
+//! The socket's path is the caller's to choose inside its private directory
+//! ([`crate::rundir`]); `bind` creates it exclusively (an existing path is an
+//! error, never replaced). A connection is accepted only from the child just
+//! started: same uid and same pid (`SO_PEERCRED`); any other is refused and
+//! logged, and the wait goes on.
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -27,7 +33,6 @@ pub fn start_child_host_with(
     socket: &Path,
 ) -> Result<(Child, UnixStream), String> {
     let binary = Path::new(command.get_program()).to_owned();
-    let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let mut process = command
         .arg(subcommand)
@@ -38,7 +43,7 @@ pub fn start_child_host_with(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {} {subcommand}: {e}", binary.display()))?;
-    let connected = wait_for_connection(&listener, &mut process, subcommand);
+    let connected = wait_for_connection(&listener, socket, &mut process, subcommand);
     let _ = std::fs::remove_file(socket);
     match connected {
         Ok(stream) => Ok((process, stream)),
@@ -50,15 +55,26 @@ pub fn start_child_host_with(
     }
 }
 
-fn wait_for_connection(listener: &UnixListener, process: &mut Child, subcommand: &str) -> Result<UnixStream, String> {
+fn wait_for_connection(
+    listener: &UnixListener,
+    socket: &Path,
+    process: &mut Child,
+    subcommand: &str,
+) -> Result<UnixStream, String> {
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
         match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-                return Ok(stream);
-            }
+            Ok((stream, _)) => match crate::peer::check_unix_peer(&stream, Some(process.id())) {
+                Ok(_) => {
+                    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+                    return Ok(stream);
+                }
+                Err(why) => {
+                    tracing::warn!("refused a connection on {}: {why}", socket.display());
+                    eprintln!("ax: refused a connection on {}: {why}", socket.display());
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if let Ok(Some(status)) = process.try_wait() {
                     return Err(format!("`ax {subcommand}` exited before connecting ({status})"));

@@ -23,8 +23,9 @@ use crate::startup::StartupMonitor;
 pub struct HostOptions {
     /// What plugins loaded from now on forward (spans, fields, log filter).
     pub instrumentation: Instrumentation,
-    /// Where library copies go (default `$TMPDIR/ax-libs`); a per-process
-    /// directory is made inside.
+    /// Where library copies go (default: [`crate::rundir::lib_root`]); it must
+    /// be private to this user (created 0700 or refused), and a per-process
+    /// directory with a random name is made inside.
     pub lib_root: Option<std::path::PathBuf>,
 }
 
@@ -48,7 +49,10 @@ impl Host {
 
     /// A host with `options`.
     pub fn with_options(options: HostOptions) -> std::io::Result<Host> {
-        let root = options.lib_root.unwrap_or_else(LibDir::default_root);
+        let root = match options.lib_root {
+            Some(root) => root,
+            None => LibDir::default_root()?,
+        };
         let events = Arc::new(EventBus::default());
         Ok(Host {
             watchdog: Arc::new(Watchdog::new(events.clone())),

@@ -508,8 +508,8 @@ impl IsolatedPlugin {
 
     /// Starts a child process, waits for it to connect and loads the plugin.
     fn spawn_child(&self) -> Result<ChildProcess, LoadError> {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let socket = self.socket_dir.join(format!("isolated-{}-{n}.sock", std::process::id()));
+        let socket = crate::rundir::unique_path(&self.socket_dir, "isolated", ".sock")
+            .map_err(|e| self.load_error(e.to_string()))?;
         let (mut process, stream) =
             start_child_host(&self.options.host_binary, "__isolated-host", &socket).map_err(|m| self.load_error(m))?;
         let pid = process.id();

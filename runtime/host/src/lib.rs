@@ -34,9 +34,13 @@ mod host;
 pub mod isolated;
 mod lazy;
 mod loader;
+#[cfg(unix)]
+pub mod peer;
 mod plugin;
 mod profile;
 mod reload;
+#[cfg(unix)]
+pub mod rundir;
 mod source;
 mod startup;
 pub mod trace;

@@ -3,8 +3,10 @@
 //! The library is first copied to a unique path, because `dlopen` of a path
 //! already loaded returns the stale image (which would defeat hot reload), and
 //! so that a rebuild can overwrite the original while the copy serves. Copies
-//! live in a per-process directory removed when the [`LibDir`] is dropped;
-//! directories of processes that died are swept at the next start.
+//! live in a per-process directory (random name, mode 0700, inside the
+//! per-user root of [`crate::rundir`]) removed when the [`LibDir`] is dropped;
+//! directories of processes that died are swept at the next start. Copies are
+//! created exclusively (`O_EXCL|O_NOFOLLOW`).
 //!
 //! **Invariant:** images are never unmapped. `dlclose` with live TLS destructors
 //! or plugin-spawned threads is a crash on common platforms, and the host keeps
@@ -16,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ax_abi::{ABI_VERSION, CANARY_MAGIC, Canary, ENTRY_SYMBOL, EntryFn, PluginVTable, VTableHeader};
 
 use crate::error::LoadError;
+use crate::rundir;
 
 /// The per-process directory holding library copies.
 #[derive(Debug)]
@@ -25,32 +28,21 @@ pub(crate) struct LibDir {
 }
 
 impl LibDir {
-    /// Creates `<root>/<pid>-<n>` (one per host in the process), sweeping
-    /// directories of dead processes in `root` first.
+    /// Creates `<root>/<pid>-<random>` (one per host in the process), sweeping
+    /// directories of dead processes in `root` first. `root` must be private
+    /// ([`rundir::private_dir`]): it is created so or refused.
     pub(crate) fn new(root: &Path) -> std::io::Result<LibDir> {
-        static HOSTS: AtomicU64 = AtomicU64::new(0);
-        std::fs::create_dir_all(root)?;
+        rundir::private_dir(root)?;
         sweep_dead(root);
-        let dir = root.join(format!("{}-{}", std::process::id(), HOSTS.fetch_add(1, Ordering::Relaxed)));
-        std::fs::create_dir_all(&dir)?;
+        let dir = rundir::unique_dir(root, &std::process::id().to_string())?;
         Ok(LibDir { dir, next: AtomicU64::new(0) })
     }
 
-    /// The default root: `$AX_LIB_DIR` if set; else, on Linux, `/dev/shm/ax-libs`
-    /// when `/dev/shm` is a tmpfs that allows execution; else `$TMPDIR/ax-libs`.
-    ///
-    /// Memory beats disk here: every reload writes a whole library, and after a
-    /// few hundred megabytes of copies the kernel's writeback throttling made
-    /// each copy to a disk-backed `/tmp` ten times slower (measured by
-    /// `benches/reload.rs`). On tmpfs the copy's pages are the mapping's pages.
-    pub(crate) fn default_root() -> PathBuf {
-        if let Some(dir) = std::env::var_os("AX_LIB_DIR") {
-            return PathBuf::from(dir);
-        }
-        if cfg!(target_os = "linux") && shm_allows_exec() {
-            return PathBuf::from("/dev/shm/ax-libs");
-        }
-        std::env::temp_dir().join("ax-libs")
+    /// The default root ([`rundir::lib_root`]): `$AX_LIB_DIR`, else
+    /// `/dev/shm/ax-<uid>` on an executable tmpfs, else the per-user runtime
+    /// directory; created private or refused.
+    pub(crate) fn default_root() -> std::io::Result<PathBuf> {
+        Ok(rundir::lib_root()?)
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -70,18 +62,6 @@ impl Drop for LibDir {
         // The images stay mapped; removing their files does not unmap them.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Whether `/dev/shm` is mounted, writable and without `noexec` (libraries
-/// cannot be mapped executable from a `noexec` mount).
-fn shm_allows_exec() -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    // Fields: id parent major:minor root mount-point options …; the last mount wins.
-    let options = mounts.lines().rev().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(4) == Some(&"/dev/shm")).then(|| fields.get(5).copied().unwrap_or_default().to_owned())
-    });
-    options.is_some_and(|o| o.split(',').all(|opt| opt != "noexec" && opt != "ro"))
 }
 
 #[cfg(target_os = "linux")]
@@ -144,7 +124,8 @@ pub(crate) fn open(path: &Path, image: &Image, libs: &LibDir) -> Result<OpenedLi
 /// Writes `image` (read from `path`) to a unique path in `libs`; returns the copy.
 pub(crate) fn copy(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf, LoadError> {
     let copy = libs.unique_copy_path(path);
-    std::fs::write(&copy, &image.bytes).map_err(|source| LoadError::Copy {
+    // Exclusively and never through a symlink, in a directory only we can enter.
+    rundir::create_new(&copy, 0o700, &image.bytes).map_err(|source| LoadError::Copy {
         path: path.to_owned(),
         copy: copy.clone(),
         source,
