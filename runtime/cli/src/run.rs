@@ -63,8 +63,13 @@ pub(crate) struct RunArgs {
     /// 127.0.0.1:0 for any free port), before the first call; prints the port and the token to give it.
     #[arg(long, value_name = "ADDRESS", conflicts_with = "isolate")]
     debug_listen: Option<std::net::SocketAddr>,
-    /// The token a debugger must present to attach (default: a new random one).
-    #[arg(long, value_name = "TOKEN", requires = "debug_listen", env = "AX_DEBUG_TOKEN")]
+    /// Read the token a debugger must present to attach from FILE (owned by
+    /// you, mode 0600 or stricter; at least 32 characters). Or set it in
+    /// AX_DEBUG_TOKEN. Default: a new random one, printed.
+    #[arg(long, value_name = "FILE", requires = "debug_listen")]
+    debug_token_file: Option<PathBuf>,
+    /// Refused: a token in argv is visible to every local user (`ps`).
+    #[arg(long, value_name = "TOKEN", hide = true)]
     debug_token: Option<String>,
     #[command(flatten)]
     limits: BudgetArgs,
@@ -108,6 +113,7 @@ pub(crate) struct Call {
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
+    let debug_token = args.debug_listen.map(|_| debug_token(&args)).transpose()?;
     let log_filter = crate::logging::init()?;
     let calls = match (&args.calls, &args.method) {
         (Some(file), _) => read_calls(file)?,
@@ -162,11 +168,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
         Target::InProcess(Arc::new(plugin))
     };
-    if let (Some(address), Target::InProcess(plugin)) = (args.debug_listen, &plugin) {
-        let token = match &args.debug_token {
-            Some(token) => token.clone(),
-            None => random_token()?,
-        };
+    if let (Some(address), Some(token), Target::InProcess(plugin)) = (args.debug_listen, debug_token, &plugin) {
         let listener = DebugListener::start(address, token.clone(), plugin.clone(), library.clone())
             .with_context(|| format!("cannot listen for a debugger on {address}"))?;
         eprintln!("ax: waiting for a debugger: attach to {} with token {token}", listener.address);
@@ -224,6 +226,44 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 /// 128 random bits, in hex.
+/// The attach token: from `--debug-token-file`, else `AX_DEBUG_TOKEN`, else
+/// a new random one; never from argv, where every local user can read it.
+fn debug_token(args: &RunArgs) -> Result<String> {
+    if args.debug_token.is_some() {
+        bail!(
+            "--debug-token: a token on the command line is visible to every local user; expected it in \
+             AX_DEBUG_TOKEN or in a file given by --debug-token-file"
+        );
+    }
+    let (token, origin) = if let Some(file) = &args.debug_token_file {
+        (read_token_file(file)?, file.display().to_string())
+    } else if let Some(token) = std::env::var_os("AX_DEBUG_TOKEN") {
+        let token = token.into_string().map_err(|_| anyhow!("AX_DEBUG_TOKEN: expected UTF-8 text"))?;
+        (token, "AX_DEBUG_TOKEN".to_owned())
+    } else {
+        return random_token();
+    };
+    ax_runtime::debug_host::check_token(&token).map_err(|m| anyhow!("{origin}: {m}"))?;
+    Ok(token)
+}
+
+/// Reads a token file, refusing one another user could read or change.
+fn read_token_file(file: &std::path::Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(file).with_context(|| format!("{}: cannot read the debug token", file.display()))?;
+    if meta.uid() != ax_runtime::rundir::euid() || meta.mode() & 0o077 != 0 {
+        bail!(
+            "{}: a debug token file must be yours and private (mode 0600); it has owner uid {} and mode {:o}",
+            file.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("{}: cannot read the debug token", file.display()))?;
+    Ok(text.trim().to_owned())
+}
+
 fn random_token() -> Result<String> {
     let mut bytes = [0u8; 16];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)

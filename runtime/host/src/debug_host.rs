@@ -482,18 +482,54 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
     serve_connection(stream, &writer, &mut Mode::Child { host }, None)
 }
 
+/// How long a connection has to present its token line.
+pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
+/// The longest token line read; a longer one is refused unread.
+pub const HANDSHAKE_LIMIT: usize = 4096;
+/// The shortest token accepted: 32 characters (128 bits as hex digits).
+pub const MIN_TOKEN_LEN: usize = 32;
+/// Handshakes served at once; connections beyond are closed at once.
+const MAX_HANDSHAKES: usize = 64;
+
+/// Checks that `token` is long enough to guard a debug listener.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "a debug token of {} characters is too short: expected at least {MIN_TOKEN_LEN} (128 bits, e.g. 32 hex digits)",
+            token.len()
+        ));
+    }
+    Ok(())
+}
+
 /// A debug listener in an `ax` host (`ax run --debug-listen`): a debugger
 /// attaches over TCP on loopback, proving it knows the token with its first
-/// line (`{"token": "…"}`); a wrong token is refused and the listener waits
-/// for the next. One debugger at a time.
+/// line (`{"token": "…"}`); a wrong token is refused.
+///
+/// Each connection's handshake runs on its own thread, within
+/// [`HANDSHAKE_DEADLINE`] and [`HANDSHAKE_LIMIT`] bytes, so a connection that
+/// stalls or floods delays nobody; the token is compared in constant time.
+/// One debugger is served at a time (the next waits for it to leave).
 #[derive(Debug)]
 pub struct DebugListener {
     pub address: std::net::SocketAddr,
     started: Receiver<()>,
 }
 
+/// What every handshake thread shares.
+struct Attach {
+    token: String,
+    plugin: Arc<Plugin>,
+    library: PathBuf,
+    start: Mutex<Option<Sender<()>>>,
+    /// Held while a debugger is attached.
+    session: Mutex<()>,
+    handshakes: std::sync::atomic::AtomicUsize,
+}
+
 impl DebugListener {
-    /// Listens on `address` (loopback only) for debuggers of `plugin`.
+    /// Listens on `address` (loopback only) for debuggers of `plugin`; `token`
+    /// must pass [`check_token`].
     pub fn start(
         address: std::net::SocketAddr,
         token: String,
@@ -506,36 +542,33 @@ impl DebugListener {
                 format!("debug listener address {address}: expected a loopback address such as 127.0.0.1:0"),
             ));
         }
+        check_token(&token).map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidInput, m))?;
         let listener = TcpListener::bind(address)?;
         let address = listener.local_addr()?;
         let (start, started) = crossbeam_channel::bounded(1);
+        let attach = Arc::new(Attach {
+            token,
+            plugin,
+            library,
+            start: Mutex::new(Some(start)),
+            session: Mutex::new(()),
+            handshakes: Default::default(),
+        });
         std::thread::Builder::new().name("ax-debug-listener".to_owned()).spawn(move || {
-            let mut start = Some(start);
-            for stream in listener.incoming().map_while(Result::ok) {
-                let _ = stream.set_nodelay(true);
-                let Ok(mut reader) = stream.try_clone().map(BufReader::new) else { continue };
-                let Ok(writer) = stream.try_clone() else { continue };
-                let writer: Writer = Arc::new(Mutex::new(Box::new(writer)));
-                let mut first = String::new();
-                let offered = reader
-                    .read_line(&mut first)
-                    .ok()
-                    .and_then(|_| serde_json::from_str::<Value>(&first).ok())
-                    .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_owned));
-                if offered.as_deref() != Some(token.as_str()) {
-                    let message = "wrong or missing token: expected the one `ax run --debug-listen` printed".to_owned();
-                    let _ = reply(&writer, 0, DebugReply::Failed { message });
+            use std::sync::atomic::Ordering::Relaxed;
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                if attach.handshakes.fetch_add(1, Relaxed) >= MAX_HANDSHAKES {
+                    attach.handshakes.fetch_sub(1, Relaxed);
                     continue;
                 }
-                let agent = DebugAgent::attach(plugin.clone());
-                let mut mode =
-                    Mode::Attached { name: plugin.name().to_owned(), library: library.clone(), start: start.take() };
-                let debuggee = Debuggee { plugin: plugin.clone(), agent: agent.clone() };
-                let _ = serve_connection(reader, &writer, &mut mode, Some(Target::fixed(debuggee)));
-                agent.detach();
-                // A debugger that left before `Start` still lets the calls run.
-                if let Mode::Attached { start: Some(tx), .. } = mode {
-                    let _ = tx.send(());
+                let attach = attach.clone();
+                let spawned = std::thread::Builder::new().name("ax-debug-handshake".to_owned()).spawn({
+                    let attach = attach.clone();
+                    move || serve_attach(stream, &attach)
+                });
+                if spawned.is_err() {
+                    attach.handshakes.fetch_sub(1, Relaxed);
                 }
             }
         })?;
@@ -546,6 +579,85 @@ impl DebugListener {
     pub fn wait_for_start(&self) {
         let _ = self.started.recv();
     }
+}
+
+/// One connection: its token line, then (if right) its session.
+fn serve_attach(stream: std::net::TcpStream, attach: &Attach) {
+    let token = read_token_line(&stream);
+    attach.handshakes.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(HANDSHAKE_DEADLINE));
+    let Ok(writer) = stream.try_clone() else { return };
+    let writer: Writer = Arc::new(Mutex::new(Box::new(writer)));
+    let Some((offered, reader)) = token else {
+        let message = format!(
+            "no token line within {HANDSHAKE_DEADLINE:?} and {HANDSHAKE_LIMIT} bytes: expected {{\"token\": …}} first"
+        );
+        let _ = reply(&writer, 0, DebugReply::Failed { message });
+        return;
+    };
+    if !same_token(offered.as_bytes(), attach.token.as_bytes()) {
+        let message = "wrong or missing token: expected the one `ax run --debug-listen` printed".to_owned();
+        let _ = reply(&writer, 0, DebugReply::Failed { message });
+        return;
+    }
+    let _ = stream.set_write_timeout(None);
+    let _session = attach.session.lock().unwrap_or_else(|e| e.into_inner());
+    let plugin = &attach.plugin;
+    let agent = DebugAgent::attach(plugin.clone());
+    let start = attach.start.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let mut mode = Mode::Attached { name: plugin.name().to_owned(), library: attach.library.clone(), start };
+    let debuggee = Debuggee { plugin: plugin.clone(), agent: agent.clone() };
+    let _ = serve_connection(reader, &writer, &mut mode, Some(Target::fixed(debuggee)));
+    agent.detach();
+    // A debugger that left before `Start` still lets the calls run.
+    if let Mode::Attached { start: Some(tx), .. } = mode {
+        let _ = tx.send(());
+    }
+}
+
+/// Reads the first line (`{"token": "…"}`) within [`HANDSHAKE_DEADLINE`] and
+/// [`HANDSHAKE_LIMIT`] bytes; returns the token offered (empty if the line
+/// has none) and the reader, positioned after the line.
+fn read_token_line(stream: &std::net::TcpStream) -> Option<(String, BufReader<std::net::TcpStream>)> {
+    let deadline = std::time::Instant::now() + HANDSHAKE_DEADLINE;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = Vec::new();
+    loop {
+        let left = deadline.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero())?;
+        stream.set_read_timeout(Some(left)).ok()?;
+        let available = reader.fill_buf().ok()?;
+        if available.is_empty() {
+            return None;
+        }
+        let room = HANDSHAKE_LIMIT - line.len();
+        if let Some(end) = available.iter().take(room).position(|&b| b == b'\n') {
+            line.extend_from_slice(&available[..end]);
+            reader.consume(end + 1);
+            break;
+        }
+        let taken = available.len().min(room);
+        line.extend_from_slice(&available[..taken]);
+        reader.consume(taken);
+        if line.len() >= HANDSHAKE_LIMIT {
+            return None;
+        }
+    }
+    stream.set_read_timeout(None).ok()?;
+    let offered = serde_json::from_slice::<Value>(&line)
+        .ok()
+        .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    Some((offered, reader))
+}
+
+/// Compares two tokens in time that depends only on the expected one's length.
+fn same_token(offered: &[u8], expected: &[u8]) -> bool {
+    let mut difference = offered.len() ^ expected.len();
+    for (i, &byte) in expected.iter().enumerate() {
+        difference |= usize::from(byte ^ offered.get(i).copied().unwrap_or(!byte));
+    }
+    std::hint::black_box(difference) == 0
 }
 
 /// Serves one connection's requests until shutdown, detach or its end.
