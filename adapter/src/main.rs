@@ -1,7 +1,12 @@
 //! `ax-dap`: the Debug Adapter Protocol server for ax plugins.
 //!
 //! `ax-dap --stdio` (the default) serves one session over stdin/stdout;
-//! `ax-dap --port N` serves one session over a TCP connection on 127.0.0.1:N;
+//! `ax-dap --port N` serves one session over a TCP connection on 127.0.0.1:N,
+//! accepting only a client that runs as the same user (its socket's owner,
+//! found in `/proc/net/tcp{,6}`); `ax-dap --socket PATH` serves one session
+//! over a Unix socket created at PATH with mode 0600, its peer's uid checked
+//! (`SO_PEERCRED`). A client of another user is refused, logged on stderr,
+//! and the server waits for the next;
 //! `ax-dap --schema` prints the launch and attach attributes as editors'
 //! debugger contributions declare them.
 //! The plugin runs in a child `ax __debug-host` process under the runtime's
@@ -15,6 +20,8 @@ mod session;
 
 use std::io::BufReader;
 use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::process::ExitCode;
 
 use protocol::Out;
@@ -44,7 +51,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match listener.accept().and_then(|(stream, _)| Ok((stream.try_clone()?, stream))) {
+            let accepted = accept_own(|| {
+                let (stream, address) = listener.accept()?;
+                Ok((ax_runtime::peer::check_tcp_peer(&stream), address.to_string(), stream))
+            });
+            match accepted.and_then(|stream| Ok((stream.try_clone()?, stream))) {
                 Ok((reader, writer)) => {
                     Session::new(Out::new(Box::new(writer))).run(&mut BufReader::new(reader));
                     ExitCode::SUCCESS
@@ -55,9 +66,64 @@ fn main() -> ExitCode {
                 }
             }
         }
+        ["--socket", path] => serve_socket(Path::new(path)),
         other => {
-            eprintln!("error: unexpected arguments {other:?}; expected `--stdio`, `--port N` or `--schema`");
+            eprintln!(
+                "error: unexpected arguments {other:?}; expected `--stdio`, `--port N`, `--socket PATH` or `--schema`"
+            );
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Accepts connections until one comes from our own user; each other one is
+/// refused (closed unanswered) and logged.
+fn accept_own<S>(mut accept: impl FnMut() -> std::io::Result<(Result<(), String>, String, S)>) -> std::io::Result<S> {
+    loop {
+        match accept()? {
+            (Ok(()), _, stream) => return Ok(stream),
+            (Err(why), from, _) => eprintln!("ax-dap: refused a connection from {from}: {why}"),
+        }
+    }
+}
+
+/// `--socket PATH`: one session over a Unix socket only our user can connect to.
+fn serve_socket(path: &Path) -> ExitCode {
+    // The socket is created 0600 (no moment with wider permissions): the umask
+    // applies to bind, and nothing else runs yet.
+    // SAFETY: umask has no preconditions; this thread is the only one.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = match bound {
+        Ok(listener) => listener,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!(
+                "error: --socket {}: the path exists; expected a new path (remove a stale socket first)",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: --socket {}: cannot listen: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let accepted = accept_own(|| {
+        let (stream, _) = listener.accept()?;
+        let check = ax_runtime::peer::check_unix_peer(&stream, None).map(drop);
+        Ok((check, path.display().to_string(), stream))
+    });
+    let _ = std::fs::remove_file(path);
+    match accepted.and_then(|stream| Ok((stream.try_clone()?, stream))) {
+        Ok((reader, writer)) => {
+            Session::new(Out::new(Box::new(writer))).run(&mut BufReader::new(reader));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: no client connected on {}: {e}", path.display());
+            ExitCode::FAILURE
         }
     }
 }
