@@ -244,10 +244,12 @@ test('restart relaunches with the same breakpoints, under the same ids', async (
 });
 
 test('attach: a host started with --debug-listen waits, refuses a wrong token, then stops at a breakpoint', async () => {
+  // 128 bits at least, and by environment: argv is visible to every local user.
+  const token = '5ec7e70f5ec7e70f5ec7e70f5ec7e70f';
   const host = spawn(
     bin('ax'),
-    ['run', wordCount, 'count', '{"text":"to be attached"}', '--no-build', '--debug-listen', '127.0.0.1:0', '--debug-token', 's3cret'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    ['run', wordCount, 'count', '{"text":"to be attached"}', '--no-build', '--debug-listen', '127.0.0.1:0'],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AX_DEBUG_TOKEN: token } },
   );
   let stdout = '';
   host.stdout.on('data', (d) => (stdout += d));
@@ -255,8 +257,8 @@ test('attach: a host started with --debug-listen waits, refuses a wrong token, t
     let stderr = '';
     host.stderr.on('data', (d) => {
       stderr += d;
-      const m = /attach to 127\.0\.0\.1:(\d+) with token s3cret/.exec(stderr);
-      if (m) resolve(Number(m[1]));
+      const m = /attach to 127\.0\.0\.1:(\d+) with token (\w+)/.exec(stderr);
+      if (m && m[2] === token) resolve(Number(m[1]));
     });
     host.on('exit', () => reject(new Error(`ax exited: ${stderr}`)));
   });
@@ -267,7 +269,7 @@ test('attach: a host started with --debug-listen waits, refuses a wrong token, t
     const stopped = dc.assertStoppedLocation('breakpoint', { path: source, line: probeLine });
     await Promise.all([
       dc.waitForEvent('initialized').then(lineBreakpoint(probeLine)).then(() => dc.configurationDoneRequest()),
-      dc.attachRequest({ port, token: 's3cret' }),
+      dc.attachRequest({ port, token }),
     ]);
     await stopped;
     assert.strictEqual((await variablesOf(1)).text, '"to be attached"');
