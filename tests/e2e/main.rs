@@ -11,4 +11,5 @@ mod perf;
 mod profile;
 mod reload;
 mod runtime;
+mod second_user;
 mod telemetry;

@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "fixture-panic-save",
     "fixture-bench-plugin",
     "fixture-hostile",
+    "fixture-attacker",
     "ax-cli",
     "ax-dap",
 ];
