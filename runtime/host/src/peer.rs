@@ -40,9 +40,15 @@ pub fn unix_peer(_stream: &UnixStream) -> std::io::Result<PeerCred> {
 }
 
 /// Checks that a Unix socket's peer runs as our effective uid and, when
-/// `pid` is given, is that process. The error says who it was instead.
-pub fn check_unix_peer(stream: &UnixStream, pid: Option<u32>) -> Result<PeerCred, String> {
-    let peer = unix_peer(stream).map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+/// `pid` is given, is that process. The error says who it was instead. Where
+/// the platform gives no credentials (not Linux) the socket's private
+/// directory is the only guard, and this returns `None`.
+pub fn check_unix_peer(stream: &UnixStream, pid: Option<u32>) -> Result<Option<PeerCred>, String> {
+    let peer = match unix_peer(stream) {
+        Ok(peer) => peer,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Ok(None),
+        Err(e) => return Err(format!("cannot read the peer's credentials: {e}")),
+    };
     let uid = crate::rundir::euid();
     if peer.uid != uid {
         return Err(format!("the peer (pid {}) runs as uid {}, not uid {uid}", peer.pid, peer.uid));
@@ -50,7 +56,7 @@ pub fn check_unix_peer(stream: &UnixStream, pid: Option<u32>) -> Result<PeerCred
     if let Some(pid) = pid.filter(|&p| p != peer.pid) {
         return Err(format!("the peer is pid {}, not the child ax started (pid {pid})", peer.pid));
     }
-    Ok(peer)
+    Ok(Some(peer))
 }
 
 /// The uid owning the other end of an accepted loopback TCP connection, read
@@ -131,7 +137,7 @@ mod tests {
     fn a_unix_peer_is_this_process() {
         let (a, _b) = UnixStream::pair().unwrap();
         if cfg!(target_os = "linux") {
-            let peer = check_unix_peer(&a, Some(std::process::id())).unwrap();
+            let peer = check_unix_peer(&a, Some(std::process::id())).unwrap().expect("Linux gives credentials");
             assert_eq!(peer.uid, crate::rundir::euid());
             assert!(check_unix_peer(&a, Some(1)).unwrap_err().contains("not the child"));
         }
