@@ -410,3 +410,60 @@ fn short_tokens_and_tokens_in_argv_are_refused() {
     let file_arg = file.display().to_string();
     ax_e2e::assert_one_error(&run(&["--debug-token-file", &file_arg], None), &[&file_arg, "mode 0600"]);
 }
+
+#[test]
+fn ax_dap_socket_is_private_to_its_user() {
+    let test = "ax_dap_socket_is_private_to_its_user";
+    let Some(attacker) = User::create(test, "a") else { return };
+    if !artifacts_reachable(test) {
+        return;
+    }
+    let spot = shared_dir();
+    let socket = spot.path().join("dap.sock");
+    let dap = Command::new(binary("ax-dap"))
+        .arg("--socket")
+        .arg(&socket)
+        .env("AX_BIN", binary("ax"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _dap = Reaped(dap);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "ax-dap never made its socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::symlink_metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // Another user cannot even connect.
+    if !attacker.sh("command -v python3").status.success() {
+        eprintln!("skipped {test}: python3 (the other user's client) is not installed");
+        return;
+    }
+    let out = attacker
+        .command("python3")
+        .args(["-c", "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "another user connected to ax-dap's socket");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+
+    // We are served.
+    let mut ours = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let body = r#"{"seq":1,"type":"request","command":"initialize","arguments":{"adapterID":"ax"}}"#;
+    ours.write_all(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).unwrap();
+    let mut reply = [0u8; 256];
+    let n = ours.read(&mut reply).expect("our initialize answered within 1 s");
+    assert!(String::from_utf8_lossy(&reply[..n]).starts_with("Content-Length:"));
+
+    // A path that exists is not replaced.
+    let taken = spot.path().join("taken");
+    std::fs::write(&taken, "not a socket").unwrap();
+    let out = ax_e2e::run(Command::new(binary("ax-dap")).arg("--socket").arg(&taken));
+    assert_eq!(std::fs::read_to_string(&taken).unwrap(), "not a socket");
+    assert!(out.code == Some(1) && out.stderr.contains("the path exists"), "{out:?}");
+}
