@@ -467,3 +467,38 @@ fn ax_dap_socket_is_private_to_its_user() {
     assert_eq!(std::fs::read_to_string(&taken).unwrap(), "not a socket");
     assert!(out.code == Some(1) && out.stderr.contains("the path exists"), "{out:?}");
 }
+
+#[test]
+fn another_user_cannot_reach_an_isolated_childs_socket_while_it_runs() {
+    let test = "another_user_cannot_reach_an_isolated_childs_socket_while_it_runs";
+    let (Some(victim), Some(attacker)) = (User::create(test, "v"), User::create(test, "a")) else { return };
+    if !artifacts_reachable(test) {
+        return;
+    }
+    // The victim's first run makes the directories; then the attacker watches
+    // them for a socket to hijack while the victim runs isolated plugins.
+    assert!(ax_run_word_count(&victim, "x").status.success());
+    let roots = format!("/dev/shm/ax-{uid} /tmp/ax-{uid}", uid = victim.uid);
+    let watcher = attacker
+        .command("sh")
+        .args([
+            "-c",
+            &format!("for i in $(seq 400); do for r in {roots}; do ls -A \"$r\"/* 2>&1; done; done | sort -u"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..3 {
+        let out = victim
+            .command(binary("ax"))
+            .args(["run", "--isolate"])
+            .arg(library("word-count"))
+            .args(["count", r#"{"text":"a b"}"#])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let seen = String::from_utf8_lossy(&watcher.wait_with_output().unwrap().stdout).into_owned();
+    assert!(!seen.contains(".sock") && !seen.contains(".so"), "the attacker saw inside: {seen}");
+    assert!(seen.contains("Permission denied"), "{seen}");
+}
