@@ -489,7 +489,7 @@ pub const HANDSHAKE_LIMIT: usize = 4096;
 /// The shortest token accepted: 32 characters (128 bits as hex digits).
 pub const MIN_TOKEN_LEN: usize = 32;
 /// Handshakes served at once; connections beyond are closed at once.
-const MAX_HANDSHAKES: usize = 64;
+const MAX_HANDSHAKES: usize = 256;
 
 /// Checks that `token` is long enough to guard a debug listener.
 pub fn check_token(token: &str) -> Result<(), String> {
