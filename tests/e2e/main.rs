@@ -5,6 +5,7 @@ mod budget;
 mod cli;
 mod dap;
 mod debug;
+mod debug_wire;
 mod isolated;
 mod lazy;
 mod perf;
