@@ -137,10 +137,15 @@ impl Session {
 
     /// Serves DAP messages from `input` until disconnect or end of input.
     pub(crate) fn run(mut self, input: &mut impl BufRead) {
+        let mut input = crate::codec::Reader::new(input);
         loop {
-            let message = match crate::codec::read_message(input) {
+            let message = match input.read() {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
+                Err(crate::codec::Malformed { message, seq: Some(seq), .. }) => {
+                    self.out.respond(seq, "", Err(format!("a malformed message: {message}")));
+                    continue;
+                }
                 Err(error) => {
                     self.out.output("console", format!("ax-dap: ignoring a malformed message: {error}\n"));
                     continue;
