@@ -1,31 +1,24 @@
-//! The DAP base protocol: messages framed by `Content-Length: N\r\n\r\n`.
+//! The DAP base protocol: messages framed by `Content-Length: N\r\n\r\n`
+//! (`ax-framing`, shared with the language server), bodies that are JSON.
 //! Reading fails with a message naming what was wrong (a missing or bad header,
 //! a body that is not JSON); the caller answers what it can and goes on.
 //!
 //! A bad frame never swallows the next good one: a frame whose body is not
-//! JSON is skipped whole (its length was known); after a header that leaves
-//! the length unknown (missing, negative, not a number, too large, a line
-//! longer than [`MAX_HEADER_LINE`]) the reader resynchronises at the next
-//! `Content-Length:` in the stream, wherever it starts. Memory stays bounded
-//! whatever comes in: header lines are capped, bodies too ([`MAX_BODY`]).
+//! JSON is skipped whole (its length was known) and its `seq` read off it when
+//! it can be, so the request gets an error response; after a header that
+//! leaves the length unknown the framing layer resynchronises at the next
+//! `Content-Length:`. Header lines are capped at 8 KiB, bodies at 64 MiB.
 
 use std::io::{BufRead, Write};
 
 use serde_json::Value;
 
-/// The longest header line read; a longer one is skipped and resynchronised past.
-pub(crate) const MAX_HEADER_LINE: usize = 8 << 10;
-/// The largest body accepted.
-pub(crate) const MAX_BODY: usize = 64 << 20;
-
-/// A frame that could not be read, and the request's `seq` when it could be
-/// found in a body that is not JSON (so the caller can answer that request).
+/// A message that could not be read, and the request's `seq` when it could
+/// be found in a body that is not JSON (so the caller can answer that request).
 #[derive(Debug)]
 pub(crate) struct Malformed {
     pub(crate) message: String,
     pub(crate) seq: Option<i64>,
-    /// Whether the frame's extent was known (it was skipped whole).
-    framed: bool,
 }
 
 impl std::fmt::Display for Malformed {
@@ -34,143 +27,22 @@ impl std::fmt::Display for Malformed {
     }
 }
 
-fn malformed(message: String) -> Malformed {
-    Malformed { message, seq: None, framed: false }
-}
-
-/// Reads framed messages from `input`, resynchronising after bad frames.
-pub(crate) struct Reader<R> {
-    input: R,
-    /// The last frame's length was unknown: skip to the next `Content-Length:`.
-    resync: bool,
-}
-
-/// One header line, capped.
-enum Line {
-    End,
-    TooLong,
-    Text(String),
-}
+/// Reads DAP messages from `input`, resynchronising after bad frames.
+pub(crate) struct Reader<R>(ax_framing::Reader<R>);
 
 impl<R: BufRead> Reader<R> {
     pub(crate) fn new(input: R) -> Reader<R> {
-        Reader { input, resync: false }
+        Reader(ax_framing::Reader::new(input))
     }
 
     /// Reads one framed message. `Ok(None)` at the end of input.
     pub(crate) fn read(&mut self) -> Result<Option<Value>, Malformed> {
-        let mut first = None;
-        if std::mem::take(&mut self.resync) {
-            if !self.skip_to_content_length().map_err(|e| malformed(format!("cannot read a header: {e}")))? {
-                return Ok(None);
-            }
-            first = Some("Content-Length:".to_owned());
-        }
-        let result = self.read_frame(first);
-        if let Err(Malformed { framed: false, .. }) = &result {
-            // The frame's extent is unknown: find the next one.
-            self.resync = true;
-        }
-        result
-    }
-
-    fn read_frame(&mut self, mut first: Option<String>) -> Result<Option<Value>, Malformed> {
-        let mut length: Option<usize> = None;
-        let mut headers = 0;
-        loop {
-            let line = match (first.take(), self.line()) {
-                (Some(prefix), Ok(Line::Text(rest))) => prefix + &rest,
-                (_, Ok(Line::End)) if headers > 0 || length.is_some() => {
-                    return Err(malformed("input ended inside a header".to_owned()));
-                }
-                (_, Ok(Line::End)) => return Ok(None),
-                (_, Ok(Line::TooLong)) => {
-                    return Err(malformed(format!("a header line longer than {MAX_HEADER_LINE} bytes")));
-                }
-                (None, Ok(Line::Text(line))) => line,
-                (_, Err(e)) => return Err(malformed(format!("cannot read a header: {e}"))),
-            };
-            let mut line = line.trim_end_matches(['\r', '\n']);
-            // Junk glued in front of a header (the unframed tail of a bad
-            // message): the frame starts at the header.
-            if let Some(start) = line.to_ascii_lowercase().find("content-length:").filter(|&p| p > 0) {
-                line = &line[start..];
-                (length, headers) = (None, 0);
-            }
-            if line.is_empty() {
-                if length.is_some() {
-                    break;
-                }
-                if headers > 0 {
-                    return Err(malformed("a header without `Content-Length: N`".to_owned()));
-                }
-                continue;
-            }
-            headers += 1;
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| malformed(format!("bad header {line:?}: expected `Content-Length: N`")))?;
-            if name.trim().eq_ignore_ascii_case("content-length") {
-                let parsed = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| malformed(format!("bad Content-Length {:?}: expected a number", value.trim())))?;
-                length = Some(parsed);
-            }
-        }
-        let length = length.unwrap_or(0);
-        if length > MAX_BODY {
-            return Err(malformed(format!("a message of {length} bytes: expected at most 64 MiB")));
-        }
-        let mut body = vec![0u8; length];
-        self.input.read_exact(&mut body).map_err(|e| malformed(format!("the body ended early: {e}")))?;
-        serde_json::from_slice(&body).map_err(|e| Malformed {
-            message: format!("the body is not JSON: {e}"),
-            seq: sniff_seq(&body),
-            framed: true,
-        })
-    }
-
-    /// One line (with its end), at most [`MAX_HEADER_LINE`] bytes; of a
-    /// longer one, only that much is consumed.
-    fn line(&mut self) -> std::io::Result<Line> {
-        let mut line = Vec::new();
-        let n = std::io::Read::take(&mut self.input, MAX_HEADER_LINE as u64 + 1).read_until(b'\n', &mut line)?;
-        if n == 0 {
-            return Ok(Line::End);
-        }
-        if line.len() > MAX_HEADER_LINE {
-            // The caller resynchronises at the next `Content-Length:`, which
-            // may come before this line's end.
-            return Ok(Line::TooLong);
-        }
-        Ok(Line::Text(String::from_utf8_lossy(&line).into_owned()))
-    }
-
-    /// Consumes input up to and including the next `Content-Length:` (any
-    /// case); false if the input ends first.
-    fn skip_to_content_length(&mut self) -> std::io::Result<bool> {
-        const NEEDLE: &[u8] = b"content-length:";
-        let mut matched = 0;
-        loop {
-            let buf = self.input.fill_buf()?;
-            if buf.is_empty() {
-                return Ok(false);
-            }
-            let mut used = 0;
-            for &b in buf {
-                used += 1;
-                let b = b.to_ascii_lowercase();
-                // The needle has no proper prefix that is also a suffix: on a
-                // mismatch, only its first byte can start a new match.
-                matched = if b == NEEDLE[matched] { matched + 1 } else { usize::from(b == NEEDLE[0]) };
-                if matched == NEEDLE.len() {
-                    self.input.consume(used);
-                    return Ok(true);
-                }
-            }
-            self.input.consume(used);
-        }
+        let Some(body) = self.0.read().map_err(|e| Malformed { message: e.0, seq: None })? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| Malformed { message: format!("the body is not JSON: {e}"), seq: sniff_seq(&body) })
     }
 }
 
@@ -191,10 +63,7 @@ pub(crate) fn read_message(input: &mut impl BufRead) -> Result<Option<Value>, St
 
 /// Writes one framed message.
 pub(crate) fn write_message(output: &mut impl Write, message: &Value) -> std::io::Result<()> {
-    let body = serde_json::to_vec(message)?;
-    write!(output, "Content-Length: {}\r\n\r\n", body.len())?;
-    output.write_all(&body)?;
-    output.flush()
+    ax_framing::write_frame(output, &serde_json::to_vec(message)?)
 }
 
 #[cfg(test)]
@@ -340,7 +209,7 @@ mod tests {
         let mut stream = vec![b'x'; 1 << 20];
         stream.extend(frame(b"{}"));
         let read = read_all(&stream);
-        assert_eq!(read[0], Err(format!("a header line longer than {MAX_HEADER_LINE} bytes")));
+        assert_eq!(read[0], Err(format!("a header line longer than {} bytes", ax_framing::MAX_HEADER_LINE)));
         assert_eq!(read.last(), Some(&Ok(serde_json::json!({}))));
         // Junk glued in front of a header is dropped with it.
         assert_eq!(read_all(&[&b"{\"seq\":1}"[..], &frame(b"{}")].concat()), [Ok(serde_json::json!({}))]);

@@ -6,6 +6,7 @@ mod cli;
 mod dap;
 mod debug;
 mod debug_wire;
+mod fuzz;
 mod isolated;
 mod lazy;
 mod perf;

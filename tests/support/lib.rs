@@ -25,6 +25,7 @@ const PACKAGES: &[&str] = &[
     "fixture-hostile",
     "ax-cli",
     "ax-dap",
+    "ax-lsp",
 ];
 
 #[derive(Debug)]
