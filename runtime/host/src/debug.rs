@@ -665,7 +665,7 @@ impl ProbeHandler for DebugAgent {
         self.halt(stop, None, stack.len());
     }
 
-    fn on_probe(&self, hit: &ProbeHit<'_>) {
+    fn on_probe(&self, hit: &mut ProbeHit<'_>) {
         let Some((reason, breakpoints, message)) = self.decide(hit) else { return };
         let stack = self.plugin.current_stack();
         let mut frames =
@@ -751,7 +751,7 @@ impl DebugAgent {
     /// Stops the calling plugin thread with `stop` until resumed (the time
     /// counts against no budget), serving setVariable on `hit`'s bindings; then
     /// sets up the step asked for, from span depth `depth`.
-    fn halt(&self, stop: Stop, hit: Option<&ProbeHit<'_>>, depth: usize) {
+    fn halt(&self, stop: Stop, hit: Option<&mut ProbeHit<'_>>, depth: usize) {
         *self.step.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.stepping.store(false, Ordering::Relaxed);
         let how = crate::budget::paused(|| self.stop_and_serve(stop, hit));
@@ -766,7 +766,7 @@ impl DebugAgent {
     /// Becomes the stopped thread (after any other one has been resumed:
     /// one stop at a time), publishes `stop`, and serves the commands in order
     /// until a resume; returns how to go on. After a detach, returns at once.
-    fn stop_and_serve(&self, stop: Stop, hit: Option<&ProbeHit<'_>>) -> Resume {
+    fn stop_and_serve(&self, stop: Stop, mut hit: Option<&mut ProbeHit<'_>>) -> Resume {
         let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
         while commands.stopped && !self.detached.load(Ordering::Relaxed) {
             commands = self.wake.wait(commands).unwrap_or_else(|e| e.into_inner());
@@ -782,7 +782,7 @@ impl DebugAgent {
                 Some(Command::Resume(how)) => break how,
                 Some(Command::Set { name, json, reply }) => {
                     drop(commands);
-                    let _ = reply.send(self.set_binding(hit, &name, &json));
+                    let _ = reply.send(self.set_binding(hit.as_deref_mut(), &name, &json));
                     commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
                 }
                 None => commands = self.wake.wait(commands).unwrap_or_else(|e| e.into_inner()),
@@ -802,8 +802,11 @@ impl DebugAgent {
 
     /// Overwrites binding `name` of `hit` (the stopped thread's) with `json`,
     /// and the stop's snapshot with it.
-    fn set_binding(&self, hit: Option<&ProbeHit<'_>>, name: &str, json: &str) -> Result<(), String> {
-        let result = match hit.map(|hit| (hit, hit.position(name))) {
+    fn set_binding(&self, hit: Option<&mut ProbeHit<'_>>, name: &str, json: &str) -> Result<(), String> {
+        let result = match hit.map(|hit| {
+            let i = hit.position(name);
+            (hit, i)
+        }) {
             Some((hit, Some(i))) => hit.set(i, json),
             Some((_, None)) => Err(format!("no binding `{name}` at this probe")),
             None => Err("only the `&mut` bindings of a probe can be set; this stop is a span's".to_owned()),
