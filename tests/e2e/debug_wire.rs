@@ -3,11 +3,12 @@
 //! adapter: thousands of stops of a plugin looping over a probe, each answered
 //! by a burst of continue / setVariable / evaluate / pause written at once
 //! (every request answered, in order, and the plugin always resumes after a
-//! continue); and random and mutated lines, after which the host still
-//! answers.
+//! continue); random and mutated lines, after which the host still answers;
+//! and the attach listener of `ax run --debug-listen`, fed garbage handshakes
+//! over TCP (each refused), then the real debugger (served).
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -191,4 +192,116 @@ fn ten_thousand_bursts_of_continue_set_variable_evaluate_and_pause_lose_nothing(
     assert_eq!(stops, HITS, "one stop per probe hit");
     let shutdown = wire.request(json!({ "op": "shutdown" }));
     assert_eq!(shutdown["kind"], "done");
+}
+
+#[test]
+fn random_and_mutated_lines_leave_the_debug_host_serving() {
+    let mut wire = Wire::start();
+    load_hostile(&mut wire);
+    let bodies = [
+        json!({ "op": "evaluate", "expression": "i + 1" }),
+        json!({ "op": "probe_lines", "file": "tests/fixtures/hostile/src/lib.rs" }),
+        json!({ "op": "source_files" }),
+        json!({ "op": "set_variable", "name": "step", "value": "2" }),
+        json!({ "op": "set_breakpoints", "file": 5, "breakpoints": "none" }),
+        json!({ "op": "frobnicate" }),
+        json!({ "op": "resume", "how": "sideways" }),
+    ];
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut bytes = Vec::new();
+    let mut intact = Vec::new();
+    for n in 0..3000u64 {
+        let mut line = bodies[(next(&mut rng) % bodies.len() as u64) as usize].clone();
+        line["id"] = json!(1_000 + n);
+        let mut line = serde_json::to_vec(&line).expect("JSON");
+        match next(&mut rng) % 4 {
+            0 => intact.push(1_000 + n),
+            1 => {
+                let i = (next(&mut rng) % line.len() as u64) as usize;
+                // Any byte but a newline (which would split the line in two).
+                line[i] = (next(&mut rng) as u8).max(b'\n' + 1);
+            }
+            2 => line = (0..next(&mut rng) % 100).map(|_| (next(&mut rng) as u8).max(b'\n' + 1)).collect(),
+            _ => line.truncate((next(&mut rng) % line.len() as u64) as usize),
+        }
+        bytes.extend(line);
+        bytes.push(b'\n');
+    }
+    wire.send_raw(&bytes);
+    let reply = wire.request(json!({ "op": "probe_lines", "file": "tests/fixtures/hostile/src/lib.rs" }));
+    let line = marker_line("tests/fixtures/hostile/src/lib.rs", "LOOP");
+    assert!(reply["lines"].as_array().expect("lines").contains(&json!(line)), "{reply}");
+    let answered: std::collections::BTreeSet<u64> = wire.pending.iter().filter_map(|(_, m)| m["id"].as_u64()).collect();
+    let unanswered: Vec<&u64> = intact.iter().filter(|id| !answered.contains(id)).collect();
+    assert!(unanswered.is_empty(), "every line left intact was answered; not {unanswered:?}");
+    assert!(answered.len() > intact.len(), "damaged lines whose id could be read were answered too");
+}
+
+#[test]
+fn the_attach_listener_refuses_garbage_handshakes_and_then_serves_the_real_debugger() {
+    use std::net::{Shutdown, TcpStream};
+    let token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut child = Command::new(binary("ax"))
+        .arg("run")
+        .arg(library("word-count"))
+        .arg("count")
+        .arg(r#"{"text":"a b"}"#)
+        .arg("--debug-listen")
+        .arg("127.0.0.1:0")
+        .env("AX_DEBUG_TOKEN", token)
+        .env_remove("AX_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ax run starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let address = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).expect("stderr") > 0, "ax run ended before listening");
+        if let Some(rest) = line.split("attach to ").nth(1) {
+            break rest.split_whitespace().next().expect("an address").to_owned();
+        }
+    };
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    for n in 0..200 {
+        let mut stream = TcpStream::connect(&address).expect("the listener accepts");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a timeout");
+        let attempt: Vec<u8> = match n % 4 {
+            0 => (0..next(&mut rng) % 300).map(|_| next(&mut rng) as u8).collect(),
+            1 => serde_json::to_vec(&json!({ "token": &token[..(next(&mut rng) % 64) as usize] })).expect("JSON"),
+            2 => serde_json::to_vec(&json!({ "token": 42, "id": 1, "op": "hello" })).expect("JSON"),
+            _ => {
+                let mut offer = serde_json::to_vec(&json!({ "token": token })).expect("JSON");
+                let i = (next(&mut rng) % offer.len() as u64) as usize;
+                offer[i] ^= 1 + (next(&mut rng) as u8 % 127);
+                offer
+            }
+        };
+        let _ = stream.write_all(&attempt);
+        let _ = stream.write_all(b"\n");
+        let _ = stream.shutdown(Shutdown::Write);
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(
+            !answer.contains("attached"),
+            "attempt {n} {:?} was let in: {answer}",
+            String::from_utf8_lossy(&attempt)
+        );
+    }
+    // The real debugger still gets in, and the host runs its call.
+    let stream = TcpStream::connect(&address).expect("the listener still accepts");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a timeout");
+    let mut writer = stream.try_clone().expect("a second handle");
+    let mut reader = BufReader::new(stream);
+    let token_line = format!("{}\n", json!({ "token": token }));
+    writer.write_all(token_line.as_bytes()).expect("write");
+    writer.write_all(b"{\"id\":1,\"op\":\"hello\"}\n").expect("write");
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("an answer to hello");
+    let hello: Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(hello["kind"], "attached", "{hello}");
+    writer.write_all(b"{\"id\":2,\"op\":\"start\"}\n{\"id\":3,\"op\":\"detach\"}\n").expect("write");
+    let status = child.wait().expect("ax run ends");
+    assert!(status.success(), "the call ran after the debugger detached: {status}");
 }
