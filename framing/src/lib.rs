@@ -175,3 +175,64 @@ pub fn write_frame(output: &mut impl Write, body: &[u8]) -> std::io::Result<()> 
     output.write_all(body)?;
     output.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_frame(&mut out, body).unwrap();
+        out
+    }
+
+    fn read_all(bytes: &[u8]) -> Vec<Result<Vec<u8>, BadFrame>> {
+        let mut reader = Reader::new(std::io::BufReader::with_capacity(3, bytes));
+        let mut out = Vec::new();
+        while let Some(next) = reader.read().transpose() {
+            out.push(next);
+            assert!(out.len() <= bytes.len() + 1, "reading does not progress");
+        }
+        out
+    }
+
+    #[test]
+    fn good_frames_after_bad_ones_are_all_read() {
+        let bad: [&[u8]; 6] = [
+            b"Content-Length: -1\r\n\r\nbody",
+            b"Content-Length: nine\r\n\r\nbody",
+            b"X: y\r\n\r\nbody",
+            b"no colon\r\n",
+            b"Content-Length: 99999999999\r\n\r\n",
+            b"junk",
+        ];
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..300 {
+            let mut stream = Vec::new();
+            let mut good = Vec::new();
+            for i in 0..next() % 12 {
+                stream.extend_from_slice(bad[(next() % 6) as usize]);
+                let body = format!("{{\"round\":{round},\"i\":{i}}}").into_bytes();
+                stream.extend(frame(&body));
+                good.push(body);
+            }
+            let read: Vec<Vec<u8>> = read_all(&stream).into_iter().filter_map(Result::ok).collect();
+            assert_eq!(read, good, "round {round}: {:?}", String::from_utf8_lossy(&stream));
+        }
+    }
+
+    #[test]
+    fn a_header_line_is_capped() {
+        let mut stream = vec![b'h'; 4 << 20];
+        stream.extend(frame(b"{}"));
+        let read = read_all(&stream);
+        assert_eq!(read[0], Err(BadFrame(format!("a header line longer than {MAX_HEADER_LINE} bytes"))));
+        assert_eq!(read.last(), Some(&Ok(b"{}".to_vec())));
+    }
+}
