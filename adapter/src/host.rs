@@ -183,7 +183,7 @@ pub(crate) fn connect(
                     let call = current_call.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     let description = exception.as_ref().map(|e| e.description.clone()).or(message);
                     *stopped.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Stopped { frames, variables, frame_fields, exception, call, expandable: Vec::new() };
+                        Stopped { frames, variables, frame_fields, exception, call, handles: Default::default() };
                     let reason = match reason {
                         WireStopReason::Breakpoint => StoppedEventReason::Breakpoint,
                         WireStopReason::Step => StoppedEventReason::Step,

@@ -31,6 +31,7 @@ use dap::types::{
 };
 use serde_json::{Value, json};
 
+use crate::handles::{Handles, Place, Root, Step, descend};
 use crate::host::{DebugHost, ax_binary, connect, spawn_debug_host};
 use crate::protocol::{
     AttachArgs, CallArg, Continued, LaunchArgs, Out, Request, RestartArgs, body, capabilities, parse,
@@ -45,24 +46,45 @@ pub(crate) struct Stopped {
     pub(crate) exception: Option<WireException>,
     /// The call that was running when it stopped.
     pub(crate) call: Option<CallArg>,
-    /// Values that expand (objects, arrays), by reference minus `EXPANDABLE`.
-    pub(crate) expandable: Vec<Value>,
+    /// The references of values that expand (objects, arrays), from `EXPANDABLE` on.
+    pub(crate) handles: Handles,
 }
 
 impl Stopped {
-    /// A variables reference for `value` if it expands, else 0.
-    pub(crate) fn reference(&mut self, value: &Value) -> i64 {
+    /// A variables reference for `value`, found at `place`, if it expands, else 0.
+    pub(crate) fn reference(&mut self, value: &Value, place: Place) -> i64 {
         match value {
-            Value::Object(_) | Value::Array(_) => {
-                self.expandable.push(value.clone());
-                EXPANDABLE + self.expandable.len() as i64 - 1
-            }
+            Value::Object(_) | Value::Array(_) => self.handles.handle(place, EXPANDABLE),
             _ => 0,
         }
     }
 
-    /// A DAP `Variable`: arrays longer than `INDEXED_FROM` are paged by the client.
-    pub(crate) fn variable(&mut self, name: &str, value: &Value) -> Variable {
+    /// The value at `place` (a copy of that one value, for expanding it).
+    fn resolve(&self, place: &Place) -> Option<Value> {
+        let (first, rest) = match &place.root {
+            Root::Evaluated(n) => return descend(self.handles.evaluation(*n)?, &place.path).cloned(),
+            _ => place.path.split_first()?,
+        };
+        let Step::Key(name) = first else { return None };
+        let top = match &place.root {
+            Root::Locals => self.variables.iter().find(|(n, _)| n == name)?.1.clone(),
+            Root::Call => {
+                let call = self.call.as_ref()?;
+                match name.as_str() {
+                    "method" => json!(call.method),
+                    "input" => call.input.clone(),
+                    _ => return None,
+                }
+            }
+            Root::Frame(i) => self.frame_fields.get(*i)?.iter().find(|(n, _)| n == name)?.1.clone(),
+            Root::Evaluated(_) => return None,
+        };
+        descend(&top, rest).cloned()
+    }
+
+    /// A DAP `Variable` for `value`, found at `place`: arrays longer than
+    /// `INDEXED_FROM` are paged by the client.
+    pub(crate) fn variable(&mut self, name: &str, value: &Value, place: Place) -> Variable {
         let (named, indexed) = match value {
             Value::Array(items) if items.len() > INDEXED_FROM => (None, Some(items.len() as i64)),
             Value::Object(map) => (Some(map.len() as i64), None),
@@ -71,7 +93,7 @@ impl Stopped {
         Variable {
             name: name.to_owned(),
             value: display(value),
-            variables_reference: self.reference(value),
+            variables_reference: self.reference(value, place),
             named_variables: named,
             indexed_variables: indexed,
             ..Default::default()
@@ -137,10 +159,15 @@ impl Session {
 
     /// Serves DAP messages from `input` until disconnect or end of input.
     pub(crate) fn run(mut self, input: &mut impl BufRead) {
+        let mut input = crate::codec::Reader::new(input);
         loop {
-            let message = match crate::codec::read_message(input) {
+            let message = match input.read() {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
+                Err(crate::codec::Malformed { message, seq: Some(seq), .. }) => {
+                    self.out.respond(seq, "", Err(format!("a malformed message: {message}")));
+                    continue;
+                }
                 Err(error) => {
                     self.out.output("console", format!("ax-dap: ignoring a malformed message: {error}\n"));
                     continue;
@@ -337,30 +364,40 @@ impl Session {
                 let mut stopped = self.lock_stopped();
                 let indexed_only = matches!(args.filter, Some(VariablesArgumentsFilter::Indexed));
                 let named_only = matches!(args.filter, Some(VariablesArgumentsFilter::Named));
-                let entries: Vec<(String, Value)> = match args.variables_reference {
-                    LOCALS => stopped.variables.clone(),
-                    CALL => stopped.call.as_ref().map_or_else(Vec::new, |call| {
-                        vec![("method".to_owned(), json!(call.method)), ("input".to_owned(), call.input.clone())]
-                    }),
+                let named = |list: Vec<(String, Value)>| -> Vec<(String, Value, Step)> {
+                    list.into_iter().map(|(name, value)| (name.clone(), value, Step::Key(name))).collect()
+                };
+                let (parent, entries) = match args.variables_reference {
+                    LOCALS => (Place { root: Root::Locals, path: Vec::new() }, named(stopped.variables.clone())),
+                    CALL => {
+                        let entries = stopped.call.as_ref().map_or_else(Vec::new, |call| {
+                            vec![("method".to_owned(), json!(call.method)), ("input".to_owned(), call.input.clone())]
+                        });
+                        (Place { root: Root::Call, path: Vec::new() }, named(entries))
+                    }
                     r if (FRAME_FIELDS + 1..EXPANDABLE).contains(&r) => {
                         // Frame i's fields: the probe frame (0) has none of its own.
                         let index = r - FRAME_FIELDS - 1;
                         let offset = usize::from(stopped.frames.len() > stopped.frame_fields.len());
-                        usize::try_from(index)
-                            .ok()
-                            .and_then(|i| stopped.frame_fields.get(i + 1 - offset))
-                            .cloned()
-                            .unwrap_or_default()
+                        let i = usize::try_from(index).ok().and_then(|i| (i + 1).checked_sub(offset));
+                        let fields = i.and_then(|i| stopped.frame_fields.get(i)).cloned().unwrap_or_default();
+                        (Place { root: Root::Frame(i.unwrap_or(usize::MAX)), path: Vec::new() }, named(fields))
                     }
-                    r if r >= EXPANDABLE => match stopped.expandable.get((r - EXPANDABLE) as usize) {
-                        Some(Value::Object(map)) if !indexed_only => {
-                            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-                        }
-                        Some(Value::Array(items)) if !named_only => {
-                            items.iter().enumerate().map(|(i, v)| (format!("[{i}]"), v.clone())).collect()
-                        }
-                        _ => Vec::new(),
-                    },
+                    r if r >= EXPANDABLE => {
+                        let place = stopped.handles.place(r)?;
+                        let entries = match stopped.resolve(&place) {
+                            Some(Value::Object(map)) if !indexed_only => {
+                                map.into_iter().map(|(k, v)| (k.clone(), v, Step::Key(k))).collect()
+                            }
+                            Some(Value::Array(items)) if !named_only => items
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, v)| (format!("[{i}]"), v, Step::Index(i)))
+                                .collect(),
+                            _ => Vec::new(),
+                        };
+                        (place, entries)
+                    }
                     other => return Err(format!("unknown variablesReference {other}")),
                 };
                 let start = usize::try_from(args.start.unwrap_or(0)).unwrap_or(0);
@@ -372,7 +409,7 @@ impl Session {
                     .into_iter()
                     .skip(start)
                     .take(count)
-                    .map(|(name, value)| stopped.variable(&name, &value))
+                    .map(|(name, value, step)| stopped.variable(&name, &value, parent.child(step)))
                     .collect();
                 Ok(body(VariablesResponse { variables }))
             }
@@ -396,7 +433,12 @@ impl Session {
                 let repl = matches!(args.context, Some(EvaluateArgumentsContext::Repl));
                 match self.child()?.ask(DebugRequest::Evaluate { expression: args.expression })? {
                     DebugReply::Evaluated { value } => {
-                        let variable = self.lock_stopped().variable("", &value);
+                        let mut stopped = self.lock_stopped();
+                        let expands = matches!(value, Value::Object(_) | Value::Array(_));
+                        // Only a result that expands is kept (bounded), to be expanded.
+                        let root = if expands { stopped.handles.evaluated(value.clone()) } else { Root::Evaluated(0) };
+                        let variable = stopped.variable("", &value, Place { root, path: Vec::new() });
+                        drop(stopped);
                         Ok(body(EvaluateResponse {
                             result: variable.value,
                             variables_reference: variable.variables_reference,

@@ -16,11 +16,6 @@ pub mod plugin;
 pub mod scan;
 pub mod server;
 pub mod settings;
+pub mod transport;
 
-use tower_lsp_server::{LspService, Server};
-
-/// Serves LSP on stdin/stdout until the client says `exit`.
-pub async fn serve_stdio() {
-    let (service, socket) = LspService::new(server::Backend::new);
-    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).serve(service).await;
-}
+pub use transport::serve_stdio;

@@ -45,7 +45,7 @@ fn native_count(input: &[u8], total: &mut u64) -> Vec<u8> {
 struct NoopHandler;
 
 impl ProbeHandler for NoopHandler {
-    fn on_probe(&self, hit: &ProbeHit<'_>) {
+    fn on_probe(&self, hit: &mut ProbeHit<'_>) {
         black_box(hit.len());
     }
 }

@@ -118,7 +118,7 @@ fn every_call_reports_its_usage() {
 struct Pauser(Duration);
 
 impl ProbeHandler for Pauser {
-    fn on_probe(&self, _hit: &ProbeHit<'_>) {
+    fn on_probe(&self, _hit: &mut ProbeHit<'_>) {
         ax_runtime::paused(|| std::thread::sleep(self.0));
     }
 }

@@ -5,6 +5,8 @@ mod budget;
 mod cli;
 mod dap;
 mod debug;
+mod debug_wire;
+mod fuzz;
 mod isolated;
 mod lazy;
 mod perf;

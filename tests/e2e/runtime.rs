@@ -139,7 +139,7 @@ struct Recorder {
 }
 
 impl ProbeHandler for Recorder {
-    fn on_probe(&self, hit: &ProbeHit<'_>) {
+    fn on_probe(&self, hit: &mut ProbeHit<'_>) {
         let values =
             (0..hit.len()).map(|i| (hit.name(i).to_owned(), hit.value(i).to_json(), hit.is_writable(i))).collect();
         let stack = self
@@ -216,6 +216,40 @@ fn a_handler_can_overwrite_a_mut_binding() {
     count(&plugin, "a");
     let err = rec.set_result.lock().unwrap().clone().unwrap().unwrap_err();
     assert_eq!(err, "`text` is not a writable (`&mut`) binding");
+}
+
+/// Sets the `&mut String` binding `name`, then reads it again.
+struct StringSetter {
+    seen: Mutex<Vec<String>>,
+}
+
+impl ProbeHandler for StringSetter {
+    fn on_probe(&self, hit: &mut ProbeHit<'_>) {
+        let i = hit.position("name").expect("the binding");
+        let before = hit.value(i).to_json();
+        // The set frees the String's old buffer; the type system keeps `before`'s
+        // borrow (had it been kept as a `ProbeVar`) from reaching past this line.
+        hit.set(i, "\"a longer value that needs a new buffer\"").expect("the set");
+        let after = hit.value(i).to_json();
+        self.seen.lock().unwrap().extend([before.to_string(), after.to_string()]);
+    }
+}
+
+#[test]
+fn a_value_read_after_a_set_is_the_new_one_never_the_freed_one() {
+    let host = Host::new().unwrap();
+    let plugin = load(&host, "fixture-hostile");
+    let setter = Arc::new(StringSetter { seen: Mutex::new(Vec::new()) });
+    plugin.set_probe_handler(Some(setter.clone()));
+    let site = plugin.probe_sites().iter().find(|s| s.vars == ["name"]).expect("probe_string's probe").index;
+    plugin.arm_probe(site, true);
+    let out = plugin.call("probe_string", &json!({})).unwrap();
+    assert_eq!(out, json!({ "name": "a longer value that needs a new buffer" }));
+    assert_eq!(
+        *setter.seen.lock().unwrap(),
+        ["\"captured\"", "\"a longer value that needs a new buffer\""],
+        "read before and after the set"
+    );
 }
 
 #[test]

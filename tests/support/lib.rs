@@ -26,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "fixture-attacker",
     "ax-cli",
     "ax-dap",
+    "ax-lsp",
 ];
 
 #[derive(Debug)]

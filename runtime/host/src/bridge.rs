@@ -147,11 +147,21 @@ impl ProbeVar<'_> {
 
 /// An armed probe site being hit, on the plugin's thread. The plugin waits
 /// until the handler returns, so a handler may inspect and overwrite bindings.
+///
+/// **Invariant:** a value read from a hit never outlives what it borrows. A
+/// [`ProbeVar`] borrows the hit (`value(&self)`), and only `set(&mut self)`
+/// overwrites a binding, so no value read before a set can be used after it
+/// (a `&mut String` binding's old text is freed by the set); after a set,
+/// `value` answers with the text that was set (which the plugin accepted),
+/// never the captured one.
 #[derive(Debug)]
 pub struct ProbeHit<'a> {
     pub instance: InstanceId,
     pub site: &'a ProbeSiteInfo,
     raw: &'a [ProbeValue],
+    /// Bindings overwritten during this hit: (index, value as set). Empty
+    /// (no allocation) unless a handler sets something.
+    written: Vec<(usize, String)>,
 }
 
 impl<'a> ProbeHit<'a> {
@@ -175,9 +185,16 @@ impl<'a> ProbeHit<'a> {
         self.site.vars.iter().take(self.len()).position(|v| v == name)
     }
 
-    /// Value of binding `i`.
-    pub fn value(&self, i: usize) -> ProbeVar<'a> {
+    pub(crate) fn new(instance: InstanceId, site: &'a ProbeSiteInfo, raw: &'a [ProbeValue]) -> ProbeHit<'a> {
+        ProbeHit { instance, site, raw, written: Vec::new() }
+    }
+
+    /// Value of binding `i` (as set, if a handler set it during this hit).
+    pub fn value(&self, i: usize) -> ProbeVar<'_> {
         let v = &self.raw[i];
+        if let Some((_, text)) = self.written.iter().rev().find(|(j, _)| *j == i) {
+            return written_value(v.kind, text);
+        }
         // SAFETY: the plugin keeps the text alive until the hit returns, which
         // outlives 'a (a ProbeHit never escapes the handler call).
         let text = || unsafe { v.text.as_str() }.unwrap_or("<invalid utf-8>");
@@ -193,7 +210,7 @@ impl<'a> ProbeHit<'a> {
     }
 
     /// All bindings, by name.
-    pub fn values(&self) -> Vec<(&'a str, ProbeVar<'a>)> {
+    pub fn values(&self) -> Vec<(&'a str, ProbeVar<'_>)> {
         (0..self.len()).map(|i| (self.name(i), self.value(i))).collect()
     }
 
@@ -203,7 +220,7 @@ impl<'a> ProbeHit<'a> {
     }
 
     /// Overwrites binding `i` with `json`, decoded by the plugin as the binding's type.
-    pub fn set(&self, i: usize, json: &str) -> Result<(), String> {
+    pub fn set(&mut self, i: usize, json: &str) -> Result<(), String> {
         let v = &self.raw[i];
         let Some(set) = v.set else {
             return Err(format!("`{}` is not a writable (`&mut`) binding", self.name(i)));
@@ -212,10 +229,29 @@ impl<'a> ProbeHit<'a> {
         // SAFETY: target and set come from the plugin for this hit, which is in progress.
         let status = unsafe { set(v.target, AxStr::from_str(json), &mut err) };
         if status == Status::OK {
+            // The captured text may be freed now (a `&mut String`): answer with what was set.
+            let text = match v.kind {
+                value_kind::STR => serde_json::from_str::<String>(json).unwrap_or_else(|_| json.to_owned()),
+                _ => json.to_owned(),
+            };
+            self.written.push((i, text));
             Ok(())
         } else {
             Err(format!("cannot set `{}`: {}", self.name(i), String::from_utf8_lossy(err.as_slice())))
         }
+    }
+}
+
+/// A binding's value after a set, from the text that was set.
+fn written_value(kind: u8, text: &str) -> ProbeVar<'_> {
+    let number = || serde_json::from_str::<Value>(text).ok();
+    match kind {
+        value_kind::I64 => number().and_then(|n| n.as_i64()).map_or(ProbeVar::Json(text), ProbeVar::I64),
+        value_kind::U64 => number().and_then(|n| n.as_u64()).map_or(ProbeVar::Json(text), ProbeVar::U64),
+        value_kind::F64 => number().and_then(|n| n.as_f64()).map_or(ProbeVar::Json(text), ProbeVar::F64),
+        value_kind::BOOL => number().and_then(|n| n.as_bool()).map_or(ProbeVar::Json(text), ProbeVar::Bool),
+        value_kind::STR => ProbeVar::Str(text),
+        _ => ProbeVar::Json(text),
     }
 }
 
@@ -224,7 +260,7 @@ impl<'a> ProbeHit<'a> {
 /// wraps the blocking in [`crate::paused`], so that the time counts against no
 /// budget.
 pub trait ProbeHandler: Send + Sync {
-    fn on_probe(&self, hit: &ProbeHit<'_>);
+    fn on_probe(&self, hit: &mut ProbeHit<'_>);
 
     /// A span of the plugin was entered (only while [`crate::Plugin::watch_spans`]
     /// is on): `name` is its callsite's name (the function, for
@@ -950,7 +986,7 @@ unsafe extern "C" fn cb_probe_hit(ctx: *const c_void, site: *const ProbeSite, va
             // The handler's time is not any span's (a debugger may stop here; it
             // excludes the stop from budgets itself, see `crate::paused`).
             let profile_pause = profiling.then(|| bridge.profiler.pause_begin());
-            handler.on_probe(&ProbeHit { instance: bridge.instance, site: &table.infos[index], raw });
+            handler.on_probe(&mut ProbeHit::new(bridge.instance, &table.infos[index], raw));
             if let Some(started) = profile_pause {
                 bridge.profiler.pause_end(started);
             }

@@ -180,6 +180,20 @@ enum Command {
     Set { name: String, json: String, reply: Sender<Result<(), String>> },
 }
 
+/// The commands for the stopped thread, in the order the driver sent them.
+///
+/// **Invariant:** a command is queued only while a thread is stopped
+/// (`stopped`), under the same lock the stopped thread takes to leave; when it
+/// takes a resume it answers every command queued after it ("resumed") before
+/// it lets go of the lock. So no command is lost, none is answered out of
+/// order, and none outlives the stop it was meant for.
+#[derive(Default)]
+struct Commands {
+    /// Whether a thread is stopped and serving the queue.
+    stopped: bool,
+    queue: std::collections::VecDeque<Command>,
+}
+
 struct Step {
     mode: Resume,
     depth: usize,
@@ -203,8 +217,11 @@ pub struct DebugAgent {
     /// Set while `step` holds a step: lets a hit skip the lock when nobody steps.
     stepping: AtomicBool,
     step: Mutex<Option<Step>>,
-    commands: Mutex<Option<Command>>,
+    commands: Mutex<Commands>,
+    /// Signalled when a command is queued and when a stopped thread leaves.
     wake: Condvar,
+    /// Set by `detach`: threads waiting for their turn to stop go on instead.
+    detached: AtomicBool,
     stopped: Mutex<Option<Stop>>,
     events: Sender<DebugEvent>,
     receiver: Receiver<DebugEvent>,
@@ -263,8 +280,9 @@ impl DebugAgent {
             exceptions: AtomicU8::new(0),
             stepping: AtomicBool::new(false),
             step: Mutex::new(None),
-            commands: Mutex::new(None),
+            commands: Mutex::new(Commands::default()),
             wake: Condvar::new(),
+            detached: AtomicBool::new(false),
             stopped: Mutex::new(None),
             events,
             receiver,
@@ -489,10 +507,7 @@ impl DebugAgent {
                 location: None,
             }),
         };
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
-        let _ = self.events.send(DebugEvent::Stopped(Box::new(stop)));
-        let how = self.serve_until_resumed(None);
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let how = self.stop_and_serve(stop, None);
         // The plugin's frames are gone: a step goes to the next probe reached.
         if how != Resume::Continue {
             self.pause();
@@ -504,21 +519,31 @@ impl DebugAgent {
         self.stopped.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Lets the stopped thread go on.
-    pub fn resume(&self, how: Resume) {
-        *self.commands.lock().unwrap_or_else(|e| e.into_inner()) = Some(Command::Resume(how));
+    /// Lets the stopped thread go on, after the commands sent before this one;
+    /// returns whether a thread was stopped (if none is, nothing happens: a
+    /// resume never carries over to a later stop).
+    pub fn resume(&self, how: Resume) -> bool {
+        let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        if !commands.stopped {
+            return false;
+        }
+        commands.queue.push_back(Command::Resume(how));
         self.wake.notify_all();
+        true
     }
 
-    /// Overwrites the stopped thread's `&mut` binding `name` with `json`.
+    /// Overwrites the stopped thread's `&mut` binding `name` with `json`,
+    /// after the commands sent before this one.
     pub fn set_variable(&self, name: &str, json: &str) -> Result<(), String> {
-        if self.stopped().is_none() {
-            return Err("no thread is stopped".to_owned());
-        }
         let (reply, answer) = channel::bounded(1);
-        *self.commands.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Command::Set { name: name.to_owned(), json: json.to_owned(), reply });
-        self.wake.notify_all();
+        {
+            let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+            if !commands.stopped {
+                return Err("no thread is stopped".to_owned());
+            }
+            commands.queue.push_back(Command::Set { name: name.to_owned(), json: json.to_owned(), reply });
+            self.wake.notify_all();
+        }
         answer.recv().unwrap_or_else(|_| Err("the stopped thread went away".to_owned()))
     }
 
@@ -543,7 +568,9 @@ impl DebugAgent {
         self.stepping.store(false, Ordering::Relaxed);
         self.rearm();
         self.plugin.set_probe_handler(None);
+        self.detached.store(true, Ordering::Relaxed);
         self.resume(Resume::Continue);
+        self.wake.notify_all();
     }
 
     /// Why this hit must stop, if it must (logpoints are written on the way).
@@ -638,7 +665,7 @@ impl ProbeHandler for DebugAgent {
         self.halt(stop, None, stack.len());
     }
 
-    fn on_probe(&self, hit: &ProbeHit<'_>) {
+    fn on_probe(&self, hit: &mut ProbeHit<'_>) {
         let Some((reason, breakpoints, message)) = self.decide(hit) else { return };
         let stack = self.plugin.current_stack();
         let mut frames =
@@ -724,13 +751,10 @@ impl DebugAgent {
     /// Stops the calling plugin thread with `stop` until resumed (the time
     /// counts against no budget), serving setVariable on `hit`'s bindings; then
     /// sets up the step asked for, from span depth `depth`.
-    fn halt(&self, stop: Stop, hit: Option<&ProbeHit<'_>>, depth: usize) {
+    fn halt(&self, stop: Stop, hit: Option<&mut ProbeHit<'_>>, depth: usize) {
         *self.step.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.stepping.store(false, Ordering::Relaxed);
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
-        let _ = self.events.send(DebugEvent::Stopped(Box::new(stop)));
-        let how = crate::budget::paused(|| self.serve_until_resumed(hit));
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let how = crate::budget::paused(|| self.stop_and_serve(stop, hit));
         if how != Resume::Continue {
             *self.step.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(Step { mode: how, depth, thread: std::thread::current().id() });
@@ -739,28 +763,60 @@ impl DebugAgent {
         self.rearm();
     }
 
-    /// Serves setVariable (at a probe) until a resume command; returns how to go on.
-    fn serve_until_resumed(&self, hit: Option<&ProbeHit<'_>>) -> Resume {
+    /// Becomes the stopped thread (after any other one has been resumed:
+    /// one stop at a time), publishes `stop`, and serves the commands in order
+    /// until a resume; returns how to go on. After a detach, returns at once.
+    fn stop_and_serve(&self, stop: Stop, mut hit: Option<&mut ProbeHit<'_>>) -> Resume {
         let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match commands.take() {
-                Some(Command::Resume(how)) => return how,
+        while commands.stopped && !self.detached.load(Ordering::Relaxed) {
+            commands = self.wake.wait(commands).unwrap_or_else(|e| e.into_inner());
+        }
+        if self.detached.load(Ordering::Relaxed) {
+            return Resume::Continue;
+        }
+        commands.stopped = true;
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
+        let _ = self.events.send(DebugEvent::Stopped(Box::new(stop)));
+        let how = loop {
+            match commands.queue.pop_front() {
+                Some(Command::Resume(how)) => break how,
                 Some(Command::Set { name, json, reply }) => {
-                    let result = match hit.map(|hit| (hit, hit.position(&name))) {
-                        Some((hit, Some(i))) => hit.set(i, &json),
-                        Some((_, None)) => Err(format!("no binding `{name}` at this probe")),
-                        None => Err("only the `&mut` bindings of a probe can be set; this stop is a span's".to_owned()),
-                    };
-                    if result.is_ok()
-                        && let Some(stop) = self.stopped.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
-                        && let Some(slot) = stop.variables.iter_mut().find(|(n, _)| *n == name)
-                    {
-                        slot.1 = serde_json::from_str(&json).unwrap_or(Value::String(json.clone()));
-                    }
-                    let _ = reply.send(result);
+                    drop(commands);
+                    let _ = reply.send(self.set_binding(hit.as_deref_mut(), &name, &json));
+                    commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
                 }
                 None => commands = self.wake.wait(commands).unwrap_or_else(|e| e.into_inner()),
             }
+        };
+        // Sent after the resume: they find the thread running.
+        for command in commands.queue.drain(..) {
+            if let Command::Set { reply, .. } = command {
+                let _ = reply.send(Err("no thread is stopped: it was resumed before this request".to_owned()));
+            }
         }
+        commands.stopped = false;
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.wake.notify_all();
+        how
+    }
+
+    /// Overwrites binding `name` of `hit` (the stopped thread's) with `json`,
+    /// and the stop's snapshot with it.
+    fn set_binding(&self, hit: Option<&mut ProbeHit<'_>>, name: &str, json: &str) -> Result<(), String> {
+        let result = match hit.map(|hit| {
+            let i = hit.position(name);
+            (hit, i)
+        }) {
+            Some((hit, Some(i))) => hit.set(i, json),
+            Some((_, None)) => Err(format!("no binding `{name}` at this probe")),
+            None => Err("only the `&mut` bindings of a probe can be set; this stop is a span's".to_owned()),
+        };
+        if result.is_ok()
+            && let Some(stop) = self.stopped.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+            && let Some(slot) = stop.variables.iter_mut().find(|(n, _)| *n == name)
+        {
+            slot.1 = serde_json::from_str(json).unwrap_or_else(|_| Value::String(json.to_owned()));
+        }
+        result
     }
 }

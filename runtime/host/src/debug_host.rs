@@ -12,7 +12,7 @@
 //! the exit status, and ends the session with a message; it does not die with it.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -660,7 +660,12 @@ fn same_token(offered: &[u8], expected: &[u8]) -> bool {
     std::hint::black_box(difference) == 0
 }
 
+/// The longest request line served (a `Load` carries paths and a config).
+const MAX_REQUEST_LINE: usize = 64 << 20;
+
 /// Serves one connection's requests until shutdown, detach or its end.
+/// A line that is not a request is answered `Failed` when its id can be read
+/// and skipped otherwise; bytes that are not UTF-8 end nothing.
 fn serve_connection(
     stream: impl std::io::Read,
     writer: &Writer,
@@ -671,13 +676,30 @@ fn serve_connection(
         forward_agent_events(&target.current().agent, writer.clone());
     }
     let mut lines = BufReader::new(stream);
-    let mut line = String::new();
+    let mut line = Vec::new();
     loop {
         line.clear();
-        if lines.read_line(&mut line)? == 0 {
+        if (&mut lines).take(MAX_REQUEST_LINE as u64 + 1).read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
-        let Ok(Envelope { id, body }) = serde_json::from_str::<Envelope<DebugRequest>>(&line) else { continue };
+        if line.len() > MAX_REQUEST_LINE {
+            // Too long to be a request: skip to its end, unanswered (its id is unknown).
+            if line.last() != Some(&b'\n') {
+                lines.skip_until(b'\n')?;
+            }
+            continue;
+        }
+        let Envelope { id, body } = match serde_json::from_slice::<Envelope<DebugRequest>>(&line) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                // Answered when its id can be read; the next line is served either way.
+                let id = serde_json::from_slice::<Value>(&line).ok().and_then(|v| v.get("id")?.as_u64());
+                if let Some(id) = id.filter(|&id| id != 0) {
+                    reply(writer, id, DebugReply::Failed { message: format!("bad request: {e}") })?;
+                }
+                continue;
+            }
+        };
         let failed = |message: String| DebugReply::Failed { message };
         let answer = match (body, &session, &mut *mode) {
             (
