@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "fixture-panic-save",
     "fixture-bench-plugin",
     "fixture-hostile",
+    "fixture-other-sdk",
     "ax-cli",
     "ax-dap",
 ];
