@@ -5,6 +5,7 @@ mod budget;
 mod cli;
 mod dap;
 mod debug;
+mod first_hour;
 mod isolated;
 mod lazy;
 mod perf;
