@@ -350,6 +350,7 @@ async def test_a_function_called_once_reads_1_call(client: LanguageClient, crate
     hot = await until(lambda: [d for d in diags(client, lib) if d.message.startswith("hot spot")], "hot spots")
     assert any(d.message.endswith(" over 1 call") for d in hot), hot
     assert not any("1 calls" in d.message for d in hot), hot
+    open_file(client, lib)
     labels = [h.label for h in await hints(client, lib)]
     assert any("· 1 call ·" in label for label in labels), labels
 
