@@ -4,7 +4,9 @@
 //! run against one loaded instance, one result line each. The calls file is
 //! checked whole before the plugin is loaded, so a typo on line 7 does not leave
 //! six calls done. A failing call is reported and the remaining calls still run;
-//! the exit status says whether any failed. `--state FILE` restores the plugin's
+//! the exit status says whether any failed. The exception: in-process, a call
+//! stuck past its budget holds the plugin's only worker thread, so `ax run`
+//! gives up on it and lists the calls it did not run (`give_up_on_stuck_calls`). `--state FILE` restores the plugin's
 //! state from FILE before the calls (when it exists) and saves it after them.
 //! `--profile` times the startup (the first call included) and every span and
 //! call, and writes the profile when the calls are done (`profile.rs`).
