@@ -101,7 +101,7 @@ pub fn hint_label(lp: &LoadedProfile, stat: &FnStat<'_>, settings: &Settings) ->
     let mut parts: Vec<String> =
         settings.percentiles.iter().map(|&q| format!("{} {}", q.name(), format::duration(p[q as usize]))).collect();
     if settings.calls {
-        parts.push(format!("{} call{}", format::count(stat.site.count), if stat.site.count == 1 { "" } else { "s" }));
+        parts.push(format::counted(stat.site.count, "call"));
     }
     match settings.share {
         Share::Profile if lp.profiled_ns > 0 => {
@@ -243,7 +243,7 @@ fn humantime_ago(rfc3339: &str) -> Option<String> {
         0..60 => format!("{secs} s"),
         60..3600 => format!("{} min", secs / 60),
         3600..86_400 => format!("{} h", secs / 3600),
-        _ => format!("{} days", secs / 86_400),
+        _ => format::counted(secs / 86_400, "day"),
     })
 }
 
@@ -317,10 +317,10 @@ pub fn rust_diagnostics(plugin: &PluginCrate, path: &Path, text: &str, settings:
                 DiagnosticSeverity::INFORMATION,
                 "hot-spot",
                 format!(
-                    "hot spot #{}: `{name}` self time {}{share} over {} calls",
+                    "hot spot #{}: `{name}` self time {}{share} over {}",
                     rank + 1,
                     format::duration(stat.site.self_ns()),
-                    format::count(stat.site.count)
+                    format::counted(stat.site.count, "call")
                 ),
             ));
         }

@@ -22,6 +22,11 @@ pub fn count(n: u64) -> String {
     }
 }
 
+/// `1 call`, `2 calls`, `1.3k calls`: [`count`] with the noun agreeing.
+pub fn counted(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", count(n), if n == 1 { "" } else { "s" })
+}
+
 /// `34%`, `0.4%`, `<0.1%`.
 pub fn percent(share: f64) -> String {
     let p = share * 100.0;
@@ -100,6 +105,13 @@ pub fn histogram(buckets: &[(u64, u64)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counted_nouns_agree() {
+        assert_eq!(counted(1, "call"), "1 call");
+        assert_eq!(counted(0, "call"), "0 calls");
+        assert_eq!(counted(1300, "call"), "1.3k calls");
+    }
 
     #[test]
     fn human_figures() {

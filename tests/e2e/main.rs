@@ -7,6 +7,7 @@ mod dap;
 mod debug;
 mod debug_wire;
 mod fuzz;
+mod first_hour;
 mod isolated;
 mod lazy;
 mod perf;

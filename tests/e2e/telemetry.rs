@@ -380,7 +380,7 @@ fn export_is_off_without_configuration_and_bad_settings_are_errors() {
     let mut cmd = ax();
     cmd.args(["run", "--no-build", "--traceparent", "00-nope"]).arg(library("word-count")).args(["count", "{}"]);
     let out = run(&mut cmd);
-    assert_eq!(out.code, Some(2), "{out:?}");
+    assert_eq!(out.code, Some(1), "a command-line error is one line, exit 1: {out:?}");
     assert!(out.stderr.contains("traceparent \"00-nope\" is invalid: expected a W3C traceparent"), "{out:?}");
 
     let mut cmd = ax();

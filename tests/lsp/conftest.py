@@ -60,10 +60,10 @@ max_phase = "1us"
 """
 
 
-def profile_crate(crate: Path) -> None:
+def profile_crate(crate: Path, calls_made=CALLS) -> None:
     """Runs word-count under `ax run --profile`, writing crate/.ax/profile.json."""
     calls = crate / "calls.jsonl"
-    calls.write_text("".join(json.dumps(c) + "\n" for c in CALLS))
+    calls.write_text("".join(json.dumps(c) + "\n" for c in calls_made))
     subprocess.run(
         [binary("ax"), "run", "--profile", "--calls", str(calls), str(crate)],
         check=True, capture_output=True, text=True,

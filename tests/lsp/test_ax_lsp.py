@@ -14,7 +14,7 @@ from pathlib import Path
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from conftest import profile_crate
+from conftest import CALLS, profile_crate
 
 
 def uri(path: Path) -> str:
@@ -340,6 +340,19 @@ async def test_profile_rewritten_during_the_session(client: LanguageClient, crat
     got = await hints(client, lib)
     assert len(got) == 3
     assert len([m for m in client.messages if "truncated profile" in m.message]) == 1
+
+
+async def test_a_function_called_once_reads_1_call(client: LanguageClient, crate: Path):
+    # Issue 16: "over 1 calls" in the hot-spot diagnostic.
+    profile_crate(crate, CALLS[:1])
+    await start(client, crate)
+    lib = crate / "src" / "lib.rs"
+    hot = await until(lambda: [d for d in diags(client, lib) if d.message.startswith("hot spot")], "hot spots")
+    assert any(d.message.endswith(" over 1 call") for d in hot), hot
+    assert not any("1 calls" in d.message for d in hot), hot
+    open_file(client, lib)
+    labels = [h.label for h in await hints(client, lib)]
+    assert any("· 1 call ·" in label for label in labels), labels
 
 
 async def test_quiet_after_a_change(client: LanguageClient, crate: Path):

@@ -24,6 +24,7 @@ const PACKAGES: &[&str] = &[
     "fixture-bench-plugin",
     "fixture-hostile",
     "fixture-attacker",
+    "fixture-other-sdk",
     "ax-cli",
     "ax-dap",
     "ax-lsp",

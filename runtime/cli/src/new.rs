@@ -1,7 +1,9 @@
 //! `ax new NAME`: scaffold a plugin crate that builds and runs as is.
 //!
 //! The crate depends on the `ax-plugin` SDK by path (the SDK is not published):
-//! `--sdk`, then `AX_SDK_PATH`, then the SDK of the checkout ax was built from.
+//! `--sdk`, then `AX_SDK_PATH`, then the copy of the SDK this binary carries,
+//! written once to a versioned data directory (`sdk_data.rs`), so that an
+//! installed `ax` keeps working after the checkout it was built from is gone.
 //! It declares an empty `[workspace]` so that it builds on its own wherever it
 //! is created, even inside another workspace.
 
@@ -22,9 +24,6 @@ pub(crate) struct NewArgs {
     #[arg(long, value_name = "DIR", env = "AX_SDK_PATH")]
     sdk: Option<PathBuf>,
 }
-
-/// The SDK beside the sources this binary was built from.
-const BUILT_FROM_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
 
 pub(crate) fn run(args: NewArgs) -> Result<ExitCode> {
     validate_name(&args.name)?;
@@ -51,7 +50,7 @@ fn validate_name(name: &str) -> Result<()> {
 fn find_sdk(given: Option<PathBuf>) -> Result<PathBuf> {
     let (candidate, origin) = match given {
         Some(path) => (path, "--sdk / AX_SDK_PATH"),
-        None => (PathBuf::from(BUILT_FROM_SDK), "the ax checkout this binary was built from"),
+        None => (crate::sdk_data::sdk_dir()?, "the SDK this ax carries"),
     };
     let manifest = candidate.join("Cargo.toml");
     let is_sdk = std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("name = \"ax-plugin\""));
@@ -233,6 +232,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = find_sdk(Some(dir.path().to_owned())).unwrap_err().to_string();
         assert!(err.contains("not the ax-plugin SDK (taken from --sdk / AX_SDK_PATH)"), "{err}");
-        assert!(find_sdk(None).is_ok(), "the checkout's SDK is found");
     }
 }

@@ -4,7 +4,9 @@
 //! run against one loaded instance, one result line each. The calls file is
 //! checked whole before the plugin is loaded, so a typo on line 7 does not leave
 //! six calls done. A failing call is reported and the remaining calls still run;
-//! the exit status says whether any failed. `--state FILE` restores the plugin's
+//! the exit status says whether any failed. The exception: in-process, a call
+//! stuck past its budget holds the plugin's only worker thread, so `ax run`
+//! gives up on it and lists the calls it did not run (`give_up_on_stuck_calls`). `--state FILE` restores the plugin's
 //! state from FILE before the calls (when it exists) and saves it after them.
 //! `--profile` times the startup (the first call included) and every span and
 //! call, and writes the profile when the calls are done (`profile.rs`).
@@ -18,7 +20,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -85,13 +87,13 @@ pub(crate) struct RunArgs {
 #[derive(Debug, Args)]
 pub(crate) struct BudgetArgs {
     /// Memory a call may allocate at peak, e.g. 64MiB.
-    #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s).map(|b| b.0))]
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse_limit(s).map(|b| b.0))]
     max_memory: Option<u64>,
     /// CPU time a call may use, e.g. 2s.
-    #[arg(long, value_name = "DURATION", value_parser = |s: &str| HumanDuration::parse(s).map(|d| d.0))]
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| HumanDuration::parse_limit(s).map(|d| d.0))]
     max_cpu_time: Option<std::time::Duration>,
     /// Wall time a call may take, e.g. 5s.
-    #[arg(long, value_name = "DURATION", value_parser = |s: &str| HumanDuration::parse(s).map(|d| d.0))]
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| HumanDuration::parse_limit(s).map(|d| d.0))]
     max_duration: Option<std::time::Duration>,
 }
 
@@ -147,6 +149,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let _trace = crate::telemetry::attach(args.traceparent.as_ref());
     let monitor = RefCell::new(StartupMonitor::new());
+    let progress = Arc::new(Progress {
+        methods: calls.iter().map(|c| c.method.clone()).collect(),
+        started: AtomicUsize::new(0),
+        state_file: args.state.clone(),
+    });
     let plugin = if isolate {
         let host_binary = std::env::current_exe().context("cannot find the ax binary to run the isolated host")?;
         let budget = source.budget().overridden_by(&args.limits.budget());
@@ -164,7 +171,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             (None, None) => host.load(&source, &library)?,
             _ => host.load_monitored(&source, &library, &mut monitor.borrow_mut())?,
         };
-        give_up_on_stuck_calls(&host, STUCK_GRACE);
+        give_up_on_stuck_calls(&host, STUCK_GRACE, progress.clone());
         plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
         Target::InProcess(Arc::new(plugin))
     };
@@ -197,6 +204,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let isolated_tracer = export.as_ref().filter(|_| isolate).map(crate::telemetry::Export::tracer);
     let call_number = std::cell::Cell::new(0);
     let failed = run_calls(plugin.name(), &calls, args.stats, |m, i, b| {
+        progress.started.fetch_add(1, Ordering::SeqCst);
         let answer = if first.replace(false) {
             let answer = monitor.borrow_mut().time(ax_profile::Phase::FirstCall, || plugin.call_with(m, i, b));
             if let Some(export) = &export {
@@ -274,11 +282,53 @@ fn random_token() -> Result<String> {
 /// How long a call may go on after a budget violation before `ax run` gives up on it.
 const STUCK_GRACE: Duration = Duration::from_secs(2);
 
+/// How far `ax run` got through its calls, for the report when it gives up on one.
+struct Progress {
+    /// The method of each call, in order.
+    methods: Vec<String>,
+    /// How many calls have started.
+    started: AtomicUsize,
+    /// `--state FILE`, saved only after the last call.
+    state_file: Option<PathBuf>,
+}
+
+impl Progress {
+    /// After giving up on the running call: each call that will not run, and
+    /// what became of the state file.
+    fn report_abandoned(&self) -> Vec<String> {
+        let started = self.started.load(Ordering::SeqCst);
+        let total = self.methods.len();
+        let stuck = started.checked_sub(1).and_then(|i| self.methods.get(i).map(|m| (i + 1, m)));
+        let mut lines = Vec::new();
+        if let Some((number, stuck)) = stuck {
+            for (i, method) in self.methods.iter().enumerate().skip(started) {
+                lines.push(format!(
+                    "skipped: call {} of {total}, {method}: not run, because call {number} ({stuck}) is stuck on the \
+                     plugin's only thread",
+                    i + 1
+                ));
+            }
+        }
+        if let Some(file) = &self.state_file {
+            let kept =
+                if file.exists() { "it still holds the state from before this run" } else { "no state was saved" };
+            lines.push(format!(
+                "state: {} not written (a plugin stuck in a call cannot save its state); {kept}",
+                file.display()
+            ));
+        }
+        lines
+    }
+}
+
 /// In-process, a call that exceeded its budget but reaches no probe, span or
 /// event cannot be stopped, and would keep `ax run` waiting for ever (a
 /// deadlock, a loop). If such a call is still running `grace` after its
-/// violation, say so and exit; the process takes the stuck thread with it.
-fn give_up_on_stuck_calls(host: &Host, grace: Duration) {
+/// violation, say so — with each call that will not run (calls are serialised
+/// on the plugin's one worker thread, which the stuck call holds) and what
+/// became of the state file — and exit; the process takes the stuck thread
+/// with it.
+fn give_up_on_stuck_calls(host: &Host, grace: Duration, progress: Arc<Progress>) {
     let running = Arc::new(AtomicU64::new(0));
     host.events().subscribe(move |event| match event {
         Event::CallStarted { call, .. } => running.store(*call, Ordering::SeqCst),
@@ -288,14 +338,20 @@ fn give_up_on_stuck_calls(host: &Host, grace: Duration) {
         Event::BudgetViolation { plugin, method, violation, .. } => {
             let call = running.load(Ordering::SeqCst);
             let (running, what) = (running.clone(), format!("{plugin}.{method}: budget exceeded: {violation}"));
+            let progress = progress.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(grace);
                 if call != 0 && running.load(Ordering::SeqCst) == call {
-                    eprintln!(
+                    let mut report = format!(
                         "error: {what}; the call is stuck in code that reaches no probe, span or event and \
                          cannot be stopped in-process, so ax gives up on it (run the plugin isolated to contain \
                          this: --isolate)"
                     );
+                    for line in progress.report_abandoned() {
+                        report.push('\n');
+                        report.push_str(&line);
+                    }
+                    eprintln!("{report}");
                     std::process::exit(1);
                 }
             });
@@ -379,8 +435,7 @@ pub(crate) fn run_calls(
         match result {
             Ok(output) => {
                 let mut out = stdout.lock();
-                let _ = writeln!(out, "{output}");
-                let _ = out.flush();
+                crate::pipe::check(writeln!(out, "{output}").and_then(|()| out.flush()));
             }
             Err(error) => {
                 failed += 1;

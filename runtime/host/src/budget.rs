@@ -91,6 +91,10 @@ impl fmt::Display for BudgetKind {
 }
 
 /// A limit crossed: `observed` exceeded `limit` (bytes for memory, nanoseconds for times).
+///
+/// `observed` is the figure when the limit was noticed; a call that reaches no
+/// probe, span or event goes on after that, so `at_end` is what it had reached
+/// when it returned (the figure `--stats` shows): `None` while the call runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Violation {
     pub kind: BudgetKind,
@@ -98,6 +102,8 @@ pub struct Violation {
     pub observed: u64,
     /// How long after the call's start the watchdog noticed (pauses excluded).
     pub noticed_after: Duration,
+    /// The same measure when the call ended (peak memory, CPU time, wall time).
+    pub at_end: Option<u64>,
 }
 
 impl fmt::Display for Violation {
@@ -106,7 +112,17 @@ impl fmt::Display for Violation {
             BudgetKind::Memory => format_bytes(v),
             _ => format_duration(Duration::from_nanos(v)),
         };
-        write!(f, "{} {} exceeded (observed {})", self.kind, show(self.limit), show(self.observed))
+        let (kind, limit, observed) = (self.kind, show(self.limit), show(self.observed));
+        let peak = if self.kind == BudgetKind::Memory { "peak " } else { "" };
+        match self.at_end {
+            // Shown only when the call went on noticeably after the limit was noticed.
+            Some(end) if show(end) != show(self.observed) && end > self.observed => write!(
+                f,
+                "{kind} {limit} exceeded (observed {peak}{observed} when the limit was noticed, {peak}{} by the end of the call)",
+                show(end)
+            ),
+            _ => write!(f, "{kind} {limit} exceeded (observed {observed})"),
+        }
     }
 }
 
@@ -293,7 +309,14 @@ impl ActiveCall {
         // A limit crossed by a call that returned before the watchdog looked
         // still counts: check once more, with the final figures.
         self.check_with(usage.wall, usage.cpu, usage.peak);
-        let violations = self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut violations = self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for violation in &mut violations {
+            violation.at_end = match violation.kind {
+                BudgetKind::Duration => Some(usage.wall.as_nanos() as u64),
+                BudgetKind::CpuTime => usage.cpu.map(|c| c.as_nanos() as u64),
+                BudgetKind::Memory => usage.peak,
+            };
+        }
         (usage, violations)
     }
 
@@ -338,7 +361,7 @@ impl ActiveCall {
         let first = violations.is_empty();
         for (kind, limit, observed) in crossed {
             if !violations.iter().any(|v| v.kind == kind) {
-                violations.push(Violation { kind, limit, observed, noticed_after: wall });
+                violations.push(Violation { kind, limit, observed, noticed_after: wall, at_end: None });
             }
         }
         if first {
@@ -516,10 +539,21 @@ mod tests {
             limit: 50_000_000,
             observed: 62_300_000,
             noticed_after: Duration::ZERO,
+            at_end: Some(62_310_000),
         };
-        assert_eq!(v.to_string(), "max_duration 50.0 ms exceeded (observed 62.3 ms)");
-        let m =
-            Violation { kind: BudgetKind::Memory, limit: 64 << 20, observed: 1 << 30, noticed_after: Duration::ZERO };
+        assert_eq!(v.to_string(), "max_duration 50.0 ms exceeded (observed 62.3 ms)", "the same figure, once");
+        let cpu = Violation { kind: BudgetKind::CpuTime, observed: 102_700_000, at_end: Some(639_000_000), ..v };
+        assert_eq!(
+            cpu.to_string(),
+            "max_cpu_time 50.0 ms exceeded (observed 102.7 ms when the limit was noticed, 639.0 ms by the end of the call)"
+        );
+        let m = Violation {
+            kind: BudgetKind::Memory,
+            limit: 64 << 20,
+            observed: 1 << 30,
+            noticed_after: Duration::ZERO,
+            at_end: None,
+        };
         assert_eq!(m.to_string(), "max_memory 64.0 MiB exceeded (observed 1.0 GiB)");
         assert_eq!(format_duration(Duration::from_micros(850)), "850 µs");
         assert_eq!(format_bytes(512), "512 B");

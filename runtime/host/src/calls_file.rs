@@ -78,9 +78,9 @@ fn parse_budget(value: &Value) -> Result<Budget, String> {
     for (key, value) in fields {
         let text = value.as_str().ok_or_else(|| format!("\"budget\".{key} is not a string; {expected}"))?;
         match key.as_str() {
-            "max_memory" => budget.max_memory = Some(ByteSize::parse(text)?.0),
-            "max_cpu_time" => budget.max_cpu_time = Some(HumanDuration::parse(text)?.0),
-            "max_duration" => budget.max_duration = Some(HumanDuration::parse(text)?.0),
+            "max_memory" => budget.max_memory = Some(ByteSize::parse_limit(text)?.0),
+            "max_cpu_time" => budget.max_cpu_time = Some(HumanDuration::parse_limit(text)?.0),
+            "max_duration" => budget.max_duration = Some(HumanDuration::parse_limit(text)?.0),
             other => return Err(format!("unknown budget key {other:?}; {expected}")),
         }
     }

@@ -7,6 +7,11 @@
 //! status and core-dump behaviour unchanged). The previous handlers (Rust's
 //! stack-overflow reporter among them) still run after ours.
 //!
+//! In a child host (isolated mode, a debug session: [`install_child_crash_reporter`])
+//! the plugin already runs apart, so the advice would be wrong: the child says
+//! only which signal and where, on one line starting with
+//! [`CHILD_CRASH_PREFIX`], and the parent folds that line into its own report.
+//!
 //! The handler does only async-signal-safe work: `write(2)` of static bytes,
 //! and of where the crashing thread was in plugin code (its innermost span and
 //! last probe, read without allocating or locking; see `bridge::crash_context`).
@@ -25,8 +30,19 @@ const SIGNALS: [(libc::c_int, &str); 5] = [
 const PREFIX: &str = "error: the process is crashing with ";
 const SUFFIX: &str = "; a plugin running in-process cannot survive this (run it isolated: --isolate, or isolation = \"process\" in ax-plugin.toml)\n";
 
+/// How a child host's last words start; the parent recognises them by it.
+pub(crate) const CHILD_CRASH_PREFIX: &str = "the plugin's process is crashing with ";
+
 static REPORTED: AtomicBool = AtomicBool::new(false);
+static IN_CHILD: AtomicBool = AtomicBool::new(false);
 static PREVIOUS: OnceLock<Vec<(libc::c_int, libc::sigaction)>> = OnceLock::new();
+
+/// Installs the reporter of a child host (`ax __isolated-host`, `ax __debug-host`):
+/// which signal and where, without the advice to isolate the plugin. Idempotent.
+pub fn install_child_crash_reporter() {
+    IN_CHILD.store(true, Ordering::SeqCst);
+    install_crash_reporter();
+}
 
 /// Installs the reporter for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT. Idempotent.
 pub fn install_crash_reporter() {
@@ -56,10 +72,11 @@ fn write_stderr(bytes: &[u8]) {
 extern "C" fn handler(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     if !REPORTED.swap(true, Ordering::SeqCst) {
         let name = SIGNALS.iter().find(|(s, _)| *s == signal).map_or("a fatal signal", |(_, n)| n);
-        write_stderr(PREFIX.as_bytes());
+        let in_child = IN_CHILD.load(Ordering::SeqCst);
+        write_stderr(if in_child { CHILD_CRASH_PREFIX } else { PREFIX }.as_bytes());
         write_stderr(name.as_bytes());
         crate::bridge::crash_context(&mut write_stderr);
-        write_stderr(SUFFIX.as_bytes());
+        write_stderr(if in_child { b"\n" } else { SUFFIX.as_bytes() });
     }
     let previous = PREVIOUS.get().and_then(|all| all.iter().find(|(s, _)| *s == signal)).map(|(_, a)| *a);
     match previous {

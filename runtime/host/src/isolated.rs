@@ -33,6 +33,7 @@ use serde_json::Value;
 
 use crate::budget::{Budget, BudgetKind, TICK, Usage, Violation};
 use crate::child_host::start_child_host;
+use crate::crash::CHILD_CRASH_PREFIX;
 use crate::error::{CallError, LoadError, PluginFailure, SourceLocation};
 use crate::events::{Event, EventBus, Level, LogLine};
 use crate::host::Host;
@@ -112,6 +113,8 @@ struct WireViolation {
     limit: u64,
     observed: u64,
     noticed_after_ns: u64,
+    #[serde(default)]
+    at_end: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -199,6 +202,7 @@ impl From<&Violation> for WireViolation {
             limit: v.limit,
             observed: v.observed,
             noticed_after_ns: v.noticed_after.as_nanos() as u64,
+            at_end: v.at_end,
         }
     }
 }
@@ -210,6 +214,7 @@ impl From<&WireViolation> for Violation {
             limit: v.limit,
             observed: v.observed,
             noticed_after: Duration::from_nanos(v.noticed_after_ns),
+            at_end: v.at_end,
         }
     }
 }
@@ -399,14 +404,35 @@ impl ChildProcess {
         // Give the stderr reader a moment to catch the last words.
         std::thread::sleep(Duration::from_millis(20));
         let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
-        let last: Vec<&str> =
-            tail.iter().rev().filter(|l| !l.trim().is_empty()).take(2).map(String::as_str).collect::<Vec<_>>();
+        // The child's crash reporter names where the plugin was: ` in `span` (file:line)`.
+        let place = tail
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(CHILD_CRASH_PREFIX))
+            .and_then(|rest| rest.find(" in `").map(|at| rest[at..].to_owned()))
+            .unwrap_or_default();
+        let last: Vec<&str> = tail
+            .iter()
+            .rev()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with(CHILD_CRASH_PREFIX))
+            .take(2)
+            .map(String::as_str)
+            .collect::<Vec<_>>();
         if last.is_empty() {
-            base
+            format!("{base}{place}")
         } else {
-            format!("{base}; it said: {}", last.into_iter().rev().collect::<Vec<_>>().join(" / "))
+            format!("{base}{place}; it said: {}", last.into_iter().rev().collect::<Vec<_>>().join(" / "))
         }
     }
+}
+
+/// Whether a line of the child's stderr is what a dying process says (ax's
+/// crash reporter, Rust's runtime): the crash report quotes it, the log does not.
+fn is_last_words(line: &str) -> bool {
+    line.trim().is_empty()
+        || line.starts_with(CHILD_CRASH_PREFIX)
+        || line.starts_with("fatal runtime error: ")
+        || (line.starts_with("thread '") && line.ends_with("has overflowed its stack"))
 }
 
 /// `SIGSEGV (segmentation fault)`, or `signal N` for the rarer ones.
@@ -600,6 +626,10 @@ impl IsolatedPlugin {
                             tail.pop_front();
                         }
                         tail.push_back(line.clone());
+                        // The child's last words go into the crash report, once, not into the log too.
+                        if is_last_words(&line) {
+                            continue;
+                        }
                     }
                     events.publish_with(|| {
                         Event::Log(LogLine {
@@ -852,7 +882,8 @@ fn hard_limit_crossed(
     base: Option<(u64, Duration)>,
     now: Option<(u64, Duration)>,
 ) -> Option<Violation> {
-    let violation = |kind, limit: u64, observed: u64| Violation { kind, limit, observed, noticed_after: elapsed };
+    let violation =
+        |kind, limit: u64, observed: u64| Violation { kind, limit, observed, noticed_after: elapsed, at_end: None };
     if let Some(limit) = budget.max_duration
         && elapsed > limit + KILL_GRACE
     {

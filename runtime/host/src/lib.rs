@@ -54,7 +54,7 @@ pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, fo
 pub use cache::{CacheConfig, CacheStats, QueryCache};
 pub use calls_file::{CallLine, CallsFileError, no_calls, read_calls_file};
 #[cfg(unix)]
-pub use crash::install_crash_reporter;
+pub use crash::{install_child_crash_reporter, install_crash_reporter};
 pub use error::{CallError, LoadError, PluginFailure, SourceLocation};
 pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
 pub use host::{Host, HostOptions};

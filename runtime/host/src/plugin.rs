@@ -210,6 +210,7 @@ impl Plugin {
             worker: Mutex::new(Some(worker)),
             next_call: AtomicU64::new(1),
         };
+        say_once_how_the_build_differs(&plugin.name, &plugin.sdk_version, opened.compiler_differs.as_deref());
         plugin.events.publish_with(|| Event::PluginLoaded {
             instance,
             name: plugin.name.clone(),
@@ -608,4 +609,24 @@ fn describe(vtable: &'static PluginVTable) -> Vec<String> {
         .and_then(|v| v.get("methods").and_then(Value::as_array).cloned())
         .map(|m| m.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
+}
+
+/// Says, once per plugin and difference for the whole process (hot reloads
+/// load the same build again and again), that the plugin was built against
+/// another SDK release or by another compiler than this host. Neither is an
+/// error: the ABI version and the canary matched, and only C types cross.
+fn say_once_how_the_build_differs(plugin: &str, sdk_version: &str, compiler_differs: Option<&str>) {
+    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let host_version = env!("CARGO_PKG_VERSION");
+    let sdk_differs = (sdk_version != host_version).then(|| {
+        format!("built against ax-plugin {sdk_version}, this host is ax {host_version} (same ABI version, so it loads)")
+    });
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    for difference in [sdk_differs.as_deref(), compiler_differs].into_iter().flatten() {
+        let notice = format!("plugin {plugin}: {difference}");
+        if !said.contains(&notice) {
+            tracing::info!("{notice}");
+            said.push(notice);
+        }
+    }
 }

@@ -723,7 +723,13 @@ mod tests {
         p.enter(BRIDGE, 3, 16);
         p.exit(BRIDGE, 3, true);
         p.exit(BRIDGE, 2, true);
-        let violation = Violation { kind: BudgetKind::Duration, limit: 1, observed: 2, noticed_after: Duration::ZERO };
+        let violation = Violation {
+            kind: BudgetKind::Duration,
+            limit: 1,
+            observed: 2,
+            noticed_after: Duration::ZERO,
+            at_end: None,
+        };
         // outer (span 1) never exited: the call ends with it open.
         p.end_call(BRIDGE, "run", &Usage::default(), &[violation], true);
         let r = p.snapshot(&lookup, &[], "demo");

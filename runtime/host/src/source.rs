@@ -6,6 +6,14 @@
 //! debug adapter's console) and the cdylib's path is read from cargo's
 //! `compiler-artifact` message rather than guessed. Without building, the path is
 //! derived from `cargo metadata`.
+//!
+//! A crate that shares its workspace with other members is built in a target
+//! directory of its own, `<target>/ax-plugins`: cargo unifies the features of
+//! shared dependencies over the packages it builds, so a workspace build and a
+//! build of the plugin alone want different builds of, say, `serde`, and each
+//! would rebuild the plugin after the other. Alone in its directory, the
+//! plugin is rebuilt only when something changed. (A crate alone in its
+//! workspace, as `ax new` makes them, uses the workspace's target directory.)
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -183,11 +191,15 @@ fn is_cdylib_target(target: &Value) -> bool {
 /// Builds the crate in `dir`; returns its cdylib.
 fn cargo_build(dir: &Path, options: &mut BuildOptions<'_>) -> Result<PathBuf, SourceError> {
     let crate_manifest = dir.join("Cargo.toml");
+    let meta = cargo_metadata(dir)?;
     let mut cmd = cargo();
     cmd.args(["build", "--lib", "--message-format=json-render-diagnostics", "--manifest-path"])
         .arg(&crate_manifest)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
+    if meta.shares_workspace {
+        cmd.arg("--target-dir").arg(meta.target_dir.join(PLUGIN_TARGET_SUBDIR));
+    }
     if options.release {
         cmd.arg("--release");
     }
@@ -237,8 +249,19 @@ fn cargo_build(dir: &Path, options: &mut BuildOptions<'_>) -> Result<PathBuf, So
     artifact.ok_or_else(|| SourceError::NoCdylib { dir: dir.to_owned() })
 }
 
-/// Finds the already-built cdylib of the crate in `dir` through `cargo metadata`.
-fn cargo_locate(dir: &Path, release: bool) -> Result<PathBuf, SourceError> {
+/// Where a crate sharing its workspace with other members is built (see the module docs).
+const PLUGIN_TARGET_SUBDIR: &str = "ax-plugins";
+
+/// What `cargo metadata` says about the crate in `dir`.
+struct CrateMetadata {
+    target_dir: PathBuf,
+    /// The name of its cdylib target, if it has one.
+    lib_name: Option<String>,
+    /// Whether its workspace has other members.
+    shares_workspace: bool,
+}
+
+fn cargo_metadata(dir: &Path) -> Result<CrateMetadata, SourceError> {
     let crate_manifest = dir.join("Cargo.toml");
     let output = cargo()
         .args(["metadata", "--format-version", "1", "--no-deps", "--offline", "--manifest-path"])
@@ -262,12 +285,31 @@ fn cargo_locate(dir: &Path, release: bool) -> Result<PathBuf, SourceError> {
         .and_then(|p| p.get("targets").and_then(Value::as_array))
         .and_then(|targets| targets.iter().find(|t| is_cdylib_target(t)))
         .and_then(|t| t.get("name").and_then(Value::as_str))
-        .ok_or_else(|| SourceError::NoCdylib { dir: dir.to_owned() })?;
+        .map(str::to_owned);
+    let members = meta.get("workspace_members").and_then(Value::as_array).map_or(1, Vec::len);
     let target_dir = target_dir.ok_or_else(|| metadata_error("no target_directory in cargo metadata".to_owned()))?;
+    Ok(CrateMetadata { target_dir, lib_name, shares_workspace: members > 1 })
+}
+
+/// Finds the already-built cdylib of the crate in `dir` through `cargo metadata`:
+/// where `ax` builds it, or where a plain `cargo build` does, the newer of the two.
+fn cargo_locate(dir: &Path, release: bool) -> Result<PathBuf, SourceError> {
+    let meta = cargo_metadata(dir)?;
+    let lib_name = meta.lib_name.ok_or_else(|| SourceError::NoCdylib { dir: dir.to_owned() })?;
     let file =
         format!("{}{}{}", std::env::consts::DLL_PREFIX, lib_name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
-    let expected = target_dir.join(if release { "release" } else { "debug" }).join(file);
-    if expected.is_file() { Ok(expected) } else { Err(SourceError::NotBuilt { dir: dir.to_owned(), expected }) }
+    let profile = if release { "release" } else { "debug" };
+    let expected = meta.target_dir.join(profile).join(&file);
+    let mut candidates = vec![expected.clone()];
+    if meta.shares_workspace {
+        candidates.insert(0, meta.target_dir.join(PLUGIN_TARGET_SUBDIR).join(profile).join(&file));
+    }
+    candidates
+        .into_iter()
+        .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, path)| path)
+        .ok_or(SourceError::NotBuilt { dir: dir.to_owned(), expected })
 }
 
 #[cfg(test)]

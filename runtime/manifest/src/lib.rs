@@ -141,8 +141,12 @@ pub enum Isolation {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetSection {
+    /// Limits are above zero: a zero limit would fail every call.
+    #[serde(default, deserialize_with = "units::size_limit")]
     pub max_memory: Option<ByteSize>,
+    #[serde(default, deserialize_with = "units::duration_limit")]
     pub max_cpu_time: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "units::duration_limit")]
     pub max_duration: Option<HumanDuration>,
     /// `[budget.functions]`: a wall-time budget per instrumented function (span
     /// name → duration) that the language server checks each span's p95

@@ -77,6 +77,42 @@ impl HumanDuration {
     }
 }
 
+/// Why a limit of zero is refused: it would fail every call.
+const ZERO_LIMIT: &str =
+    "a limit of zero would stop every call; expected a value above zero (leave the limit out for none)";
+
+impl ByteSize {
+    /// Parses a size that is a limit (`max_memory`): zero is refused.
+    pub fn parse_limit(s: &str) -> Result<ByteSize, String> {
+        let size = ByteSize::parse(s)?;
+        if size.0 == 0 {
+            return Err(format!("invalid limit {s:?}: {ZERO_LIMIT}"));
+        }
+        Ok(size)
+    }
+}
+
+impl HumanDuration {
+    /// Parses a duration that is a limit (`max_duration`, `max_cpu_time`): zero is refused.
+    pub fn parse_limit(s: &str) -> Result<HumanDuration, String> {
+        let duration = HumanDuration::parse(s)?;
+        if duration.0.is_zero() {
+            return Err(format!("invalid limit {s:?}: {ZERO_LIMIT}"));
+        }
+        Ok(duration)
+    }
+}
+
+/// `deserialize_with` for a size limit: as [`ByteSize`], zero refused.
+pub(crate) fn size_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
+    d.deserialize_str(UnitVisitor { form: SIZE_FORM, parse: ByteSize::parse_limit }).map(Some)
+}
+
+/// `deserialize_with` for a duration limit: as [`HumanDuration`], zero refused.
+pub(crate) fn duration_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HumanDuration>, D::Error> {
+    d.deserialize_str(UnitVisitor { form: DURATION_FORM, parse: HumanDuration::parse_limit }).map(Some)
+}
+
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
@@ -133,6 +169,14 @@ impl<'de> Deserialize<'de> for HumanDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_limits_are_refused() {
+        assert!(ByteSize::parse_limit("0MiB").unwrap_err().contains("a limit of zero would stop every call"));
+        assert!(HumanDuration::parse_limit("0s").unwrap_err().starts_with("invalid limit \"0s\""));
+        assert_eq!(HumanDuration::parse_limit("1ns"), Ok(HumanDuration(Duration::from_nanos(1))));
+        assert!(HumanDuration::parse_limit("soon").unwrap_err().starts_with("invalid duration"));
+    }
 
     #[test]
     fn sizes() {

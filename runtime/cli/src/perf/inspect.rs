@@ -197,7 +197,7 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
                 CallsiteKind::Probe => "probe",
                 _ => "event",
             };
-            table.row(vec![kind.to_owned(), c.name.clone(), c.location(), c.count.to_string()]);
+            table.row(vec![kind.to_owned(), event_label(c), c.location(), c.count.to_string()]);
         }
         out += &table.text();
     }
@@ -221,6 +221,17 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
         }
     }
     out
+}
+
+/// A probe's function, or an event's name; an event named only by its place
+/// (`tracing`'s default, `event src/lib.rs:172`, which the location column
+/// already gives) goes by its target instead (the module, by default).
+fn event_label(c: &ax_profile::CallsiteProfile) -> String {
+    if c.kind == CallsiteKind::Event && c.name.starts_with("event ") && !c.target.is_empty() {
+        c.target.clone()
+    } else {
+        c.name.clone()
+    }
 }
 
 #[cfg(test)]
