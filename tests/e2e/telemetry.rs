@@ -522,7 +522,7 @@ fn ax_log_debug_exports_debug_events_and_keeps_stderr_to_ax_and_the_plugin() {
     cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", r#"{"text":"quiet"}"#]);
     let out = run(export_env(&mut cmd, &collector.endpoint()).env("AX_TELEMETRY_LEVEL", "debug"));
     assert_eq!(out.code, Some(0), "{out:?}");
-    let text = collector.wait_for(6, "ax.calls");
+    let text = collector.wait_for(9, "ax.calls");
     let spans = parse_spans(&text);
     let quiet = one(&spans, "quiet count", |s| s.name == "count" && s.attr("len") == Some("Int(5)"));
     assert!(quiet.events.is_empty(), "{quiet:?}");
