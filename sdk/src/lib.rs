@@ -48,6 +48,9 @@ pub use serde_json::{Value, json};
 pub use ax_abi as abi;
 /// Re-exported so that plugins use the same `tracing` the bridge is installed in.
 pub use tracing;
+/// Re-exported for the README's and the scaffold's examples: a plugin made by
+/// `ax new` can (de)serialise cache entries and state without adding them.
+pub use {serde, serde_json};
 
 pub use alloc::CountingAllocator;
 

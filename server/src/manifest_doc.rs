@@ -178,7 +178,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         table: "telemetry",
         key: "level",
-        doc: "The most detailed plugin spans and events exported: `error`, `warn`, `info` (the default), `debug` or `trace`.",
+        doc: "The most detailed plugin spans exported: `error`, `warn`, `info` (the default), `debug` or `trace`. Events are not capped by it: those `AX_LOG` lets through go out with their span.",
         example: "\"info\"",
     },
     KeyDoc { table: "telemetry", key: "metrics_interval", doc: "How often metrics are exported.", example: "\"10s\"" },
@@ -187,6 +187,12 @@ pub const KEYS: &[KeyDoc] = &[
         key: "timeout",
         doc: "How long one export may take before it is given up (and counted as dropped).",
         example: "\"5s\"",
+    },
+    KeyDoc {
+        table: "telemetry",
+        key: "flush_timeout",
+        doc: "How long ax may spend at exit flushing traces and metrics (in parallel); what is not sent by then is reported (default 1s).",
+        example: "\"1s\"",
     },
 ];
 

@@ -119,6 +119,7 @@ fn main() {
         level: Level::Info,
         metrics_interval: Duration::from_secs(10),
         timeout: Duration::from_secs(5),
+        flush_timeout: Duration::from_secs(1),
     };
     let telemetry = Telemetry::start(&config(endpoint.clone())).expect("telemetry starts");
     let sampled_out =

@@ -38,7 +38,7 @@ fn free_port() -> u16 {
 }
 
 /// A rotel collector on loopback, printing what it receives.
-struct Collector {
+pub(crate) struct Collector {
     child: Child,
     port: u16,
     received: Arc<Mutex<String>>,
@@ -46,7 +46,7 @@ struct Collector {
 }
 
 impl Collector {
-    fn start() -> Collector {
+    pub(crate) fn start() -> Collector {
         let dir = tempfile::tempdir().unwrap();
         let (port, grpc) = (free_port(), free_port());
         let mut child = Command::new(rotel_agent())
@@ -81,13 +81,13 @@ impl Collector {
         Collector { child, port, received, _dir: dir }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Waits until the collector has printed `count` spans and a metric named
     /// `metric`; returns everything it printed.
-    fn wait_for(&self, count: usize, metric: &str) -> String {
+    pub(crate) fn wait_for(&self, count: usize, metric: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let text = self.received.lock().unwrap().clone();
@@ -111,19 +111,19 @@ impl Drop for Collector {
 
 /// A span as the collector printed it.
 #[derive(Debug, Default, Clone)]
-struct Span {
-    trace: String,
-    parent: String,
-    id: String,
-    name: String,
-    status: String,
-    status_message: String,
-    attributes: Vec<(String, String)>,
-    events: Vec<String>,
+pub(crate) struct Span {
+    pub(crate) trace: String,
+    pub(crate) parent: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) status: String,
+    pub(crate) status_message: String,
+    pub(crate) attributes: Vec<(String, String)>,
+    pub(crate) events: Vec<String>,
 }
 
 impl Span {
-    fn attr(&self, key: &str) -> Option<&str> {
+    pub(crate) fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
@@ -134,7 +134,7 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Parses the debug exporter's `Span #N` blocks.
-fn parse_spans(text: &str) -> Vec<Span> {
+pub(crate) fn parse_spans(text: &str) -> Vec<Span> {
     let mut spans = Vec::new();
     let mut in_events = false;
     for line in text.lines() {
@@ -179,7 +179,7 @@ fn parse_spans(text: &str) -> Vec<Span> {
 }
 
 /// The data points of metric `name`: each as its attribute lines and values.
-fn metric_points(text: &str, name: &str) -> Vec<String> {
+pub(crate) fn metric_points(text: &str, name: &str) -> Vec<String> {
     let mut points = Vec::new();
     let mut inside = false;
     for line in text.lines() {
@@ -203,7 +203,7 @@ fn metric_points(text: &str, name: &str) -> Vec<String> {
     points
 }
 
-fn export_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
+pub(crate) fn export_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
     cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         .env_remove("OTEL_SDK_DISABLED")
         .env_remove("OTEL_SERVICE_NAME")
@@ -425,6 +425,7 @@ fn reloads_are_spans_and_counted_by_outcome_and_calls_carry_the_generation() {
         level: ax_runtime::Level::Info,
         metrics_interval: Duration::from_secs(60),
         timeout: Duration::from_secs(5),
+        flush_timeout: Duration::from_secs(1),
     };
     let telemetry = Telemetry::start(&config).unwrap();
     let instrumentation = Instrumentation { tracer: Some(telemetry.tracer()), ..Instrumentation::default() };
@@ -486,4 +487,100 @@ fn isolated_calls_are_traced_from_the_parent_and_restarts_counted() {
     assert_eq!(served, 2, "{spans:#?}");
     let restarts = metric_points(&text, "ax.isolated.restarts");
     assert!(restarts.iter().any(|p| p.contains("Value: 1")), "{restarts:?}");
+}
+
+#[test]
+fn ax_log_debug_exports_debug_events_and_keeps_stderr_to_ax_and_the_plugin() {
+    let collector = Collector::start();
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", r#"{"text":"a b"}"#]);
+    // `[telemetry] level` stays at its default, info: it caps spans, not events.
+    let out = run(export_env(&mut cmd, &collector.endpoint()).env("AX_LOG", "debug"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("DEBUG word_count: counted words=2 total=2"), "{}", out.stderr);
+    assert!(out.stderr.contains("DEBUG ax::telemetry: exporting to"), "{}", out.stderr);
+    // The HTTP client's internals are not ax's nor the plugin's.
+    for noise in ["hyper", "reqwest", "opentelemetry"] {
+        assert!(!out.stderr.contains(noise), "{noise} in stderr:\n{}", out.stderr);
+    }
+
+    let text = collector.wait_for(3, "ax.calls");
+    let spans = parse_spans(&text);
+    let count = one(&spans, "count", |s| s.name == "count");
+    assert!(count.events.iter().any(|e| e.starts_with("counted") && e.contains("words: Int(2)")), "{count:?}");
+    assert!(!spans.iter().any(|s| s.name == "is_word"), "trace-level spans stay below the default level");
+
+    // Naming a crate still shows its debug output.
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", r#"{"text":"a"}"#]);
+    let out = run(export_env(&mut cmd, &collector.endpoint()).env("AX_LOG", "debug,hyper_util=debug"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("DEBUG hyper_util::"), "{}", out.stderr);
+
+    // Without AX_LOG letting it through, the event is neither printed nor exported.
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", r#"{"text":"quiet"}"#]);
+    let out = run(export_env(&mut cmd, &collector.endpoint()).env("AX_TELEMETRY_LEVEL", "debug"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let text = collector.wait_for(9, "ax.calls");
+    let spans = parse_spans(&text);
+    let quiet = one(&spans, "quiet count", |s| s.name == "count" && s.attr("len") == Some("Int(5)"));
+    assert!(quiet.events.is_empty(), "{quiet:?}");
+}
+
+/// A collector that accepts connections and never answers; lives until dropped.
+struct Stalled {
+    port: u16,
+    _listener: std::thread::JoinHandle<()>,
+}
+
+impl Stalled {
+    fn start() -> Stalled {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().map_while(Result::ok) {
+                held.push(conn);
+            }
+        });
+        Stalled { port, _listener: thread }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+#[test]
+fn a_collector_that_never_answers_delays_exit_by_the_flush_timeout_and_the_loss_is_told() {
+    let stalled = Stalled::start();
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", r#"{"text":"a b"}"#]);
+    let started = Instant::now();
+    let out = run(export_env(&mut cmd, &stalled.endpoint()));
+    let took = started.elapsed();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "{\"total\":2,\"words\":2}\n");
+    // The call, count and count_words; metric points of the calls, the cache and startup.
+    let told = format!("timed out after 1 s flushing to {}: 3 span(s), ", stalled.endpoint());
+    let line = out.stderr.lines().find(|l| l.contains(&told)).unwrap_or_else(|| panic!("{told:?} in {}", out.stderr));
+    assert!(line.ends_with("metric point(s) not sent") && !line.contains(", 0 metric"), "{line}");
+    // A functional bound (two 5 s exports one after the other took 10 s), not a benchmark.
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+
+    // Configurable; and an export that outlives its own deadline is said to have timed out.
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", r#"{"text":"a"}"#]);
+    let out = run(export_env(&mut cmd, &stalled.endpoint())
+        .env("AX_TELEMETRY_FLUSH_TIMEOUT", "3s")
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "200"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("timed out after 0.2 s without an answer"), "{}", out.stderr);
+    assert!(!out.stderr.contains("network error"), "{}", out.stderr);
+
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", "{}"]);
+    let out = run(export_env(&mut cmd, &stalled.endpoint()).env("AX_TELEMETRY_FLUSH_TIMEOUT", "soon"));
+    ax_e2e::assert_one_error(&out, &["AX_TELEMETRY_FLUSH_TIMEOUT=\"soon\" is invalid", "\"300ms\""]);
 }

@@ -213,12 +213,15 @@ pub struct Running {
     child: std::process::Child,
     stdout: std::sync::mpsc::Receiver<String>,
     stderr: std::sync::mpsc::Receiver<String>,
+    /// The process's stdin, when `cmd` had it piped.
+    stdin: Option<std::process::ChildStdin>,
     /// Every stderr line seen so far, for failure messages.
     pub stderr_seen: Vec<String>,
 }
 
 impl Running {
-    /// Starts `cmd` with piped stdout and stderr.
+    /// Starts `cmd` with piped stdout and stderr (and stdin if `cmd` pipes it:
+    /// see [`Running::send`]).
     pub fn spawn(cmd: &mut Command) -> Running {
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("process starts");
         fn lines(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
@@ -235,7 +238,27 @@ impl Running {
         }
         let stdout = lines(child.stdout.take().expect("piped"));
         let stderr = lines(child.stderr.take().expect("piped"));
-        Running { child, stdout, stderr, stderr_seen: Vec::new() }
+        let stdin = child.stdin.take();
+        Running { child, stdout, stderr, stdin, stderr_seen: Vec::new() }
+    }
+
+    /// Writes `line` and a newline to the process's stdin (piped by the caller).
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("spawned with stdin piped");
+        stdin.write_all(format!("{line}\n").as_bytes()).and_then(|()| stdin.flush()).expect("stdin written");
+    }
+
+    /// Waits for the process to end, at most `timeout`; its exit code.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("process status") {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the process did not end within {timeout:?}; stderr so far:\n{}", self.drain_stderr())
     }
 
     /// Waits for a stdout line equal to `expected`.

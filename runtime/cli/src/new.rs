@@ -107,6 +107,7 @@ crate-type = ["cdylib"]
 [dependencies]
 ax-plugin = {{ path = "{sdk}" }}
 serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
 tracing = "0.1"
 
 # A plugin crate builds on its own, even when created inside another workspace.

@@ -57,6 +57,16 @@ impl Drop for Export {
     fn drop(&mut self) {
         if let Some(telemetry) = self.telemetry.take() {
             let dropped = telemetry.shutdown();
+            if let Some(lost) = &dropped.flush_timed_out {
+                let after = lost.after.as_secs_f64();
+                tracing::warn!(
+                    target: "ax::telemetry",
+                    "timed out after {after} s flushing to {}: {} span(s), {} metric point(s) not sent",
+                    lost.endpoint,
+                    lost.spans,
+                    lost.metric_points
+                );
+            }
             if dropped.spans > 0 || dropped.metric_exports > 0 || dropped.queue_full > 0 {
                 tracing::warn!(
                     target: "ax::telemetry",

@@ -642,13 +642,21 @@ impl Bridge {
         self.tracer.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The tracer, if one wants this callsite's spans or events now: at its
-    /// level, and not inside a call it sampled out.
+    /// The tracer, if one wants this callsite's spans now: at its level, and
+    /// not inside a call it sampled out.
     fn tracer_for(&self, info: &CallsiteInfo) -> Option<Arc<dyn CallTracer>> {
-        if !self.tracing.load(Ordering::Relaxed)
-            || info.level as u8 > self.tracer_level.load(Ordering::Relaxed)
-            || !CALL_TRACED.with(Cell::get)
-        {
+        if info.level as u8 > self.tracer_level.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.tracer_for_event()
+    }
+
+    /// The tracer, if one wants events now (not inside a call it sampled out).
+    /// An event reaches the host only when the log filter (`AX_LOG`) let it
+    /// through, and the tracer keeps it only inside a span it exports: the
+    /// tracer's level caps spans, not events.
+    fn tracer_for_event(&self) -> Option<Arc<dyn CallTracer>> {
+        if !self.tracing.load(Ordering::Relaxed) || !CALL_TRACED.with(Cell::get) {
             return None;
         }
         self.tracer()
@@ -925,7 +933,7 @@ unsafe extern "C" fn cb_event(
         if bridge.profiler.is_on() {
             bridge.profiler.event(callsite);
         }
-        if let Some(tracer) = bridge.tracer_for(&info) {
+        if let Some(tracer) = bridge.tracer_for_event() {
             let parent = match parent_kind {
                 ax_abi::parent::ROOT => None,
                 ax_abi::parent::EXPLICIT => Some(parent),

@@ -42,26 +42,33 @@ pub fn read_calls_file(path: &Path) -> Result<Vec<CallLine>, CallsFileError> {
         if line.is_empty() {
             continue;
         }
-        let fail = |what: String| CallsFileError(format!("{}:{}: {what}", path.display(), i + 1));
-        let value: Value = serde_json::from_str(line).map_err(|e| fail(format!("invalid JSON ({e}); {EXPECTED}")))?;
-        let Value::Object(mut object) = value else { return Err(fail(format!("not an object; {EXPECTED}"))) };
-        let method = match object.remove("method") {
-            Some(Value::String(m)) if !m.is_empty() => m,
-            _ => return Err(fail(format!("missing \"method\" string; {EXPECTED}"))),
-        };
-        let input = object.remove("input").unwrap_or(Value::Null);
-        let budget = object.remove("budget").map(|b| parse_budget(&b)).transpose().map_err(fail)?;
-        let traceparent = match object.remove("traceparent") {
-            None => None,
-            Some(Value::String(text)) => Some(text),
-            Some(_) => return Err(fail("\"traceparent\" is not a string; expected a W3C traceparent string".into())),
-        };
-        if let Some(key) = object.keys().next() {
-            return Err(fail(format!("unknown key {key:?}; {EXPECTED}")));
-        }
-        calls.push(CallLine { line: i + 1, method, input, budget, traceparent });
+        let call = parse_call_line(line, i + 1)
+            .map_err(|what| CallsFileError(format!("{}:{}: {what}", path.display(), i + 1)))?;
+        calls.push(call);
     }
     Ok(calls)
+}
+
+/// Parses one line of a calls file (numbered `line`, for messages); the
+/// error says what is wrong and the expected form, without file or line.
+pub fn parse_call_line(text: &str, line: usize) -> Result<CallLine, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON ({e}); {EXPECTED}"))?;
+    let Value::Object(mut object) = value else { return Err(format!("not an object; {EXPECTED}")) };
+    let method = match object.remove("method") {
+        Some(Value::String(m)) if !m.is_empty() => m,
+        _ => return Err(format!("missing \"method\" string; {EXPECTED}")),
+    };
+    let input = object.remove("input").unwrap_or(Value::Null);
+    let budget = object.remove("budget").map(|b| parse_budget(&b)).transpose()?;
+    let traceparent = match object.remove("traceparent") {
+        None => None,
+        Some(Value::String(text)) => Some(text),
+        Some(_) => return Err("\"traceparent\" is not a string; expected a W3C traceparent string".into()),
+    };
+    if let Some(key) = object.keys().next() {
+        return Err(format!("unknown key {key:?}; {EXPECTED}"));
+    }
+    Ok(CallLine { line, method, input, budget, traceparent })
 }
 
 /// The error for a file with no calls, for callers that need some.

@@ -52,7 +52,7 @@ pub use bridge::{
 };
 pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes, format_duration, paused};
 pub use cache::{CacheConfig, CacheStats, QueryCache};
-pub use calls_file::{CallLine, CallsFileError, no_calls, read_calls_file};
+pub use calls_file::{CallLine, CallsFileError, no_calls, parse_call_line, read_calls_file};
 #[cfg(unix)]
 pub use crash::{install_child_crash_reporter, install_crash_reporter};
 pub use error::{CallError, LoadError, PluginFailure, SourceLocation};

@@ -12,6 +12,13 @@
 //!
 //! Until step 6 the old instance is the one serving; a failure at any step
 //! leaves it serving, shuts the new one down and says which step failed.
+//!
+//! [`ReloadablePlugin::reconfigure`] runs the same steps with a new `[config]`
+//! for `init`, even when the library did not change (the same image is loaded
+//! again, as a new copy): a config that `init` rejects rolls back, and the old
+//! instance goes on serving with the old config. A build that failed before
+//! any of this ([`ReloadablePlugin::report_build_failure`]) is published as a
+//! reload rolled back at [`ReloadStep::Build`].
 //! Calls that arrive during steps 4–6 wait (for the length of a state
 //! transfer) and are answered by the new instance: there is never a moment
 //! without a serving version, and no call is answered by a half-initialised one.
@@ -51,6 +58,9 @@ impl Default for ReloadOptions {
 /// A step of a reload, for timings and for saying where one failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReloadStep {
+    /// Building the new library (cargo): reported by the front end that builds,
+    /// before the engine's own steps.
+    Build,
     /// Reading the new library and checking it is whole.
     Read,
     /// Copy, `dlopen`, ABI checks.
@@ -72,6 +82,7 @@ pub enum ReloadStep {
 impl fmt::Display for ReloadStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            ReloadStep::Build => "build",
             ReloadStep::Read => "read",
             ReloadStep::Load => "load",
             ReloadStep::Init => "init",
@@ -98,6 +109,8 @@ pub struct ReloadReport {
     pub duration: Duration,
     /// Set if the old instance's shutdown failed (the reload stands).
     pub shutdown_error: Option<String>,
+    /// The new instance was initialised with a new `[config]`.
+    pub config_changed: bool,
 }
 
 /// `reloaded in 3.1 ms (read 0.2 ms · load 0.9 ms · …) · state 14 B carried`
@@ -151,7 +164,8 @@ pub struct ReloadError {
 pub struct ReloadablePlugin {
     host: Arc<Host>,
     name: String,
-    config_json: String,
+    /// The `[config]` the serving instance was initialised with.
+    config_json: RwLock<String>,
     options: ReloadOptions,
     current: RwLock<Arc<Plugin>>,
     generation: AtomicU64,
@@ -188,7 +202,7 @@ impl ReloadablePlugin {
         Ok(ReloadablePlugin {
             host,
             name: name.to_owned(),
-            config_json: config_json.to_owned(),
+            config_json: RwLock::new(config_json.to_owned()),
             options,
             current: RwLock::new(Arc::new(plugin)),
             generation: AtomicU64::new(1),
@@ -231,6 +245,36 @@ impl ReloadablePlugin {
     /// Replaces the serving instance with one loaded from `library`. See the
     /// module docs for the steps; on error the old instance keeps serving.
     pub fn reload(&self, library: &Path) -> Result<ReloadOutcome, ReloadError> {
+        self.reload_with(library, None)
+    }
+
+    /// Like [`ReloadablePlugin::reload`], initialising the new instance with
+    /// `config_json`. When it differs from the serving instance's config, the
+    /// reload happens even if the library is unchanged; if `init` (or any
+    /// later step) fails, the old instance keeps serving with its old config.
+    pub fn reconfigure(&self, library: &Path, config_json: &str) -> Result<ReloadOutcome, ReloadError> {
+        self.reload_with(library, Some(config_json))
+    }
+
+    /// The `[config]` JSON the serving instance was initialised with.
+    pub fn config_json(&self) -> String {
+        self.config_json.read().clone()
+    }
+
+    /// Publishes a build that failed as a reload rolled back at
+    /// [`ReloadStep::Build`] (for telemetry and other observers); the serving
+    /// instance is untouched.
+    pub fn report_build_failure(&self, library: &Path, message: &str) {
+        self.report_rollback(&ReloadError {
+            library: library.to_owned(),
+            step: ReloadStep::Build,
+            message: message.to_owned(),
+            serving: self.generation(),
+            transient: false,
+        });
+    }
+
+    fn reload_with(&self, library: &Path, config_json: Option<&str>) -> Result<ReloadOutcome, ReloadError> {
         let mut hashes = self.hashes.lock();
         let started = Instant::now();
         let mut steps = Vec::with_capacity(8);
@@ -244,9 +288,16 @@ impl ReloadablePlugin {
         };
 
         let image = loader::read(library).map_err(|e| fail(ReloadStep::Read, e.to_string(), e.is_transient()))?;
-        if image.hash == hashes.0 || Some(image.hash) == hashes.1 {
+        let serving_config = self.config_json();
+        let new_config = config_json.filter(|c| *c != serving_config).map(str::to_owned);
+        let config_changed = new_config.is_some();
+        if !config_changed && (image.hash == hashes.0 || Some(image.hash) == hashes.1) {
             return Ok(ReloadOutcome::Unchanged);
         }
+        let config_json = new_config.unwrap_or(serving_config);
+        // A library that failed with a new config may serve with another one:
+        // only a failure under the serving config marks the library as failed.
+        let failed_hash = if config_changed { None } else { Some(image.hash) };
         steps.push((ReloadStep::Read, started.elapsed()));
         let old_instance = self.current().instance_id();
         let events = self.host.events();
@@ -274,16 +325,16 @@ impl ReloadablePlugin {
         let opened = match self.host.open(library, &image) {
             Ok(opened) => opened,
             Err(e) => {
-                hashes.1 = Some(image.hash);
+                hashes.1 = failed_hash.or(hashes.1);
                 return Err(rolled_back(fail(ReloadStep::Load, e.to_string(), e.is_transient())));
             }
         };
         lap(ReloadStep::Load, &mut steps);
         let init_timeout = Some(self.options.init_timeout);
-        let new = match self.host.start_opened(library, opened, &self.name, &self.config_json, init_timeout) {
+        let new = match self.host.start_opened(library, opened, &self.name, &config_json, init_timeout) {
             Ok(new) => Arc::new(new),
             Err(e) => {
-                hashes.1 = Some(image.hash);
+                hashes.1 = failed_hash.or(hashes.1);
                 return Err(rolled_back(fail(ReloadStep::Init, e.to_string(), false)));
             }
         };
@@ -308,7 +359,7 @@ impl ReloadablePlugin {
         if let Err(e) = new.restore_state(&saved) {
             drop(route);
             let _ = new.shutdown();
-            hashes.1 = Some(image.hash);
+            hashes.1 = failed_hash.or(hashes.1);
             return Err(rolled_back(fail(ReloadStep::RestoreState, e.to_string(), false)));
         }
         lap(ReloadStep::RestoreState, &mut steps);
@@ -320,6 +371,9 @@ impl ReloadablePlugin {
         }
         let old = std::mem::replace(&mut *route, new);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        if config_changed {
+            *self.config_json.write() = config_json;
+        }
         drop(route);
         lap(ReloadStep::Swap, &mut steps);
         let duration = started.elapsed();
@@ -334,6 +388,7 @@ impl ReloadablePlugin {
             state_bytes: saved.bytes.len(),
             duration,
             shutdown_error,
+            config_changed,
         };
         events.publish_with(|| Event::ReloadSucceeded {
             previous: old_instance,

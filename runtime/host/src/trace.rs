@@ -85,9 +85,9 @@ pub trait CallTracer: Send + Sync {
     fn exit_call(&self, trace: &CallTrace);
     /// On the caller's thread, with the outcome.
     fn end_call(&self, trace: CallTrace, end: &CallEnd<'_>);
-    /// The most detailed level of plugin spans and events wanted; those below
-    /// it are not forwarded to the tracer (nor, for spans, by the plugin, if
-    /// nothing else in the host wants them).
+    /// The most detailed level of plugin spans wanted; those below it are not
+    /// forwarded to the tracer (nor by the plugin, if nothing else in the host
+    /// wants them). Events are filtered by the log filter, not by this.
     fn max_level(&self) -> Level {
         Level::Trace
     }

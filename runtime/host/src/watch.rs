@@ -95,9 +95,10 @@ impl LibraryWatcher {
     }
 }
 
-/// Watches a plugin crate's sources — `src/` recursively, `Cargo.toml` and
-/// `build.rs` — and calls a function with the paths of each change (reads
-/// do not count). Dropping it stops watching. `ax dev` and the debugger's
+/// Watches a plugin crate's sources — `src/` recursively, `Cargo.toml`,
+/// `build.rs` and the plugin's manifest (`ax-plugin.toml`, whose `[config]`
+/// a reload can pick up) — and calls a function with the paths of each change
+/// (reads do not count). Dropping it stops watching. `ax dev` and the debugger's
 /// hot reload rebuild on what it reports.
 pub struct SourceWatcher {
     _watcher: notify::RecommendedWatcher,
@@ -115,7 +116,7 @@ impl SourceWatcher {
         let watch_error = |message: String| WatchError { path: dir.to_owned(), message };
         let dir = std::path::absolute(dir).map_err(|e| watch_error(e.to_string()))?;
         let src = dir.join("src");
-        let manifests = [dir.join("Cargo.toml"), dir.join("build.rs")];
+        let manifests = [dir.join("Cargo.toml"), dir.join("build.rs"), dir.join(crate::manifest::MANIFEST_FILE)];
         let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
             let Ok(event) = result else { return };
             if matches!(event.kind, EventKind::Access(_)) {

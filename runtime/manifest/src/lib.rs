@@ -47,6 +47,7 @@
 //! level = "info"                                 # most detailed plugin spans exported (default info)
 //! metrics_interval = "10s"
 //! timeout = "5s"
+//! flush_timeout = "1s"                          # bound on the flush at exit (default 1s)
 //!
 //! [config]           # free-form, passed to Plugin::init as JSON
 //! language = "en"
@@ -280,9 +281,11 @@ pub struct TelemetrySection {
     /// continues a sampled `traceparent` is always traced.
     #[serde(default, deserialize_with = "de_ratio")]
     pub sample_ratio: Option<f64>,
-    /// The most detailed plugin spans and events exported: `error`, `warn`,
-    /// `info` (the default, as `#[instrument]` spans are), `debug` or `trace`.
-    /// Finer ones are not exported; their time stays in their parents'.
+    /// The most detailed plugin spans exported: `error`, `warn`, `info` (the
+    /// default, as `#[instrument]` spans are), `debug` or `trace`. Finer ones
+    /// are not exported; their time stays in their parents'. Events are not
+    /// capped by it: those `AX_LOG` lets through go out with the span they
+    /// happen in.
     #[serde(default)]
     pub level: TelemetryLevel,
     /// How often metrics are exported.
@@ -291,6 +294,10 @@ pub struct TelemetrySection {
     /// How long one export may take before it is given up (and counted as dropped).
     #[serde(default = "TelemetrySection::default_timeout")]
     pub timeout: HumanDuration,
+    /// How long ax may spend, at exit, flushing what is still queued (traces
+    /// and metrics in parallel); what is not sent by then is counted and reported.
+    #[serde(default = "TelemetrySection::default_flush_timeout")]
+    pub flush_timeout: HumanDuration,
 }
 
 impl TelemetrySection {
@@ -299,6 +306,9 @@ impl TelemetrySection {
     }
     fn default_timeout() -> HumanDuration {
         HumanDuration(std::time::Duration::from_secs(5))
+    }
+    fn default_flush_timeout() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(1))
     }
 }
 
@@ -314,6 +324,7 @@ impl Default for TelemetrySection {
             level: TelemetryLevel::default(),
             metrics_interval: Self::default_interval(),
             timeout: Self::default_timeout(),
+            flush_timeout: Self::default_flush_timeout(),
         }
     }
 }
@@ -586,7 +597,7 @@ nested = { quote = "a\"b" }
         let m = parse(
             "[plugin]\nname = \"wc\"\nversion = \"1\"\n[telemetry]\nenabled = true\nendpoint = \"http://otel:4318\"\n\
              protocol = \"grpc\"\nservice_name = \"svc\"\nheaders = { \"x-key\" = \"k\" }\nsample_ratio = 0.5\n\
-             level = \"trace\"\nmetrics_interval = \"2s\"\ntimeout = \"300ms\"\n",
+             level = \"trace\"\nmetrics_interval = \"2s\"\ntimeout = \"300ms\"\nflush_timeout = \"250ms\"\n",
         )
         .unwrap();
         let t = m.telemetry;
@@ -600,6 +611,8 @@ nested = { quote = "a\"b" }
         assert_eq!(TelemetrySection::default().level, TelemetryLevel::Info);
         assert_eq!(t.metrics_interval.0, Duration::from_secs(2));
         assert_eq!(t.timeout.0, Duration::from_millis(300));
+        assert_eq!(t.flush_timeout.0, Duration::from_millis(250));
+        assert_eq!(TelemetrySection::default().flush_timeout.0, Duration::from_secs(1));
     }
 
     #[test]

@@ -49,10 +49,13 @@ pub struct Config {
     pub headers: BTreeMap<String, String>,
     /// Share of root calls traced, unless `OTEL_TRACES_SAMPLER` is set.
     pub sample_ratio: Option<f64>,
-    /// The most detailed plugin spans and events exported.
+    /// The most detailed plugin spans exported (events follow the log filter).
     pub level: Level,
     pub metrics_interval: Duration,
+    /// One export's deadline.
     pub timeout: Duration,
+    /// The bound on the whole flush at exit (traces and metrics in parallel).
+    pub flush_timeout: Duration,
 }
 
 /// `info`, `DEBUG`, …: a level, as `AX_LOG` spells them.
@@ -117,6 +120,17 @@ impl Config {
             })?),
             None => section.timeout.0,
         };
+        let flush_timeout = match var("AX_TELEMETRY_FLUSH_TIMEOUT") {
+            Some(text) => {
+                ax_manifest::HumanDuration::parse(&text)
+                    .map_err(|_| TelemetryError::Config {
+                        what: format!("AX_TELEMETRY_FLUSH_TIMEOUT={text:?}"),
+                        expected: "a duration such as \"1s\" or \"300ms\"".to_owned(),
+                    })?
+                    .0
+            }
+            None => section.flush_timeout.0,
+        };
         let metrics_interval = match var("OTEL_METRIC_EXPORT_INTERVAL") {
             Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| TelemetryError::Config {
                 what: format!("OTEL_METRIC_EXPORT_INTERVAL={ms:?}"),
@@ -146,6 +160,7 @@ impl Config {
             },
             metrics_interval,
             timeout,
+            flush_timeout,
         }))
     }
 
@@ -242,6 +257,7 @@ mod tests {
             level: Level::Info,
             metrics_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            flush_timeout: Duration::from_secs(1),
         };
         assert_eq!(config.signal_endpoint("traces").as_deref(), Some("http://otel:4318/v1/traces"));
         assert_eq!(Config { endpoint: None, ..config }.signal_endpoint("traces"), None);

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
@@ -29,20 +29,35 @@ use crate::config::{Config, Protocol};
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     pub(crate) endpoint: String,
+    /// One export's deadline: an export failing after it timed out.
+    timeout: Duration,
     warned: AtomicBool,
     pub(crate) dropped_spans: AtomicU64,
     pub(crate) dropped_metric_exports: AtomicU64,
     pub(crate) exported_spans: AtomicU64,
+    /// Spans handed to the batch processor (exported, dropped, or still queued).
+    pub(crate) handed_spans: AtomicU64,
+    /// Metric data points in exports not finished yet.
+    pub(crate) metric_points_in_flight: AtomicU64,
     /// Records that did not fit the queue to the `ax-otel` thread.
     pub(crate) queue_dropped: AtomicU64,
 }
 
 impl Health {
-    pub(crate) fn new(endpoint: String) -> Health {
-        Health { endpoint, ..Health::default() }
+    pub(crate) fn new(endpoint: String, timeout: Duration) -> Health {
+        Health { endpoint, timeout, ..Health::default() }
     }
 
-    fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+    /// Warns (once) that an export that took `took` failed with `error`.
+    fn failed(&self, what: &str, took: Duration, error: &dyn std::fmt::Display) {
+        // The HTTP client reports its own deadline as a "network error".
+        let timed_out;
+        let error: &dyn std::fmt::Display = if took >= self.timeout {
+            timed_out = format!("timed out after {} s without an answer", self.timeout.as_secs_f64());
+            &timed_out
+        } else {
+            error
+        };
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 target: "ax::telemetry",
@@ -77,11 +92,12 @@ impl<E> Guarded<E> {
 impl<E: SpanExporter> SpanExporter for Guarded<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let count = batch.len() as u64;
+        let started = Instant::now();
         let result = self.run(self.inner.export(batch)).await;
         match &result {
             Ok(()) => self.health.exported_spans.fetch_add(count, Ordering::Relaxed),
             Err(error) => {
-                self.health.failed("spans", error);
+                self.health.failed("spans", started.elapsed(), error);
                 self.health.dropped_spans.fetch_add(count, Ordering::Relaxed)
             }
         };
@@ -101,11 +117,34 @@ impl<E: SpanExporter> SpanExporter for Guarded<E> {
     }
 }
 
+/// The number of data points in `metrics`.
+fn data_points(metrics: &ResourceMetrics) -> u64 {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    fn count<T>(data: &MetricData<T>) -> usize {
+        match data {
+            MetricData::Gauge(g) => g.data_points().count(),
+            MetricData::Sum(s) => s.data_points().count(),
+            MetricData::Histogram(h) => h.data_points().count(),
+            MetricData::ExponentialHistogram(h) => h.data_points().count(),
+        }
+    }
+    let points = metrics.scope_metrics().flat_map(|scope| scope.metrics()).map(|metric| match metric.data() {
+        AggregatedMetrics::F64(data) => count(data),
+        AggregatedMetrics::U64(data) => count(data),
+        AggregatedMetrics::I64(data) => count(data),
+    });
+    points.sum::<usize>() as u64
+}
+
 impl<E: PushMetricExporter> PushMetricExporter for Guarded<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let points = data_points(metrics);
+        self.health.metric_points_in_flight.fetch_add(points, Ordering::Relaxed);
+        let started = Instant::now();
         let result = self.run(self.inner.export(metrics)).await;
+        self.health.metric_points_in_flight.fetch_sub(points, Ordering::Relaxed);
         if let Err(error) = &result {
-            self.health.failed("metrics", error);
+            self.health.failed("metrics", started.elapsed(), error);
             self.health.dropped_metric_exports.fetch_add(1, Ordering::Relaxed);
         }
         result

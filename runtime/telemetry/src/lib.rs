@@ -14,7 +14,10 @@
 //! The runtime does not depend on this crate: a front end that does not start
 //! a `Telemetry` links no OpenTelemetry code paths into its calls, and with no
 //! tracer set a call pays one relaxed load and a branch per hook.
-//! [`Telemetry::shutdown`] (or dropping it) flushes what is queued.
+//! [`Telemetry::shutdown`] (or dropping it) flushes what is queued, traces and
+//! metrics in parallel, for at most the flush timeout (`[telemetry]
+//! flush_timeout`, 1 s by default): a collector that accepts connections but
+//! never answers delays exit by that much, and what was not sent is counted.
 
 mod config;
 mod export;
@@ -24,7 +27,7 @@ mod tracer;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ax_runtime::{Event, Host, InstanceId, QueryCache, Tracer};
 use crossbeam_channel::Sender;
@@ -53,7 +56,7 @@ pub enum TelemetryError {
 }
 
 /// What was not delivered, as counted when telemetry shut down.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
     /// Spans the collector did not take.
     pub spans: u64,
@@ -61,6 +64,21 @@ pub struct Dropped {
     pub metric_exports: u64,
     /// Calls and spans dropped because the queue to the export thread was full.
     pub queue_full: u64,
+    /// Set when the flush at exit did not finish within the flush timeout.
+    pub flush_timed_out: Option<FlushTimedOut>,
+}
+
+/// The flush at exit ran out of time: what was still unsent then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlushTimedOut {
+    /// The flush timeout.
+    pub after: Duration,
+    /// The collector's address, as configured.
+    pub endpoint: String,
+    /// Spans queued or in an export that had not finished.
+    pub spans: u64,
+    /// Metric data points in an export that had not finished.
+    pub metric_points: u64,
 }
 
 /// A running export pipeline. See the crate docs.
@@ -71,7 +89,7 @@ pub struct Telemetry {
     instruments: Arc<Instruments>,
     queue: Sender<Record>,
     converter: Option<JoinHandle<()>>,
-    timeout: Duration,
+    flush_timeout: Duration,
     health: Arc<Health>,
     /// Plugin names by instance, from the host's events.
     names: Arc<Mutex<std::collections::HashMap<InstanceId, String>>>,
@@ -89,7 +107,7 @@ impl Telemetry {
     /// is something to send; a collector that is down is found out (and
     /// warned about, once) at the first export.
     pub fn start(config: &Config) -> Result<Telemetry, TelemetryError> {
-        let health = Arc::new(Health::new(config.endpoint_shown.clone()));
+        let health = Arc::new(Health::new(config.endpoint_shown.clone(), config.timeout));
         let (span_exporter, metric_exporter) = export::exporters(config, &health)?;
 
         let mut resource = Resource::builder();
@@ -119,10 +137,10 @@ impl Telemetry {
 
         let (queue, records) = crossbeam_channel::bounded(tracer::QUEUE);
         let converter = {
-            let (processor, instruments) = (processor.clone(), instruments.clone());
+            let (processor, instruments, health) = (processor.clone(), instruments.clone(), health.clone());
             std::thread::Builder::new()
                 .name("ax-otel".to_owned())
-                .spawn(move || tracer::convert(&records, &processor, &instruments))
+                .spawn(move || tracer::convert(&records, &processor, &instruments, &health))
                 .map_err(|e| TelemetryError::Exporter { signal: "traces".to_owned(), message: e.to_string() })?
         };
         Ok(Telemetry {
@@ -132,7 +150,7 @@ impl Telemetry {
             instruments,
             queue,
             converter: Some(converter),
-            timeout: config.timeout,
+            flush_timeout: config.flush_timeout,
             health,
             names: Arc::default(),
             shut_down: false,
@@ -161,7 +179,7 @@ impl Telemetry {
     /// Turns `host`'s events into telemetry: budget violations (counted),
     /// reloads (a span each, counted by outcome), failed loads (counted).
     pub fn observe(&self, host: &Host) {
-        let (tracer, names) = (self.tracer.clone(), self.names.clone());
+        let (tracer, names, health) = (self.tracer.clone(), self.names.clone(), self.health.clone());
         let (instruments, processor) = (self.instruments.clone(), self.processor.clone());
         host.events().subscribe(move |event| match event {
             Event::PluginLoaded { instance, name, .. } => {
@@ -184,7 +202,7 @@ impl Telemetry {
                 for (step, took) in &report.steps {
                     attrs.push(KeyValue::new(format!("ax.reload.step.{step}_ns"), took.as_nanos() as i64));
                 }
-                tracer::reload_span(&processor, format!("{plugin}.reload"), report.duration, attrs, None);
+                tracer::reload_span(&processor, &health, format!("{plugin}.reload"), report.duration, attrs, None);
             }
             Event::ReloadRolledBack { instance, generation, step, error } => {
                 let plugin = names.lock().get(instance).cloned().unwrap_or_default();
@@ -196,7 +214,7 @@ impl Telemetry {
                     KeyValue::new("ax.reload.failed_step", step.to_string()),
                 ];
                 let name = format!("{plugin}.reload");
-                tracer::reload_span(&processor, name, Duration::ZERO, attrs, Some(error.clone()));
+                tracer::reload_span(&processor, &health, name, Duration::ZERO, attrs, Some(error.clone()));
             }
             Event::LoadFailed { name, .. } => instruments.load_failure(name),
             _ => {}
@@ -226,26 +244,57 @@ impl Telemetry {
     }
 
     /// Exports what is queued and stops the background threads; returns what
-    /// could not be delivered. Waits at most the export timeout per signal.
+    /// could not be delivered. Traces and metrics are flushed in parallel, for
+    /// at most the flush timeout in all; an export still running then is left
+    /// behind (its thread ends with the process) and what it held is counted.
     pub fn shutdown(mut self) -> Dropped {
         self.stop()
     }
 
     fn stop(&mut self) -> Dropped {
+        let mut flush_timed_out = None;
         if !self.shut_down {
             self.shut_down = true;
-            tracer::stop(&self.queue, self.timeout);
-            if let Some(converter) = self.converter.take() {
+            let deadline = Instant::now() + self.flush_timeout;
+            // The converter only hands records on (never blocks on the network).
+            if tracer::stop(&self.queue, self.flush_timeout)
+                && let Some(converter) = self.converter.take()
+            {
                 let _ = converter.join();
             }
-            let _ = self.processor.force_flush();
-            let _ = self.processor.shutdown();
-            let _ = self.metrics.shutdown();
+            let (done, finished) = crossbeam_channel::bounded(2);
+            let processor = self.processor.clone();
+            let traces_done = done.clone();
+            let traces = std::thread::Builder::new().name("ax-otel-flush".to_owned()).spawn(move || {
+                let _ = processor.force_flush();
+                let _ = processor.shutdown();
+                let _ = traces_done.send(());
+            });
+            let metrics = self.metrics.clone();
+            let metrics = std::thread::Builder::new().name("ax-otel-flush".to_owned()).spawn(move || {
+                let _ = metrics.shutdown();
+                let _ = done.send(());
+            });
+            let flushes = usize::from(traces.is_ok()) + usize::from(metrics.is_ok());
+            let finished_in_time = (0..flushes).all(|_| finished.recv_deadline(deadline).is_ok());
+            if !finished_in_time {
+                let health = &self.health;
+                let handed = health.handed_spans.load(Ordering::Relaxed);
+                let settled =
+                    health.exported_spans.load(Ordering::Relaxed) + health.dropped_spans.load(Ordering::Relaxed);
+                flush_timed_out = Some(FlushTimedOut {
+                    after: self.flush_timeout,
+                    endpoint: health.endpoint.clone(),
+                    spans: handed.saturating_sub(settled),
+                    metric_points: health.metric_points_in_flight.load(Ordering::Relaxed),
+                });
+            }
         }
         Dropped {
             spans: self.health.dropped_spans.load(Ordering::Relaxed),
             metric_exports: self.health.dropped_metric_exports.load(Ordering::Relaxed),
             queue_full: self.health.queue_dropped.load(Ordering::Relaxed),
+            flush_timed_out,
         }
     }
 }

@@ -382,7 +382,12 @@ const POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_mil
 /// wake it (a system call, microseconds on a small VM) and that would be paid
 /// by the call's threads, once per span. Polling backs off while idle (20
 /// wake-ups a second at most) and delays export by at most `POLL.1`.
-pub(crate) fn convert(records: &Receiver<Record>, processor: &BatchSpanProcessor, instruments: &Instruments) {
+pub(crate) fn convert(
+    records: &Receiver<Record>,
+    processor: &BatchSpanProcessor,
+    instruments: &Instruments,
+    health: &Health,
+) {
     let scope = InstrumentationScope::builder("ax").build();
     let mut nap = POLL.0;
     loop {
@@ -402,10 +407,14 @@ pub(crate) fn convert(records: &Receiver<Record>, processor: &BatchSpanProcessor
             Record::Call(call) => {
                 instruments.call(&call.plugin, &call.method, call.outcome, call.elapsed, call.error.is_some());
                 if call.ids.sampled {
+                    health.handed_spans.fetch_add(1, Ordering::Relaxed);
                     processor.on_end(call_span(&call, &scope));
                 }
             }
-            Record::Span(live, end) => processor.on_end(plugin_span(*live, end, &scope)),
+            Record::Span(live, end) => {
+                health.handed_spans.fetch_add(1, Ordering::Relaxed);
+                processor.on_end(plugin_span(*live, end, &scope));
+            }
             Record::Stop(done) => {
                 let _ = done.send(());
                 return;
@@ -521,6 +530,7 @@ fn plugin_span(live: LiveSpan, end: SystemTime, scope: &InstrumentationScope) ->
 /// A reload as a span ending now, `took` long; with `error`, its status.
 pub(crate) fn reload_span(
     processor: &BatchSpanProcessor,
+    health: &Health,
     name: String,
     took: Duration,
     attributes: Vec<KeyValue>,
@@ -528,6 +538,7 @@ pub(crate) fn reload_span(
 ) {
     let ids = RandomIdGenerator::default();
     let end = SystemTime::now();
+    health.handed_spans.fetch_add(1, Ordering::Relaxed);
     processor.on_end(SpanData {
         span_context: context(Ids { trace: ids.new_trace_id(), span: ids.new_span_id(), sampled: true }),
         parent_span_id: SpanId::INVALID,
@@ -549,11 +560,10 @@ pub(crate) fn reload_span(
 }
 
 /// Asks the `ax-otel` thread to finish what is queued; waits at most `timeout`.
-pub(crate) fn stop(queue: &Sender<Record>, timeout: Duration) {
+/// Returns whether it finished.
+pub(crate) fn stop(queue: &Sender<Record>, timeout: Duration) -> bool {
     let (done, finished) = crossbeam_channel::bounded(1);
-    if queue.send_timeout(Record::Stop(done), timeout).is_ok() {
-        let _ = finished.recv_timeout(timeout);
-    }
+    queue.send_timeout(Record::Stop(done), timeout).is_ok() && finished.recv_timeout(timeout).is_ok()
 }
 
 impl Health {
