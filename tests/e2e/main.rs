@@ -8,6 +8,7 @@ mod debug;
 mod isolated;
 mod lazy;
 mod perf;
+mod perf_ab;
 mod profile;
 mod reload;
 mod runtime;

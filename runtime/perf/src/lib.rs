@@ -13,17 +13,23 @@
 //! Everything here is deterministic: bootstraps use a fixed seed, so the same
 //! samples always give the same intervals and the same verdicts.
 
+pub mod ab;
 pub mod bootstrap;
 pub mod compare;
+pub mod conditions;
+pub mod paired;
 pub mod render;
 pub mod report;
 pub mod stats;
 
+pub use ab::{AbBenchmark, AbReport, ClockComparison};
 pub use ax_profile::write_atomically;
 pub use compare::{
-    BenchmarkComparison, CompareOptions, Comparison, MannWhitney, ReportComparison, Verdict, compare, mann_whitney,
-    relative_change,
+    BenchmarkComparison, CompareOptions, Comparison, MannWhitney, ReportComparison, Verdict, compare,
+    compare_benchmarks, mann_whitney, relative_change,
 };
+pub use conditions::{Conditions, ConditionsProbe, Series};
+pub use paired::{PairedComparison, Ratio, compare_paired};
 pub use render::Format;
-pub use report::{Benchmark, FORMAT, Machine, Report, ReportError, VERSION};
+pub use report::{Benchmark, FORMAT, FailedBenchmark, Machine, Report, ReportError, VERSION};
 pub use stats::{Interval, Outliers, StatsError, Summary, Throughput, percentile};
