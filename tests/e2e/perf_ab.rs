@@ -150,8 +150,11 @@ impl Drop for SwitchingLoad {
     }
 }
 
+/// A run's verdict and ratio estimate.
+type Outcome = (String, f64);
+
 /// Runs `runs` A/B comparisons and returns their verdicts and ratio estimates.
-fn ab_runs(base: &Path, candidate: &Path, runs: usize, time: &str) -> Vec<(String, f64)> {
+fn ab_runs(base: &Path, candidate: &Path, runs: usize, time: &str) -> Vec<Outcome> {
     (0..runs)
         .map(|_| {
             let out = ab(base, candidate, &["--time", time, "--json"]);
@@ -161,11 +164,11 @@ fn ab_runs(base: &Path, candidate: &Path, runs: usize, time: &str) -> Vec<(Strin
         .collect()
 }
 
-fn count(results: &[(String, f64)], verdict: &str) -> usize {
+fn count(results: &[Outcome], verdict: &str) -> usize {
     results.iter().filter(|(v, _)| v == verdict).count()
 }
 
-fn summary(results: &[(String, f64)]) -> String {
+fn summary(results: &[Outcome]) -> String {
     let estimates: Vec<String> = results.iter().map(|(_, e)| format!("{e:.3}")).collect();
     format!(
         "slower {}, faster {}, no change {}, inconclusive {}; estimates {}",
@@ -177,6 +180,42 @@ fn summary(results: &[(String, f64)]) -> String {
     )
 }
 
+/// `runs` pairs of `ax perf run` reports of `lib` (1 s each), compared with
+/// `ax perf compare --json`; and, when `AX_PERF_GOALS_OLD_AX` names another
+/// `ax` binary (an older build), the same reports through its compare, whose
+/// verdict is read from its exit status and table.
+fn stored_compares(lib: &Path, runs: usize) -> (Vec<Outcome>, Option<Vec<Outcome>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ax = std::env::var_os("AX_PERF_GOALS_OLD_AX");
+    let (mut new, mut old) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let report = |name: &str| {
+            let file = dir.path().join(format!("{name}-{i}.json"));
+            let args = ["perf", "run", "--no-build", path(lib), "--method", "mix", "--input", INPUT, "--time", "1s"];
+            let out = run(ax().args(args).args(["--json", "-o", path(&file)]));
+            assert_eq!(out.code, Some(0), "{out:?}");
+            file
+        };
+        let (base, candidate) = (report("base"), report("new"));
+        let out = run(ax().args(["perf", "compare", "--json", path(&base), path(&candidate)]));
+        let result = json(&out);
+        let ratio = result["benchmarks"][0]["ratio"]["estimate"].as_f64().unwrap();
+        new.push((result["verdict"].as_str().unwrap().to_owned(), ratio));
+        if let Some(old_ax) = &old_ax {
+            let out = run(std::process::Command::new(old_ax).args(["perf", "compare", path(&base), path(&candidate)]));
+            let verdict = if out.code == Some(1) {
+                "slower"
+            } else if out.stdout.contains("slower, 1 faster") {
+                "faster"
+            } else {
+                "no change"
+            };
+            old.push((verdict.to_owned(), ratio));
+        }
+    }
+    (new, old_ax.map(|_| old))
+}
+
 /// Issue 14's goals, measured. Prints the counts; fails when a goal is missed.
 #[test]
 #[ignore = "slow (about 3 minutes): run by scripts/perf-goals"]
@@ -184,20 +223,51 @@ fn perf_goals() {
     let (same, ten, one) = (perf_ab_variant(0), perf_ab_variant(10), perf_ab_variant(1));
     let runs = std::env::var("AX_PERF_GOALS_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(20usize);
 
+    let load_before = load_average();
     let quiet_one = ab_runs(&same, &one, runs / 2, "2s");
-    eprintln!("perf goals: 1% slower, quiet, {} runs of 2 s: {}", runs / 2, summary(&quiet_one));
+    let load_after = load_average();
+    eprintln!(
+        "perf goals: 1% slower, no added load (load average {load_before:.2} → {load_after:.2}), {} runs of 2 s: {}",
+        runs / 2,
+        summary(&quiet_one)
+    );
 
     let load = SwitchingLoad::start(14);
     let same_build = ab_runs(&same, &same, runs, "2s");
     eprintln!("perf goals: same build under switching load, {runs} runs: {}", summary(&same_build));
     let ten_slower = ab_runs(&same, &ten, runs, "2s");
     eprintln!("perf goals: 10% slower under switching load, {runs} runs: {}", summary(&ten_slower));
+    let stored = stored_compares(&same, runs);
     drop(load);
+    eprintln!("perf goals: same build, stored reports under switching load, {runs} compares: {}", summary(&stored.0));
+    if let Some(old) = &stored.1 {
+        eprintln!("perf goals: the same reports through AX_PERF_GOALS_OLD_AX's compare: {}", summary(old));
+    }
 
     let false_verdicts = count(&same_build, "slower") + count(&same_build, "faster");
     assert_eq!(false_verdicts, 0, "the same build got a verdict: {}", summary(&same_build));
+    let false_verdicts = count(&stored.0, "slower") + count(&stored.0, "faster");
+    assert_eq!(false_verdicts, 0, "stored reports of the same build got a verdict: {}", summary(&stored.0));
     let found = ten_slower.iter().filter(|(v, e)| v == "slower" && (1.05..=1.15).contains(e)).count();
     assert!(found * 20 >= runs * 19, "10% found (estimate 1.05–1.15) in {found} of {runs} runs");
+    // The 1 % goal is for a quiet machine; on one busy with other jobs (a
+    // shared CI runner) it is measured and printed, not asserted.
+    let cpus = std::thread::available_parallelism().map_or(2, usize::from) as f64;
     let found = count(&quiet_one, "slower");
-    assert!(found * 10 >= (runs / 2) * 9, "1% found in {found} of {} runs", runs / 2);
+    if load_before.max(load_after) < 0.5 * cpus {
+        assert!(found * 10 >= (runs / 2) * 9, "1% found in {found} of {} runs", runs / 2);
+    } else {
+        eprintln!(
+            "perf goals: the machine was not quiet (load average ≥ {}): the 1% count is not asserted",
+            0.5 * cpus
+        );
+    }
+}
+
+/// The 1-minute load average (0 where unreadable).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }

@@ -65,6 +65,9 @@ pub struct PairedSamples {
     pub baseline_cpu_ns: Vec<u64>,
     /// Candidate CPU times, ns (empty without a CPU clock).
     pub candidate_cpu_ns: Vec<u64>,
+    /// Where each segment (fresh copies of both libraries) ends: pair counts,
+    /// ascending; empty for one segment.
+    pub segment_ends: Vec<usize>,
 }
 
 /// One benchmark of an A/B run.
@@ -107,11 +110,12 @@ impl AbBenchmark {
         clock: Clock,
         threshold: f64,
     ) -> Result<AbBenchmark, StatsError> {
-        let wall = compare_paired(&samples.baseline_wall_ns, &samples.candidate_wall_ns, threshold)?;
+        let wall =
+            compare_paired(&samples.baseline_wall_ns, &samples.candidate_wall_ns, &samples.segment_ends, threshold)?;
         let cpu = if samples.baseline_cpu_ns.is_empty() {
             None
         } else {
-            Some(compare_paired(&samples.baseline_cpu_ns, &samples.candidate_cpu_ns, threshold)?)
+            Some(compare_paired(&samples.baseline_cpu_ns, &samples.candidate_cpu_ns, &samples.segment_ends, threshold)?)
         };
         let deciding = match (clock, &cpu) {
             (Clock::Cpu, Some(cpu)) => cpu,
@@ -239,6 +243,7 @@ mod tests {
             candidate_wall_ns: scaled(factor_wall),
             baseline_cpu_ns: if cpu { base.clone() } else { Vec::new() },
             candidate_cpu_ns: if cpu { scaled(factor_cpu) } else { Vec::new() },
+            segment_ends: Vec::new(),
         }
     }
 

@@ -321,7 +321,7 @@ pub fn ab(report: &AbReport, markdown: bool) -> String {
             duration(on.candidate_median_ns),
             percent(b.ratio.estimate - 1.0),
             format!("{} … {}", percent(b.ratio.low - 1.0), percent(b.ratio.high - 1.0)),
-            format!("≥{}", fraction(b.sensitivity)),
+            format!("≥{:.2}%", b.sensitivity * 100.0),
             percent(b.wall.ratio.estimate - 1.0),
             verdict,
         ]);

@@ -3,7 +3,11 @@
 //! one host (each library is copied to its own path, so two builds of one crate
 //! are two images, and each gets its own name, so they share no query cache),
 //! warmed up, then called in alternating pairs whose order is drawn at random,
-//! so that whatever the machine does at a given moment hits both alike.
+//! so that whatever the machine does at a given moment hits both alike. The
+//! run is cut into `--segments` (default 8), each on fresh copies of both
+//! libraries: two copies of the *same* build differ by up to about 1 % from
+//! where their code lands (measured here), and a verdict must not rest on one
+//! such draw.
 //!
 //! Both plugins' worker threads are started pinned to one CPU (Linux), so a
 //! core that is busier or slower than the other cannot favour one side for
@@ -51,9 +55,13 @@ pub(crate) struct AbArgs {
     /// Measuring time per benchmark, at most ("2s", "500ms"); warmup not included.
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     time: String,
-    /// Calls to each side before measuring, not recorded.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    /// Calls to each side before measuring each segment, not recorded.
+    #[arg(long, value_name = "N", default_value_t = 50)]
     warmup: u64,
+    /// Segments per benchmark, each on fresh copies of both libraries (new
+    /// code addresses); the interval accounts for how segments differ.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    segments: usize,
     /// The clock the verdict is based on: the plugin thread's CPU time, or wall time.
     #[arg(long, value_enum, default_value_t = ClockArg::Cpu)]
     clock: ClockArg,
@@ -114,6 +122,7 @@ impl AbArgs {
 #[derive(Clone, Copy, Debug)]
 struct Limits {
     warmup: u64,
+    segments: usize,
     pairs: usize,
     time: Duration,
 }
@@ -133,7 +142,10 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
         bail!("--iterations 0: expected at least 1 pair per benchmark");
     }
     let threshold = super::percentage("--threshold", &args.threshold)?;
-    let limits = Limits { warmup: args.warmup, pairs: args.iterations, time };
+    if args.segments == 0 {
+        bail!("--segments 0: expected at least 1 segment per benchmark");
+    }
+    let limits = Limits { warmup: args.warmup, segments: args.segments, pairs: args.iterations, time };
     let clock = match args.clock {
         ClockArg::Cpu => Clock::Cpu,
         ClockArg::Wall => Clock::Wall,
@@ -146,26 +158,21 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
     let mut build = BuildOptions { build: !args.no_build, release: args.release, on_output: None };
     let baseline_library = library(&args.baseline, "baseline", &mut build)?;
     let candidate_library = library(&args.candidate, "candidate", &mut build)?;
-    // Both worker threads are started on one CPU, so that neither side gets the
-    // quieter or the faster core; this thread goes back to every CPU after.
-    let pinned = one_cpu::pin();
-    let loaded = load(&host, &baseline_library, "baseline")
-        .and_then(|baseline| Ok((baseline, load(&host, &candidate_library, "candidate")?)));
-    drop(pinned);
-    let (baseline, candidate) = loaded?;
-
+    // Fail on a library that does not load before measuring anything.
+    let (baseline, candidate) = load_pair(&host, [(&baseline_library, "baseline"), (&candidate_library, "candidate")])?;
+    baseline.shutdown()?;
+    candidate.shutdown()?;
+    let sides = [(&baseline_library, "baseline"), (&candidate_library, "candidate")];
     let mut order = Order::new(args.seed);
     let mut benchmarks = Vec::new();
     for spec in &specs {
-        let (samples, elapsed) = measure(&baseline, &candidate, spec, limits, &mut order)?;
+        let (samples, elapsed) = measure(&host, sides, spec, limits, &mut order)?;
         let mut benchmark = AbBenchmark::new(&spec.name, &spec.method, spec.input.clone(), &samples, clock, threshold)
             .with_context(|| format!("benchmark {}", spec.name))?;
-        benchmark.warmup_calls = limits.warmup;
+        benchmark.warmup_calls = limits.warmup * limits.segments as u64;
         benchmark.elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         benchmarks.push(benchmark);
     }
-    baseline.shutdown()?;
-    candidate.shutdown()?;
 
     let tool = format!("ax {}", env!("CARGO_PKG_VERSION"));
     let report = AbReport::new(
@@ -300,47 +307,73 @@ fn timed(plugin: &Plugin, spec: &Spec, side: &str) -> Result<(u64, Option<u64>)>
     Ok((ns(wall), usage.cpu.map(ns)))
 }
 
-/// Warms both sides up, then measures pairs until the limits.
+/// Loads a fresh copy of both sides, both worker threads started on one CPU
+/// so that neither gets the quieter or the faster core (this thread goes back
+/// to every CPU after).
+fn load_pair(host: &Host, sides: [(&Side, &str); 2]) -> Result<(Plugin, Plugin)> {
+    let pinned = one_cpu::pin();
+    let baseline = load(host, sides[0].0, sides[0].1)?;
+    let candidate = load(host, sides[1].0, sides[1].1);
+    drop(pinned);
+    Ok((baseline, candidate?))
+}
+
+/// Measures `limits.segments` segments, each on freshly loaded copies of both
+/// sides (new addresses, so a lucky or unlucky code layout is one draw among
+/// several rather than the whole run), warmed up, then called in pairs for its
+/// share of the limits.
 fn measure(
-    baseline: &Plugin,
-    candidate: &Plugin,
+    host: &Host,
+    sides: [(&Side, &str); 2],
     spec: &Spec,
     limits: Limits,
     order: &mut Order,
 ) -> Result<(PairedSamples, Duration)> {
-    for _ in 0..limits.warmup {
-        timed(baseline, spec, "baseline")?;
-        timed(candidate, spec, "candidate")?;
-    }
     let capacity = limits.pairs.min(1 << 20);
     let mut samples = PairedSamples {
         baseline_wall_ns: Vec::with_capacity(capacity),
         candidate_wall_ns: Vec::with_capacity(capacity),
         baseline_cpu_ns: Vec::with_capacity(capacity),
         candidate_cpu_ns: Vec::with_capacity(capacity),
+        segment_ends: Vec::with_capacity(limits.segments),
     };
     let mut has_cpu = true;
-    let started = Instant::now();
-    let deadline = started + limits.time;
-    while samples.baseline_wall_ns.len() < limits.pairs && Instant::now() < deadline {
-        let (b, c) = if order.baseline_first() {
-            let b = timed(baseline, spec, "baseline")?;
-            (b, timed(candidate, spec, "candidate")?)
-        } else {
-            let c = timed(candidate, spec, "candidate")?;
-            (timed(baseline, spec, "baseline")?, c)
-        };
-        samples.baseline_wall_ns.push(b.0);
-        samples.candidate_wall_ns.push(c.0);
-        match (b.1, c.1) {
-            (Some(bc), Some(cc)) => {
-                samples.baseline_cpu_ns.push(bc);
-                samples.candidate_cpu_ns.push(cc);
-            }
-            _ => has_cpu = false,
+    let mut elapsed = Duration::ZERO;
+    let segments = limits.segments.max(1);
+    for segment in 0..segments {
+        let (baseline, candidate) = load_pair(host, sides)?;
+        for _ in 0..limits.warmup {
+            timed(&baseline, spec, "baseline")?;
+            timed(&candidate, spec, "candidate")?;
         }
+        // This segment's share of what is left, so that rounding loses nothing.
+        let left = segments - segment;
+        let pairs = samples.baseline_wall_ns.len() + (limits.pairs - samples.baseline_wall_ns.len()).div_ceil(left);
+        let started = Instant::now();
+        let deadline = started + limits.time.saturating_sub(elapsed) / left as u32;
+        while samples.baseline_wall_ns.len() < pairs && Instant::now() < deadline {
+            let (b, c) = if order.baseline_first() {
+                let b = timed(&baseline, spec, "baseline")?;
+                (b, timed(&candidate, spec, "candidate")?)
+            } else {
+                let c = timed(&candidate, spec, "candidate")?;
+                (timed(&baseline, spec, "baseline")?, c)
+            };
+            samples.baseline_wall_ns.push(b.0);
+            samples.candidate_wall_ns.push(c.0);
+            match (b.1, c.1) {
+                (Some(bc), Some(cc)) => {
+                    samples.baseline_cpu_ns.push(bc);
+                    samples.candidate_cpu_ns.push(cc);
+                }
+                _ => has_cpu = false,
+            }
+        }
+        elapsed += started.elapsed();
+        samples.segment_ends.push(samples.baseline_wall_ns.len());
+        baseline.shutdown()?;
+        candidate.shutdown()?;
     }
-    let elapsed = started.elapsed();
     if !has_cpu {
         samples.baseline_cpu_ns.clear();
         samples.candidate_cpu_ns.clear();
