@@ -97,6 +97,74 @@ fn bad_input_gets_one_error_line() {
     assert_one_error(&out, &["the candidate", "/nonexistent/b.so"]);
 }
 
+/// A plugin crate in a fresh git repository: the perf-ab fixture's source,
+/// committed, then edited to do 50 % more work per call (not committed).
+fn repository_with_a_slower_edit(repo: &Path) -> std::path::PathBuf {
+    let krate = repo.join("plugin");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    let sdk = ax_e2e::workspace_root().join("sdk");
+    let manifest = format!(
+        "[package]\nname = \"against-probe\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nax-plugin = {{ path = {:?} }}\n\n[workspace]\n",
+        sdk.to_str().unwrap()
+    );
+    std::fs::write(krate.join("Cargo.toml"), manifest).unwrap();
+    std::fs::write(krate.join("ax-plugin.toml"), "[plugin]\nname = \"against-probe\"\nversion = \"0.1.0\"\n").unwrap();
+    // The workspace's lock file: the same dependency versions, so nothing is fetched.
+    std::fs::copy(ax_e2e::workspace_root().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let source = std::fs::read_to_string(ax_e2e::workspace_root().join("tests/fixtures/perf-ab/src/lib.rs")).unwrap();
+    std::fs::write(krate.join("src/lib.rs"), &source).unwrap();
+    std::fs::write(repo.join(".gitignore"), "target/\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["-c", "user.name=ax", "-c", "user.email=ax@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "the baseline"]);
+    let slower = source.replace("n * (100 + EXTRA_PERCENT) / 100", "n * (150 + EXTRA_PERCENT) / 100");
+    assert_ne!(slower, source, "the fixture's loop bound moved; update this edit");
+    std::fs::write(krate.join("src/lib.rs"), slower).unwrap();
+    krate
+}
+
+#[test]
+fn against_a_revision_builds_it_in_a_cached_worktree() {
+    let dir = tempfile::tempdir().unwrap();
+    let krate = repository_with_a_slower_edit(dir.path());
+    // The candidate builds in the workspace's target directory and the
+    // baseline in one kept across test runs: dependencies compile once.
+    let target = ax_e2e::workspace_root().join("target");
+    let against = |rev: &str| {
+        run(ax()
+            .env("CARGO_TARGET_DIR", &target)
+            .env("AX_AGAINST_TARGET_DIR", target.join("ax-against-test"))
+            .args(["perf", "ab", "--against", rev, path(&krate), "--method", "mix", "--input", INPUT])
+            .args(["--time", "500ms", "--json"]))
+    };
+    let out = against("HEAD");
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let result = json(&out);
+    assert_eq!(result["verdict"], "slower", "{result}");
+    assert!(result["ratio"]["estimate"].as_f64().unwrap() > 1.2, "{result}");
+    assert!(result["baseline"].as_str().unwrap().ends_with("plugin@HEAD"), "{result}");
+    let worktrees: Vec<_> = std::fs::read_dir(dir.path().join("target/ax-against")).unwrap().collect();
+    assert_eq!(worktrees.len(), 2, "the worktree and the baseline's library: {worktrees:?}");
+    // Again: the worktree is reused, and the baseline is not rebuilt.
+    let out = against("HEAD");
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(!out.stderr.contains("Compiling against-probe"), "{out:?}");
+
+    let out = against("no-such-rev");
+    assert_one_error(&out, &["--against no-such-rev: not a commit of"]);
+}
+
 /// Busy threads on every core, switched on and off together at random every
 /// 0.3–0.7 s, until dropped.
 struct SwitchingLoad {
@@ -180,7 +248,7 @@ fn summary(results: &[Outcome]) -> String {
     )
 }
 
-/// `runs` pairs of `ax perf run` reports of `lib` (1 s each), compared with
+/// `runs` pairs of `ax perf run` reports of `lib` (0.5 s each), compared with
 /// `ax perf compare --json`; and, when `AX_PERF_GOALS_OLD_AX` names another
 /// `ax` binary (an older build), the same reports through its compare, whose
 /// verdict is read from its exit status and table.
@@ -191,7 +259,7 @@ fn stored_compares(lib: &Path, runs: usize) -> (Vec<Outcome>, Option<Vec<Outcome
     for i in 0..runs {
         let report = |name: &str| {
             let file = dir.path().join(format!("{name}-{i}.json"));
-            let args = ["perf", "run", "--no-build", path(lib), "--method", "mix", "--input", INPUT, "--time", "1s"];
+            let args = ["perf", "run", "--no-build", path(lib), "--method", "mix", "--input", INPUT, "--time", "500ms"];
             let out = run(ax().args(args).args(["--json", "-o", path(&file)]));
             assert_eq!(out.code, Some(0), "{out:?}");
             file

@@ -36,10 +36,15 @@ use crate::run::{parse_input, read_calls};
 
 #[derive(Debug, Args)]
 pub(crate) struct AbArgs {
-    /// The baseline: a crate directory with ax-plugin.toml, a manifest, or a library file.
+    /// The baseline: a crate directory with ax-plugin.toml, a manifest, or a
+    /// library file; with --against, the crate to measure (the candidate).
     baseline: PathBuf,
-    /// The candidate, in any of the same forms.
-    candidate: PathBuf,
+    /// The candidate, in any of the same forms (not with --against).
+    candidate: Option<PathBuf>,
+    /// Compare the crate against itself at git revision REV, built in a cached
+    /// worktree under <repository>/target/ax-against/.
+    #[arg(long, value_name = "REV")]
+    against: Option<String>,
     /// The method to benchmark.
     #[arg(long, value_name = "METHOD", conflicts_with = "calls")]
     method: Option<String>,
@@ -156,8 +161,23 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
         .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);
     let mut build = BuildOptions { build: !args.no_build, release: args.release, on_output: None };
-    let baseline_library = library(&args.baseline, "baseline", &mut build)?;
-    let candidate_library = library(&args.candidate, "candidate", &mut build)?;
+    let (baseline_library, candidate_library) = match (&args.against, &args.candidate) {
+        (Some(rev), None) => {
+            let baseline = super::against::baseline(rev, &args.baseline, &mut build)?;
+            (baseline, library(&args.baseline, "candidate", &mut build)?)
+        }
+        (None, Some(candidate)) => {
+            (library(&args.baseline, "baseline", &mut build)?, library(candidate, "candidate", &mut build)?)
+        }
+        (Some(rev), Some(candidate)) => bail!(
+            "--against {rev} with two plugins ({} and {}); expected one crate, compared with itself at {rev}",
+            args.baseline.display(),
+            candidate.display()
+        ),
+        (None, None) => {
+            bail!("{}: no candidate; expected BASELINE CANDIDATE, or --against REV CRATE", args.baseline.display())
+        }
+    };
     // Fail on a library that does not load before measuring anything.
     let (baseline, candidate) = load_pair(&host, [(&baseline_library, "baseline"), (&candidate_library, "candidate")])?;
     baseline.shutdown()?;
@@ -177,8 +197,8 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
     let tool = format!("ax {}", env!("CARGO_PKG_VERSION"));
     let report = AbReport::new(
         tool,
-        args.baseline.display().to_string(),
-        args.candidate.display().to_string(),
+        baseline_library.path.display().to_string(),
+        candidate_library.path.display().to_string(),
         clock,
         threshold,
         benchmarks,
@@ -207,10 +227,10 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
 }
 
 /// One side: what the user named, and its library, built unless told not to.
-struct Side {
-    path: PathBuf,
-    source: PluginSource,
-    library: PathBuf,
+pub(super) struct Side {
+    pub(super) path: PathBuf,
+    pub(super) source: PluginSource,
+    pub(super) library: PathBuf,
 }
 
 fn library(path: &Path, side: &str, build: &mut BuildOptions<'_>) -> Result<Side> {

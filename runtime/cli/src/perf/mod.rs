@@ -9,6 +9,7 @@
 //! command line.
 
 mod ab;
+mod against;
 mod compare;
 mod flamegraph;
 mod inspect;
