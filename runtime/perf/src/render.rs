@@ -352,9 +352,10 @@ pub fn ab(report: &AbReport, markdown: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "{gap}Baseline and candidate ran in one host, called in alternating pairs in random order. \
-Change: median of the pairs' candidate/baseline ratios, by {clock_name}; its 95% CI widened for \
-dependence between pairs. Slower or faster when the whole CI lies beyond ±{}; \
+        "{gap}Baseline and candidate ran in one host, called in alternating pairs in random order, \
+in segments on fresh copies of both libraries. Change: median of the pairs' candidate/baseline \
+ratios, by {clock_name}; its 95% CI widened for dependence between pairs and for the spread \
+between segments. Slower or faster when the whole CI lies beyond ±{}; \
 \"detects\": the smallest slowdown this run could have called slower. Medians per call; \
 wall change for comparison.",
         fraction(report.threshold)
