@@ -78,6 +78,16 @@ fn a_slower_build_is_slower_and_fails_the_command() {
 }
 
 #[test]
+fn isolated_pairs_find_the_slower_build_too() {
+    let (base, slow) = (perf_ab_variant(0), perf_ab_variant(10));
+    let out = ab(&base, &slow, &["--isolate", "--time", "1s", "--json"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let result = json(&out);
+    assert_eq!(result["verdict"], "slower", "{result}");
+    assert!(result["benchmarks"][0]["cpu"]["pairs"].as_u64().unwrap() >= 10, "{result}");
+}
+
+#[test]
 fn bad_input_gets_one_error_line() {
     let lib = perf_ab_variant(0);
     let lib = path(&lib);

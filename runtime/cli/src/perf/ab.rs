@@ -28,7 +28,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use ax_manifest::HumanDuration;
 use ax_perf::Verdict;
 use ax_perf::ab::{AbBenchmark, AbReport, Clock, PairedSamples};
-use ax_runtime::{BuildOptions, Host, HostOptions, Instrumentation, Plugin, PluginSource};
+use ax_runtime::{
+    BuildOptions, CallError, Host, HostOptions, Instrumentation, IsolatedPlugin, IsolationOptions, Plugin,
+    PluginSource, Usage,
+};
 use clap::{Args, ValueEnum};
 
 use super::run::{Spec, distinct, spec};
@@ -92,6 +95,9 @@ pub(crate) struct AbArgs {
     /// Build and load the release profile.
     #[arg(long)]
     release: bool,
+    /// Run each side in its own child host (isolated mode), both children on one CPU.
+    #[arg(long)]
+    isolate: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -179,14 +185,22 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
         }
     };
     // Fail on a library that does not load before measuring anything.
-    let (baseline, candidate) = load_pair(&host, [(&baseline_library, "baseline"), (&candidate_library, "candidate")])?;
+    let isolate = match args.isolate {
+        true => Some(IsolationOptions {
+            host_binary: std::env::current_exe().context("cannot find the ax binary to run the isolated hosts")?,
+        }),
+        false => None,
+    };
+    let isolate = isolate.as_ref();
+    let (baseline, candidate) =
+        load_pair(&host, [(&baseline_library, "baseline"), (&candidate_library, "candidate")], isolate)?;
     baseline.shutdown()?;
     candidate.shutdown()?;
     let sides = [(&baseline_library, "baseline"), (&candidate_library, "candidate")];
     let mut order = Order::new(args.seed);
     let mut benchmarks = Vec::new();
     for spec in &specs {
-        let (samples, elapsed) = measure(&host, sides, spec, limits, &mut order)?;
+        let (samples, elapsed) = measure(&host, sides, isolate, spec, limits, &mut order)?;
         let mut benchmark = AbBenchmark::new(&spec.name, &spec.method, spec.input.clone(), &samples, clock, threshold)
             .with_context(|| format!("benchmark {}", spec.name))?;
         benchmark.warmup_calls = limits.warmup * limits.segments as u64;
@@ -239,15 +253,52 @@ fn library(path: &Path, side: &str, build: &mut BuildOptions<'_>) -> Result<Side
     Ok(Side { path: path.to_owned(), source, library })
 }
 
+/// A loaded side: in this process, or in a child host of its own.
+enum Subject {
+    InProcess(Plugin),
+    Isolated(IsolatedPlugin),
+}
+
+impl Subject {
+    fn call(&self, spec: &Spec) -> (Result<(), CallError>, Usage) {
+        match self {
+            Subject::InProcess(plugin) => {
+                let (result, usage) = plugin.call_raw_with(&spec.method, &spec.input_bytes, None);
+                (result.map(drop), usage)
+            }
+            Subject::Isolated(plugin) => {
+                let (result, usage) = plugin.call_with(&spec.method, &spec.input, None);
+                (result.map(drop), usage)
+            }
+        }
+    }
+
+    fn shutdown(&self) -> Result<(), CallError> {
+        match self {
+            Subject::InProcess(plugin) => plugin.shutdown(),
+            Subject::Isolated(plugin) => plugin.shutdown(),
+        }
+    }
+}
+
 /// Loads one side, named `NAME@side` so that two builds of one plugin keep
-/// apart everything the host keys by name (the query cache).
-fn load(host: &Host, side: &Side, which: &str) -> Result<Plugin> {
+/// apart everything the host keys by name (the query cache); in a child host
+/// of its own with `isolate`.
+fn load(host: &Host, side: &Side, which: &str, isolate: Option<&IsolationOptions>) -> Result<Subject> {
     let name = format!("{}@{which}", side.source.name());
-    let plugin = host
-        .load_library(&side.library, &name, &side.source.config_json())
-        .with_context(|| format!("the {which} ({})", side.path.display()))?;
-    plugin.set_budget(side.source.budget());
-    Ok(plugin)
+    let context = || format!("the {which} ({})", side.path.display());
+    let config = side.source.config_json();
+    Ok(match isolate {
+        Some(options) => Subject::Isolated(
+            IsolatedPlugin::start(host, &side.library, &name, &config, side.source.budget(), options.clone())
+                .with_context(context)?,
+        ),
+        None => {
+            let plugin = host.load_library(&side.library, &name, &config).with_context(context)?;
+            plugin.set_budget(side.source.budget());
+            Subject::InProcess(plugin)
+        }
+    })
 }
 
 /// Pinning the calling thread, and the threads it starts, to one CPU.
@@ -318,9 +369,9 @@ impl Order {
 }
 
 /// One timed call: wall time of the round trip and the worker's CPU time, in ns (at least 1).
-fn timed(plugin: &Plugin, spec: &Spec, side: &str) -> Result<(u64, Option<u64>)> {
+fn timed(plugin: &Subject, spec: &Spec, side: &str) -> Result<(u64, Option<u64>)> {
     let before = Instant::now();
-    let (result, usage) = plugin.call_raw_with(&spec.method, &spec.input_bytes, None);
+    let (result, usage) = plugin.call(spec);
     let wall = before.elapsed();
     result.with_context(|| format!("benchmark {}: the {side}'s call failed", spec.name))?;
     let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
@@ -330,10 +381,10 @@ fn timed(plugin: &Plugin, spec: &Spec, side: &str) -> Result<(u64, Option<u64>)>
 /// Loads a fresh copy of both sides, both worker threads started on one CPU
 /// so that neither gets the quieter or the faster core (this thread goes back
 /// to every CPU after).
-fn load_pair(host: &Host, sides: [(&Side, &str); 2]) -> Result<(Plugin, Plugin)> {
+fn load_pair(host: &Host, sides: [(&Side, &str); 2], isolate: Option<&IsolationOptions>) -> Result<(Subject, Subject)> {
     let pinned = one_cpu::pin();
-    let baseline = load(host, sides[0].0, sides[0].1)?;
-    let candidate = load(host, sides[1].0, sides[1].1);
+    let baseline = load(host, sides[0].0, sides[0].1, isolate)?;
+    let candidate = load(host, sides[1].0, sides[1].1, isolate);
     drop(pinned);
     Ok((baseline, candidate?))
 }
@@ -345,6 +396,7 @@ fn load_pair(host: &Host, sides: [(&Side, &str); 2]) -> Result<(Plugin, Plugin)>
 fn measure(
     host: &Host,
     sides: [(&Side, &str); 2],
+    isolate: Option<&IsolationOptions>,
     spec: &Spec,
     limits: Limits,
     order: &mut Order,
@@ -361,7 +413,7 @@ fn measure(
     let mut elapsed = Duration::ZERO;
     let segments = limits.segments.max(1);
     for segment in 0..segments {
-        let (baseline, candidate) = load_pair(host, sides)?;
+        let (baseline, candidate) = load_pair(host, sides, isolate)?;
         for _ in 0..limits.warmup {
             timed(&baseline, spec, "baseline")?;
             timed(&candidate, spec, "candidate")?;
