@@ -6,8 +6,12 @@
 //! the median, Tukey outliers, throughput); [`compare()`] decides whether a
 //! second sample is [`Verdict::Faster`], [`Verdict::Slower`] or neither, from a
 //! Mann-Whitney U test *and* a bootstrap interval of the ratio of medians
-//! against a noise threshold. [`Report`] is the versioned JSON file that carries
-//! samples between the two commands, and [`render`] turns reports and
+//! against a noise threshold, and [`compare_benchmarks`] makes such a verdict
+//! `Inconclusive` when the runs cannot back it (autocorrelated or drifting
+//! series, a load change recorded in [`Conditions`]). [`compare_paired`] is
+//! the statistics of `ax perf ab`, two builds measured in alternating pairs,
+//! and [`AbReport`] its result. [`Report`] is the versioned JSON file that
+//! carries samples between the two commands, and [`render`] turns reports and
 //! comparisons into terminal tables, Markdown, CSV or JSON.
 //!
 //! Everything here is deterministic: bootstraps use a fixed seed, so the same
