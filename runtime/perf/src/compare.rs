@@ -302,6 +302,18 @@ interval that allows for it, {} … {}, does not lie beyond ±{}%",
     {
         reasons.push(format!("the load changed (1-minute load average from {low:.2} to {high:.2} across the runs)"));
     }
+    // Calls that spent a different share of their time off the CPU: the
+    // difference of wall times is the scheduler's, not the code's.
+    if let (Some(b), Some(n)) =
+        (base.conditions.and_then(|c| c.off_cpu_share), new.conditions.and_then(|c| c.off_cpu_share))
+        && ((1.0 - n).max(1e-9) / (1.0 - b).max(1e-9)).ln().abs() > (1.0 + t).ln()
+    {
+        reasons.push(format!(
+            "the calls waited differently for a CPU (share of their time off the CPU: base {:.0}%, new {:.0}%)",
+            b * 100.0,
+            n * 100.0
+        ));
+    }
     if !reasons.is_empty() {
         c.verdict = Verdict::Inconclusive;
         c.reasons = reasons;
@@ -522,6 +534,18 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Inconclusive, "{c:?}");
         assert_eq!(c.reasons, ["the load changed (1-minute load average from 0.20 to 3.90 across the runs)"]);
         // On a machine with 8 CPUs that change is within bounds.
+        assert_eq!(compare_benchmarks(&base, &steady, 8, &options).unwrap().verdict, Verdict::Slower);
+
+        // Calls off the CPU 10 % of their time in one run and 40 % in the other.
+        base.conditions = Some(Conditions { off_cpu_share: Some(0.10), ..Conditions::default() });
+        steady.conditions = Some(Conditions { off_cpu_share: Some(0.40), ..Conditions::default() });
+        let c = compare_benchmarks(&base, &steady, 8, &options).unwrap();
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{c:?}");
+        assert_eq!(
+            c.reasons,
+            ["the calls waited differently for a CPU (share of their time off the CPU: base 10%, new 40%)"]
+        );
+        steady.conditions = Some(Conditions { off_cpu_share: Some(0.11), ..Conditions::default() });
         assert_eq!(compare_benchmarks(&base, &steady, 8, &options).unwrap().verdict, Verdict::Slower);
     }
 

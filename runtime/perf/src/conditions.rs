@@ -24,6 +24,12 @@ pub struct Conditions {
     pub cpu_mhz_before: Option<f64>,
     /// Mean CPU frequency in MHz when sampling ended.
     pub cpu_mhz_after: Option<f64>,
+    /// The share of the sampled calls' wall time during which the plugin's
+    /// thread was not on a CPU (1 − Σ thread CPU time / Σ wall time): the
+    /// hand-off between threads, and waiting for a CPU on a busy machine.
+    /// Unlike the load average it covers exactly the sampled calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_cpu_share: Option<f64>,
 }
 
 /// The readings taken when sampling started; [`ConditionsProbe::finish`] completes them.
@@ -58,6 +64,7 @@ impl ConditionsProbe {
             load_after: load_average(),
             cpu_mhz_before: self.cpu_mhz,
             cpu_mhz_after: cpu_mhz(),
+            off_cpu_share: None,
         }
     }
 }

@@ -258,6 +258,8 @@ fn measure(plugin: &Plugin, spec: &Spec, limits: Limits, progress: &ProgressBar)
 
     let mut samples: Vec<u64> = Vec::with_capacity(limits.iterations.min(1 << 20));
     let conditions = Conditions::start();
+    // The worker's CPU time against the calls' wall time: how long calls waited off the CPU.
+    let (mut cpu_ns, mut wall_ns): (Option<u128>, u128) = (Some(0), 0);
     let started = Instant::now();
     let deadline = started + limits.time;
     while samples.len() < limits.iterations {
@@ -265,8 +267,10 @@ fn measure(plugin: &Plugin, spec: &Spec, limits: Limits, progress: &ProgressBar)
         if before >= deadline {
             break;
         }
-        let result = plugin.call_raw(&spec.method, &spec.input_bytes);
+        let (result, usage) = plugin.call_raw_with(&spec.method, &spec.input_bytes, None);
         let nanos = before.elapsed().as_nanos();
+        cpu_ns = cpu_ns.zip(usage.cpu).map(|(total, cpu)| total + cpu.as_nanos());
+        wall_ns += nanos;
         result.with_context(|| failed(format!("call {}", samples.len() + 1)))?;
         // A call never takes 0 ns; clamp anyway, the statistics refuse zeros.
         samples.push(u64::try_from(nanos).unwrap_or(u64::MAX).max(1));
@@ -278,7 +282,8 @@ fn measure(plugin: &Plugin, spec: &Spec, limits: Limits, progress: &ProgressBar)
         }
     }
     let elapsed = started.elapsed();
-    let conditions = conditions.finish();
+    let mut conditions = conditions.finish();
+    conditions.off_cpu_share = cpu_ns.filter(|_| wall_ns > 0).map(|cpu| (1.0 - cpu as f64 / wall_ns as f64).max(0.0));
 
     let mut benchmark = Benchmark::new(&spec.name, plugin.name(), &spec.method, spec.input.clone(), samples)
         .with_context(|| format!("benchmark {}", spec.name))?;
