@@ -12,6 +12,7 @@ mod dev;
 mod isolated;
 mod lazy;
 mod perf;
+mod perf_ab;
 mod profile;
 mod reload;
 mod runtime;

@@ -182,6 +182,48 @@ fn each_distinct_line_of_a_calls_file_is_a_benchmark() {
 }
 
 #[test]
+fn a_failing_call_keeps_the_benchmarks_measured_and_plugin_logs_stay_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.jsonl");
+    let good = r#"{"method":"count","input":{"text":"a b c"}}"#;
+    let bad = r#"{"method":"cuont","input":{"text":"a"}}"#;
+    let later = r#"{"method":"count","input":{"text":"d e"}}"#;
+    std::fs::write(&calls, format!("{good}\n{bad}\n{later}\n")).unwrap();
+    let report = dir.path().join("report.json");
+    let out = perf(&[
+        "run",
+        "--no-build",
+        path(library("word-count")),
+        "--calls",
+        path(&calls),
+        "--iterations",
+        "30",
+        "--warmup",
+        "2",
+        "-o",
+        path(&report),
+    ]);
+    assert_one_error(&out, &["benchmark cuont#2: warmup call 1 failed", "unknown method \"cuont\""]);
+    assert!(out.stdout.contains("count#1") && out.stdout.contains("count#3"), "{out:?}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let names: Vec<&str> =
+        written["benchmarks"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["count#1", "count#3"]);
+    assert_eq!(written["failed"][0]["name"], "cuont#2");
+    assert!(written["benchmarks"][0]["conditions"].is_object(), "{written}");
+    assert!(written["benchmarks"][0]["series"]["lag1_autocorrelation"].is_number(), "{written}");
+    // No plugin log line inside timed calls, and the header says why.
+    assert!(out.stderr.contains("plugin log lines at `warn` while measuring (set AX_LOG to change)"), "{out:?}");
+    assert!(!out.stderr.contains("word_count:"), "{out:?}");
+
+    // The report still compares: with itself, nothing changed.
+    let out = perf(&["compare", "--json", path(&report), path(&report)]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let result: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(result["verdict"], "no change", "{result}");
+}
+
+#[test]
 fn other_formats_by_flag_and_by_extension() {
     let dir = tempfile::tempdir().unwrap();
     let lib = path(library("word-count"));

@@ -137,6 +137,26 @@ pub fn reload_variant(variant: &str, release: bool) -> PathBuf {
     copy
 }
 
+/// The `fixture-perf-ab` plugin built to do `extra_percent` % more work per
+/// call than its default build (`AX_PERF_AB_EXTRA_PERCENT`), copied to
+/// `target/perf-ab-variants/<extra_percent>/` so that builds live side by side.
+pub fn perf_ab_variant(extra_percent: u32) -> PathBuf {
+    static BUILT: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(e, _)| *e == extra_percent) {
+        return path.clone();
+    }
+    let value = extra_percent.to_string();
+    let artifacts = build(&["fixture-perf-ab"], false, &[("AX_PERF_AB_EXTRA_PERCENT", &value)]);
+    let lib = artifacts.libraries.get("fixture-perf-ab").expect("the perf-ab fixture builds a cdylib");
+    let dir = workspace_root().join("target/perf-ab-variants").join(&value);
+    std::fs::create_dir_all(&dir).expect("variant directory");
+    let copy = dir.join(lib.file_name().expect("a file name"));
+    std::fs::copy(lib, &copy).expect("variant copied");
+    built.push((extra_percent, copy.clone()));
+    copy
+}
+
 /// A binary of the workspace built with the release profile (for benchmarks).
 pub fn release_binary(name: &str) -> &'static Path {
     release_artifacts().binaries.get(name).unwrap_or_else(|| panic!("no binary {name} built"))

@@ -41,6 +41,9 @@ test('compare output: a slower verdict (exit 1) is shown as a result, a failure 
   assert.equal(slower.failed, false);
   assert.match(slower.markdown, /^# ax perf compare\n\nbase: `a.json`  \nnew: `b.json`\n\n\| benchmark \|/);
   assert.match(slower.markdown, /> error: 1 benchmark is slower/);
+  // Exit 3: a verdict the runs could not back ("inconclusive"), still a table.
+  const doubted = compareDocument('a.json', 'b.json', { code: 3, stdout: table, stderr: '' });
+  assert.equal(doubted.failed, false);
   const failed = compareDocument('a.json', 'b.json', { code: 1, stdout: '', stderr: 'error: a.json: cannot read perf report\n' });
   assert.equal(failed.failed, true);
   assert.match(failed.markdown, /The comparison failed \(exit status 1\):\n\n```text\nerror: a.json: cannot read perf report\n```/);

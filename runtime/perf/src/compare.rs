@@ -26,7 +26,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::bootstrap;
-use crate::report::Report;
+use crate::conditions::Series;
+use crate::report::{Benchmark, Report};
 use crate::stats::{Interval, StatsError, quantile, sorted_f64};
 
 /// Fewer samples than this on either side make the p-value approximate.
@@ -69,7 +70,10 @@ pub enum Verdict {
     /// Significantly slower, by more than the threshold.
     Slower,
     /// Not significant, or within the threshold.
+    #[serde(rename = "no change")]
     NoChange,
+    /// The data cannot back any of the others (see the comparison's reason).
+    Inconclusive,
 }
 
 impl fmt::Display for Verdict {
@@ -78,6 +82,7 @@ impl fmt::Display for Verdict {
             Verdict::Faster => "faster",
             Verdict::Slower => "slower",
             Verdict::NoChange => "no change",
+            Verdict::Inconclusive => "inconclusive",
         })
     }
 }
@@ -147,6 +152,13 @@ pub struct Comparison {
     /// `NoChange`, but the interval reaches beyond the threshold: a change that
     /// large is not ruled out, the samples are too few or too noisy to tell.
     pub inconclusive: bool,
+    /// The interval of the ratio from batch medians, which allows for
+    /// dependence between consecutive samples (see [`ReportComparison::new`]);
+    /// `None` when not computed or with too few samples.
+    pub dependent_ci: Option<Interval>,
+    /// Why the verdict is [`Verdict::Inconclusive`]: what would have been a
+    /// verdict, and what the runs show that it cannot be backed.
+    pub reasons: Vec<String>,
 }
 
 impl Comparison {
@@ -188,7 +200,125 @@ pub fn compare(base_ns: &[u64], new_ns: &[u64], options: &CompareOptions) -> Res
         p_value,
         verdict,
         inconclusive,
+        dependent_ci: None,
+        reasons: Vec::new(),
     })
+}
+
+/// Batches per side of the dependence-aware interval.
+const BATCHES: usize = 20;
+
+/// Fewest samples per batch for that interval.
+const MIN_BATCH: usize = 5;
+
+/// A change of the 1-minute load average beyond this many per CPU, across the
+/// two runs, makes a verdict inconclusive.
+pub const LOAD_CHANGE_PER_CPU: f64 = 0.5;
+
+/// Logs of the medians of [`BATCHES`] consecutive batches; `None` when batches would be too small.
+fn batch_log_medians(samples_ns: &[u64]) -> Option<Vec<f64>> {
+    let size = samples_ns.len() / BATCHES;
+    if size < MIN_BATCH {
+        return None;
+    }
+    let medians = samples_ns
+        .chunks_exact(size)
+        .take(BATCHES)
+        .map(|batch| {
+            let mut v: Vec<f64> = batch.iter().map(|&x| x.max(1) as f64).collect();
+            v.sort_by(f64::total_cmp);
+            quantile(&v, 0.5).ln()
+        })
+        .collect();
+    Some(medians)
+}
+
+/// The 95 % interval of `ratio` from the spread of each side's batch medians
+/// (Welch's t on their logs): batches far longer than the samples' correlation
+/// are nearly independent, so drift and autocorrelation widen it as they should.
+fn dependent_ratio_ci(base_ns: &[u64], new_ns: &[u64], ratio: f64) -> Option<Interval> {
+    let (base, new) = (batch_log_medians(base_ns)?, batch_log_medians(new_ns)?);
+    let moments = |v: &[f64]| {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+        (var / v.len() as f64, v.len() as f64 - 1.0)
+    };
+    let ((sb, db), (sn, dn)) = (moments(&base), moments(&new));
+    let se = (sb + sn).sqrt();
+    let df = if se > 0.0 { (sb + sn).powi(2) / (sb * sb / db + sn * sn / dn) } else { db + dn };
+    let z: f64 = 1.959_963_984_540_054;
+    // Student's t quantile from the normal one (Cornish-Fisher, ample for df ≥ 10).
+    let t = z + (z.powi(3) + z) / (4.0 * df) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * df * df);
+    let center = ratio.ln();
+    Some(Interval { low: (center - t * se).exp(), high: (center + t * se).exp(), level: 0.95 })
+}
+
+/// Compares two benchmarks of two reports: [`compare`] their samples, then
+/// doubt a `Faster` or `Slower` verdict that the runs cannot back, making it
+/// `Inconclusive` with its reasons: the interval that allows for dependence
+/// between samples does not lie beyond the threshold, a series drifts by more
+/// than the threshold, or the load average changed by more than
+/// [`LOAD_CHANGE_PER_CPU`] per CPU across the runs.
+pub fn compare_benchmarks(
+    base: &Benchmark,
+    new: &Benchmark,
+    cpus: usize,
+    options: &CompareOptions,
+) -> Result<Comparison, StatsError> {
+    let mut c = compare(&base.samples_ns, &new.samples_ns, options)?;
+    c.dependent_ci = dependent_ratio_ci(&base.samples_ns, &new.samples_ns, c.ratio);
+    if !matches!(c.verdict, Verdict::Slower | Verdict::Faster) {
+        return Ok(c);
+    }
+    let t = options.threshold;
+    let percent = |x: f64| format!("{:+.1}%", x * 100.0);
+    let mut reasons = Vec::new();
+    if let Some(ci) = c.dependent_ci {
+        let backed = if c.verdict == Verdict::Slower { ci.low > 1.0 + t } else { ci.high < 1.0 - t };
+        if !backed {
+            let lag1 = |b: &Benchmark| Series::of(&b.samples_ns).map_or(0.0, |s| s.lag1_autocorrelation);
+            reasons.push(format!(
+                "the samples are not independent (lag-1 autocorrelation: base {:.2}, new {:.2}) and the \
+interval that allows for it, {} … {}, does not lie beyond ±{}%",
+                lag1(base),
+                lag1(new),
+                percent(ci.low - 1.0),
+                percent(ci.high - 1.0),
+                t * 100.0
+            ));
+        }
+    }
+    for (side, benchmark) in [("base", base), ("new", new)] {
+        if let Some(series) = Series::of(&benchmark.samples_ns)
+            && series.drift.abs() > t
+        {
+            reasons
+                .push(format!("the {side} series drifts {} from its first to its last third", percent(series.drift)));
+        }
+    }
+    if let (Some(b), Some(n)) = (&base.conditions, &new.conditions)
+        && let Some((low, high)) = b.load_range(n)
+        && high - low > LOAD_CHANGE_PER_CPU * cpus.max(1) as f64
+    {
+        reasons.push(format!("the load changed (1-minute load average from {low:.2} to {high:.2} across the runs)"));
+    }
+    // Calls that spent a different share of their time off the CPU: the
+    // difference of wall times is the scheduler's, not the code's.
+    if let (Some(b), Some(n)) =
+        (base.conditions.and_then(|c| c.off_cpu_share), new.conditions.and_then(|c| c.off_cpu_share))
+        && ((1.0 - n).max(1e-9) / (1.0 - b).max(1e-9)).ln().abs() > (1.0 + t).ln()
+    {
+        reasons.push(format!(
+            "the calls waited differently for a CPU (share of their time off the CPU: base {:.0}%, new {:.0}%)",
+            b * 100.0,
+            n * 100.0
+        ));
+    }
+    if !reasons.is_empty() {
+        c.verdict = Verdict::Inconclusive;
+        c.reasons = reasons;
+    }
+    Ok(c)
 }
 
 /// A benchmark present in both reports, compared.
@@ -222,7 +352,7 @@ impl ReportComparison {
             match new.benchmark(&b.name) {
                 Some(n) => benchmarks.push(BenchmarkComparison {
                     name: b.name.clone(),
-                    comparison: compare(&b.samples_ns, &n.samples_ns, &options)?,
+                    comparison: compare_benchmarks(b, n, base.machine.cpus.max(new.machine.cpus), &options)?,
                 }),
                 None => only_in_base.push(b.name.clone()),
             }
@@ -230,6 +360,15 @@ impl ReportComparison {
         let only_in_new =
             new.benchmarks.iter().filter(|n| base.benchmark(&n.name).is_none()).map(|n| n.name.clone()).collect();
         Ok(ReportComparison { options, benchmarks, only_in_base, only_in_new })
+    }
+
+    /// The verdict of the whole comparison: `slower` if any benchmark is,
+    /// else `inconclusive` if any is, else `faster` if any is, else `no change`.
+    pub fn verdict(&self) -> Verdict {
+        [Verdict::Slower, Verdict::Inconclusive, Verdict::Faster]
+            .into_iter()
+            .find(|v| self.with_verdict(*v).next().is_some())
+            .unwrap_or(Verdict::NoChange)
     }
 
     /// Benchmarks with the given verdict.
@@ -244,6 +383,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
+    use crate::conditions::Conditions;
 
     /// `n` durations around `center_ns`, uniform jitter of ±`jitter` (a fraction).
     fn noisy(seed: u64, n: usize, center_ns: f64, jitter: f64) -> Vec<u64> {
@@ -356,6 +496,57 @@ mod tests {
         let c = compare(&[100, 300, 200], &[210, 95, 310], &CompareOptions::default()).unwrap();
         assert_eq!(c.verdict, Verdict::NoChange, "{c:?}");
         assert!(c.inconclusive && c.small_sample(), "{c:?}");
+    }
+
+    fn benchmark(samples: Vec<u64>) -> Benchmark {
+        Benchmark::new("count", "p", "count", serde_json::Value::Null, samples).unwrap()
+    }
+
+    #[test]
+    fn a_verdict_the_runs_cannot_back_is_inconclusive_and_says_why() {
+        let options = CompareOptions::default();
+        let base = benchmark(noisy(30, 400, 1_000_000.0, 0.005));
+        // 3 % slower and steady: a verdict, backed.
+        let steady = benchmark(noisy(31, 400, 1_030_000.0, 0.005));
+        let c = compare_benchmarks(&base, &steady, 2, &options).unwrap();
+        assert_eq!(c.verdict, Verdict::Slower, "{c:?}");
+        assert!(c.reasons.is_empty() && c.dependent_ci.unwrap().low > 1.02, "{c:?}");
+
+        // A median shift made of a slow first two thirds and a fast last third
+        // (load that went away): the pointwise test says slower, the runs do not back it.
+        let mut drifting = noisy(32, 400, 1_000_000.0, 0.005);
+        for x in &mut drifting[..260] {
+            *x = *x * 112 / 100;
+        }
+        let c = compare(&base.samples_ns, &drifting, &options).unwrap();
+        assert_eq!(c.verdict, Verdict::Slower, "{c:?}");
+        let c = compare_benchmarks(&base, &benchmark(drifting), 2, &options).unwrap();
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{c:?}");
+        assert!(c.reasons.iter().any(|r| r.starts_with("the new series drifts -1")), "{c:?}");
+
+        // A steady 3 % slower run, but the load went from 0.2 to 3.9 between the runs.
+        let quiet = Conditions { load_before: Some(0.2), load_after: Some(0.3), ..Conditions::default() };
+        let busy = Conditions { load_before: Some(3.9), load_after: Some(3.1), ..Conditions::default() };
+        let (mut base, mut steady) = (base, steady);
+        base.conditions = Some(quiet);
+        steady.conditions = Some(busy);
+        let c = compare_benchmarks(&base, &steady, 2, &options).unwrap();
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{c:?}");
+        assert_eq!(c.reasons, ["the load changed (1-minute load average from 0.20 to 3.90 across the runs)"]);
+        // On a machine with 8 CPUs that change is within bounds.
+        assert_eq!(compare_benchmarks(&base, &steady, 8, &options).unwrap().verdict, Verdict::Slower);
+
+        // Calls off the CPU 10 % of their time in one run and 40 % in the other.
+        base.conditions = Some(Conditions { off_cpu_share: Some(0.10), ..Conditions::default() });
+        steady.conditions = Some(Conditions { off_cpu_share: Some(0.40), ..Conditions::default() });
+        let c = compare_benchmarks(&base, &steady, 8, &options).unwrap();
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{c:?}");
+        assert_eq!(
+            c.reasons,
+            ["the calls waited differently for a CPU (share of their time off the CPU: base 10%, new 40%)"]
+        );
+        steady.conditions = Some(Conditions { off_cpu_share: Some(0.11), ..Conditions::default() });
+        assert_eq!(compare_benchmarks(&base, &steady, 8, &options).unwrap().verdict, Verdict::Slower);
     }
 
     #[test]

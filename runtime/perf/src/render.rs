@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use crate::ab::AbReport;
 use crate::compare::{ReportComparison, Verdict};
 use crate::report::Report;
 use crate::stats::Summary;
@@ -168,7 +169,7 @@ pub fn comparison(comparison: &ReportComparison, markdown: bool) -> String {
             p.push('*');
         }
         let mut verdict = match (c.verdict, markdown) {
-            (Verdict::NoChange, _) | (_, false) => c.verdict.to_string(),
+            (Verdict::NoChange | Verdict::Inconclusive, _) | (_, false) => c.verdict.to_string(),
             (verdict, true) => format!("**{verdict}**"),
         };
         if c.inconclusive {
@@ -195,12 +196,20 @@ pub fn comparison(comparison: &ReportComparison, markdown: bool) -> String {
         0 => format!("{unchanged} unchanged"),
         n => format!("{unchanged} unchanged ({n} inconclusive)"),
     };
+    let doubted = count(Verdict::Inconclusive);
+    let unchanged = match doubted {
+        0 => unchanged,
+        n => format!("{unchanged}, {n} without a verdict (inconclusive)"),
+    };
     let mut notes = Vec::new();
     notes.push(if markdown && slower > 0 {
         format!("**{slower} slower**, {faster} faster, {unchanged}.")
     } else {
         format!("{slower} slower, {faster} faster, {unchanged}.")
     });
+    for b in comparison.with_verdict(Verdict::Inconclusive) {
+        notes.push(format!("{} is inconclusive: {}.", name(&b.name), b.comparison.reasons.join("; ")));
+    }
     if !comparison.only_in_base.is_empty() {
         notes.push(format!("Only in base: {}.", list(&comparison.only_in_base)));
     }
@@ -209,9 +218,14 @@ pub fn comparison(comparison: &ReportComparison, markdown: bool) -> String {
     }
     let rule = format!(
         "A benchmark is faster or slower when the two-sided Mann-Whitney U test gives p < {} \
-and the whole 95% bootstrap confidence interval of the ratio of medians lies beyond ±{}.",
+and the whole 95% bootstrap confidence interval of the ratio of medians lies beyond ±{}. \
+It is inconclusive instead when the runs cannot back that: the interval from batch medians \
+(which allows for autocorrelated samples) reaches within ±{}, a series drifts by more than \
+that, or the load average changed by more than {} per CPU.",
         comparison.options.alpha,
         fraction(comparison.options.threshold),
+        fraction(comparison.options.threshold),
+        crate::compare::LOAD_CHANGE_PER_CPU,
     );
 
     let mut out = if comparison.benchmarks.is_empty() {
@@ -243,6 +257,109 @@ the samples are too few or too noisy to tell.",
             crate::compare::MIN_SAMPLES_FOR_NORMAL_APPROXIMATION
         );
     }
+    out
+}
+
+/// A comparison as JSON: the overall `verdict` (as `ax perf ab` writes it) and
+/// each benchmark's ratio, interval, p-value, verdict and reasons.
+pub fn comparison_json(comparison: &ReportComparison) -> String {
+    let benchmarks: Vec<serde_json::Value> = comparison
+        .benchmarks
+        .iter()
+        .map(|b| {
+            let c = &b.comparison;
+            serde_json::json!({
+                "name": b.name,
+                "verdict": c.verdict,
+                "ratio": {"estimate": c.ratio, "low": c.ratio_ci.low, "high": c.ratio_ci.high},
+                "dependent_ratio": c.dependent_ci.map(|ci| serde_json::json!({"low": ci.low, "high": ci.high})),
+                "p_value": c.p_value,
+                "base_median_ns": c.base_median_ns,
+                "new_median_ns": c.new_median_ns,
+                "reasons": c.reasons,
+            })
+        })
+        .collect();
+    let value = serde_json::json!({
+        "verdict": comparison.verdict(),
+        "alpha": comparison.options.alpha,
+        "threshold": comparison.options.threshold,
+        "benchmarks": benchmarks,
+        "only_in_base": comparison.only_in_base,
+        "only_in_new": comparison.only_in_new,
+    });
+    let mut text = serde_json::to_string_pretty(&value).expect("a comparison always serialises");
+    text.push('\n');
+    text
+}
+
+/// Renders an `ax perf ab` run as a terminal table (`markdown: false`) or Markdown.
+pub fn ab(report: &AbReport, markdown: bool) -> String {
+    use Align::{Left, Right};
+    let clock = report.clock;
+    let mut table = Table::new(&[
+        ("benchmark", Left),
+        ("pairs", Right),
+        ("baseline", Right),
+        ("candidate", Right),
+        ("change", Right),
+        ("95% CI", Right),
+        ("detects", Right),
+        ("wall change", Right),
+        ("verdict", Left),
+    ]);
+    for b in &report.benchmarks {
+        let on = b.on(clock);
+        let verdict = match (b.verdict, markdown) {
+            (Verdict::Slower | Verdict::Faster, true) => format!("**{}**", b.verdict),
+            _ => b.verdict.to_string(),
+        };
+        table.row(vec![
+            if markdown { code(&b.name) } else { b.name.clone() },
+            on.pairs.to_string(),
+            duration(on.baseline_median_ns),
+            duration(on.candidate_median_ns),
+            percent(b.ratio.estimate - 1.0),
+            format!("{} … {}", percent(b.ratio.low - 1.0), percent(b.ratio.high - 1.0)),
+            format!("≥{:.2}%", b.sensitivity * 100.0),
+            percent(b.wall.ratio.estimate - 1.0),
+            verdict,
+        ]);
+    }
+    let mut out = if markdown { table.markdown() } else { table.text() };
+    let gap = if markdown { "\n" } else { "" };
+    let clock_name = match clock {
+        crate::ab::Clock::Cpu => "the plugin thread's CPU time",
+        crate::ab::Clock::Wall => "wall time",
+    };
+    let headline = match report.verdict {
+        Verdict::Slower | Verdict::Faster if markdown => format!("**{}**", report.verdict),
+        v => v.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "\nVerdict: {headline}{}, by {clock_name}.",
+        report
+            .ratio
+            .map(|r| format!(" (candidate/baseline {:.4}, 95% CI {:.4} … {:.4})", r.estimate, r.low, r.high))
+            .unwrap_or_default(),
+    );
+    for b in &report.benchmarks {
+        if let Some(reason) = &b.reason {
+            let name = if markdown { code(&b.name) } else { b.name.clone() };
+            let _ = writeln!(out, "{gap}{name} is inconclusive: {reason}.");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{gap}Baseline and candidate ran in one host, called in alternating pairs in random order, \
+in segments on fresh copies of both libraries. Change: median of the pairs' candidate/baseline \
+ratios, by {clock_name}; its 95% CI widened for dependence between pairs and for the spread \
+between segments. Slower or faster when the whole CI lies beyond ±{}; \
+\"detects\": the smallest slowdown this run could have called slower. Medians per call; \
+wall change for comparison.",
+        fraction(report.threshold)
+    );
     out
 }
 
@@ -400,6 +517,7 @@ mod tests {
                     Benchmark::new(*name, "word-count", "count", json!({}), samples.clone()).unwrap()
                 })
                 .collect(),
+            failed: Vec::new(),
         }
     }
 

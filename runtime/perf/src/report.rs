@@ -18,6 +18,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
+use crate::conditions::{Conditions, Series};
 use crate::stats::{StatsError, Summary, sorted_f64};
 
 /// The `format` field of every report.
@@ -151,6 +152,27 @@ pub struct Benchmark {
     pub samples_ns: Vec<u64>,
     /// Statistics of `samples_ns`.
     pub summary: Summary,
+    /// The stability of `samples_ns` in the order measured (drift,
+    /// autocorrelation, spread); recomputed from the samples by `compare`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<Series>,
+    /// The machine's load and CPU frequency around the sampling (absent in
+    /// reports written before ax recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Conditions>,
+}
+
+/// A benchmark whose calls failed: named in the report, not measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailedBenchmark {
+    /// The benchmark's name.
+    pub name: String,
+    /// The method called.
+    pub method: String,
+    /// The input of the call.
+    pub input: Value,
+    /// What failed, as one line.
+    pub error: String,
 }
 
 impl Benchmark {
@@ -171,8 +193,10 @@ impl Benchmark {
             input,
             warmup_calls: 0,
             elapsed_ns: 0,
+            series: Series::of(&samples_ns),
             samples_ns,
             summary,
+            conditions: None,
         })
     }
 }
@@ -195,6 +219,9 @@ pub struct Report {
     pub machine: Machine,
     /// The benchmarks, in the order they ran.
     pub benchmarks: Vec<Benchmark>,
+    /// Benchmarks whose calls failed, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedBenchmark>,
 }
 
 /// The envelope as written: format and version first.
@@ -214,6 +241,7 @@ impl Report {
             tool: tool.into(),
             machine: Machine::current(),
             benchmarks: Vec::new(),
+            failed: Vec::new(),
         }
     }
 
@@ -297,6 +325,7 @@ mod tests {
             tool: "ax 0.1.0".to_owned(),
             machine: Machine { os: "linux".into(), arch: "x86_64".into(), cpus: 2, cpu_model: None },
             benchmarks: vec![count],
+            failed: Vec::new(),
         }
     }
 
@@ -325,6 +354,16 @@ mod tests {
         value["comment"] = json!("added by a newer ax");
         value["benchmarks"][0]["cpu_ns"] = json!([1, 2, 3]);
         assert_eq!(Report::from_json(&value.to_string(), Path::new("r.json")).unwrap(), report());
+    }
+
+    #[test]
+    fn reports_without_the_newer_fields_still_read() {
+        let mut value: Value = serde_json::from_str(&report().to_json()).unwrap();
+        assert!(value["benchmarks"][0]["series"].is_object(), "{value}");
+        value["benchmarks"][0].as_object_mut().unwrap().remove("series");
+        let read = Report::from_json(&value.to_string(), Path::new("old.json")).unwrap();
+        assert_eq!((read.benchmarks[0].series, read.benchmarks[0].conditions), (None, None));
+        assert!(read.failed.is_empty());
     }
 
     #[test]

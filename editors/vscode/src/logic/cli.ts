@@ -56,8 +56,9 @@ export function compareDocument(
   result: { code: number | null; stdout: string; stderr: string },
 ): { markdown: string; failed: boolean } {
   const header = `# ax perf compare\n\nbase: \`${base}\`  \nnew: \`${next}\`\n\n`;
-  // Exit 1 with a table means "a benchmark is slower": a verdict, not a failure.
-  const verdictOnly = result.code === 0 || (result.code === 1 && result.stdout.trim() !== '');
+  // Exit 1 with a table means "a benchmark is slower", exit 3 "inconclusive":
+  // verdicts, not failures.
+  const verdictOnly = result.code === 0 || ((result.code === 1 || result.code === 3) && result.stdout.trim() !== '');
   const stderr = result.stderr.trim();
   if (verdictOnly) {
     const note = stderr === '' ? '' : `\n> ${stderr.split('\n').join('\n> ')}\n`;

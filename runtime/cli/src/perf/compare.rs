@@ -5,7 +5,9 @@
 //! Benchmarks present in one report only are listed, not errors: adding a
 //! benchmark must not fail CI. The exit status is 1 when any benchmark is
 //! slower, so `ax perf compare` can gate a merge; the line saying which goes to
-//! stderr, the table to stdout.
+//! stderr, the table to stdout. A verdict the runs cannot back (the load
+//! changed, a series drifts, autocorrelated samples) is `inconclusive`, named
+//! with its reasons, and exits 3 when nothing is slower.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,8 +29,11 @@ pub(crate) struct CompareArgs {
     #[arg(long, default_value = "0.01", value_name = "ALPHA")]
     alpha: String,
     /// Print a Markdown table (for a pull request) instead of a terminal table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     markdown: bool,
+    /// Print the comparison as JSON: `verdict` and each benchmark's ratio, interval and reasons.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn run(args: CompareArgs) -> Result<ExitCode> {
@@ -36,14 +41,20 @@ pub(crate) fn run(args: CompareArgs) -> Result<ExitCode> {
     let base = Report::read(&args.base)?;
     let new = Report::read(&args.new)?;
     let comparison = ReportComparison::new(&base, &new, options)?;
-    print!("{}", ax_perf::render::comparison(&comparison, args.markdown));
+    if args.json {
+        print!("{}", ax_perf::render::comparison_json(&comparison));
+    } else {
+        print!("{}", ax_perf::render::comparison(&comparison, args.markdown));
+    }
 
     let slower: Vec<String> = comparison
         .with_verdict(Verdict::Slower)
         .map(|b| format!("{} ({})", b.name, ax_perf::render::percent(b.comparison.change())))
         .collect();
     if slower.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        // A verdict the runs could not back: neither pass nor fail (see `ax perf ab`).
+        let doubted = comparison.with_verdict(Verdict::Inconclusive).count();
+        return Ok(if doubted > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS });
     }
     let noun = if slower.len() == 1 { "benchmark is" } else { "benchmarks are" };
     eprintln!(

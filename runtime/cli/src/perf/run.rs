@@ -12,8 +12,15 @@
 //!
 //! With `--calls FILE` every distinct line of the calls file is its own
 //! benchmark, named `METHOD#N` after its position among the distinct calls.
-//! Everything a user typed is checked before the plugin is built or loaded, and
-//! a call that fails stops the run with one `error:` line naming the benchmark.
+//! Everything a user typed is checked before the plugin is built or loaded. A
+//! call that fails ends its benchmark, not the run: the benchmarks measured are
+//! reported (and written), each failed one is named in the report's `failed`
+//! list and on one `error:` line, and the exit status is 1. When every
+//! benchmark fails there is no report, only the first error.
+//!
+//! The plugin's log lines are filtered at `warn` while measuring (`AX_LOG`
+//! overrides), so that no line is formatted and printed inside a timed call;
+//! the run's header on stderr says which filter applies.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -22,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ax_manifest::HumanDuration;
-use ax_perf::{Benchmark, Format, Report};
+use ax_perf::{Benchmark, Conditions, FailedBenchmark, Format, Report};
 use ax_runtime::{BuildOptions, Host, HostOptions, Instrumentation, Plugin, PluginSource, StartupMonitor};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -100,11 +107,11 @@ impl PerfRunArgs {
 
 /// One benchmark to run: a method and its input, serialised once.
 #[derive(Debug)]
-struct Spec {
-    name: String,
-    method: String,
-    input: Value,
-    input_bytes: Vec<u8>,
+pub(super) struct Spec {
+    pub(super) name: String,
+    pub(super) method: String,
+    pub(super) input: Value,
+    pub(super) input_bytes: Vec<u8>,
 }
 
 /// When sampling stops.
@@ -116,7 +123,7 @@ struct Limits {
 }
 
 pub(crate) fn run(args: PerfRunArgs) -> Result<ExitCode> {
-    let log_filter = crate::logging::init()?;
+    let (log_filter, log_spec) = super::measuring_log_filter()?;
     let specs = match (&args.calls, &args.method) {
         (Some(file), _) => distinct(read_calls(file)?),
         (None, Some(method)) => {
@@ -150,11 +157,36 @@ pub(crate) fn run(args: PerfRunArgs) -> Result<ExitCode> {
     };
 
     let mut report = Report::new(format!("ax {}", env!("CARGO_PKG_VERSION")));
+    let noun = if specs.len() == 1 { "benchmark" } else { "benchmarks" };
+    eprintln!(
+        "ax perf run: {} {noun} of {}; plugin log lines at `{log_spec}` while measuring{}",
+        specs.len(),
+        plugin.name(),
+        if std::env::var_os("AX_LOG").is_some() { " (AX_LOG)" } else { " (set AX_LOG to change)" }
+    );
     let progress = progress_bar();
-    let measured: Result<Vec<Benchmark>> = specs.iter().map(|spec| measure(&plugin, spec, limits, &progress)).collect();
+    let mut errors = Vec::new();
+    for spec in &specs {
+        match measure(&plugin, spec, limits, &progress) {
+            Ok(benchmark) => report.benchmarks.push(benchmark),
+            Err(error) => {
+                report.failed.push(FailedBenchmark {
+                    name: spec.name.clone(),
+                    method: spec.method.clone(),
+                    input: spec.input.clone(),
+                    error: format!("{error:#}").lines().map(str::trim).collect::<Vec<_>>().join(" "),
+                });
+                errors.push(error);
+            }
+        }
+    }
     progress.finish_and_clear();
-    report.benchmarks = measured?;
     plugin.shutdown()?;
+    if report.benchmarks.is_empty()
+        && let Some(first) = errors.into_iter().next()
+    {
+        return Err(first);
+    }
     if profile.is_some() {
         crate::profile::write_run_profile(&args.profile, &source, &library, &plugin, &monitor)?;
     }
@@ -170,16 +202,19 @@ pub(crate) fn run(args: PerfRunArgs) -> Result<ExitCode> {
         }
         None => print!("{rendered}"),
     }
-    Ok(ExitCode::SUCCESS)
+    for failed in &report.failed {
+        eprintln!("error: {}", failed.error);
+    }
+    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn spec(name: String, method: String, input: Value) -> Spec {
+pub(super) fn spec(name: String, method: String, input: Value) -> Spec {
     let input_bytes = serde_json::to_vec(&input).expect("a serde_json::Value always serialises");
     Spec { name, method, input, input_bytes }
 }
 
 /// One benchmark per distinct call, in order of first appearance, named `METHOD#N`.
-fn distinct(calls: Vec<Call>) -> Vec<Spec> {
+pub(super) fn distinct(calls: Vec<Call>) -> Vec<Spec> {
     let mut unique: Vec<Call> = Vec::new();
     for call in calls {
         if !unique.contains(&call) {
@@ -222,6 +257,9 @@ fn measure(plugin: &Plugin, spec: &Spec, limits: Limits, progress: &ProgressBar)
     }
 
     let mut samples: Vec<u64> = Vec::with_capacity(limits.iterations.min(1 << 20));
+    let conditions = Conditions::start();
+    // The worker's CPU time against the calls' wall time: how long calls waited off the CPU.
+    let (mut cpu_ns, mut wall_ns): (Option<u128>, u128) = (Some(0), 0);
     let started = Instant::now();
     let deadline = started + limits.time;
     while samples.len() < limits.iterations {
@@ -229,8 +267,10 @@ fn measure(plugin: &Plugin, spec: &Spec, limits: Limits, progress: &ProgressBar)
         if before >= deadline {
             break;
         }
-        let result = plugin.call_raw(&spec.method, &spec.input_bytes);
+        let (result, usage) = plugin.call_raw_with(&spec.method, &spec.input_bytes, None);
         let nanos = before.elapsed().as_nanos();
+        cpu_ns = cpu_ns.zip(usage.cpu).map(|(total, cpu)| total + cpu.as_nanos());
+        wall_ns += nanos;
         result.with_context(|| failed(format!("call {}", samples.len() + 1)))?;
         // A call never takes 0 ns; clamp anyway, the statistics refuse zeros.
         samples.push(u64::try_from(nanos).unwrap_or(u64::MAX).max(1));
@@ -242,11 +282,14 @@ fn measure(plugin: &Plugin, spec: &Spec, limits: Limits, progress: &ProgressBar)
         }
     }
     let elapsed = started.elapsed();
+    let mut conditions = conditions.finish();
+    conditions.off_cpu_share = cpu_ns.filter(|_| wall_ns > 0).map(|cpu| (1.0 - cpu as f64 / wall_ns as f64).max(0.0));
 
     let mut benchmark = Benchmark::new(&spec.name, plugin.name(), &spec.method, spec.input.clone(), samples)
         .with_context(|| format!("benchmark {}", spec.name))?;
     benchmark.warmup_calls = limits.warmup;
     benchmark.elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    benchmark.conditions = Some(conditions);
     Ok(benchmark)
 }
 

@@ -1,0 +1,174 @@
+//! The conditions a benchmark ran under, so that a stored comparison can tell
+//! a change of the code from a change of the machine.
+//!
+//! Two kinds: what the operating system says before and after sampling
+//! ([`Conditions`]: the 1-minute load average from `/proc/loadavg`, the mean CPU
+//! frequency from cpufreq or `/proc/cpuinfo`, each `None` where unreadable),
+//! and what the sample series itself shows ([`Series`]: its drift from first to
+//! last third, its lag-1 autocorrelation, its min-to-median spread). The series
+//! statistics are computed from the samples, so reports written before they
+//! existed get them too.
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::quantile;
+
+/// The machine before and after one benchmark's sampling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Conditions {
+    /// 1-minute load average when sampling started.
+    pub load_before: Option<f64>,
+    /// 1-minute load average when sampling ended.
+    pub load_after: Option<f64>,
+    /// Mean CPU frequency in MHz when sampling started.
+    pub cpu_mhz_before: Option<f64>,
+    /// Mean CPU frequency in MHz when sampling ended.
+    pub cpu_mhz_after: Option<f64>,
+    /// The share of the sampled calls' wall time during which the plugin's
+    /// thread was not on a CPU (1 − Σ thread CPU time / Σ wall time): the
+    /// hand-off between threads, and waiting for a CPU on a busy machine.
+    /// Unlike the load average it covers exactly the sampled calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_cpu_share: Option<f64>,
+}
+
+/// The readings taken when sampling started; [`ConditionsProbe::finish`] completes them.
+#[derive(Clone, Copy, Debug)]
+pub struct ConditionsProbe {
+    load: Option<f64>,
+    cpu_mhz: Option<f64>,
+}
+
+impl Conditions {
+    /// Reads the machine's state now, before sampling.
+    pub fn start() -> ConditionsProbe {
+        ConditionsProbe { load: load_average(), cpu_mhz: cpu_mhz() }
+    }
+
+    /// The largest change of the load average this and `other` saw, before,
+    /// after and between them; `None` when neither was read.
+    pub fn load_range(&self, other: &Conditions) -> Option<(f64, f64)> {
+        let loads: Vec<f64> =
+            [self.load_before, self.load_after, other.load_before, other.load_after].into_iter().flatten().collect();
+        let min = loads.iter().copied().reduce(f64::min)?;
+        let max = loads.iter().copied().reduce(f64::max)?;
+        Some((min, max))
+    }
+}
+
+impl ConditionsProbe {
+    /// Reads the machine's state again, after sampling.
+    pub fn finish(self) -> Conditions {
+        Conditions {
+            load_before: self.load,
+            load_after: load_average(),
+            cpu_mhz_before: self.cpu_mhz,
+            cpu_mhz_after: cpu_mhz(),
+            off_cpu_share: None,
+        }
+    }
+}
+
+/// The 1-minute load average (Linux: `/proc/loadavg`).
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The mean current frequency of the CPUs in MHz: cpufreq's `scaling_cur_freq`
+/// (kHz) where the kernel has it, else `/proc/cpuinfo`'s `cpu MHz` lines.
+fn cpu_mhz() -> Option<f64> {
+    let mut khz = Vec::new();
+    for cpu in 0.. {
+        let path = format!("/sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq");
+        match std::fs::read_to_string(path) {
+            Ok(text) => khz.extend(text.trim().parse::<f64>().ok()),
+            Err(_) => break,
+        }
+    }
+    if !khz.is_empty() {
+        return Some(khz.iter().sum::<f64>() / khz.len() as f64 / 1000.0);
+    }
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: Vec<f64> = info
+        .lines()
+        .filter(|l| l.starts_with("cpu MHz"))
+        .filter_map(|l| l.split_once(':')?.1.trim().parse().ok())
+        .collect();
+    (!mhz.is_empty()).then(|| mhz.iter().sum::<f64>() / mhz.len() as f64)
+}
+
+/// What a sample series, in the order measured, says about its own stability.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Median of the last third over median of the first third, minus 1:
+    /// +0.08 when the calls got 8 % slower as the run went on.
+    pub drift: f64,
+    /// Lag-1 autocorrelation of the log durations: 0 for independent calls,
+    /// near 1 when slow calls come in runs.
+    pub lag1_autocorrelation: f64,
+    /// Median over minimum, minus 1: how far typical calls sit above the fastest.
+    pub spread: f64,
+}
+
+impl Series {
+    /// The statistics of `samples_ns` (in the order measured); `None` for fewer than 3 samples.
+    pub fn of(samples_ns: &[u64]) -> Option<Series> {
+        let n = samples_ns.len();
+        if n < 3 {
+            return None;
+        }
+        let sorted_median = |part: &[u64]| {
+            let mut v: Vec<f64> = part.iter().map(|&x| x as f64).collect();
+            v.sort_by(f64::total_cmp);
+            quantile(&v, 0.5)
+        };
+        let third = n / 3;
+        let drift = sorted_median(&samples_ns[n - third..]) / sorted_median(&samples_ns[..third]) - 1.0;
+        let logs: Vec<f64> = samples_ns.iter().map(|&x| (x.max(1) as f64).ln()).collect();
+        let mean = logs.iter().sum::<f64>() / n as f64;
+        let variance: f64 = logs.iter().map(|x| (x - mean).powi(2)).sum();
+        let covariance: f64 = logs.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum();
+        let lag1_autocorrelation = if variance > 0.0 { covariance / variance } else { 0.0 };
+        let min = samples_ns.iter().copied().min().unwrap_or(1).max(1) as f64;
+        let spread = sorted_median(samples_ns) / min - 1.0;
+        Some(Series { drift, lag1_autocorrelation, spread })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_steady_series_has_no_drift_and_no_autocorrelation() {
+        // Alternating around 1000: no drift, negative lag-1 correlation.
+        let samples: Vec<u64> = (0..300).map(|i| if i % 2 == 0 { 990 } else { 1010 }).collect();
+        let s = Series::of(&samples).unwrap();
+        assert!(s.drift.abs() < 1e-9, "{s:?}");
+        assert!(s.lag1_autocorrelation < -0.9, "{s:?}");
+        assert!((s.spread - (1000.0 / 990.0 - 1.0)).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn a_drifting_series_says_so() {
+        // 1000 ns rising to 1200 ns over the run.
+        let samples: Vec<u64> = (0..300).map(|i| 1000 + i * 200 / 300).collect();
+        let s = Series::of(&samples).unwrap();
+        assert!((0.12..0.15).contains(&s.drift), "{s:?}");
+        assert!(s.lag1_autocorrelation > 0.95, "{s:?}");
+        assert_eq!(Series::of(&[1, 2]), None);
+    }
+
+    #[test]
+    fn load_range_covers_both_runs() {
+        let a = Conditions { load_before: Some(0.2), load_after: Some(0.4), ..Conditions::default() };
+        let b = Conditions { load_before: Some(3.9), load_after: None, ..Conditions::default() };
+        assert_eq!(a.load_range(&b), Some((0.2, 3.9)));
+        assert_eq!(Conditions::default().load_range(&Conditions::default()), None);
+        let probe = Conditions::start().finish();
+        if cfg!(target_os = "linux") {
+            assert!(probe.load_before.is_some() && probe.load_after.is_some(), "{probe:?}");
+        }
+    }
+}
