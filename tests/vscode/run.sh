@@ -7,7 +7,7 @@
 #   - code-server 4.99.4 (VS Code 1.99.3; 4.100+ needs node 22) and
 #     playwright-core from package-lock.json, with --ignore-scripts: the
 #     postinstall would download ripgrep from GitHub. Its steps are done here
-#     instead: VS Code's own dependencies (npm-shrinkwrap.json), the native
+#     instead: VS Code's own dependencies (its npm-shrinkwrap.json), the native
 #     modules built against the system node's headers, @vscode/ripgrep's
 #     binary pointed at Debian's rg.
 # Expects ./scripts/test to have built the workspace and packaged the .vsix.
@@ -38,10 +38,12 @@ if ! cmp -s package-lock.json node_modules/.installed-from-lock; then
     gyp="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
     npm rebuild --silent argon2 2>/dev/null # node-pre-gyp, building from source
     vscode=node_modules/code-server/lib/vscode
-    (cd "$vscode" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --silent)
+    # `npm install` as code-server's postinstall does: its shrinkwrap lacks a
+    # package (tslib), which `npm ci` refuses.
+    (cd "$vscode" && npm install --omit=dev --ignore-scripts --no-audit --no-fund --silent)
     # @parcel/watcher's Linux binary is an npm package of its own.
     for module in kerberos @vscode/spdlog native-watchdog node-pty; do
-        (cd "$vscode/node_modules/$module" && node "$gyp" rebuild --silent --nodedir=/usr)
+        (cd "$vscode/node_modules/$module" && node "$gyp" rebuild --silent --jobs=2 --nodedir=/usr >/dev/null)
     done
     mkdir -p "$vscode/node_modules/@vscode/ripgrep/bin"
     ln -sf "$(command -v rg)" "$vscode/node_modules/@vscode/ripgrep/bin/rg"
