@@ -95,7 +95,9 @@ fn nearest_named<'a>(candidates: &[&'a FnItem], line: u32) -> Option<&'a FnItem>
         .min_by_key(|f| if f.attr_line <= line && line <= f.sig_line { 0 } else { f.fn_line.abs_diff(line) + 1 })
 }
 
-/// The hint text: `p50 1.2 ms · p95 4.8 ms · 1.3k calls · 34%`.
+/// The hint text: `p50 1.2 ms · p95 4.8 ms · 1.3k calls · 34% of profile`. The share
+/// is always labelled (`of profile`: total time over the profile's; `of caller`),
+/// since the lens beside it shows a different one (self time, `self of profile`).
 pub fn hint_label(lp: &LoadedProfile, stat: &FnStat<'_>, settings: &Settings) -> String {
     let p = &lp.percentiles[stat.index];
     let mut parts: Vec<String> =
@@ -106,7 +108,7 @@ pub fn hint_label(lp: &LoadedProfile, stat: &FnStat<'_>, settings: &Settings) ->
     match settings.share {
         Share::Profile if lp.profiled_ns > 0 => {
             let total = stat.site.time.as_ref().map_or(0, |t| t.total_ns());
-            parts.push(format::percent(total as f64 / lp.profiled_ns as f64));
+            parts.push(format!("{} of profile", format::percent(total as f64 / lp.profiled_ns as f64)));
         }
         Share::Parent => {
             if let Some(share) = lp.parent_share.get(&stat.site.name) {
@@ -308,7 +310,7 @@ pub fn rust_diagnostics(plugin: &PluginCrate, path: &Path, text: &str, settings:
         }
         if let Some(rank) = hot.iter().position(|h| std::ptr::eq(*h, stat.site)) {
             let share = if lp.profiled_ns > 0 {
-                format!(" ({} of profiled time)", format::percent(stat.site.self_ns() as f64 / lp.profiled_ns as f64))
+                format!(" ({} self of profile)", format::percent(stat.site.self_ns() as f64 / lp.profiled_ns as f64))
             } else {
                 String::new()
             };
@@ -363,7 +365,7 @@ pub fn rust_lenses(plugin: &PluginCrate, path: &Path, text: &str, settings: &Set
         let line = stat.item.attr_line;
         let range = Range::new(Position::new(line, 0), Position::new(line, 0));
         let share = if lp.profiled_ns > 0 {
-            format!(", {} of profiled time", format::percent(stat.site.self_ns() as f64 / lp.profiled_ns as f64))
+            format!(", {} self of profile", format::percent(stat.site.self_ns() as f64 / lp.profiled_ns as f64))
         } else {
             String::new()
         };

@@ -91,7 +91,7 @@ async def hints(client: LanguageClient, path: Path):
     )
 
 
-HINT = re.compile(r"^p50 [\d.]+ (ns|µs|ms|s) · p95 [\d.]+ (ns|µs|ms|s) · (\d+) calls · [\d.<]+%$")
+HINT = re.compile(r"^p50 [\d.]+ (ns|µs|ms|s) · p95 [\d.]+ (ns|µs|ms|s) · (\d+) calls · [\d.<]+% of profile$")
 
 
 async def test_initialize_advertises_features(client: LanguageClient, crate: Path):
@@ -244,7 +244,9 @@ async def test_code_lenses_carry_client_commands(client: LanguageClient, crate: 
     commands = {l.command.command for l in lenses}
     assert commands == {"ax.profile", "ax.openFlamegraph"}, commands
     profile = [l for l in lenses if l.command.command == "ax.profile"]
-    assert any(l.command.title.startswith("hot spot #1") for l in profile)
+    assert any(re.match(r"^hot spot #1, [\d.<]+% self of profile · profile again$", l.command.title) for l in profile), [
+        l.command.title for l in profile
+    ]
     assert list(profile[0].command.arguments) == [str(crate.resolve())]
     flame = [l for l in lenses if l.command.command == "ax.openFlamegraph"][0]
     assert list(flame.command.arguments) == [str((crate / ".ax" / "profile.json").resolve())]

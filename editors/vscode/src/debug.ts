@@ -5,7 +5,8 @@
 
 import * as vscode from 'vscode';
 
-import { DebugConfig, launchFor, resolveConfiguration, checkPaths } from './logic/launch';
+import { DebugConfig, initialConfigurations, launchFor, resolveConfiguration, checkPaths } from './logic/launch';
+import { NO_PLUGIN } from './logic/plugins';
 import { Attributes } from './logic/schema';
 import { kindOf, Workspace } from './workspace';
 
@@ -26,11 +27,11 @@ class ConfigurationProvider implements vscode.DebugConfigurationProvider {
     private readonly attributes: Attributes,
   ) {}
 
-  /** The launch.json VS Code offers to create: one launch configuration per plugin. */
-  async provideDebugConfigurations(): Promise<vscode.DebugConfiguration[]> {
-    const plugins = await this.workspace.plugins();
-    const configs = plugins.map((dir) => launchFor(dir, this.workspace.callsFiles()[dir]) as vscode.DebugConfiguration);
-    return configs.length > 0 ? configs : [{ ...launchFor('${workspaceFolder}'), name: 'Debug plugin' } as vscode.DebugConfiguration];
+  /** The launch.json VS Code offers to create: one launch configuration per plugin crate of the folder. */
+  async provideDebugConfigurations(folder: vscode.WorkspaceFolder | undefined): Promise<vscode.DebugConfiguration[]> {
+    const configs = initialConfigurations(await this.workspace.plugins(), folder?.uri.fsPath, this.workspace.callsFiles());
+    if (configs.length === 0) void vscode.window.showInformationMessage(NO_PLUGIN);
+    return configs as vscode.DebugConfiguration[];
   }
 
   async resolveDebugConfiguration(
@@ -40,6 +41,7 @@ class ConfigurationProvider implements vscode.DebugConfigurationProvider {
     let resolution = resolveConfiguration(config as DebugConfig, {
       plugins: await this.workspace.plugins(),
       activeFile: this.workspace.activeFile(),
+      activePlugin: this.workspace.activePlugin(),
       callsFiles: this.workspace.callsFiles(),
     }, this.attributes);
     if (resolution.kind === 'pick') {

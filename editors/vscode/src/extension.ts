@@ -3,6 +3,7 @@
 //! status bar item (`status.ts`) to one `Workspace`. The logic lives in
 //! `logic/`, free of `vscode` imports, where plain node tests it.
 
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 
 import { commandHandlers } from './commands';
@@ -16,7 +17,10 @@ let server: LanguageServer | undefined;
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const output = vscode.window.createOutputChannel('ax');
-  const workspace = new Workspace(context.workspaceState);
+  // globalStorageUri is <user data>/User/globalStorage/<extension>: its
+  // settings.json is the User settings file of the same installation.
+  const userSettings = path.join(context.globalStorageUri.fsPath, '..', '..', 'settings.json');
+  const workspace = new Workspace(context.workspaceState, output, userSettings);
   context.subscriptions.push(output);
 
   registerDebugger(context, workspace);

@@ -3,17 +3,21 @@
 //! `ax.inlayHints.*` / `ax.hotSpots` settings as `initializationOptions` and
 //! in `workspace/didChangeConfiguration` (`logic/settings.ts` maps them).
 //! Restarted when the set of plugin crates changes, since the document
-//! selector names them.
+//! selector names them, and after it failed to start or exited, with the
+//! back-off of `logic/restart.ts`; the output says why each time.
 
 import * as vscode from 'vscode';
 import {
+  CloseAction,
   DidChangeConfigurationNotification,
+  ErrorAction,
   DocumentFilter,
   LanguageClient,
   LanguageClientOptions,
   ServerOptions,
 } from 'vscode-languageclient/node';
 
+import { RestartPolicy } from './logic/restart';
 import { affectsServer, didChangeConfiguration, ServerSettings, serverSettings } from './logic/settings';
 import { Workspace } from './workspace';
 
@@ -26,6 +30,8 @@ export class LanguageServer implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private plugins: string[] = [];
   private readonly subscriptions: vscode.Disposable[] = [];
+  private readonly policy = new RestartPolicy();
+  private retry: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly workspace: Workspace,
@@ -34,7 +40,10 @@ export class LanguageServer implements vscode.Disposable {
     this.subscriptions.push(
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (affectsServer((section) => e.affectsConfiguration(section))) void this.sendSettings();
-        if (e.affectsConfiguration('ax.lsp.path')) void this.restart();
+        if (e.affectsConfiguration('ax.lsp.path')) {
+          this.policy.reset();
+          void this.restart();
+        }
       }),
     );
   }
@@ -44,6 +53,7 @@ export class LanguageServer implements vscode.Disposable {
     const plugins = await this.workspace.plugins();
     if (this.client !== undefined && plugins.join('\n') === this.plugins.join('\n')) return;
     this.plugins = plugins;
+    this.policy.reset();
     await this.restart();
   }
 
@@ -52,7 +62,7 @@ export class LanguageServer implements vscode.Disposable {
     if (this.plugins.length === 0) return;
     const server = this.workspace.find('ax-lsp');
     if ('error' in server) {
-      this.output.appendLine(`${server.error} Inlay hints and diagnostics from profiles are off until then.`);
+      this.failed(`${server.error} Inlay hints and diagnostics from profiles are off until then.`);
       return;
     }
     const serverOptions: ServerOptions = { command: server.path, args: ['--stdio'] };
@@ -67,6 +77,15 @@ export class LanguageServer implements vscode.Disposable {
       documentSelector,
       initializationOptions: currentSettings(),
       outputChannel: this.output,
+      // The client's own restarts (four, then it gives up for good) are
+      // replaced by ours, which find the binary again and log why.
+      errorHandler: {
+        error: () => ({ action: ErrorAction.Continue, handled: true }),
+        closed: () => {
+          if (this.client === client) this.failed(`ax: ${server.path} exited (its last words, if any, are above).`);
+          return { action: CloseAction.DoNotRestart, handled: true };
+        },
+      },
       middleware: {
         workspace: {
           // Should the server ask for the `ax` section, it gets the same object.
@@ -75,13 +94,31 @@ export class LanguageServer implements vscode.Disposable {
         },
       },
     };
-    this.client = new LanguageClient('ax-lsp', 'ax-lsp', serverOptions, clientOptions);
+    const client = new LanguageClient('ax-lsp', 'ax-lsp', serverOptions, clientOptions);
+    this.client = client;
     this.output.appendLine(`ax: starting ${server.path} --stdio for ${this.plugins.length} plugin crate(s)`);
     try {
-      await this.client.start();
+      await client.start();
+      this.policy.started(Date.now());
     } catch (e) {
-      this.output.appendLine(`ax: ${server.path} did not start: ${(e as Error).message}`);
+      // The close handler may have scheduled the restart already.
+      if (this.client === client && this.retry === undefined) this.failed(`ax: ${server.path} did not start: ${(e as Error).message}`);
     }
+  }
+
+  /** Logs why the server is not running and schedules the next attempt, if any is left. */
+  private failed(why: string): void {
+    const decision = this.policy.failed(Date.now());
+    if (decision.kind === 'give-up') {
+      this.output.appendLine(`${why} Not restarting it after ${decision.attempts} attempts in a row; change ax.lsp.path or reload the window to try again.`);
+      return;
+    }
+    this.output.appendLine(`${why} Restarting it in ${decision.delayMs / 1000} s (attempt ${decision.attempt} of ${decision.of}).`);
+    clearTimeout(this.retry);
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      void this.restart();
+    }, decision.delayMs);
   }
 
   private async sendSettings(): Promise<void> {
@@ -91,6 +128,8 @@ export class LanguageServer implements vscode.Disposable {
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.retry);
+    this.retry = undefined;
     const client = this.client;
     this.client = undefined;
     if (client !== undefined && client.needsStop()) await client.stop();

@@ -1,19 +1,32 @@
 //! The workspace as the extension sees it: its plugin crates (found by their
 //! `ax-plugin.toml`), the one the user means (active editor, else a pick), the
-//! calls file remembered per plugin, and binaries found through the settings.
+//! calls file remembered per plugin, and binaries found through the settings
+//! (every scope `inspect` shows, and in a remote window the User settings file
+//! when it is on this machine, as in code-server, to say it is ignored here).
 //! The decisions are in `logic/`; this module only asks VS Code.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 
-import { Binary, findBinary, Found, SETTING } from './logic/binaries';
-import { choosePlugin, NO_PLUGIN, pluginDirs, pluginLabel } from './logic/plugins';
+import { Binary, findBinary, Found, SETTING, SettingValue } from './logic/binaries';
+import { parseJsonc } from './logic/jsonc';
+import { choosePlugin, nearestPlugin, NO_PLUGIN, pluginDirs, pluginLabel } from './logic/plugins';
 
 const CALLS_FILES = 'ax.callsFiles';
 
 export class Workspace {
-  constructor(private readonly state: vscode.Memento) {}
+  private readonly notes = new Set<string>();
+
+  /**
+   * `userSettingsFile`: the User settings.json of this VS Code installation
+   * (beside the extension's global storage), read only in a remote window.
+   */
+  constructor(
+    private readonly state: vscode.Memento,
+    private readonly output: vscode.OutputChannel,
+    private readonly userSettingsFile: string,
+  ) {}
 
   /** The plugin directories of the workspace, build output left out. */
   async plugins(): Promise<string[]> {
@@ -30,12 +43,17 @@ export class Workspace {
     return uri?.scheme === 'file' ? uri.fsPath : undefined;
   }
 
+  /** The plugin of the active file: the nearest ax-plugin.toml upward, on disk. */
+  activePlugin(): string | undefined {
+    return nearestPlugin(this.activeFile(), isFile);
+  }
+
   /** The plugin a command is about: its argument, else the active file's, else the only one, else a pick. */
   async plugin(argument?: unknown): Promise<string | undefined> {
     if (typeof argument === 'string' && argument !== '') return argument;
     if (argument instanceof vscode.Uri) return argument.fsPath;
     const dirs = await this.plugins();
-    const choice = choosePlugin(dirs, this.activeFile());
+    const choice = choosePlugin(dirs, this.activeFile(), this.activePlugin());
     switch (choice.kind) {
       case 'plugin':
         return choice.dir;
@@ -91,20 +109,51 @@ export class Workspace {
     return undefined;
   }
 
-  /** A binary's path, or the message that says how to get it. */
+  /** A binary's path, or the message that says how to get it; a note about the settings goes to the output once. */
   find(name: Binary): Found {
-    return findBinary(name, {
-      setting: vscode.workspace.getConfiguration().get<string>(SETTING[name]),
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    const inspected = vscode.workspace.getConfiguration(undefined, folder?.uri).inspect<string>(SETTING[name]);
+    const settings: SettingValue[] = [];
+    const add = (scope: string, value: unknown) => {
+      if (typeof value === 'string' && value.trim() !== '') settings.push({ scope, value });
+    };
+    add('Workspace Folder settings', inspected?.workspaceFolderValue);
+    add('Workspace settings', inspected?.workspaceValue);
+    add(vscode.env.remoteName === undefined ? 'User settings' : 'Remote settings', inspected?.globalValue);
+    const found = findBinary(name, {
+      settings,
+      ignored: vscode.env.remoteName === undefined ? undefined : this.ignoredUserSetting(name),
+      remote: vscode.env.remoteName,
       workspaceFolders: this.folders(),
       env: process.env,
-      isFile: (p) => {
-        try {
-          return fs.statSync(p).isFile();
-        } catch {
-          return false;
-        }
-      },
+      isFile,
     });
+    if ('note' in found && found.note !== undefined && !this.notes.has(found.note)) {
+      this.notes.add(found.note);
+      this.output.appendLine(found.note);
+    }
+    return found;
+  }
+
+  /** The value of a path setting in the User settings file, which VS Code does not apply in a remote window. */
+  private ignoredUserSetting(name: Binary): SettingValue | undefined {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.userSettingsFile, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const settings = parseJsonc(text);
+    const value = typeof settings === 'object' && settings !== null ? (settings as Record<string, unknown>)[SETTING[name]] : undefined;
+    return typeof value === 'string' && value.trim() !== '' ? { scope: `User settings (${this.userSettingsFile})`, value } : undefined;
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
   }
 }
 

@@ -74,3 +74,48 @@ test('on the real file system, the ax-dap cargo built is found from the reposito
   });
   assert.deepEqual(found, { path: adapter, from: 'workspace' });
 });
+
+test('every scope VS Code applies is tried, narrowest first; a wrong one is noted, not silently skipped', () => {
+  const settings = [
+    { scope: 'Workspace settings', value: '/gone/ax-dap' },
+    { scope: 'User settings', value: '/opt/ax-dap' },
+  ];
+  assert.deepEqual(findBinary('ax-dap', lookup(['/opt/ax-dap'], { settings })), {
+    path: '/opt/ax-dap',
+    from: 'setting',
+    note: 'ax: ax.dap.path is "/gone/ax-dap" in Workspace settings, which is not a file; using "/opt/ax-dap" from User settings.',
+  });
+  assert.deepEqual(findBinary('ax-dap', lookup(['/opt/ax-dap'], { settings: [...settings].reverse() })), { path: '/opt/ax-dap', from: 'setting' });
+  const none = findBinary('ax-dap', lookup(['/usr/bin/ax-dap'], { settings: settings.slice(0, 1) }));
+  assert.deepEqual(none, {
+    error: 'ax: ax.dap.path is "/gone/ax-dap" in Workspace settings, which is not a file; expected the path of the ax-dap binary (or leave the setting empty to look it up)',
+  });
+});
+
+test('remote window: a User settings path VS Code ignores is named, with the scope to use instead', () => {
+  const ignored = { scope: 'User settings (/data/User/settings.json)', value: '/opt/ax/ax-lsp' };
+  const used = findBinary('ax-lsp', lookup(['/opt/ax/ax-lsp'], { ignored, remote: 'ssh-remote' }));
+  assert.ok('path' in used && used.path === '/opt/ax/ax-lsp' && used.from === 'setting');
+  assert.equal(
+    'note' in used && used.note,
+    'ax: ax.lsp.path is "/opt/ax/ax-lsp" in User settings (/data/User/settings.json), but ax.lsp.path is machine-overridable, ' +
+      'so VS Code does not apply its User settings (/data/User/settings.json) value in a remote window; ' +
+      'set it in Remote settings ("Preferences: Open Remote Settings") instead. Using it for now, since /opt/ax/ax-lsp is a file here.',
+  );
+  const fallback = findBinary('ax-lsp', lookup(['/usr/bin/ax-lsp'], { ignored, remote: 'ssh-remote' }));
+  assert.ok('path' in fallback && fallback.path === '/usr/bin/ax-lsp' && fallback.from === 'PATH');
+  assert.match(('note' in fallback && fallback.note) || '', /It is not a file here; using \/usr\/bin\/ax-lsp \(PATH\)\.$/);
+  const missing = findBinary('ax-lsp', lookup([], { ignored, remote: 'ssh-remote' }));
+  assert.ok('error' in missing);
+  assert.match(missing.error, /^ax: ax\.lsp\.path is "\/opt\/ax\/ax-lsp" in User settings .*set it in Remote settings .*\(It is not a file here either\.\) ax: cannot find ax-lsp/);
+  // A value VS Code does apply (Remote settings) wins over the ignored one.
+  const remote = findBinary('ax-lsp', lookup(['/opt/ax/ax-lsp', '/srv/ax-lsp'], { ignored, remote: 'wsl', settings: [{ scope: 'Remote settings', value: '/srv/ax-lsp' }] }));
+  assert.deepEqual(remote, { path: '/srv/ax-lsp', from: 'setting' });
+});
+
+test('remote window, nothing found and no User settings file in reach: the message still says which scope applies', () => {
+  const found = findBinary('ax-dap', lookup([], { remote: 'dev-container' }));
+  assert.ok('error' in found);
+  assert.match(found.error, /This is a remote window \(dev-container\): ax\.dap\.path is machine-overridable, so VS Code does not apply its User settings value in a remote window; set it in Remote settings \("Preferences: Open Remote Settings"\) or the workspace settings\.$/);
+  assert.doesNotMatch((findBinary('ax-dap', lookup([])) as { error: string }).error, /remote/);
+});

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
 
-import { checkPaths, resolveConfiguration } from '../src/logic/launch';
+import { checkPaths, initialConfigurations, resolveConfiguration } from '../src/logic/launch';
 import { attributes } from './support';
 
 const ws = path.resolve('/ws');
@@ -113,4 +113,28 @@ test('paths are checked once variables are substituted, relative to the folder',
   assert.match(message, /"callsFile" counter is not a file/);
   assert.match(message, /"cwd" counter\/calls.jsonl is not a directory/);
   assert.equal(checkPaths({ request: 'attach', port: 1, token: 't' }, ws, exists), undefined);
+});
+
+test('F5 from the repository root debugs the plugin of the open file, found upward on disk', () => {
+  const wc = path.join(ws, 'examples', 'word-count');
+  const r = resolveConfiguration({}, { plugins: [counter, greeter], activeFile: path.join(wc, 'src', 'lib.rs'), activePlugin: wc }, attributes);
+  assert.deepEqual(r, { kind: 'ok', config: { type: 'ax', request: 'launch', name: 'Debug word-count', plugin: wc, keepRunning: true } });
+});
+
+test('create launch.json: one runnable configuration per plugin crate, relative to the folder, no placeholder', () => {
+  const calls = path.join(counter, 'calls.jsonl');
+  const other = path.resolve('/other/thing');
+  const configs = initialConfigurations([counter, greeter, other], ws, { [counter]: calls });
+  assert.deepEqual(configs, [
+    { type: 'ax', request: 'launch', name: 'Debug counter', plugin: '${workspaceFolder}/counter', callsFile: '${workspaceFolder}/counter/calls.jsonl' },
+    { type: 'ax', request: 'launch', name: 'Debug greeter', plugin: '${workspaceFolder}/plugins/greeter', keepRunning: true },
+  ]);
+  for (const config of configs) {
+    assert.equal(resolveConfiguration(config, { plugins: [] }, attributes).kind, 'ok');
+    assert.doesNotMatch(JSON.stringify(config), /METHOD/);
+  }
+  assert.deepEqual(initialConfigurations([ws], ws)[0].plugin, '${workspaceFolder}', 'the folder is itself the crate');
+  assert.deepEqual(initialConfigurations([], ws), [], 'no plugin, no placeholder');
+  const twins = initialConfigurations([path.join(ws, 'a', 'x'), path.join(ws, 'b', 'x')], ws).map((c) => c.name);
+  assert.deepEqual(twins, ['Debug a/x', 'Debug b/x']);
 });

@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
 
-import { choosePlugin, pluginDirs, pluginLabel, pluginOfFile } from '../src/logic/plugins';
+import { choosePlugin, nearestPlugin, pluginDirs, pluginLabel, pluginOfFile } from '../src/logic/plugins';
 
 const ws = path.resolve('/ws');
 const p = (...parts: string[]) => path.join(ws, ...parts);
@@ -41,4 +41,19 @@ test('the choice: the active file’s plugin, else the only one, else a pick, el
   assert.deepEqual(choosePlugin([p('a')], undefined), { kind: 'plugin', dir: p('a') });
   assert.deepEqual(choosePlugin([p('a'), p('b')], undefined), { kind: 'pick', candidates: [p('a'), p('b')] });
   assert.deepEqual(choosePlugin([], p('x.rs')), { kind: 'none' });
+});
+
+test('the plugin of a file on disk: the nearest ax-plugin.toml upward, build output left out', () => {
+  const manifests = new Set([p('examples', 'wc', 'ax-plugin.toml'), p('ax-plugin.toml'), p('target', 'x', 'ax-plugin.toml')]);
+  const isFile = (f: string) => manifests.has(f);
+  assert.equal(nearestPlugin(p('examples', 'wc', 'src', 'deep', 'lib.rs'), isFile), p('examples', 'wc'));
+  assert.equal(nearestPlugin(p('README.md'), isFile), ws);
+  assert.equal(nearestPlugin(p('target', 'x', 'src', 'lib.rs'), isFile), ws);
+  assert.equal(nearestPlugin(path.resolve('/elsewhere/lib.rs'), isFile), undefined);
+  assert.equal(nearestPlugin(undefined, isFile), undefined);
+});
+
+test('the plugin found on disk wins, even one the workspace search did not list', () => {
+  const listed = [p('a'), p('b')];
+  assert.deepEqual(choosePlugin(listed, p('tests', 'c', 'src', 'lib.rs'), p('tests', 'c')), { kind: 'plugin', dir: p('tests', 'c') });
 });

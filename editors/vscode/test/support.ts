@@ -31,7 +31,7 @@ export interface PackageJson {
     debuggers: {
       type: string;
       configurationAttributes: Attributes;
-      initialConfigurations: Record<string, unknown>[];
+      initialConfigurations?: Record<string, unknown>[];
       configurationSnippets: { label: string; body: Record<string, unknown> }[];
     }[];
   };

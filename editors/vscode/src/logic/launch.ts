@@ -7,7 +7,7 @@
 
 import * as path from 'node:path';
 
-import { choosePlugin, NO_PLUGIN } from './plugins';
+import { choosePlugin, isInside, NO_PLUGIN } from './plugins';
 import { Attributes, validateConfiguration } from './schema';
 
 export type DebugConfig = Record<string, unknown> & { type?: string; request?: string; name?: string };
@@ -18,6 +18,8 @@ export interface LaunchContext {
   plugins: readonly string[];
   /** The file of the active editor, whose plugin is preferred. */
   activeFile?: string;
+  /** The plugin of the active file as found on disk (`nearestPlugin`). */
+  activePlugin?: string;
   /** The calls file the user last ran this plugin with, per plugin directory. */
   callsFiles?: Readonly<Record<string, string>>;
 }
@@ -38,6 +40,33 @@ export function launchFor(plugin: string, callsFile?: string): DebugConfig {
 }
 
 /**
+ * What "create a launch.json file" writes: one launch configuration per plugin
+ * crate, its path relative to the workspace folder when it lies inside
+ * (`${workspaceFolder}/examples/word-count`), so the file can be committed.
+ * None when the workspace has no plugin: a placeholder would not run.
+ */
+export function initialConfigurations(
+  plugins: readonly string[],
+  folder: string | undefined,
+  callsFiles: Readonly<Record<string, string>> = {},
+): DebugConfig[] {
+  const portable = (p: string): string => {
+    if (folder === undefined || !isInside(p, folder)) return p;
+    const relative = path.relative(folder, p).split(path.sep).join('/');
+    return relative === '' ? '${workspaceFolder}' : `\${workspaceFolder}/${relative}`;
+  };
+  const inFolder = folder === undefined ? plugins : plugins.filter((dir) => isInside(dir, folder));
+  const names = inFolder.map((dir) => path.basename(dir));
+  return inFolder.map((dir, i) => {
+    const callsFile = callsFiles[dir];
+    const config = launchFor(portable(dir), callsFile === undefined ? undefined : portable(callsFile));
+    // Two crates with the same directory name get their relative path as name.
+    if (names.indexOf(names[i]) !== names.lastIndexOf(names[i])) config.name = `Debug ${portable(dir).replace('${workspaceFolder}/', '')}`;
+    return config;
+  });
+}
+
+/**
  * The configuration to start, one to complete with the plugin the user picks,
  * or the message that says why there is none.
  */
@@ -46,7 +75,7 @@ export function resolveConfiguration(config: DebugConfig, context: LaunchContext
   const empty = (config.type === undefined || config.type === 'ax') && config.request === undefined && config.name === undefined;
   if (empty || (config.request === 'launch' && config.plugin === undefined)) {
     const fill = (plugin: string): DebugConfig => ({ ...launchFor(plugin, context.callsFiles?.[plugin]), ...config, plugin });
-    const choice = choosePlugin(context.plugins, context.activeFile);
+    const choice = choosePlugin(context.plugins, context.activeFile, context.activePlugin);
     switch (choice.kind) {
       case 'none':
         return {

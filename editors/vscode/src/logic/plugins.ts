@@ -35,6 +35,22 @@ export function pluginOfFile(file: string | undefined, dirs: readonly string[]):
   return best;
 }
 
+/**
+ * The plugin a file belongs to, read from the disk: the nearest directory
+ * upward holding an `ax-plugin.toml`. It does not depend on the workspace
+ * search, which leaves out excluded folders and may not have run yet.
+ */
+export function nearestPlugin(file: string | undefined, isFile: (p: string) => boolean): string | undefined {
+  if (file === undefined) return undefined;
+  let dir = path.dirname(path.resolve(file));
+  for (;;) {
+    if (!dir.split(path.sep).some((segment) => IGNORED_SEGMENTS.has(segment)) && isFile(path.join(dir, 'ax-plugin.toml'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
 /** How a plugin directory is shown in a pick list: relative to the workspace folder holding it. */
 export function pluginLabel(dir: string, workspaceFolders: readonly string[]): string {
   for (const folder of workspaceFolders) {
@@ -48,7 +64,8 @@ export function pluginLabel(dir: string, workspaceFolders: readonly string[]): s
 
 /**
  * Which plugin a command or a debug session without one is about: the one of
- * the active file, else the only one; `pick` when the user has to choose, and
+ * the active file (`activePlugin`, from `nearestPlugin`, else the innermost of
+ * `dirs` holding it), else the only one; `pick` when the user has to choose, and
  * `none` when the workspace has no plugin.
  */
 export type PluginChoice =
@@ -56,8 +73,8 @@ export type PluginChoice =
   | { kind: 'pick'; candidates: string[] }
   | { kind: 'none' };
 
-export function choosePlugin(dirs: readonly string[], activeFile: string | undefined): PluginChoice {
-  const ofFile = pluginOfFile(activeFile, dirs);
+export function choosePlugin(dirs: readonly string[], activeFile: string | undefined, activePlugin?: string): PluginChoice {
+  const ofFile = activePlugin ?? pluginOfFile(activeFile, dirs);
   if (ofFile !== undefined) return { kind: 'plugin', dir: ofFile };
   if (dirs.length === 1) return { kind: 'plugin', dir: dirs[0] };
   if (dirs.length === 0) return { kind: 'none' };
