@@ -36,6 +36,8 @@ pub(crate) struct DebugHost {
     pub(crate) next_id: AtomicU64,
     /// Set when the session ends it: its end is then not news.
     pub(crate) ending: AtomicBool,
+    /// The exit code an attached host announced before closing its connection.
+    pub(crate) finished: Mutex<Option<i32>>,
 }
 
 impl DebugHost {
@@ -144,6 +146,7 @@ pub(crate) fn connect(
         pending: pending.clone(),
         next_id: AtomicU64::new(1),
         ending: AtomicBool::new(false),
+        finished: Mutex::new(None),
     });
     let host = child.clone();
     std::thread::spawn(move || {
@@ -159,6 +162,15 @@ pub(crate) fn connect(
             }
             match reply {
                 DebugReply::Output { category, text } => out.output(&category, text),
+                // An attached host runs its own calls and says which.
+                DebugReply::CallStarted { call } => {
+                    let call = CallArg { method: call.method, input: call.input };
+                    *current_call.lock().unwrap_or_else(|e| e.into_inner()) = Some(call);
+                }
+                DebugReply::CallEnded => *current_call.lock().unwrap_or_else(|e| e.into_inner()) = None,
+                DebugReply::Finished { exit_code } => {
+                    *host.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit_code);
+                }
                 DebugReply::Reloaded { generation, name, breakpoints } => {
                     let module = module(name, None, Some(format!("generation {generation}")));
                     out.event(Event::Module(ModuleEventBody { reason: ModuleEventReason::Changed, module }));
@@ -210,6 +222,11 @@ pub(crate) fn connect(
         }
         pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
         if host.ending.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(code) = *host.finished.lock().unwrap_or_else(|e| e.into_inner()) {
+            out.output("console", format!("ax-dap: the attached host finished its calls (exit code {code})\n"));
+            out.ended(i64::from(code));
             return;
         }
         let how = exit_of(&host);

@@ -91,11 +91,21 @@ pub enum DebugRequest {
         name: String,
         value: String,
     },
-    /// Evaluates an expression over the stopped thread's bindings.
+    /// Evaluates an expression over the stopped thread's bindings, then
+    /// the call's (`method`, `input`) when the adapter knows it.
     Evaluate {
         expression: String,
+        #[serde(default)]
+        call: Option<WireCall>,
     },
     Shutdown,
+}
+
+/// A call of the plugin: its method and JSON input.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WireCall {
+    pub method: String,
+    pub input: Value,
 }
 
 /// A call budget as the adapter sends it: nanoseconds and bytes.
@@ -222,6 +232,17 @@ pub enum DebugReply {
     Output {
         category: String,
         text: String,
+    },
+    /// Notification from an attached host: it starts one of its own calls.
+    CallStarted {
+        call: WireCall,
+    },
+    /// Notification from an attached host: its call returned.
+    CallEnded,
+    /// Notification from an attached host: its calls are done and it exits
+    /// with `exit_code` (the connection closes next).
+    Finished {
+        exit_code: i32,
     },
 }
 
@@ -485,11 +506,20 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
 /// A debug listener in an `ax` host (`ax run --debug-listen`): a debugger
 /// attaches over TCP on loopback, proving it knows the token with its first
 /// line (`{"token": "…"}`); a wrong token is refused and the listener waits
-/// for the next. One debugger at a time.
-#[derive(Debug)]
+/// for the next. One debugger at a time. The host tells the debugger
+/// connected (if any) which of its own calls runs (`call_started`,
+/// `call_ended`) and how it ends (`finished`).
 pub struct DebugListener {
     pub address: std::net::SocketAddr,
     started: Receiver<()>,
+    /// The connected debugger's end of the connection, while one is.
+    debugger: Arc<Mutex<Option<Writer>>>,
+}
+
+impl std::fmt::Debug for DebugListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DebugListener").field("address", &self.address).finish_non_exhaustive()
+    }
 }
 
 impl DebugListener {
@@ -509,6 +539,8 @@ impl DebugListener {
         let listener = TcpListener::bind(address)?;
         let address = listener.local_addr()?;
         let (start, started) = crossbeam_channel::bounded(1);
+        let debugger: Arc<Mutex<Option<Writer>>> = Arc::default();
+        let connected = debugger.clone();
         std::thread::Builder::new().name("ax-debug-listener".to_owned()).spawn(move || {
             let mut start = Some(start);
             for stream in listener.incoming().map_while(Result::ok) {
@@ -531,7 +563,9 @@ impl DebugListener {
                 let mut mode =
                     Mode::Attached { name: plugin.name().to_owned(), library: library.clone(), start: start.take() };
                 let debuggee = Debuggee { plugin: plugin.clone(), agent: agent.clone() };
+                *connected.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer.clone());
                 let _ = serve_connection(reader, &writer, &mut mode, Some(Target::fixed(debuggee)));
+                *connected.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 agent.detach();
                 // A debugger that left before `Start` still lets the calls run.
                 if let Mode::Attached { start: Some(tx), .. } = mode {
@@ -539,12 +573,37 @@ impl DebugListener {
                 }
             }
         })?;
-        Ok(DebugListener { address, started })
+        Ok(DebugListener { address, started, debugger })
     }
 
     /// Waits until the first debugger has set its breakpoints (or gone).
     pub fn wait_for_start(&self) {
         let _ = self.started.recv();
+    }
+
+    /// The host starts its call `method(input)`: a stop in it shows the call
+    /// (its scope, its frame) and can evaluate `input`.
+    pub fn call_started(&self, method: &str, input: &Value) {
+        self.tell(DebugReply::CallStarted { call: WireCall { method: method.to_owned(), input: input.clone() } });
+    }
+
+    /// The call announced by [`call_started`](Self::call_started) returned.
+    pub fn call_ended(&self) {
+        self.tell(DebugReply::CallEnded);
+    }
+
+    /// The host is done and exits with `exit_code`: the debugger reports
+    /// that code rather than a lost connection.
+    pub fn finished(&self, exit_code: i32) {
+        self.tell(DebugReply::Finished { exit_code });
+    }
+
+    /// Sends a notification to the connected debugger, if one is.
+    fn tell(&self, note: DebugReply) {
+        let debugger = self.debugger.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(writer) = debugger {
+            let _ = reply(&writer, 0, note);
+        }
     }
 }
 
@@ -702,10 +761,15 @@ fn answer_agent(request: DebugRequest, plugin: &Plugin, agent: &DebugAgent) -> D
             Ok(()) => DebugReply::Done,
             Err(message) => failed(message),
         },
-        DebugRequest::Evaluate { expression } => match agent.evaluate(&expression) {
-            Ok(value) => DebugReply::Evaluated { value },
-            Err(message) => failed(message),
-        },
+        DebugRequest::Evaluate { expression, call } => {
+            let more: Vec<(String, Value)> = call
+                .map(|c| vec![("input".to_owned(), c.input), ("method".to_owned(), Value::String(c.method))])
+                .unwrap_or_default();
+            match agent.evaluate_with(&expression, &more) {
+                Ok(value) => DebugReply::Evaluated { value },
+                Err(message) => failed(message),
+            }
+        }
         other => failed(format!("unexpected request {other:?}")),
     }
 }
