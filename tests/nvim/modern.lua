@@ -234,38 +234,48 @@ vim.cmd("bwipeout!")
 
 -- 4. The nvim-dap configurations, resolved as nvim-dap does and launched in ax-dap.
 
---- `config` as nvim-dap hands it to the adapter: functions called (ABORT
---- aborts), then ${...} variables expanded in every string.
+--- `config` as nvim-dap 0.8+ hands it to the adapter (dap.run): every value
+--- evaluated (a function called) and its ${...} variables expanded, at every
+--- level; then, if any top-level value is ABORT, the run is aborted (nil).
 local function resolve(config)
   local vars = {
-    ["${workspaceFolder}"] = vim.fn.getcwd(),
-    ["${workspaceFolderBasename}"] = vim.fn.fnamemodify(vim.fn.getcwd(), ":t"),
-    ["${file}"] = vim.fn.expand("%:p"),
-    ["${fileDirname}"] = vim.fn.expand("%:p:h"),
+    ["${file}"] = function()
+      return vim.fn.expand("%:p")
+    end,
+    ["${fileDirname}"] = function()
+      return vim.fn.expand("%:p:h")
+    end,
+    ["${workspaceFolder}"] = function()
+      return vim.fn.getcwd()
+    end,
+    ["${workspaceFolderBasename}"] = function()
+      return vim.fn.fnamemodify(vim.fn.getcwd(), ":t")
+    end,
   }
   local function expand(value)
-    if type(value) == "string" then
-      return (value:gsub("%${[%w:]+}", function(var)
-        return vars[var] or var
-      end))
+    if type(value) == "function" then
+      value = value()
+    end
+    if value == dap.ABORT then
+      return value
     elseif type(value) == "table" then
       local out = {}
       for k, v in pairs(value) do
-        out[k] = expand(v)
+        out[expand(k)] = expand(v)
       end
       return out
+    elseif type(value) == "string" then
+      for var, fn in pairs(vars) do
+        value = value:gsub(vim.pesc(var), fn)
+      end
     end
     return value
   end
-  local resolved = {}
-  for key, value in pairs(config) do
-    if type(value) == "function" then
-      value = value()
-      if value == dap.ABORT then
-        return nil
-      end
+  local resolved = vim.tbl_map(expand, config)
+  for _, value in pairs(resolved) do
+    if value == dap.ABORT then
+      return nil
     end
-    resolved[key] = expand(value)
   end
   return resolved
 end
@@ -320,9 +330,9 @@ local function start_adapter()
     end, 5)
     return s.responses[seq] or { success = false, message = "no response to " .. command }
   end
-  function s.event(name, from)
+  function s.event(name, from, timeout)
     local found
-    vim.wait(30000, function()
+    vim.wait(timeout or 30000, function()
       for i = from or 1, #s.events do
         if s.events[i].event == name then
           found = s.events[i]
@@ -379,10 +389,10 @@ local function launch_from(cwd, file, what)
   local started = vim.uv.hrtime()
   s.request("initialize", { adapterID = "ax", linesStartAt1 = true, columnsStartAt1 = true, pathFormat = "path" })
   local launch = s.send("launch", config)
-  s.event("initialized")
+  s.event("initialized", 1, 180000)
   local set = s.request("setBreakpoints", { source = { path = lib_rs }, breakpoints = { { line = probe_line } } })
   s.request("configurationDone")
-  vim.wait(30000, function()
+  vim.wait(180000, function()
     return s.responses[launch] ~= nil
   end, 5)
   local launched = s.responses[launch] or {}
@@ -407,8 +417,16 @@ launch_from(crate, lib_rs, "from the crate")
 vim.cmd("cd " .. vim.fn.fnameescape(repo))
 vim.cmd("edit " .. vim.fn.fnameescape(repo .. "/README.md"))
 notes = {}
-check(resolve(config_named("ax: launch plugin")) == nil and noted("no ax%-plugin%.toml above it"),
-  "outside any crate the launch aborts and says why", vim.inspect(notes))
+check(resolve(config_named("ax: launch plugin")) == nil and #notes == 1 and noted("no ax%-plugin%.toml above it"),
+  "outside any crate the launch aborts and says why, once", vim.inspect(notes))
+
+-- From the crate with no file open: the working directory's crate.
+vim.cmd("cd " .. vim.fn.fnameescape(crate))
+vim.cmd("enew")
+local from_cwd = resolve(config_named("ax: launch plugin"))
+check(from_cwd and from_cwd.plugin == crate, "with no file open, the launch takes the working directory's crate",
+  vim.inspect(from_cwd))
+vim.cmd("cd " .. vim.fn.fnameescape(repo))
 
 -- The attach configuration against `ax run --debug-listen`.
 -- jobstart's data: the first item continues the last line received.
@@ -435,7 +453,7 @@ local config = resolve(config_named("ax: attach"))
 local s = start_adapter()
 s.request("initialize", { adapterID = "ax", linesStartAt1 = true, columnsStartAt1 = true, pathFormat = "path" })
 local attach = s.send("attach", config)
-s.event("initialized")
+s.event("initialized", 1, 180000)
 s.request("setBreakpoints", { source = { path = lib_rs }, breakpoints = { { line = probe_line } } })
 s.request("configurationDone")
 local stopped = s.event("stopped")

@@ -323,8 +323,10 @@ local function register_dap()
     plugin = function()
       return launch_root() or dap.ABORT
     end,
+    -- nvim-dap evaluates every field before it looks for ABORT: only
+    -- `plugin` says why.
     callsFile = function()
-      local dir = launch_root()
+      local dir = M.launch_root()
       return dir and ask_calls_file(dir) or dap.ABORT
     end,
     build = true,
