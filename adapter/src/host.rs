@@ -2,9 +2,11 @@
 //! started for a launch, or an `ax run --debug-listen` host attached to over
 //! loopback. Requests go out as JSON lines with an id; a reader thread routes
 //! replies to the request waiting for them and turns the host's notifications
-//! (stops, output, reloads) into DAP events. When the connection closes the
-//! session is told how the host ended (the signal, for a crash), unless the
-//! session ended it: the adapter never goes down with the plugin.
+//! (stops, output, reloads; an attached host's calls and exit code) into DAP
+//! events and session state. When the connection closes the session is told
+//! how the host ended (the exit code an attached host announced, the signal
+//! for a crash), unless the session ended it: the adapter never goes down
+//! with the plugin.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

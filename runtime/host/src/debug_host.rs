@@ -8,6 +8,10 @@
 //! call is stopped at a breakpoint. Only the adapter's side knows DAP; this side
 //! knows the agent.
 //!
+//! The same protocol serves a debugger attached to an `ax run --debug-listen`
+//! host ([`DebugListener`]): that host runs its own calls and announces each,
+//! and its exit code, as notifications.
+//!
 //! If the plugin crashes this process, the adapter sees the socket close and
 //! the exit status, and ends the session with a message; it does not die with it.
 
