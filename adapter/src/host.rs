@@ -2,9 +2,11 @@
 //! started for a launch, or an `ax run --debug-listen` host attached to over
 //! loopback. Requests go out as JSON lines with an id; a reader thread routes
 //! replies to the request waiting for them and turns the host's notifications
-//! (stops, output, reloads) into DAP events. When the connection closes the
-//! session is told how the host ended (the signal, for a crash), unless the
-//! session ended it: the adapter never goes down with the plugin.
+//! (stops, output, reloads; an attached host's calls and exit code) into DAP
+//! events and session state. When the connection closes the session is told
+//! how the host ended (the exit code an attached host announced, the signal
+//! for a crash), unless the session ended it: the adapter never goes down
+//! with the plugin.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -36,6 +38,8 @@ pub(crate) struct DebugHost {
     pub(crate) next_id: AtomicU64,
     /// Set when the session ends it: its end is then not news.
     pub(crate) ending: AtomicBool,
+    /// The exit code an attached host announced before closing its connection.
+    pub(crate) finished: Mutex<Option<i32>>,
 }
 
 impl DebugHost {
@@ -146,6 +150,7 @@ pub(crate) fn connect(
         pending: pending.clone(),
         next_id: AtomicU64::new(1),
         ending: AtomicBool::new(false),
+        finished: Mutex::new(None),
     });
     let host = child.clone();
     std::thread::spawn(move || {
@@ -161,6 +166,15 @@ pub(crate) fn connect(
             }
             match reply {
                 DebugReply::Output { category, text } => out.output(&category, text),
+                // An attached host runs its own calls and says which.
+                DebugReply::CallStarted { call } => {
+                    let call = CallArg { method: call.method, input: call.input };
+                    *current_call.lock().unwrap_or_else(|e| e.into_inner()) = Some(call);
+                }
+                DebugReply::CallEnded => *current_call.lock().unwrap_or_else(|e| e.into_inner()) = None,
+                DebugReply::Finished { exit_code } => {
+                    *host.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit_code);
+                }
                 DebugReply::Reloaded { generation, name, breakpoints } => {
                     let module = module(name, None, Some(format!("generation {generation}")));
                     out.event(Event::Module(ModuleEventBody { reason: ModuleEventReason::Changed, module }));
@@ -212,6 +226,11 @@ pub(crate) fn connect(
         }
         pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
         if host.ending.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(code) = *host.finished.lock().unwrap_or_else(|e| e.into_inner()) {
+            out.output("console", format!("ax-dap: the attached host finished its calls (exit code {code})\n"));
+            out.ended(i64::from(code));
             return;
         }
         let how = exit_of(&host);

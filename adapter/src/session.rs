@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ax_runtime::debug_host::{
-    DebugReply, DebugRequest, WireBreakpoint, WireBreakpointState, WireException, WireFrame, WireFunctionBreakpoint,
+    DebugReply, DebugRequest, WireBreakpoint, WireBreakpointState, WireCall, WireException, WireFrame,
+    WireFunctionBreakpoint,
 };
 use ax_runtime::{BuildOptions, PluginSource, SourceWatcher};
 use dap::events::{BreakpointEventBody, Event, LoadedSourceEventBody, ModuleEventBody, ProcessEventBody};
@@ -431,7 +432,9 @@ impl Session {
                     return self.repl_call(rest);
                 }
                 let repl = matches!(args.context, Some(EvaluateArgumentsContext::Repl));
-                match self.child()?.ask(DebugRequest::Evaluate { expression: args.expression })? {
+                // The call's `input` and `method` after the probe's bindings, as in the Call scope.
+                let call = self.lock_stopped().call.clone().map(|c| WireCall { method: c.method, input: c.input });
+                match self.child()?.ask(DebugRequest::Evaluate { expression: args.expression, call })? {
                     DebugReply::Evaluated { value } => {
                         let mut stopped = self.lock_stopped();
                         let expands = matches!(value, Value::Object(_) | Value::Array(_));

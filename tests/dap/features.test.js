@@ -165,6 +165,22 @@ test('the stack has the probe, the spans and the host call; scopes hold the call
   assert.deepStrictEqual(await variablesOf(input.variablesReference), { text: '"a b c"' });
 });
 
+test('the call\'s input and method evaluate in the REPL, hover and watch, after the probe\'s bindings', async () => {
+  const stopped = dc.assertStoppedLocation('breakpoint', { path: source, line: probeLine });
+  await launch({ plugin: wordCount, calls: [count('a b c')] }, lineBreakpoint(probeLine));
+  await stopped;
+  for (const context of ['repl', 'hover', 'watch']) {
+    const text = await dc.evaluateRequest({ expression: 'input.text', context, frameId: 0 });
+    assert.strictEqual(text.body.result, '"a b c"', context);
+  }
+  assert.strictEqual((await dc.evaluateRequest({ expression: 'method', context: 'repl' })).body.result, '"count"');
+  const both = await dc.evaluateRequest({ expression: 'input.text.len() == text.len() + words - 3', context: 'repl' });
+  assert.strictEqual(both.body.result, 'true');
+  const whole = await dc.evaluateRequest({ expression: 'input', context: 'watch' });
+  assert.ok(whole.body.variablesReference > 0, 'the input expands');
+  await assert.rejects(dc.evaluateRequest({ expression: 'input.nope', context: 'repl' }), /nope/);
+});
+
 test('next stops at the next probe; stepOut runs to the end', async () => {
   const stopped = dc.assertStoppedLocation('breakpoint', { path: source, line: probeLine });
   await launch({ plugin: wordCount, calls: [count('a'), count('b c')] }, lineBreakpoint(probeLine));
@@ -273,8 +289,20 @@ test('attach: a host started with --debug-listen waits, refuses a wrong token, t
     ]);
     await stopped;
     assert.strictEqual((await variablesOf(1)).text, '"to be attached"');
+    // As in a launch: the host's call is a frame and a scope, its input evaluates.
+    const names = (await dc.stackTraceRequest({ threadId: 1 })).body.stackFrames.map((f) => f.name);
+    assert.strictEqual(names[names.length - 1], 'ax: call `count`', names.join(', '));
+    const scopes = (await dc.scopesRequest({ frameId: 0 })).body.scopes;
+    assert.deepStrictEqual(scopes.map((s) => s.name), ['Locals', 'Call']);
+    assert.strictEqual((await variablesOf(scopes[1].variablesReference)).method, '"count"');
+    const text = await dc.evaluateRequest({ expression: 'input.text', context: 'repl' });
+    assert.strictEqual(text.body.result, '"to be attached"');
+    // The host exits 0, and the session says so.
+    const exited = dc.waitForEvent('exited');
     await Promise.all([dc.continueRequest({ threadId: 1 }), dc.waitForEvent('terminated')]);
+    assert.strictEqual((await exited).body.exitCode, 0);
     await new Promise((resolve) => (host.exitCode !== null ? resolve() : host.on('exit', resolve)));
+    assert.strictEqual(host.exitCode, 0);
     assert.strictEqual(stdout.trim(), '{"total":3,"words":3}');
   } finally {
     host.kill();

@@ -1,7 +1,8 @@
 //! The debug agent on word-count: line breakpoints (moved to the probe line),
 //! conditions, hit conditions, logpoints, the stopped thread's frames and
-//! variables, setVariable changing the call's result, stepping, pause, and
-//! compile errors that make a breakpoint unverified.
+//! variables, setVariable changing the call's result, evaluate over the
+//! bindings and the call, stepping, pause, and compile errors that make a
+//! breakpoint unverified.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -70,6 +71,28 @@ fn a_breakpoint_stops_shows_frames_and_variables_and_set_variable_changes_the_re
     assert_eq!(agent.stopped().unwrap().variables[1].1, json!(42));
     agent.resume(Resume::Continue);
     assert_eq!(running.join().unwrap(), json!({ "words": 42, "total": 42 }));
+}
+
+#[test]
+fn evaluate_resolves_the_probe_bindings_first_then_the_call() {
+    let host = Host::new().unwrap();
+    let (plugin, agent) = setup(&host);
+    agent.set_breakpoints(SOURCE, &[bp(probe_line())]);
+    let running = call(&plugin, "a b c");
+    stopped(&agent);
+    let call = [("input".to_owned(), json!({ "text": "a b c" })), ("method".to_owned(), json!("count"))];
+    assert_eq!(agent.evaluate_with("input.text", &call).unwrap(), json!("a b c"));
+    assert_eq!(agent.evaluate_with("method", &call).unwrap(), json!("count"));
+    assert_eq!(agent.evaluate_with("input.text.len() - words", &call).unwrap(), json!(2));
+    // A probe binding of the same name wins over the call's.
+    let shadowing = [("words".to_owned(), json!("not the probe's"))];
+    assert_eq!(agent.evaluate_with("words", &shadowing).unwrap(), json!(3));
+    let err = agent.evaluate("input.text").unwrap_err();
+    assert!(err.contains("input"), "without the call, `input` is unknown: {err}");
+    let err = agent.evaluate_with("input.nope", &call).unwrap_err();
+    assert!(err.contains("nope"), "{err}");
+    agent.resume(Resume::Continue);
+    running.join().unwrap();
 }
 
 #[test]

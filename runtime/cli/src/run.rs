@@ -175,12 +175,17 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         plugin.set_budget(plugin.budget().overridden_by(&args.limits.budget()));
         Target::InProcess(Arc::new(plugin))
     };
-    if let (Some(address), Some(token), Target::InProcess(plugin)) = (args.debug_listen, debug_token, &plugin) {
-        let listener = DebugListener::start(address, token.clone(), plugin.clone(), library.clone())
-            .with_context(|| format!("cannot listen for a debugger on {address}"))?;
-        eprintln!("ax: waiting for a debugger: attach to {} with token {token}", listener.address);
-        listener.wait_for_start();
-    }
+    // A debugger attached here is told of each call and of how the run ends.
+    let listener =
+        if let (Some(address), Some(token), Target::InProcess(plugin)) = (args.debug_listen, debug_token, &plugin) {
+            let debugger = DebugListener::start(address, token.clone(), plugin.clone(), library.clone())
+                .with_context(|| format!("cannot listen for a debugger on {address}"))?;
+            eprintln!("ax: waiting for a debugger: attach to {} with token {token}", debugger.address);
+            debugger.wait_for_start();
+            Some(debugger)
+        } else {
+            None
+        };
 
     if calls.is_empty() {
         let methods = plugin.methods();
@@ -205,6 +210,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let call_number = std::cell::Cell::new(0);
     let failed = run_calls(plugin.name(), &calls, args.stats, |m, i, b| {
         progress.started.fetch_add(1, Ordering::SeqCst);
+        if let Some(debugger) = &listener {
+            debugger.call_started(m, i);
+        }
         let answer = if first.replace(false) {
             let answer = monitor.borrow_mut().time(ax_profile::Phase::FirstCall, || plugin.call_with(m, i, b));
             if let Some(export) = &export {
@@ -220,6 +228,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         if let Target::Isolated(p) = &plugin {
             restarts.store(p.restarts(), Ordering::Relaxed);
         }
+        if let Some(debugger) = &listener {
+            debugger.call_ended();
+        }
         answer
     });
     if let Some(state_file) = &args.state {
@@ -229,6 +240,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     plugin.shutdown()?;
     if let (Some(_), Target::InProcess(plugin)) = (profile, &plugin) {
         crate::profile::write_run_profile(&args.profile, &source, &library, plugin, &monitor.borrow())?;
+    }
+    if let Some(debugger) = &listener {
+        debugger.finished(i32::from(failed != 0));
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -550,9 +550,22 @@ impl DebugAgent {
     /// Evaluates `expression` (the `ax-expr` language) over the stopped
     /// thread's bindings: for watch, hover and the REPL.
     pub fn evaluate(&self, expression: &str) -> Result<Value, String> {
+        self.evaluate_with(expression, &[])
+    }
+
+    /// As [`evaluate`](Self::evaluate), with `more` bindings after the
+    /// probe's (the call's `method` and `input`): a name resolves to the
+    /// probe's binding first, then to the first of `more` that has it.
+    pub fn evaluate_with(&self, expression: &str, more: &[(String, Value)]) -> Result<Value, String> {
         let stop = self.stopped().ok_or_else(|| "no thread is stopped: nothing to evaluate against".to_owned())?;
-        let names: Vec<&str> = stop.variables.iter().map(|(n, _)| n.as_str()).collect();
-        let values: Vec<Value> = stop.variables.iter().map(|(_, v)| v.clone()).collect();
+        let mut names: Vec<&str> = stop.variables.iter().map(|(n, _)| n.as_str()).collect();
+        let mut values: Vec<Value> = stop.variables.iter().map(|(_, v)| v.clone()).collect();
+        for (name, value) in more {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+                values.push(value.clone());
+            }
+        }
         let program = ax_expr::compile(expression, &names).map_err(|e| e.render())?;
         program.eval(&values[..]).map(|v| v.to_json()).map_err(|e| e.to_string())
     }

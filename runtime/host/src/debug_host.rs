@@ -8,6 +8,10 @@
 //! call is stopped at a breakpoint. Only the adapter's side knows DAP; this side
 //! knows the agent.
 //!
+//! The same protocol serves a debugger attached to an `ax run --debug-listen`
+//! host ([`DebugListener`]): that host runs its own calls and announces each,
+//! and its exit code, as notifications.
+//!
 //! If the plugin crashes this process, the adapter sees the socket close and
 //! the exit status, and ends the session with a message; it does not die with it.
 
@@ -91,11 +95,21 @@ pub enum DebugRequest {
         name: String,
         value: String,
     },
-    /// Evaluates an expression over the stopped thread's bindings.
+    /// Evaluates an expression over the stopped thread's bindings, then
+    /// the call's (`method`, `input`) when the adapter knows it.
     Evaluate {
         expression: String,
+        #[serde(default)]
+        call: Option<WireCall>,
     },
     Shutdown,
+}
+
+/// A call of the plugin: its method and JSON input.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WireCall {
+    pub method: String,
+    pub input: Value,
 }
 
 /// A call budget as the adapter sends it: nanoseconds and bytes.
@@ -222,6 +236,17 @@ pub enum DebugReply {
     Output {
         category: String,
         text: String,
+    },
+    /// Notification from an attached host: it starts one of its own calls.
+    CallStarted {
+        call: WireCall,
+    },
+    /// Notification from an attached host: its call returned.
+    CallEnded,
+    /// Notification from an attached host: its calls are done and it exits
+    /// with `exit_code` (the connection closes next).
+    Finished {
+        exit_code: i32,
     },
 }
 
@@ -509,11 +534,20 @@ pub fn check_token(token: &str) -> Result<(), String> {
 /// Each connection's handshake runs on its own thread, within
 /// [`HANDSHAKE_DEADLINE`] and [`HANDSHAKE_LIMIT`] bytes, so a connection that
 /// stalls or floods delays nobody; the token is compared in constant time.
-/// One debugger is served at a time (the next waits for it to leave).
-#[derive(Debug)]
+/// One debugger is served at a time (the next waits for it to leave). The
+/// host tells the debugger connected (if any) which of its own calls runs
+/// (`call_started`, `call_ended`) and how it ends (`finished`).
 pub struct DebugListener {
     pub address: std::net::SocketAddr,
     started: Receiver<()>,
+    /// The connected debugger's end of the connection, while one is.
+    debugger: Arc<Mutex<Option<Writer>>>,
+}
+
+impl std::fmt::Debug for DebugListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DebugListener").field("address", &self.address).finish_non_exhaustive()
+    }
 }
 
 /// What every handshake thread shares.
@@ -525,6 +559,8 @@ struct Attach {
     /// Held while a debugger is attached.
     session: Mutex<()>,
     handshakes: std::sync::atomic::AtomicUsize,
+    /// The attached debugger's end of the connection, while one is.
+    connected: Arc<Mutex<Option<Writer>>>,
 }
 
 impl DebugListener {
@@ -546,6 +582,7 @@ impl DebugListener {
         let listener = TcpListener::bind(address)?;
         let address = listener.local_addr()?;
         let (start, started) = crossbeam_channel::bounded(1);
+        let debugger: Arc<Mutex<Option<Writer>>> = Arc::default();
         let attach = Arc::new(Attach {
             token,
             plugin,
@@ -553,6 +590,7 @@ impl DebugListener {
             start: Mutex::new(Some(start)),
             session: Mutex::new(()),
             handshakes: Default::default(),
+            connected: debugger.clone(),
         });
         std::thread::Builder::new().name("ax-debug-listener".to_owned()).spawn(move || {
             use std::sync::atomic::Ordering::Relaxed;
@@ -572,12 +610,37 @@ impl DebugListener {
                 }
             }
         })?;
-        Ok(DebugListener { address, started })
+        Ok(DebugListener { address, started, debugger })
     }
 
     /// Waits until the first debugger has set its breakpoints (or gone).
     pub fn wait_for_start(&self) {
         let _ = self.started.recv();
+    }
+
+    /// The host starts its call `method(input)`: a stop in it shows the call
+    /// (its scope, its frame) and can evaluate `input`.
+    pub fn call_started(&self, method: &str, input: &Value) {
+        self.tell(DebugReply::CallStarted { call: WireCall { method: method.to_owned(), input: input.clone() } });
+    }
+
+    /// The call announced by [`call_started`](Self::call_started) returned.
+    pub fn call_ended(&self) {
+        self.tell(DebugReply::CallEnded);
+    }
+
+    /// The host is done and exits with `exit_code`: the debugger reports
+    /// that code rather than a lost connection.
+    pub fn finished(&self, exit_code: i32) {
+        self.tell(DebugReply::Finished { exit_code });
+    }
+
+    /// Sends a notification to the connected debugger, if one is.
+    fn tell(&self, note: DebugReply) {
+        let debugger = self.debugger.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(writer) = debugger {
+            let _ = reply(&writer, 0, note);
+        }
     }
 }
 
@@ -608,7 +671,9 @@ fn serve_attach(stream: std::net::TcpStream, attach: &Attach) {
     let start = attach.start.lock().unwrap_or_else(|e| e.into_inner()).take();
     let mut mode = Mode::Attached { name: plugin.name().to_owned(), library: attach.library.clone(), start };
     let debuggee = Debuggee { plugin: plugin.clone(), agent: agent.clone() };
+    *attach.connected.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer.clone());
     let _ = serve_connection(reader, &writer, &mut mode, Some(Target::fixed(debuggee)));
+    *attach.connected.lock().unwrap_or_else(|e| e.into_inner()) = None;
     agent.detach();
     // A debugger that left before `Start` still lets the calls run.
     if let Mode::Attached { start: Some(tx), .. } = mode {
@@ -836,10 +901,15 @@ fn answer_agent(request: DebugRequest, plugin: &Plugin, agent: &DebugAgent) -> D
             Ok(()) => DebugReply::Done,
             Err(message) => failed(message),
         },
-        DebugRequest::Evaluate { expression } => match agent.evaluate(&expression) {
-            Ok(value) => DebugReply::Evaluated { value },
-            Err(message) => failed(message),
-        },
+        DebugRequest::Evaluate { expression, call } => {
+            let more: Vec<(String, Value)> = call
+                .map(|c| vec![("input".to_owned(), c.input), ("method".to_owned(), Value::String(c.method))])
+                .unwrap_or_default();
+            match agent.evaluate_with(&expression, &more) {
+                Ok(value) => DebugReply::Evaluated { value },
+                Err(message) => failed(message),
+            }
+        }
         other => failed(format!("unexpected request {other:?}")),
     }
 }

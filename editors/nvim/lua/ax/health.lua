@@ -19,13 +19,29 @@ local function check_exe(cmd, what, required)
   end
 end
 
+-- The version as `:version` says it ("0.12.0-dev-fbb1caf" for a dev build),
+-- else from vim.version() with its prerelease and build when it has them.
+local function version_string(v)
+  local line = vim.fn.execute("version"):match("NVIM v(%S+)")
+  if line then
+    return line
+  end
+  local s = string.format("%d.%d.%d", v.major, v.minor, v.patch)
+  if type(v.prerelease) == "string" then
+    s = s .. "-" .. v.prerelease
+  elseif v.prerelease or v.api_prerelease then
+    s = s .. "-dev"
+  end
+  return v.build and (s .. "+" .. v.build) or s
+end
+
 function M.check()
   start("ax.nvim")
   local v = vim.version()
   if v.major == 0 and v.minor < 7 then
-    err(string.format("Neovim %d.%d: ax.nvim needs 0.7 or newer", v.major, v.minor))
+    err(string.format("Neovim %s: ax.nvim needs 0.7 or newer", version_string(v)))
   else
-    ok(string.format("Neovim %d.%d.%d", v.major, v.minor, v.patch))
+    ok("Neovim " .. version_string(v))
   end
   local config = require("ax").config
   check_exe(config.cmd[1], "the language server (inlay hints, diagnostics, hovers of the profile)", true)

@@ -173,15 +173,39 @@ function M.run_command(fargs)
   M.run(nil, fargs[1], fargs[2] and table.concat(vim.list_slice(fargs, 2), " ") or nil)
 end
 
+-- Opens the flame graph `path` with the system's opener. The path is always
+-- shown first, so that a missing or failing opener still leaves the user
+-- knowing where the file is; a failure to start one says so.
 local function open_file(path)
+  notify("flame graph written to " .. path)
+  local cannot = function(why)
+    notify("cannot open " .. path .. " (" .. why .. "): open it in a browser", vim.log.levels.WARN)
+  end
   if vim.ui and vim.ui.open then
-    vim.ui.open(path)
-  elseif vim.fn.executable("xdg-open") == 1 then
-    vim.fn.jobstart({ "xdg-open", path }, { detach = true })
-  elseif vim.fn.executable("open") == 1 then
-    vim.fn.jobstart({ "open", path }, { detach = true })
-  else
-    notify("flame graph written to " .. path)
+    local ok, opened, err = pcall(vim.ui.open, path)
+    if not ok then
+      cannot(tostring(opened))
+    elseif opened == nil and err then
+      cannot(tostring(err))
+    end
+    return
+  end
+  local opener = vim.fn.executable("xdg-open") == 1 and "xdg-open" or vim.fn.executable("open") == 1 and "open"
+  if not opener then
+    cannot("no xdg-open or open on PATH")
+    return
+  end
+  local id = vim.fn.jobstart({ opener, path }, {
+    on_exit = function(_, code)
+      if code ~= 0 then
+        vim.schedule(function()
+          cannot(opener .. " exited with " .. code)
+        end)
+      end
+    end,
+  })
+  if id <= 0 then
+    cannot("cannot run " .. opener)
   end
 end
 
@@ -258,10 +282,28 @@ function M.attach(bufnr)
   vim.lsp.buf_attach_client(bufnr, id)
 end
 
+--- The plugin crate a launch debugs: the current buffer's (nearest
+--- ax-plugin.toml upward), else the working directory's; nil if neither is in one.
+function M.launch_root()
+  return M.root_of(vim.api.nvim_buf_get_name(0)) or M.root_of(vim.fn.getcwd() .. "/ax-plugin.toml")
+end
+
 local function register_dap()
   local ok, dap = pcall(require, "dap")
   if not ok then
     return false
+  end
+  -- The launch's plugin and its calls file come from one crate, the current
+  -- buffer's, whatever the workspace folder is (the repository root, say).
+  local function launch_root()
+    local root = M.launch_root()
+    if not root then
+      notify(
+        "launch plugin: neither this buffer nor " .. vim.fn.getcwd() .. " is in a plugin crate (no ax-plugin.toml above it); open a file of the plugin first",
+        vim.log.levels.ERROR
+      )
+    end
+    return root
   end
   dap.adapters.ax = {
     type = "executable",
@@ -278,10 +320,14 @@ local function register_dap()
     type = "ax",
     request = "launch",
     name = "ax: launch plugin",
-    plugin = "${workspaceFolder}",
+    plugin = function()
+      return launch_root() or dap.ABORT
+    end,
+    -- nvim-dap evaluates every field before it looks for ABORT: only
+    -- `plugin` says why.
     callsFile = function()
-      local dir = M.root_of(vim.api.nvim_buf_get_name(0)) or vim.fn.getcwd()
-      return ask_calls_file(dir) or dap.ABORT
+      local dir = M.launch_root()
+      return dir and ask_calls_file(dir) or dap.ABORT
     end,
     build = true,
     stopOnEntry = false,
