@@ -253,10 +253,20 @@ fn dependent_ratio_ci(base_ns: &[u64], new_ns: &[u64], ratio: f64) -> Option<Int
     Some(Interval { low: (center - t * se).exp(), high: (center + t * se).exp(), level: 0.95 })
 }
 
+/// `new`'s 10th percentile over `base`'s; `None` with fewer than 20 samples a side.
+fn low_quantile_ratio(base_ns: &[u64], new_ns: &[u64]) -> Option<f64> {
+    if base_ns.len().min(new_ns.len()) < 20 {
+        return None;
+    }
+    let (base, new) = (sorted_f64(base_ns).ok()?, sorted_f64(new_ns).ok()?);
+    Some(quantile(&new, 0.1) / quantile(&base, 0.1))
+}
+
 /// Compares two benchmarks of two reports: [`compare`] their samples, then
 /// doubt a `Faster` or `Slower` verdict that the runs cannot back, making it
 /// `Inconclusive` with its reasons: the interval that allows for dependence
-/// between samples does not lie beyond the threshold, a series drifts by more
+/// between samples does not lie beyond the threshold, the fastest tenth of the
+/// calls did not move with the median, a series drifts by more
 /// than the threshold, or the load average changed by more than
 /// [`LOAD_CHANGE_PER_CPU`] per CPU across the runs.
 pub fn compare_benchmarks(
@@ -285,6 +295,20 @@ interval that allows for it, {} … {}, does not lie beyond ±{}%",
                 percent(ci.low - 1.0),
                 percent(ci.high - 1.0),
                 t * 100.0
+            ));
+        }
+    }
+    // A change in the code moves the fastest calls too; interference from
+    // other jobs (preemption, a core shared) moves the median and leaves the
+    // fastest calls where they were.
+    if let Some(low_ratio) = low_quantile_ratio(&base.samples_ns, &new.samples_ns) {
+        let backed = if c.verdict == Verdict::Slower { low_ratio > 1.0 + t / 2.0 } else { low_ratio < 1.0 - t / 2.0 };
+        if !backed {
+            reasons.push(format!(
+                "the fastest tenth of the calls did not move with the median (p10 {}, median {}): the \
+difference is the machine's, not the code's",
+                percent(low_ratio - 1.0),
+                percent(c.ratio - 1.0)
             ));
         }
     }
