@@ -4,7 +4,7 @@
 //! answered. The generator is deterministic (xorshift, as the codec's property
 //! tests use), so a failure is reproducible from its seed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
@@ -99,34 +99,7 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("{name} starts: {e}"));
         let stdin = child.stdin.take().expect("piped");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let (tx, messages) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            loop {
-                let mut length = None;
-                loop {
-                    let mut line = String::new();
-                    if stdout.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(n) = line.strip_prefix("Content-Length: ") {
-                        length = n.parse::<usize>().ok();
-                    }
-                }
-                let mut body = vec![0; length.expect("the server frames its output")];
-                if stdout.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let message: Value = serde_json::from_slice(&body).expect("the server writes JSON");
-                if tx.send(message).is_err() {
-                    return;
-                }
-            }
-        });
+        let messages = ax_e2e::framed_messages(child.stdout.take().expect("piped"));
         Server { child, stdin, messages }
     }
 

@@ -324,6 +324,42 @@ impl Drop for Running {
     }
 }
 
+/// Reads `Content-Length`-framed JSON messages from a server's stdout on a
+/// thread of its own; the channel closes when the output ends or stops being
+/// framed JSON.
+pub fn framed_messages(stdout: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<Value> {
+    let (tx, messages) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Read};
+        let mut reader = std::io::BufReader::new(stdout);
+        loop {
+            let mut length = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(n) = line.strip_prefix("Content-Length: ") {
+                    length = n.parse::<usize>().ok();
+                }
+            }
+            let mut body = vec![0; length.unwrap_or(0)];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let Ok(message) = serde_json::from_slice::<Value>(&body) else { return };
+            if tx.send(message).is_err() {
+                return;
+            }
+        }
+    });
+    messages
+}
+
 /// A DAP client driving `ax-dap --stdio`: requests numbered, responses matched
 /// to them, events kept in order for [`DapClient::event`].
 #[derive(Debug)]
@@ -355,35 +391,7 @@ impl DapClient {
             .expect("ax-dap starts");
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
-        let (tx, messages) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::{BufRead, Read};
-            let mut reader = std::io::BufReader::new(stdout);
-            loop {
-                let mut length = None;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(n) = line.strip_prefix("Content-Length: ") {
-                        length = n.parse::<usize>().ok();
-                    }
-                }
-                let mut body = vec![0; length.unwrap_or(0)];
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let Ok(message) = serde_json::from_slice::<Value>(&body) else { return };
-                if tx.send(message).is_err() {
-                    return;
-                }
-            }
-        });
+        let messages = framed_messages(stdout);
         DapClient { child, stdin, messages, events: std::collections::VecDeque::new(), seq: 0 }
     }
 
