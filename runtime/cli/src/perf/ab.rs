@@ -24,8 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
-use ax_manifest::HumanDuration;
+use anyhow::{Context, Result, bail};
 use ax_perf::Verdict;
 use ax_perf::ab::{AbBenchmark, AbReport, Clock, PairedSamples};
 use ax_runtime::{
@@ -34,8 +33,7 @@ use ax_runtime::{
 };
 use clap::{Args, ValueEnum};
 
-use super::run::{Spec, distinct, spec};
-use crate::run::{parse_input, read_calls};
+use super::run::{Spec, specs, time_limit};
 
 #[derive(Debug, Args)]
 pub(crate) struct AbArgs {
@@ -140,15 +138,10 @@ struct Limits {
 
 pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
     let (log_filter, _) = super::measuring_log_filter()?;
-    let specs = match (&args.calls, &args.method) {
-        (Some(file), _) => distinct(read_calls(file)?),
-        (None, Some(method)) => vec![spec(method.clone(), method.clone(), parse_input(args.input.as_deref())?)],
-        (None, None) => bail!("no method given; expected --method METHOD or --calls FILE"),
+    let Some(specs) = specs(args.calls.as_deref(), args.method.as_deref(), args.input.as_deref())? else {
+        bail!("no method given; expected --method METHOD or --calls FILE");
     };
-    let time = HumanDuration::parse(&args.time).map_err(|e| anyhow!("--time: {e}"))?.0;
-    if time.is_zero() {
-        bail!("--time {:?}: expected a duration above zero, such as 2s", args.time);
-    }
+    let time = time_limit(&args.time, "2s")?;
     if args.iterations == 0 {
         bail!("--iterations 0: expected at least 1 pair per benchmark");
     }

@@ -124,18 +124,10 @@ struct Limits {
 
 pub(crate) fn run(args: PerfRunArgs) -> Result<ExitCode> {
     let (log_filter, log_spec) = super::measuring_log_filter()?;
-    let specs = match (&args.calls, &args.method) {
-        (Some(file), _) => distinct(read_calls(file)?),
-        (None, Some(method)) => {
-            let input = parse_input(args.input.as_deref())?;
-            vec![spec(method.clone(), method.clone(), input)]
-        }
-        (None, None) => bail!("{}: no method given; expected --method METHOD or --calls FILE", args.plugin.display()),
+    let Some(specs) = specs(args.calls.as_deref(), args.method.as_deref(), args.input.as_deref())? else {
+        bail!("{}: no method given; expected --method METHOD or --calls FILE", args.plugin.display());
     };
-    let time = HumanDuration::parse(&args.time).map_err(|e| anyhow!("--time: {e}"))?.0;
-    if time.is_zero() {
-        bail!("--time {:?}: expected a duration above zero, such as 5s", args.time);
-    }
+    let time = time_limit(&args.time, "5s")?;
     if args.iterations == 0 {
         bail!("--iterations 0: expected at least 1 sample per benchmark");
     }
@@ -206,6 +198,25 @@ pub(crate) fn run(args: PerfRunArgs) -> Result<ExitCode> {
         eprintln!("error: {}", failed.error);
     }
     Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The benchmarks a command asks for: each distinct call of `--calls`, else
+/// `--method` with `--input`; `None` when neither is given.
+pub(super) fn specs(calls: Option<&Path>, method: Option<&str>, input: Option<&str>) -> Result<Option<Vec<Spec>>> {
+    Ok(match (calls, method) {
+        (Some(file), _) => Some(distinct(read_calls(file)?)),
+        (None, Some(method)) => Some(vec![spec(method.to_owned(), method.to_owned(), parse_input(input)?)]),
+        (None, None) => None,
+    })
+}
+
+/// `--time`, which must be above zero (`example` shows one).
+pub(super) fn time_limit(time: &str, example: &str) -> Result<Duration> {
+    let limit = HumanDuration::parse(time).map_err(|e| anyhow!("--time: {e}"))?.0;
+    if limit.is_zero() {
+        bail!("--time {time:?}: expected a duration above zero, such as {example}");
+    }
+    Ok(limit)
 }
 
 pub(super) fn spec(name: String, method: String, input: Value) -> Spec {
