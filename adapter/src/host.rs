@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ax_runtime::child_host::start_child_host_with;
+use ax_isolate::child_host::start_child_host_with;
 use ax_runtime::debug_host::{DebugReply, DebugRequest, WireStopReason};
 use crossbeam_channel::{self as channel, Sender};
 use dap::events::{BreakpointEventBody, Event, ModuleEventBody, StoppedEventBody};
@@ -252,7 +252,7 @@ pub(crate) fn exit_of(host: &DebugHost) -> String {
         match status {
             Ok(Some(status)) => {
                 return match status.signal() {
-                    Some(signal) => format!("killed by {}", ax_runtime::isolated::signal_name(signal)),
+                    Some(signal) => format!("killed by {}", ax_isolate::signal_name(signal)),
                     None => format!("{status}"),
                 };
             }

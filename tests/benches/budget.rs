@@ -21,7 +21,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ax_e2e::{release_binary, release_library, workspace_root};
-use ax_runtime::{Budget, Event, Host, IsolatedPlugin, IsolationOptions};
+use ax_isolate::{IsolatedPlugin, IsolationOptions};
+use ax_runtime::{Budget, Event, Host};
 use criterion::Criterion;
 use serde_json::{Value, json};
 

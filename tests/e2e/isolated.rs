@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use ax_e2e::{binary, library};
-use ax_runtime::{Budget, BudgetKind, CallError, Host, IsolatedPlugin, IsolationOptions};
+use ax_isolate::{IsolatedPlugin, IsolationOptions};
+use ax_runtime::{Budget, BudgetKind, CallError, Host};
 use serde_json::{Value, json};
 
 fn isolated(host: &Host, package: &str) -> IsolatedPlugin {

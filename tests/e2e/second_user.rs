@@ -231,7 +231,7 @@ fn a_child_host_socket_refuses_another_users_connection() {
         })
     };
     let started = Instant::now();
-    let result = ax_runtime::child_host::start_child_host_with(child, "__isolated-host", &socket);
+    let result = ax_isolate::child_host::start_child_host_with(child, "__isolated-host", &socket);
     opener.join().unwrap();
     let Err(message) = result else { panic!("a child running as another user was accepted") };
     assert!(message.contains("exited before connecting") || message.contains("did not connect"), "{message}");

@@ -93,7 +93,7 @@ fn main() -> ExitCode {
             ax_runtime::debug_host::serve(&socket).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
         }
         Command::IsolatedHost { socket } => {
-            ax_runtime::isolated::serve(&socket).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+            ax_isolate::serve(&socket).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
         }
         Command::Perf(args) => perf::run(args),
     });

@@ -24,12 +24,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use ax_isolate::{IsolatedPlugin, IsolationOptions};
 use ax_runtime::debug_host::DebugListener;
 use ax_runtime::manifest::Isolation;
 use ax_runtime::manifest::{ByteSize, HumanDuration};
 use ax_runtime::{
-    Budget, BuildOptions, CallError, Event, Host, HostOptions, Instrumentation, IsolatedPlugin, IsolationOptions,
-    Plugin, PluginSource, SavedState, StartupMonitor, Usage,
+    Budget, BuildOptions, CallError, Event, Host, HostOptions, Instrumentation, Plugin, PluginSource, SavedState,
+    StartupMonitor, Usage,
 };
 use clap::Args;
 use serde_json::Value;

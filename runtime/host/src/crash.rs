@@ -31,7 +31,7 @@ const PREFIX: &str = "error: the process is crashing with ";
 const SUFFIX: &str = "; a plugin running in-process cannot survive this (run it isolated: --isolate, or isolation = \"process\" in ax-plugin.toml)\n";
 
 /// How a child host's last words start; the parent recognises them by it.
-pub(crate) const CHILD_CRASH_PREFIX: &str = "the plugin's process is crashing with ";
+pub const CHILD_CRASH_PREFIX: &str = "the plugin's process is crashing with ";
 
 static REPORTED: AtomicBool = AtomicBool::new(false);
 static IN_CHILD: AtomicBool = AtomicBool::new(false);

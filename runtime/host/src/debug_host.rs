@@ -34,10 +34,10 @@ use crate::debug::{
 };
 use crate::events::{Event, Level};
 use crate::host::{Host, HostOptions};
-use crate::isolated::{Envelope, send};
 use crate::plugin::Plugin;
 use crate::reload::{ReloadOptions, ReloadablePlugin};
 use crate::watch::LibraryWatcher;
+use crate::wire::{Envelope, send};
 
 /// What the adapter asks the debug host.
 #[derive(Debug, Serialize, Deserialize)]

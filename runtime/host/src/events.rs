@@ -80,7 +80,8 @@ pub enum Level {
 }
 
 impl Level {
-    pub(crate) fn from_abi(code: u8) -> Level {
+    /// The level of an `ax_abi::level` code (anything unknown is `Trace`).
+    pub fn from_abi(code: u8) -> Level {
         match code {
             ax_abi::level::ERROR => Level::Error,
             ax_abi::level::WARN => Level::Warn,

@@ -65,7 +65,7 @@ impl Host {
     }
 
     /// This host's private directory (library copies, sockets).
-    pub(crate) fn lib_dir(&self) -> &Path {
+    pub fn lib_dir(&self) -> &Path {
         self.libs.dir()
     }
 

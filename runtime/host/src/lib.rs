@@ -21,8 +21,6 @@ mod budget;
 mod cache;
 mod calls_file;
 #[cfg(unix)]
-pub mod child_host;
-#[cfg(unix)]
 mod crash;
 pub mod debug;
 #[cfg(unix)]
@@ -30,8 +28,6 @@ pub mod debug_host;
 mod error;
 mod events;
 mod host;
-#[cfg(unix)]
-pub mod isolated;
 mod lazy;
 mod loader;
 #[cfg(unix)]
@@ -45,6 +41,7 @@ mod source;
 mod startup;
 pub mod trace;
 mod watch;
+pub mod wire;
 
 pub use ax_manifest as manifest;
 pub use bridge::{
@@ -54,12 +51,10 @@ pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, fo
 pub use cache::{CacheConfig, CacheStats, QueryCache};
 pub use calls_file::{CallLine, CallsFileError, no_calls, parse_call_line, read_calls_file};
 #[cfg(unix)]
-pub use crash::{install_child_crash_reporter, install_crash_reporter};
+pub use crash::{CHILD_CRASH_PREFIX, install_child_crash_reporter, install_crash_reporter};
 pub use error::{CallError, LoadError, PluginFailure, SourceLocation};
 pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
 pub use host::{Host, HostOptions};
-#[cfg(unix)]
-pub use isolated::{IsolatedPlugin, IsolationOptions};
 pub use lazy::LazyPlugin;
 pub use plugin::{Plugin, SavedState};
 pub use profile::ProfileOptions;

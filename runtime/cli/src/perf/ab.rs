@@ -25,12 +25,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use ax_isolate::{IsolatedPlugin, IsolationOptions};
 use ax_perf::Verdict;
 use ax_perf::ab::{AbBenchmark, AbReport, Clock, PairedSamples};
-use ax_runtime::{
-    BuildOptions, CallError, Host, HostOptions, Instrumentation, IsolatedPlugin, IsolationOptions, Plugin,
-    PluginSource, Usage,
-};
+use ax_runtime::{BuildOptions, CallError, Host, HostOptions, Instrumentation, Plugin, PluginSource, Usage};
 use clap::{Args, ValueEnum};
 
 use super::run::{Spec, specs, time_limit};

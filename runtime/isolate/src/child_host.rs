@@ -5,7 +5,7 @@
 //! caller to read.
 //!
 //! The socket's path is the caller's to choose inside its private directory
-//! ([`crate::rundir`]); `bind` creates it exclusively (an existing path is an
+//! ([`ax_runtime::rundir`]); `bind` creates it exclusively (an existing path is an
 //! error, never replaced). A connection is accepted only from the child just
 //! started: same uid and same pid (`SO_PEERCRED`); any other is refused and
 //! logged, and the wait goes on.
@@ -65,7 +65,7 @@ fn wait_for_connection(
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
         match listener.accept() {
-            Ok((stream, _)) => match crate::peer::check_unix_peer(&stream, Some(process.id())) {
+            Ok((stream, _)) => match ax_runtime::peer::check_unix_peer(&stream, Some(process.id())) {
                 Ok(_) => {
                     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
                     return Ok(stream);

@@ -18,7 +18,7 @@
 //! call), so the next call is served.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,13 +31,13 @@ use crossbeam_channel::{self as channel, Receiver, RecvTimeoutError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::budget::{Budget, BudgetKind, TICK, Usage, Violation};
+use ax_runtime::wire::{Envelope, send};
+use ax_runtime::{
+    Budget, BudgetKind, CHILD_CRASH_PREFIX, CallError, Event, EventBus, Host, HostOptions, Level, LoadError, LogLine,
+    PluginFailure, SavedState, SourceLocation, Usage, Violation, WATCHDOG_TICK as TICK,
+};
+
 use crate::child_host::start_child_host;
-use crate::crash::CHILD_CRASH_PREFIX;
-use crate::error::{CallError, LoadError, PluginFailure, SourceLocation};
-use crate::events::{Event, EventBus, Level, LogLine};
-use crate::host::Host;
-use crate::plugin::SavedState;
 
 /// How long the child gets, beyond `max_duration`, to stop a call itself (the
 /// soft abort) before it is killed.
@@ -127,13 +127,6 @@ enum WireError {
     InvalidOutput { message: String },
     Load { message: String },
     Stopped,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Envelope<T> {
-    pub(crate) id: u64,
-    #[serde(flatten)]
-    pub(crate) body: T,
 }
 
 impl From<&Budget> for WireBudget {
@@ -262,12 +255,6 @@ fn call_error(plugin: &str, method: &str, error: WireError) -> CallError {
     }
 }
 
-pub(crate) fn send<T: Serialize>(stream: &mut impl Write, id: u64, body: T) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(&Envelope { id, body }).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    stream.write_all(&line)
-}
-
 // ---------------------------------------------------------------- the child
 
 /// The child side: connects to `socket` and serves one plugin until told to
@@ -283,7 +270,7 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
     let stream = UnixStream::connect(socket)?;
     let writer = Arc::new(Mutex::new(stream.try_clone()?));
     // The parent's AX_LOG (inherited) decides which log lines cross, as in-process.
-    let mut options = crate::host::HostOptions::default();
+    let mut options = HostOptions::default();
     if let Some(filter) = std::env::var("AX_LOG").ok().and_then(|f| f.parse().ok()) {
         options.instrumentation.log_filter = filter;
     }
@@ -534,7 +521,7 @@ impl IsolatedPlugin {
 
     /// Starts a child process, waits for it to connect and loads the plugin.
     fn spawn_child(&self) -> Result<ChildProcess, LoadError> {
-        let socket = crate::rundir::unique_path(&self.socket_dir, "isolated", ".sock")
+        let socket = ax_runtime::rundir::unique_path(&self.socket_dir, "isolated", ".sock")
             .map_err(|e| self.load_error(e.to_string()))?;
         let (mut process, stream) =
             start_child_host(&self.options.host_binary, "__isolated-host", &socket).map_err(|m| self.load_error(m))?;
