@@ -13,6 +13,13 @@
 //! # lazy = true                                  # load on the first call
 //! # activation = ["method:count"]                # …on the first call of these (implies lazy)
 //! # preload = true                               # …or in the background at startup
+//! # sandbox = "best-effort"                      # run even where [sandbox] cannot be fully enforced
+//!
+//! [sandbox]          # what the plugin may do; implies isolation = "process"
+//! network = "none"                               # "none" (default) | "loopback" | "any"
+//! fs_read = ["data"]                             # relative to this file's directory, or absolute
+//! fs_write = ["out"]                             # (writable paths are readable too)
+//! exec = false                                   # may it start programs (default false)
 //!
 //! [budget]           # per call
 //! max_memory = "64MiB"
@@ -79,6 +86,10 @@ pub struct Manifest {
     pub cache: CacheSection,
     #[serde(default)]
     pub telemetry: TelemetrySection,
+    /// What the plugin may do, enforced by the kernel in its child process
+    /// (`ax-isolate`). Its presence alone sandboxes the plugin.
+    #[serde(default)]
+    pub sandbox: Option<SandboxSection>,
     /// Free-form configuration handed to the plugin's `init`.
     #[serde(default)]
     pub config: toml::Table,
@@ -113,6 +124,83 @@ pub struct PluginSection {
     /// first call does not wait (when it has finished).
     #[serde(default)]
     pub preload: bool,
+    /// What to do where the kernel cannot enforce every rule of `[sandbox]`:
+    /// refuse to run (`"enforced"`, the default) or run and list what is not
+    /// enforced (`"best-effort"`).
+    #[serde(default)]
+    pub sandbox: SandboxMode,
+}
+
+/// `[plugin] sandbox`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    #[default]
+    Enforced,
+    BestEffort,
+}
+
+/// `[sandbox]`: the capabilities a plugin is granted; everything else is
+/// denied. Its own library and what the runtime needs are implied.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSection {
+    #[serde(default)]
+    pub network: Network,
+    /// Files and directories (with everything below) the plugin may read.
+    #[serde(default, deserialize_with = "de_paths")]
+    pub fs_read: Vec<PathBuf>,
+    /// Files and directories the plugin may read, create, write and remove.
+    #[serde(default, deserialize_with = "de_paths")]
+    pub fs_write: Vec<PathBuf>,
+    /// Whether the plugin may start programs (fork and exec).
+    #[serde(default)]
+    pub exec: bool,
+}
+
+/// `[sandbox] network`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// No sockets but the runtime's own connection.
+    #[default]
+    None,
+    /// TCP/UDP and Unix sockets; no raw or packet sockets.
+    Loopback,
+    /// Any address; still no raw or packet sockets.
+    Any,
+}
+
+impl Network {
+    /// `none`, `loopback`, `any`: as written in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Loopback => "loopback",
+            Network::Any => "any",
+        }
+    }
+}
+
+impl SandboxSection {
+    /// The same rules with relative paths made relative to `dir` (the
+    /// manifest's directory).
+    pub fn resolved(&self, dir: &Path) -> SandboxSection {
+        let resolve = |paths: &[PathBuf]| paths.iter().map(|p| dir.join(p)).collect();
+        SandboxSection { fs_read: resolve(&self.fs_read), fs_write: resolve(&self.fs_write), ..self.clone() }
+    }
+}
+
+fn de_paths<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    let paths = Vec::<String>::deserialize(d)?;
+    for path in &paths {
+        if path.is_empty() || path.contains('\0') {
+            return Err(serde::de::Error::custom(format!(
+                "invalid path {path:?}: expected a file or directory, relative to the manifest's directory or absolute"
+            )));
+        }
+    }
+    Ok(paths.into_iter().map(PathBuf::from).collect())
 }
 
 fn de_activation<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -535,6 +623,44 @@ nested = { quote = "a\"b" }
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sandbox_section() {
+        let m = parse(
+            "[plugin]\nname = \"wc\"\nversion = \"1\"\nsandbox = \"best-effort\"\n[sandbox]\nnetwork = \"loopback\"\nfs_read = [\"data\", \"/etc/hosts\"]\nfs_write = [\"out\"]\nexec = true\n",
+        )
+        .unwrap();
+        assert_eq!(m.plugin.sandbox, SandboxMode::BestEffort);
+        let sandbox = m.sandbox.unwrap();
+        assert_eq!(sandbox.network, Network::Loopback);
+        assert!(sandbox.exec);
+        let resolved = sandbox.resolved(Path::new("/p"));
+        assert_eq!(resolved.fs_read, [PathBuf::from("/p/data"), PathBuf::from("/etc/hosts")]);
+        assert_eq!(resolved.fs_write, [PathBuf::from("/p/out")]);
+
+        let m = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n[sandbox]\n").unwrap();
+        assert_eq!(m.sandbox, Some(SandboxSection::default()), "an empty [sandbox] denies everything");
+        assert_eq!(m.plugin.sandbox, SandboxMode::Enforced);
+        assert_eq!(parse("[plugin]\nname = \"wc\"\nversion = \"1\"\n").unwrap().sandbox, None);
+    }
+
+    #[test]
+    fn sandbox_errors_name_the_key_and_the_expected_form() {
+        let base = "[plugin]\nname = \"wc\"\nversion = \"1\"\n";
+        let err = |extra: &str| parse(&format!("{base}{extra}")).unwrap_err().to_string();
+        let e = err("[sandbox]\nnetwork = \"lo\"\n");
+        assert!(e.contains(":5:") && e.contains("`none`, `loopback`, `any`"), "{e}");
+        let e = err("[sandbox]\nnet = \"none\"\n");
+        assert!(e.contains("unknown field `net`") && e.contains("network"), "{e}");
+        let e = err("[sandbox]\nfs_read = \"data\"\n");
+        assert!(e.contains("expected a sequence"), "{e}");
+        let e = err("[sandbox]\nfs_write = [\"\"]\n");
+        assert!(e.contains("invalid path \"\"") && e.contains("relative to the manifest's directory"), "{e}");
+        let e = err("[sandbox]\nexec = \"no\"\n");
+        assert!(e.contains("expected a boolean"), "{e}");
+        let e = parse("[plugin]\nname = \"wc\"\nversion = \"1\"\nsandbox = \"loose\"\n").unwrap_err().to_string();
+        assert!(e.contains("`enforced` or `best-effort`"), "{e}");
     }
 
     #[test]
