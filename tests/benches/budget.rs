@@ -59,7 +59,7 @@ fn detection(host: &Host, runs: usize) -> Vec<Duration> {
 
 /// (limit crossed → call returned with a new child serving, child start + load) per run.
 fn isolated_kill(host: &Host, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
-    let options = IsolationOptions { host_binary: release_binary("ax").to_owned() };
+    let options = IsolationOptions { host_binary: release_binary("ax").to_owned(), sandbox: None };
     let start = || {
         let started = Instant::now();
         let library = release_library("fixture-hostile");

@@ -10,7 +10,7 @@ use ax_runtime::{Budget, BudgetKind, CallError, Host};
 use serde_json::{Value, json};
 
 fn isolated(host: &Host, package: &str) -> IsolatedPlugin {
-    let options = IsolationOptions { host_binary: binary("ax").to_owned() };
+    let options = IsolationOptions { host_binary: binary("ax").to_owned(), sandbox: None };
     IsolatedPlugin::start(host, library(package), package, "{}", Budget::UNLIMITED, options).expect("the child starts")
 }
 

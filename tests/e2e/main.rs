@@ -16,6 +16,7 @@ mod perf_ab;
 mod profile;
 mod reload;
 mod runtime;
+mod sandbox;
 mod scaffold;
 mod second_user;
 mod telemetry;

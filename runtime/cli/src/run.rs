@@ -62,6 +62,10 @@ pub(crate) struct RunArgs {
     /// crash (as `isolation = "process"` in the manifest does).
     #[arg(long)]
     isolate: bool,
+    /// Run a plugin whose manifest has [sandbox] without its sandbox, with
+    /// your full rights (for debugging; ax says so loudly).
+    #[arg(long)]
+    no_sandbox: bool,
     /// Wait for a debugger (ax-dap's `attach`) on ADDRESS, loopback only (e.g.
     /// 127.0.0.1:0 for any free port), before the first call; prints the port and the token to give it.
     #[arg(long, value_name = "ADDRESS", conflicts_with = "isolate")]
@@ -130,12 +134,30 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let mut build = BuildOptions { build: !args.no_build, release: args.release, on_output: None };
     let library = source.library(&mut build)?;
 
-    let isolate = args.isolate || source.isolation() == Isolation::Process;
+    let sandbox = match source.sandbox() {
+        Some(_) if args.no_sandbox => {
+            eprintln!(
+                "ax: WARNING: --no-sandbox: {} runs with ALL YOUR RIGHTS; its [sandbox] is NOT enforced",
+                source.name()
+            );
+            None
+        }
+        Some((section, mode)) => Some(ax_isolate::Sandbox::from_manifest(&section, mode, Path::new(""))),
+        None => None,
+    };
+    let isolate = args.isolate || source.isolation() == Isolation::Process || sandbox.is_some();
     let profile = args.profile.options();
     if isolate && profile.is_some() {
         bail!(
-            "{}: --profile is not available for a plugin in a child process (--isolate or isolation = \"process\"); \
-             expected an in-process run to profile",
+            "{}: --profile is not available for a plugin in a child process (--isolate, isolation = \"process\" or \
+             [sandbox]); expected an in-process run to profile",
+            args.plugin.display()
+        );
+    }
+    if sandbox.is_some() && args.debug_listen.is_some() {
+        bail!(
+            "{}: --debug-listen is not available for a sandboxed plugin (it runs in a child process); \
+             expected --no-sandbox to debug it in-process",
             args.plugin.display()
         );
     }
@@ -158,15 +180,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let plugin = if isolate {
         let host_binary = std::env::current_exe().context("cannot find the ax binary to run the isolated host")?;
         let budget = source.budget().overridden_by(&args.limits.budget());
-        let options = IsolationOptions { host_binary };
-        Target::Isolated(IsolatedPlugin::start(
-            &host,
-            &library,
-            &source.name(),
-            &source.config_json(),
-            budget,
-            options,
-        )?)
+        let options = IsolationOptions { host_binary, sandbox };
+        let isolated = IsolatedPlugin::start(&host, &library, &source.name(), &source.config_json(), budget, options)?;
+        for rule in isolated.sandbox_unenforced() {
+            eprintln!("ax: WARNING: sandbox = \"best-effort\": not enforced here: {rule}");
+        }
+        Target::Isolated(isolated)
     } else {
         let plugin = match (profile, &export) {
             (None, None) => host.load(&source, &library)?,
@@ -234,6 +253,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         }
         answer
     });
+    if let (true, Target::Isolated(p)) = (args.stats, &plugin) {
+        let denials = p.sandbox_denials();
+        if !denials.is_empty() {
+            let list: Vec<String> = denials.iter().map(|(capability, n)| format!("{capability} ×{n}")).collect();
+            eprintln!("stats: {}: sandbox denied {}", plugin.name(), list.join(", "));
+        }
+    }
     if let Some(state_file) = &args.state {
         let saved = plugin.save_state()?;
         write_state(state_file, &saved)?;

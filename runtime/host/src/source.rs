@@ -91,6 +91,17 @@ impl PluginSource {
         }
     }
 
+    /// The manifest's `[sandbox]` with its paths resolved against the
+    /// manifest's directory, and `[plugin] sandbox` (none for a bare library).
+    pub fn sandbox(&self) -> Option<(ax_manifest::SandboxSection, ax_manifest::SandboxMode)> {
+        match self {
+            PluginSource::Manifest { dir, manifest, .. } => {
+                manifest.sandbox.as_ref().map(|s| (s.resolved(dir), manifest.plugin.sandbox))
+            }
+            PluginSource::Library(_) => None,
+        }
+    }
+
     /// Whether the manifest asks for lazy loading (`lazy`, `activation` or `preload`).
     pub fn is_lazy(&self) -> bool {
         match self {

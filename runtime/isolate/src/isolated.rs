@@ -37,7 +37,8 @@ use ax_runtime::{
     PluginFailure, SavedState, SourceLocation, Usage, Violation, WATCHDOG_TICK as TICK,
 };
 
-use crate::child_host::start_child_host;
+use crate::child_host::start_child_host_with;
+use crate::sandbox::{self, Sandbox};
 
 /// How long the child gets, beyond `max_duration`, to stop a call itself (the
 /// soft abort) before it is killed.
@@ -50,10 +51,23 @@ const STDERR_TAIL: usize = 20;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Request {
-    Load { library: PathBuf, name: String, config: String },
-    Call { method: String, input: String, budget: WireBudget },
+    Load {
+        library: PathBuf,
+        name: String,
+        config: String,
+        #[serde(default)]
+        sandbox: Option<Sandbox>,
+    },
+    Call {
+        method: String,
+        input: String,
+        budget: WireBudget,
+    },
     SaveState,
-    RestoreState { schema_version: u32, bytes: String },
+    RestoreState {
+        schema_version: u32,
+        bytes: String,
+    },
     Shutdown,
 }
 
@@ -69,6 +83,9 @@ struct WireBudget {
 enum Reply {
     Loaded {
         methods: Vec<String>,
+        /// The sandbox rules the kernel could not enforce (best-effort only).
+        #[serde(default)]
+        unenforced: Vec<String>,
     },
     Output {
         output: String,
@@ -105,6 +122,9 @@ struct WireUsage {
     cpu_ns: Option<u64>,
     allocated: Option<u64>,
     peak: Option<u64>,
+    /// System calls the sandbox denied during the call, per capability.
+    #[serde(default)]
+    denials: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -156,6 +176,7 @@ impl From<&Usage> for WireUsage {
             cpu_ns: u.cpu.map(|c| c.as_nanos() as u64),
             allocated: u.allocated,
             peak: u.peak,
+            denials: Vec::new(),
         }
     }
 }
@@ -304,25 +325,40 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
         let line = line?;
         let Ok(Envelope { id, body }) = serde_json::from_str::<Envelope<Request>>(&line) else { continue };
         let reply = match body {
-            Request::Load { library, name, config } => match host.load_library(&library, &name, &config) {
-                Ok(p) => {
-                    let methods = p.methods().to_vec();
-                    plugin = Some(p);
-                    Reply::Loaded { methods }
+            Request::Load { library, name, config, sandbox } => {
+                // Confined before the library is opened, so its constructors are too.
+                let confined = match &sandbox {
+                    Some(rules) => sandbox::apply(rules, &library, host.lib_dir()),
+                    None => Ok(Vec::new()),
+                };
+                match confined.map(|unenforced| (host.load_library(&library, &name, &config), unenforced)) {
+                    Ok((Ok(p), unenforced)) => {
+                        let methods = p.methods().to_vec();
+                        plugin = Some(p);
+                        Reply::Loaded { methods, unenforced }
+                    }
+                    Ok((Err(e), _)) => {
+                        Reply::Failed { error: WireError::Load { message: e.to_string() }, usage: WireUsage::default() }
+                    }
+                    Err(message) => Reply::Failed { error: WireError::Load { message }, usage: WireUsage::default() },
                 }
-                Err(e) => {
-                    Reply::Failed { error: WireError::Load { message: e.to_string() }, usage: WireUsage::default() }
-                }
-            },
+            }
             Request::Call { method, input, budget } => match &plugin {
                 Some(p) => {
+                    let before = sandbox::denials();
                     let (result, usage) = p.call_raw_with(&method, input.as_bytes(), Some(&Budget::from(&budget)));
+                    let mut usage = WireUsage::from(&usage);
+                    usage.denials = sandbox::denials()
+                        .into_iter()
+                        .map(|(cap, n)| {
+                            let was = before.iter().find(|(c, _)| *c == cap).map_or(0, |(_, n)| *n);
+                            (cap, n - was)
+                        })
+                        .filter(|(_, n)| *n > 0)
+                        .collect();
                     match result {
-                        Ok(output) => Reply::Output {
-                            output: String::from_utf8_lossy(&output).into_owned(),
-                            usage: (&usage).into(),
-                        },
-                        Err(e) => Reply::Failed { error: wire_error(&e), usage: (&usage).into() },
+                        Ok(output) => Reply::Output { output: String::from_utf8_lossy(&output).into_owned(), usage },
+                        Err(e) => Reply::Failed { error: wire_error(&e), usage },
                     }
                 }
                 None => Reply::Failed { error: WireError::Stopped, usage: WireUsage::default() },
@@ -365,6 +401,9 @@ pub struct IsolationOptions {
     /// The binary whose `__isolated-host --socket PATH` subcommand calls [`serve`]
     /// (the `ax` binary).
     pub host_binary: PathBuf,
+    /// The plugin's `[sandbox]`, enforced in the child; `None` runs it with
+    /// the user's rights.
+    pub sandbox: Option<Sandbox>,
 }
 
 struct ChildProcess {
@@ -470,6 +509,16 @@ pub struct IsolatedPlugin {
     next_id: AtomicU64,
     restarts: AtomicU64,
     methods: Mutex<Vec<String>>,
+    /// What the sandbox reported (boxed: most plugins have none).
+    sandbox_report: Box<Mutex<SandboxReport>>,
+}
+
+#[derive(Default)]
+struct SandboxReport {
+    /// Sandbox rules the kernel could not enforce (the last child's word).
+    unenforced: Vec<String>,
+    /// Denials counted in every child so far, per capability.
+    denials: Vec<(String, u64)>,
 }
 
 impl std::fmt::Debug for IsolatedPlugin {
@@ -509,6 +558,7 @@ impl IsolatedPlugin {
             next_id: AtomicU64::new(1),
             restarts: AtomicU64::new(0),
             methods: Mutex::new(Vec::new()),
+            sandbox_report: Box::default(),
         };
         let child = plugin.spawn_child()?;
         *plugin.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
@@ -523,9 +573,29 @@ impl IsolatedPlugin {
     fn spawn_child(&self) -> Result<ChildProcess, LoadError> {
         let socket = ax_runtime::rundir::unique_path(&self.socket_dir, "isolated", ".sock")
             .map_err(|e| self.load_error(e.to_string()))?;
+        let mut command = std::process::Command::new(&self.options.host_binary);
+        if let Some(sandbox) = &self.options.sandbox {
+            sandbox.prepare_command(&mut command);
+        }
         let (mut process, stream) =
-            start_child_host(&self.options.host_binary, "__isolated-host", &socket).map_err(|m| self.load_error(m))?;
+            start_child_host_with(command, "__isolated-host", &socket).map_err(|m| self.load_error(m))?;
         let pid = process.id();
+        if let Some(sandbox) = &self.options.sandbox
+            && sandbox.network == sandbox::Network::None
+            && !sandbox::in_own_network_namespace(pid)
+        {
+            self.events.publish_with(|| Event::Log(LogLine {
+                instance: 0,
+                level: Level::Warn,
+                target: "ax::sandbox".to_owned(),
+                message: format!(
+                    "{}: no network namespace of its own (user namespaces unavailable); its sockets are still denied by seccomp",
+                    self.name
+                ),
+                fields: Vec::new(),
+                location: None,
+            }));
+        }
 
         let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         self.forward_output(&mut process, &stderr_tail);
@@ -568,11 +638,16 @@ impl IsolatedPlugin {
             .map_err(|e| self.load_error(e.to_string()))?;
 
         let mut child = ChildProcess { process, writer: stream, replies, stderr_tail, pid };
-        let load =
-            Request::Load { library: self.library.clone(), name: self.name.clone(), config: self.config_json.clone() };
+        let load = Request::Load {
+            library: self.library.clone(),
+            name: self.name.clone(),
+            config: self.config_json.clone(),
+            sandbox: self.options.sandbox.clone(),
+        };
         match self.request(&mut child, load, None) {
-            Ok(Reply::Loaded { methods }) => {
+            Ok(Reply::Loaded { methods, unenforced }) => {
                 *self.methods.lock().unwrap_or_else(|e| e.into_inner()) = methods;
+                self.sandbox_report.lock().unwrap_or_else(|e| e.into_inner()).unenforced = unenforced;
                 Ok(child)
             }
             Ok(Reply::Failed { error: WireError::Load { message }, .. }) => {
@@ -720,6 +795,7 @@ impl IsolatedPlugin {
         let outcome = self.request(child, request, Some(&budget));
         let (result, usage) = match outcome {
             Ok(Reply::Output { output, usage }) => {
+                self.count_denials(method, &usage.denials);
                 let decoded = serde_json::from_str(&output).map_err(|e| CallError::InvalidOutput {
                     plugin: self.name.clone(),
                     method: method.to_owned(),
@@ -727,7 +803,10 @@ impl IsolatedPlugin {
                 });
                 (decoded, Usage::from(&usage))
             }
-            Ok(Reply::Failed { error, usage }) => (Err(call_error(&self.name, method, error)), Usage::from(&usage)),
+            Ok(Reply::Failed { error, usage }) => {
+                self.count_denials(method, &usage.denials);
+                (Err(call_error(&self.name, method, error)), Usage::from(&usage))
+            }
             Ok(other) => (
                 Err(CallError::Crashed {
                     plugin: self.name.clone(),
@@ -771,6 +850,50 @@ impl IsolatedPlugin {
             *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(SavedState { schema_version, bytes });
         }
         (result, usage)
+    }
+
+    /// Adds a call's sandbox denials to the totals and publishes one warning
+    /// (target `ax::sandbox`) per capability denied.
+    fn count_denials(&self, method: &str, denials: &[(String, u64)]) {
+        if denials.is_empty() {
+            return;
+        }
+        {
+            let mut report = self.sandbox_report.lock().unwrap_or_else(|e| e.into_inner());
+            for (capability, count) in denials {
+                match report.denials.iter_mut().find(|(c, _)| c == capability) {
+                    Some((_, total)) => *total += count,
+                    None => report.denials.push((capability.clone(), *count)),
+                }
+            }
+        }
+        // Published with the lock released: subscribers run on this thread.
+        for (capability, count) in denials {
+            self.events.publish_with(|| {
+                Event::Log(LogLine {
+                    instance: 0,
+                    level: Level::Warn,
+                    target: "ax::sandbox".to_owned(),
+                    message: format!("the sandbox denied {}.{method} {capability} ×{count}", self.name),
+                    fields: vec![
+                        ("capability".to_owned(), Value::from(capability.as_str())),
+                        ("count".to_owned(), Value::from(*count)),
+                    ],
+                    location: None,
+                })
+            });
+        }
+    }
+
+    /// System calls the sandbox denied so far (every child), per capability.
+    pub fn sandbox_denials(&self) -> Vec<(String, u64)> {
+        self.sandbox_report.lock().unwrap_or_else(|e| e.into_inner()).denials.clone()
+    }
+
+    /// The `[sandbox]` rules this kernel does not enforce (only ever non-empty
+    /// with `sandbox = "best-effort"`: otherwise the plugin is refused).
+    pub fn sandbox_unenforced(&self) -> Vec<String> {
+        self.sandbox_report.lock().unwrap_or_else(|e| e.into_inner()).unenforced.clone()
     }
 
     /// The limits every call gets unless it overrides them.

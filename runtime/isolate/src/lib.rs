@@ -12,6 +12,10 @@
 pub mod child_host;
 #[cfg(unix)]
 pub mod isolated;
+#[cfg(target_os = "linux")]
+pub mod sandbox;
 
 #[cfg(unix)]
 pub use isolated::{IsolatedPlugin, IsolationOptions, serve, signal_name};
+#[cfg(target_os = "linux")]
+pub use sandbox::Sandbox;

@@ -179,6 +179,7 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
     let isolate = match args.isolate {
         true => Some(IsolationOptions {
             host_binary: std::env::current_exe().context("cannot find the ax binary to run the isolated hosts")?,
+            sandbox: None,
         }),
         false => None,
     };

@@ -1,0 +1,484 @@
+//! The sandbox of an isolated plugin: `[sandbox]` turned into kernel rules,
+//! applied by the child host after it is set up and before the plugin's
+//! library is opened, so that even the library's constructors run confined.
+//!
+//! Three layers, each from the kernel, none a check ax makes itself:
+//! 1. a fresh network namespace (no interface but a downed loopback) for
+//!    `network = "none"`, made between fork and exec by the parent
+//!    ([`Sandbox::prepare_command`]) when unprivileged user namespaces work;
+//! 2. Landlock ([`apply`]): the file system beyond `fs_read`/`fs_write` and
+//!    the implied paths, TCP bind/connect for `network = "none"` (ABI ≥ 4),
+//!    signals and abstract Unix sockets outside the sandbox (ABI ≥ 6);
+//! 3. seccomp-bpf: exec, fork (unless `exec = true`), ptrace and process
+//!    memory access, mount, bpf, perf events, keyrings, kernel modules,
+//!    io_uring, namespace changes, and sockets beyond `network`.
+//!
+//! A denied system call fails with `EPERM`; on x86_64 and aarch64 it first
+//! traps into a `SIGSYS` handler that counts it per capability ([`denials`])
+//! and writes `-EPERM` as the call's result (as Chromium's sandbox does),
+//! elsewhere it is a plain `SECCOMP_RET_ERRNO`. Not counted: fork and clone
+//! (libc blocks all signals around them, and a trap while `SIGSYS` is blocked
+//! would kill, so they get a plain `SECCOMP_RET_ERRNO`) and Landlock's denials
+//! (`EACCES`; the kernel reports them to audit only).
+//!
+//! **Invariant:** the plugin's library is never opened before [`apply`] has
+//! returned `Ok`; with `best_effort` off, a rule the kernel cannot enforce is
+//! an error and the library is not opened at all.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// `[sandbox] network`, on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    None,
+    Loopback,
+    Any,
+}
+
+/// What a sandboxed plugin may do: `[sandbox]` with its paths resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub network: Network,
+    pub fs_read: Vec<PathBuf>,
+    pub fs_write: Vec<PathBuf>,
+    pub exec: bool,
+    /// Run even where some rule cannot be enforced (`[plugin] sandbox = "best-effort"`).
+    pub best_effort: bool,
+}
+
+impl Sandbox {
+    /// The manifest's `[sandbox]` with paths resolved against `dir`.
+    pub fn from_manifest(
+        section: &ax_runtime::manifest::SandboxSection,
+        mode: ax_runtime::manifest::SandboxMode,
+        dir: &Path,
+    ) -> Sandbox {
+        use ax_runtime::manifest::{Network as M, SandboxMode};
+        let mut section = section.resolved(dir);
+        // The child runs where ax runs, but say where once and for all.
+        for path in section.fs_read.iter_mut().chain(section.fs_write.iter_mut()) {
+            if let Ok(absolute) = std::path::absolute(&*path) {
+                *path = absolute;
+            }
+        }
+        Sandbox {
+            network: match section.network {
+                M::None => Network::None,
+                M::Loopback => Network::Loopback,
+                M::Any => Network::Any,
+            },
+            fs_read: section.fs_read,
+            fs_write: section.fs_write,
+            exec: section.exec,
+            best_effort: mode == SandboxMode::BestEffort,
+        }
+    }
+
+    /// Prepares the child's command: for `network = "none"`, a new network
+    /// namespace (inside a new user namespace unless ax runs as root) made in
+    /// the child between fork and exec. If the kernel refuses, the child runs
+    /// in the parent's namespace (sockets are still denied by seccomp); the
+    /// parent sees which with [`in_own_network_namespace`].
+    #[cfg(target_os = "linux")]
+    pub fn prepare_command(&self, command: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        if self.network != Network::None {
+            return;
+        }
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let uid_map = format!("{uid} {uid} 1\n").into_bytes();
+        let gid_map = format!("{gid} {gid} 1\n").into_bytes();
+        let hook = move || {
+            // Only async-signal-safe calls below: this runs between fork and exec.
+            // SAFETY: unshare and the writes take valid arguments; failures are ignored.
+            unsafe {
+                if uid == 0 {
+                    libc::unshare(libc::CLONE_NEWNET);
+                } else if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) == 0 {
+                    write_file(c"/proc/self/setgroups", b"deny");
+                    write_file(c"/proc/self/uid_map", &uid_map);
+                    write_file(c"/proc/self/gid_map", &gid_map);
+                }
+            }
+            Ok(())
+        };
+        // SAFETY: the hook only makes async-signal-safe system calls.
+        unsafe { command.pre_exec(hook) };
+    }
+}
+
+/// Writes `bytes` to `path` with raw system calls (async-signal-safe).
+///
+/// # Safety
+/// Only between fork and exec, or anywhere a raw `open`/`write` is fine.
+#[cfg(target_os = "linux")]
+unsafe fn write_file(path: &std::ffi::CStr, bytes: &[u8]) {
+    // SAFETY: a valid C string and buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+            libc::close(fd);
+        }
+    }
+}
+
+/// Whether process `pid` has a network namespace of its own (not ours).
+pub fn in_own_network_namespace(pid: u32) -> bool {
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"));
+    let ours = std::fs::read_link("/proc/self/ns/net");
+    matches!((theirs, ours), (Ok(a), Ok(b)) if a != b)
+}
+
+// ---------------------------------------------------------------- counting
+
+/// The capabilities denials are counted by, in [`denials`] order.
+pub const CAPABILITIES: [&str; 8] =
+    ["exec", "ptrace", "network", "namespace", "mount", "keyring", "bpf/perf", "kernel"];
+
+static DENIED: [AtomicU64; CAPABILITIES.len()] = [const { AtomicU64::new(0) }; CAPABILITIES.len()];
+
+/// Denials counted so far in this process, per capability (non-zero ones).
+pub fn denials() -> Vec<(String, u64)> {
+    CAPABILITIES
+        .iter()
+        .zip(&DENIED)
+        .map(|(name, n)| ((*name).to_owned(), n.load(Ordering::Relaxed)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Which capability a denied system call belongs to.
+fn capability_of(nr: i64) -> usize {
+    let index = |name| CAPABILITIES.iter().position(|c| *c == name).unwrap_or(CAPABILITIES.len() - 1);
+    for (cap, calls) in denied_calls() {
+        if calls.contains(&nr) {
+            return index(cap);
+        }
+    }
+    match nr {
+        libc::SYS_socket => index("network"),
+        _ => index("kernel"),
+    }
+}
+
+/// System calls denied outright, by capability (exec and fork are added
+/// unless `exec = true`).
+fn denied_calls() -> [(&'static str, &'static [i64]); 7] {
+    [
+        (
+            "ptrace",
+            &[
+                libc::SYS_ptrace,
+                libc::SYS_process_vm_readv,
+                libc::SYS_process_vm_writev,
+                libc::SYS_pidfd_getfd,
+                libc::SYS_kcmp,
+            ],
+        ),
+        (
+            "mount",
+            &[
+                libc::SYS_mount,
+                libc::SYS_umount2,
+                libc::SYS_pivot_root,
+                libc::SYS_chroot,
+                libc::SYS_fsopen,
+                libc::SYS_fsconfig,
+                libc::SYS_fsmount,
+                libc::SYS_move_mount,
+                libc::SYS_open_tree,
+                libc::SYS_mount_setattr,
+            ],
+        ),
+        ("namespace", &[libc::SYS_unshare, libc::SYS_setns]),
+        ("keyring", &[libc::SYS_add_key, libc::SYS_request_key, libc::SYS_keyctl]),
+        ("bpf/perf", &[libc::SYS_bpf, libc::SYS_perf_event_open]),
+        (
+            "kernel",
+            &[
+                libc::SYS_init_module,
+                libc::SYS_finit_module,
+                libc::SYS_delete_module,
+                libc::SYS_kexec_load,
+                libc::SYS_kexec_file_load,
+                libc::SYS_reboot,
+                libc::SYS_swapon,
+                libc::SYS_swapoff,
+                libc::SYS_userfaultfd,
+                libc::SYS_io_uring_setup,
+                libc::SYS_open_by_handle_at,
+                libc::SYS_acct,
+            ],
+        ),
+        ("exec", &[libc::SYS_execve, libc::SYS_execveat]),
+    ]
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+const TRAPS: bool = true;
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+const TRAPS: bool = true;
+#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+const TRAPS: bool = false;
+
+/// The `SIGSYS` handler: count the denial, make the call return `-EPERM`.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+extern "C" fn on_sigsys(_signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: the kernel hands a valid siginfo (SIGSYS layout: the call's
+    // address at offset 16, its number at 24 on 64-bit Linux) and ucontext.
+    unsafe {
+        let nr = *(info.cast::<u8>().add(24).cast::<libc::c_int>());
+        if let Some(counter) = DENIED.get(capability_of(i64::from(nr))) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let context = &mut *context.cast::<libc::ucontext_t>();
+        #[cfg(target_arch = "x86_64")]
+        {
+            context.uc_mcontext.gregs[libc::REG_RAX as usize] = -i64::from(libc::EPERM);
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            context.uc_mcontext.regs[0] = (-i64::from(libc::EPERM)) as u64;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- applying
+
+/// Confines the calling process: `library` is the plugin's library, `own_dir`
+/// the child host's private directory (where it copies the library). Returns
+/// the rules the kernel could not enforce (empty when all are), or, without
+/// `best_effort`, an error naming them.
+#[cfg(target_os = "linux")]
+pub fn apply(sandbox: &Sandbox, library: &Path, own_dir: &Path) -> Result<Vec<String>, String> {
+    let mut unenforced = landlock_rules(sandbox, library, own_dir);
+    if let Err(e) = seccomp_rules(sandbox) {
+        unenforced.push(format!(
+            "system calls (exec, ptrace, namespaces, mount, sockets beyond network = \"{}\"): seccomp refused the filter: {e}",
+            network_name(sandbox.network)
+        ));
+    }
+    if !unenforced.is_empty() && !sandbox.best_effort {
+        return Err(format!(
+            "this kernel cannot enforce the plugin's [sandbox]: {}; refusing to load it (set sandbox = \"best-effort\" under [plugin] to run it with what can be enforced)",
+            unenforced.join("; ")
+        ));
+    }
+    Ok(unenforced)
+}
+
+fn network_name(network: Network) -> &'static str {
+    match network {
+        Network::None => "none",
+        Network::Loopback => "loopback",
+        Network::Any => "any",
+    }
+}
+
+/// The paths a sandboxed child may always read (and map executable): the
+/// system's shared libraries and what the process has mapped already.
+fn implied_read(library: &Path, own_dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = [
+        "/lib",
+        "/lib64",
+        "/usr/lib",
+        "/usr/lib64",
+        "/usr/local/lib",
+        "/etc/ld.so.cache",
+        "/proc/self",
+        "/dev/urandom",
+        "/sys/devices/system/cpu",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    paths.push(library.to_owned());
+    paths.push(own_dir.to_owned());
+    if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
+        for line in maps.lines() {
+            if let Some(path) = line.split_whitespace().nth(5).filter(|p| p.starts_with('/')) {
+                paths.push(PathBuf::from(path));
+            }
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths.retain(|p| p.exists());
+    paths
+}
+
+#[cfg(target_os = "linux")]
+fn landlock_rules(sandbox: &Sandbox, library: &Path, own_dir: &Path) -> Vec<String> {
+    use landlock::{
+        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus, Ruleset, RulesetAttr,
+        RulesetCreatedAttr, RulesetStatus, Scope, path_beneath_rules,
+    };
+    let abi = ABI::V6;
+    let mut read = implied_read(library, own_dir);
+    if sandbox.exec {
+        read.extend(["/bin", "/sbin", "/usr", "/etc"].iter().map(PathBuf::from));
+    }
+    read.extend(sandbox.fs_read.iter().cloned());
+    let mut write: Vec<PathBuf> = vec![own_dir.to_owned(), PathBuf::from("/dev/null")];
+    write.extend(sandbox.fs_write.iter().cloned());
+    let result = (|| {
+        let mut ruleset =
+            Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(AccessFs::from_all(abi))?;
+        if sandbox.network == Network::None {
+            ruleset = ruleset.handle_access(AccessNet::from_all(abi))?;
+        }
+        ruleset
+            .scope(Scope::AbstractUnixSocket | Scope::Signal)?
+            .create()?
+            .add_rules(path_beneath_rules(&read, AccessFs::from_read(abi)))?
+            .add_rules(path_beneath_rules(&write, AccessFs::from_all(abi)))?
+            .restrict_self()
+    })();
+    let mut unenforced = Vec::new();
+    let fs = "the file system (fs_read, fs_write)";
+    match result {
+        Err(e) => unenforced.push(format!("{fs}: Landlock refused the ruleset: {e}")),
+        Ok(status) => {
+            let effective = match status.landlock {
+                LandlockStatus::Available { effective_abi, .. } => Some(effective_abi),
+                _ => None,
+            };
+            match (status.ruleset, effective) {
+                (RulesetStatus::NotEnforced, _) | (_, None) => {
+                    unenforced.push(format!("{fs}: Landlock is not available in this kernel"));
+                }
+                (_, Some(abi)) => {
+                    if abi < ABI::V4 && sandbox.network == Network::None {
+                        unenforced.push(format!(
+                            "TCP bind/connect by port: Landlock ABI {abi} < 4 (sockets are still denied by seccomp)"
+                        ));
+                    }
+                    if abi < ABI::V6 {
+                        unenforced.push(format!(
+                            "signals and abstract Unix sockets outside the sandbox: Landlock ABI {abi} < 6"
+                        ));
+                    }
+                    if abi < ABI::V3 {
+                        unenforced.push(format!("truncating files outside fs_write: Landlock ABI {abi} < 3"));
+                    }
+                }
+            }
+        }
+    }
+    unenforced
+}
+
+#[cfg(target_os = "linux")]
+fn seccomp_rules(sandbox: &Sandbox) -> Result<(), String> {
+    use std::collections::BTreeMap;
+
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond,
+        SeccompFilter, SeccompRule, TargetArch,
+    };
+
+    #[cfg(target_arch = "x86_64")]
+    let arch = TargetArch::x86_64;
+    #[cfg(target_arch = "aarch64")]
+    let arch = TargetArch::aarch64;
+    #[cfg(target_arch = "riscv64")]
+    let arch = TargetArch::riscv64;
+
+    let cond = |arg, op, value| Cond::new(arg, Len::Qword, op, value).map_err(|e| e.to_string());
+    let dword = |arg, op, value| Cond::new(arg, Len::Dword, op, value).map_err(|e| e.to_string());
+    let rule = |conds: Vec<Cond>| SeccompRule::new(conds).map_err(|e| e.to_string());
+
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (cap, calls) in denied_calls() {
+        if cap == "exec" && sandbox.exec {
+            continue;
+        }
+        for &nr in calls {
+            rules.insert(nr, Vec::new());
+        }
+    }
+    // New processes and namespaces: libc blocks every signal around fork and
+    // clone, and a trap while SIGSYS is blocked kills, so these fail with a
+    // plain EPERM (not counted).
+    let mut process: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    #[cfg(target_arch = "x86_64")]
+    if !sandbox.exec {
+        process.insert(libc::SYS_fork, Vec::new());
+        process.insert(libc::SYS_vfork, Vec::new());
+    }
+    // clone: namespace flags always; a new process (no CLONE_THREAD) unless exec.
+    let mut clone = Vec::new();
+    for flag in [
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWNET,
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWIPC,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWCGROUP,
+    ] {
+        let flag = flag as u64;
+        clone.push(rule(vec![cond(0, Op::MaskedEq(flag), flag)?])?);
+    }
+    if !sandbox.exec {
+        clone.push(rule(vec![cond(0, Op::MaskedEq(libc::CLONE_THREAD as u64), 0)?])?);
+    }
+    process.insert(libc::SYS_clone, clone);
+    // socket: families beyond `network`, and never raw or packet sockets.
+    let socket = match sandbox.network {
+        Network::None => Vec::new(),
+        allowed => {
+            let mut families = vec![libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
+            if allowed == Network::Any {
+                families.push(libc::AF_NETLINK);
+            }
+            let others = families.into_iter().map(|f| dword(0, Op::Ne, f as u64)).collect::<Result<Vec<_>, _>>()?;
+            vec![rule(others)?, rule(vec![dword(1, Op::MaskedEq(0xf), libc::SOCK_RAW as u64)?])?]
+        }
+    };
+    rules.insert(libc::SYS_socket, socket);
+
+    let deny = if TRAPS { SeccompAction::Trap } else { SeccompAction::Errno(libc::EPERM as u32) };
+    let main: BpfProgram = SeccompFilter::new(rules, SeccompAction::Allow, deny, arch)
+        .and_then(TryInto::try_into)
+        .map_err(|e| e.to_string())?;
+    let process: BpfProgram =
+        SeccompFilter::new(process, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
+            .and_then(TryInto::try_into)
+            .map_err(|e| e.to_string())?;
+    // clone3 takes its flags in memory a filter cannot read: ENOSYS makes libc
+    // fall back to clone, whose flags it can.
+    let clone3: BpfProgram = SeccompFilter::new(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .and_then(TryInto::try_into)
+    .map_err(|e| e.to_string())?;
+
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        // SAFETY: a zeroed sigaction with a valid SA_SIGINFO handler.
+        let installed = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigsys as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut())
+        };
+        if installed != 0 {
+            return Err(format!("cannot handle SIGSYS: {}", std::io::Error::last_os_error()));
+        }
+    }
+    seccompiler::apply_filter_all_threads(&clone3).map_err(|e| e.to_string())?;
+    seccompiler::apply_filter_all_threads(&process).map_err(|e| e.to_string())?;
+    seccompiler::apply_filter_all_threads(&main).map_err(|e| e.to_string())?;
+    Ok(())
+}
