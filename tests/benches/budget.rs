@@ -14,6 +14,11 @@
 //!   returning, child killed and replaced (goal ≤ 50 ms plus the plugin's init),
 //!   next to the time to start a child and load the plugin.
 //!
+//! - sandbox: an isolated start (child started, plugin loaded) with and
+//!   without `[sandbox]` (network none: Landlock, seccomp and a network
+//!   namespace), interleaved, and a call round trip in each child (goal:
+//!   start ≤ +5 ms, calls unchanged).
+//!
 //! `cargo bench -p ax-e2e --bench budget`. Figures depend on the machine and its load.
 
 use std::hint::black_box;
@@ -21,7 +26,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ax_e2e::{release_binary, release_library, workspace_root};
-use ax_isolate::{IsolatedPlugin, IsolationOptions};
+use ax_isolate::sandbox::Network;
+use ax_isolate::{IsolatedPlugin, IsolationOptions, Sandbox};
 use ax_runtime::{Budget, Event, Host};
 use criterion::Criterion;
 use serde_json::{Value, json};
@@ -83,6 +89,31 @@ fn isolated_kill(host: &Host, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
     (kills, starts)
 }
 
+/// Isolated starts and call round trips, unsandboxed and sandboxed, interleaved:
+/// ((starts, calls) unsandboxed, (starts, calls) sandboxed).
+#[allow(clippy::type_complexity)]
+fn sandbox_cost(host: &Host, runs: usize, calls: usize) -> [(Vec<Duration>, Vec<Duration>); 2] {
+    let sandbox =
+        Sandbox { network: Network::None, fs_read: Vec::new(), fs_write: Vec::new(), exec: false, best_effort: false };
+    let variants = [None, Some(sandbox)];
+    let mut figures: [(Vec<Duration>, Vec<Duration>); 2] = Default::default();
+    for _ in 0..runs {
+        for (variant, (starts, round_trips)) in variants.iter().zip(figures.iter_mut()) {
+            let options = IsolationOptions { host_binary: release_binary("ax").to_owned(), sandbox: variant.clone() };
+            let started = Instant::now();
+            let library = release_library("fixture-hostile");
+            let plugin = IsolatedPlugin::start(host, library, "hostile", "{}", Budget::UNLIMITED, options).unwrap();
+            starts.push(started.elapsed());
+            for _ in 0..calls {
+                let started = Instant::now();
+                plugin.call_with("ok", &Value::Null, None).0.unwrap();
+                round_trips.push(started.elapsed());
+            }
+        }
+    }
+    figures
+}
+
 fn median_ns(group: &str, id: &str) -> Option<f64> {
     let path = workspace_root().join("target/criterion").join(group).join(id).join("new/estimates.json");
     let json: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
@@ -111,6 +142,22 @@ fn main() {
         percentile(&kills, 0.5).as_secs_f64() * 1e3,
         percentile(&kills, 0.95).as_secs_f64() * 1e3,
         percentile(&starts, 0.5).as_secs_f64() * 1e3,
+    );
+
+    let [(mut starts, mut calls), (mut sandboxed_starts, mut sandboxed_calls)] =
+        sandbox_cost(&host, if smoke { 2 } else { 20 }, if smoke { 10 } else { 200 });
+    for figures in [&mut starts, &mut calls, &mut sandboxed_starts, &mut sandboxed_calls] {
+        figures.sort_unstable();
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "sandboxed isolated start: p50 {:.1} ms vs unsandboxed {:.1} ms: {:+.1} ms (goal ≤ +5 ms);  \
+         call round trip p50 {:.1} µs vs {:.1} µs (goal: unchanged)",
+        ms(percentile(&sandboxed_starts, 0.5)),
+        ms(percentile(&starts, 0.5)),
+        ms(percentile(&sandboxed_starts, 0.5)) - ms(percentile(&starts, 0.5)),
+        ms(percentile(&sandboxed_calls, 0.5)) * 1e3,
+        ms(percentile(&calls, 0.5)) * 1e3,
     );
 
     let mut c = Criterion::default()

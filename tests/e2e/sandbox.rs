@@ -228,6 +228,14 @@ fn ax_run_sandboxes_a_manifest_with_a_sandbox_and_reports_its_denials() {
 }
 
 #[test]
+fn commands_that_run_in_process_refuse_a_sandboxed_plugin() {
+    let scene = Scene::new();
+    let dir = manifest_dir(&scene, "[sandbox]\n");
+    let out = run(ax().arg("perf").arg("run").arg(&dir).args(["--no-build", "--method", "ok", "--iterations", "1"]));
+    assert_one_error(&out, &["declares [sandbox]", "`ax perf run` cannot enforce", "AX_NO_SANDBOX=1"]);
+}
+
+#[test]
 fn a_bad_sandbox_section_is_one_clear_error() {
     let scene = Scene::new();
     for (extra, expected) in [

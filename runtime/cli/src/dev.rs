@@ -92,6 +92,7 @@ pub(crate) fn run(args: DevArgs) -> Result<ExitCode> {
     let log_filter = crate::logging::init()?;
     let calls = args.calls.as_deref().map(read_calls).transpose()?;
     let source = PluginSource::resolve(&args.plugin)?;
+    crate::run::refuse_unsandboxed(&source, "ax dev")?;
     let (crate_dir, reload_settings) = match &source {
         PluginSource::Manifest { dir, manifest, .. } => {
             (manifest.plugin.library.is_none().then(|| dir.clone()), Some(manifest.reload.clone()))

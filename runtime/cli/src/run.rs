@@ -64,7 +64,7 @@ pub(crate) struct RunArgs {
     isolate: bool,
     /// Run a plugin whose manifest has [sandbox] without its sandbox, with
     /// your full rights (for debugging; ax says so loudly).
-    #[arg(long)]
+    #[arg(long, env = "AX_NO_SANDBOX")]
     no_sandbox: bool,
     /// Wait for a debugger (ax-dap's `attach`) on ADDRESS, loopback only (e.g.
     /// 127.0.0.1:0 for any free port), before the first call; prints the port and the token to give it.
@@ -136,10 +136,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
 
     let sandbox = match source.sandbox() {
         Some(_) if args.no_sandbox => {
-            eprintln!(
-                "ax: WARNING: --no-sandbox: {} runs with ALL YOUR RIGHTS; its [sandbox] is NOT enforced",
-                source.name()
-            );
+            warn_unsandboxed(&source, "--no-sandbox");
             None
         }
         Some((section, mode)) => Some(ax_isolate::Sandbox::from_manifest(&section, mode, Path::new(""))),
@@ -272,6 +269,29 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         debugger.finished(i32::from(failed != 0));
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn warn_unsandboxed(source: &PluginSource, why: &str) {
+    eprintln!("ax: WARNING: {why}: {} runs with ALL YOUR RIGHTS; its [sandbox] is NOT enforced", source.name());
+}
+
+/// For the commands that run plugins in-process (`ax dev`, `ax perf`): a
+/// plugin whose manifest declares `[sandbox]` is refused, unless
+/// `AX_NO_SANDBOX` is set, and then ax says loudly that it runs unconfined.
+pub(crate) fn refuse_unsandboxed(source: &PluginSource, command: &str) -> Result<()> {
+    if source.sandbox().is_none() {
+        return Ok(());
+    }
+    let off = std::env::var("AX_NO_SANDBOX").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"));
+    if off {
+        warn_unsandboxed(source, "AX_NO_SANDBOX");
+        return Ok(());
+    }
+    bail!(
+        "{}: its manifest declares [sandbox], which `{command}` cannot enforce (it runs the plugin in-process); \
+         expected `ax run`, which sandboxes it, or AX_NO_SANDBOX=1 to run it with your full rights",
+        source.name()
+    )
 }
 
 /// 128 random bits, in hex.

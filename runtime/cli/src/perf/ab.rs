@@ -241,6 +241,7 @@ pub(super) struct Side {
 
 fn library(path: &Path, side: &str, build: &mut BuildOptions<'_>) -> Result<Side> {
     let source = PluginSource::resolve(path).with_context(|| format!("the {side}"))?;
+    crate::run::refuse_unsandboxed(&source, "ax perf ab").with_context(|| format!("the {side}"))?;
     let library = source.library(build).with_context(|| format!("the {side}"))?;
     Ok(Side { path: path.to_owned(), source, library })
 }

@@ -135,6 +135,7 @@ pub(crate) fn run(args: PerfRunArgs) -> Result<ExitCode> {
     let format = args.format();
 
     let source = PluginSource::resolve(&args.plugin)?;
+    crate::run::refuse_unsandboxed(&source, "ax perf run")?;
     let mut build = BuildOptions { build: !args.no_build, release: args.release, on_output: None };
     let library = source.library(&mut build)?;
     let profile = args.profile.options();
