@@ -61,6 +61,7 @@ pub use host::{Host, HostOptions};
 #[cfg(unix)]
 pub use isolated::{IsolatedPlugin, IsolationOptions};
 pub use lazy::LazyPlugin;
+pub use loader::LoadStats;
 pub use plugin::{Plugin, SavedState};
 pub use profile::ProfileOptions;
 pub use reload::{ReadyHook, ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
