@@ -16,7 +16,8 @@
 //! rewrites them (the linkers write a new file, which cargo links into place
 //! after removing the old name), so the inode ax maps is never written again.
 //! Any other file is copied: `cp` onto an existing file truncates and rewrites
-//! that inode, and a mapped image changed under the process is a crash. A link
+//! that inode, and a mapped image changed under the process is a crash. So is
+//! a file of another user (who could rewrite it at any time). A link
 //! that fails (another file system, `protected_hardlinks`) falls back to a
 //! copy. The link is made from the open file (`/proc/self/fd`), so what is
 //! linked is what was checked.
@@ -213,6 +214,8 @@ impl FileId {
 pub(crate) struct Image {
     file: File,
     pub(crate) id: FileId,
+    /// Its owner: only the owner of a file can rewrite it (root aside).
+    uid: u32,
 }
 
 /// Opens the library at `path` and checks its structure from its headers.
@@ -234,7 +237,7 @@ pub(crate) fn read(path: &Path) -> Result<Image, LoadError> {
         ImageProblem::NotALibrary(message) => LoadError::Open { path: path.to_owned(), message },
         ImageProblem::Incomplete(message) => LoadError::Incomplete { path: path.to_owned(), message },
     })?;
-    Ok(Image { file, id: FileId::of(&meta) })
+    Ok(Image { file, id: FileId::of(&meta), uid: meta.uid() })
 }
 
 /// Gives `image` (opened from `path`) a private path, opens it and checks its ABI.
@@ -248,7 +251,8 @@ pub(crate) fn open(path: &Path, image: &Image, libs: &LibDir) -> Result<OpenedLi
 /// is safe and possible, else copies it there (see the module docs); returns
 /// the private path.
 pub(crate) fn place(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf, LoadError> {
-    if replaced_by_rename(path)
+    if image.uid == rundir::euid()
+        && replaced_by_rename(path)
         && let Some(dir) = libs.link_dir(image.id.dev)
     {
         let link = libs.unique_path_in(dir, path).map_err(|source| LoadError::Copy {
