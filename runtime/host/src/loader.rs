@@ -26,7 +26,9 @@
 //! headers (a few kilobytes), not its contents. Whether a library changed is
 //! decided by its [`FileId`] (device, inode, size, mtime) first; only two
 //! files of the same size and different identities are compared, byte by byte
-//! until they differ ([`same_contents`]).
+//! until they differ ([`same_contents`]). An identity taken within
+//! `RACY_WITHIN` of the file's mtime is not trusted alone (a same-size write
+//! in the same timestamp tick would keep it): such a file is compared too.
 //!
 //! **Invariant:** images are never unmapped. `dlclose` with live TLS destructors
 //! or plugin-spawned threads is a crash on common platforms, and the host keeps
@@ -216,7 +218,15 @@ pub(crate) struct Image {
     pub(crate) id: FileId,
     /// Its owner: only the owner of a file can rewrite it (root aside).
     uid: u32,
+    /// Modified so shortly before it was opened that a write within the file
+    /// system's timestamp granularity could follow with the same mtime: its
+    /// [`FileId`] alone cannot vouch for its contents (git's "racily clean").
+    pub(crate) racy: bool,
 }
+
+/// How recent an mtime makes a file racy: above the coarsest timestamp
+/// granularity of common file systems (a jiffy, 10 ms at HZ=100).
+const RACY_WITHIN: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Opens the library at `path` and checks its structure from its headers.
 pub(crate) fn read(path: &Path) -> Result<Image, LoadError> {
@@ -237,7 +247,8 @@ pub(crate) fn read(path: &Path) -> Result<Image, LoadError> {
         ImageProblem::NotALibrary(message) => LoadError::Open { path: path.to_owned(), message },
         ImageProblem::Incomplete(message) => LoadError::Incomplete { path: path.to_owned(), message },
     })?;
-    Ok(Image { file, id: FileId::of(&meta), uid: meta.uid() })
+    let racy = meta.modified().ok().is_none_or(|m| m.elapsed().map_or(true, |age| age < RACY_WITHIN));
+    Ok(Image { file, id: FileId::of(&meta), uid: meta.uid(), racy })
 }
 
 /// Gives `image` (opened from `path`) a private path, opens it and checks its ABI.

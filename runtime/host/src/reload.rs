@@ -192,6 +192,8 @@ struct Known {
 #[derive(Debug)]
 struct Seen {
     id: FileId,
+    /// Its identity was taken too soon after its mtime to vouch for it alone.
+    racy: bool,
     /// Its private path (a link or a copy, never rewritten), to compare
     /// contents with; `None` if it failed before it got one.
     private: Option<PathBuf>,
@@ -201,7 +203,7 @@ impl Seen {
     /// Whether `image` holds the contents seen: the same file, unmodified, or
     /// another with the same bytes.
     fn holds(&self, image: &Image, host: &Host) -> bool {
-        if image.id == self.id {
+        if image.id == self.id && !self.racy {
             return true;
         }
         match &self.private {
@@ -234,7 +236,7 @@ impl ReloadablePlugin {
     ) -> Result<ReloadablePlugin, LoadError> {
         let image = loader::read(library)?;
         let opened = host.open(library, &image)?;
-        let serving = Seen { id: image.id, private: Some(opened.private.clone()) };
+        let serving = Seen { id: image.id, racy: image.racy, private: Some(opened.private.clone()) };
         let plugin = host.start_opened(library, opened, name, config_json, Some(options.init_timeout))?;
         Ok(ReloadablePlugin {
             host,
@@ -339,7 +341,7 @@ impl ReloadablePlugin {
         // only a failure under the serving config marks the library as failed.
         let mark_failed = |known: &mut Known, private: Option<PathBuf>| {
             if !config_changed {
-                known.failed = Some(Seen { id: image.id, private });
+                known.failed = Some(Seen { id: image.id, racy: image.racy, private });
             }
         };
         steps.push((ReloadStep::Read, started.elapsed()));
@@ -424,7 +426,7 @@ impl ReloadablePlugin {
         drop(route);
         lap(ReloadStep::Swap, &mut steps);
         let duration = started.elapsed();
-        *known = Known { serving: Seen { id: image.id, private: Some(private) }, failed: None };
+        *known = Known { serving: Seen { id: image.id, racy: image.racy, private: Some(private) }, failed: None };
 
         let shutdown_error = old.shutdown().err().map(|e| e.to_string());
         lap(ReloadStep::ShutdownOld, &mut steps);
