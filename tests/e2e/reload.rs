@@ -434,3 +434,15 @@ fn a_library_outside_cargo_is_copied_so_rewriting_it_in_place_is_harmless() {
     assert!(matches!(s.plugin.reload(&s.live()).unwrap(), ReloadOutcome::Reloaded(_)));
     assert_eq!(s.count("a b")["version"], "v2");
 }
+
+#[test]
+fn a_linked_library_loaded_again_is_copied_since_dlopen_would_return_the_mapped_image() {
+    let c = CargoDir::new(None);
+    let plugin = c.load();
+    // The same file with a new config: the image must be a new one.
+    let outcome = plugin.reconfigure(&c.live(), r#"{"again":true}"#).unwrap();
+    assert!(matches!(outcome, ReloadOutcome::Reloaded(_)), "{outcome:?}");
+    assert_eq!(version_of(&plugin), "v1");
+    let stats = c.host.load_stats();
+    assert_eq!((stats.linked, stats.copied), (1, 1), "{stats:?}");
+}

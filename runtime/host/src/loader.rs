@@ -19,7 +19,9 @@
 //! that inode, and a mapped image changed under the process is a crash. So is
 //! a file of another user (who could rewrite it at any time). A link
 //! that fails (another file system, `protected_hardlinks`) falls back to a
-//! copy. The link is made from the open file (`/proc/self/fd`), so what is
+//! copy. A file linked once in this process is copied when loaded again:
+//! `dlopen` recognises an image by its inode and would return the one already
+//! mapped. The link is made from the open file (`/proc/self/fd`), so what is
 //! linked is what was checked.
 //!
 //! **Reading only what must be read.** [`read`] opens the file and checks its
@@ -262,7 +264,10 @@ pub(crate) fn open(path: &Path, image: &Image, libs: &LibDir) -> Result<OpenedLi
 /// is safe and possible, else copies it there (see the module docs); returns
 /// the private path.
 pub(crate) fn place(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf, LoadError> {
+    let file = (image.id.dev, image.id.ino);
+    let mut linked_files = LINKED_FILES.lock().unwrap_or_else(|e| e.into_inner());
     if image.uid == rundir::euid()
+        && !linked_files.contains(&file)
         && replaced_by_rename(path)
         && let Some(dir) = libs.link_dir(image.id.dev)
     {
@@ -273,12 +278,14 @@ pub(crate) fn place(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf
         })?;
         match link_open_file(&image.file, &link) {
             Ok(()) => {
+                linked_files.insert(file);
                 libs.linked.fetch_add(1, Ordering::Relaxed);
                 return Ok(link);
             }
             Err(e) => tracing::debug!("{}: not linked ({e}); copying it", path.display()),
         }
     }
+    drop(linked_files);
     let copy = libs.unique_path_in(&libs.dir, path).map_err(|source| LoadError::Copy {
         path: path.to_owned(),
         copy: libs.dir.clone(),
@@ -288,6 +295,12 @@ pub(crate) fn place(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf
     libs.copied.fetch_add(1, Ordering::Relaxed);
     Ok(copy)
 }
+
+/// The files (device, inode) linked in this process: `dlopen` finds a loaded
+/// image by its inode, whatever the path, so a file mapped once must be copied
+/// to be loaded again (a reconfigure, a build loaded back, another host).
+static LINKED_FILES: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 /// Whether `path` is an output of cargo, which replaces its outputs and never
 /// rewrites them in place: its directory is a cargo profile directory.
