@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ax_e2e::{library, reload_variant, workspace_root};
-use ax_runtime::{Event, Host, LibraryWatcher, ReloadOptions, ReloadOutcome, ReloadStep, ReloadablePlugin};
+use ax_runtime::{
+    Event, Host, HostOptions, LibraryWatcher, ReloadOptions, ReloadOutcome, ReloadStep, ReloadablePlugin,
+};
 use serde_json::{Value, json};
 
 const LIB_NAME: &str = "libfixture_reload_counter.so";
@@ -219,10 +221,13 @@ fn a_cargo_style_replacement_never_leaves_a_moment_without_service() {
         })
     };
     // What cargo does: unlink the old file, hard-link the new one in its place.
+    // (The build first: building the variant can take longer than the watcher
+    // waits for a missing file.)
+    let v2 = reload_variant("v2", false);
     std::thread::sleep(Duration::from_millis(20));
     std::fs::remove_file(s.live()).unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    std::fs::hard_link(reload_variant("v2", false), s.live()).unwrap();
+    std::fs::hard_link(v2, s.live()).unwrap();
     let seen = wait_for(&events, Duration::from_secs(10), |e| reload_events(e).0 > 0);
     let seen = and_then_quiet(&events, seen, Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
@@ -294,4 +299,150 @@ fn an_idle_watcher_uses_no_cpu_even_without_debounce() {
     std::thread::sleep(Duration::from_secs(1));
     let used = cpu_ticks_of_threads(&names, &ours) - start;
     assert!(used <= 1, "the idle watcher used {used} clock ticks in 1 s");
+}
+
+/// A directory that cargo manages (it holds cargo's `.cargo-lock`), with v1
+/// in it, and a host whose private paths are on the same file system.
+struct CargoDir {
+    dir: tempfile::TempDir,
+    host: Arc<Host>,
+}
+
+impl CargoDir {
+    fn new(lib_root: Option<PathBuf>) -> CargoDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("debug")).unwrap();
+        std::fs::write(dir.path().join("debug/.cargo-lock"), "").unwrap();
+        std::fs::copy(reload_variant("v1", false), dir.path().join("debug").join(LIB_NAME)).unwrap();
+        let lib_root = lib_root.unwrap_or_else(|| dir.path().join("libs"));
+        let host =
+            Arc::new(Host::with_options(HostOptions { lib_root: Some(lib_root), ..HostOptions::default() }).unwrap());
+        CargoDir { dir, host }
+    }
+
+    fn live(&self) -> PathBuf {
+        self.dir.path().join("debug").join(LIB_NAME)
+    }
+
+    /// Replaces the library as cargo does: a new file, linked into place after the old name is removed.
+    fn rebuild(&self, variant: &str) {
+        let new = self.dir.path().join("new.so");
+        std::fs::copy(reload_variant(variant, false), &new).unwrap();
+        std::fs::remove_file(self.live()).unwrap();
+        std::fs::hard_link(&new, self.live()).unwrap();
+        std::fs::remove_file(&new).unwrap();
+    }
+
+    fn load(&self) -> ReloadablePlugin {
+        ReloadablePlugin::load(self.host.clone(), &self.live(), "reload-counter", "{}", ReloadOptions::default())
+            .unwrap()
+    }
+}
+
+/// Whether a file with this inode is mapped into this process.
+fn mapped_inode(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = std::fs::metadata(path).unwrap().ino().to_string();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    // Fields: address perms offset dev inode path.
+    maps.lines().any(|line| line.split_whitespace().nth(4) == Some(ino.as_str()))
+}
+
+fn version_of(plugin: &ReloadablePlugin) -> Value {
+    plugin.call("count", &json!({ "text": "a" })).unwrap()["version"].clone()
+}
+
+#[test]
+fn a_cargo_output_is_linked_and_a_reload_through_a_link_serves_the_new_code() {
+    let c = CargoDir::new(None);
+    let plugin = c.load();
+    assert_eq!(version_of(&plugin), "v1");
+    let stats = c.host.load_stats();
+    assert_eq!((stats.linked, stats.copied), (1, 0), "{stats:?}");
+    assert!(mapped_inode(&c.live()), "the mapped image is the build's own file, not a copy");
+
+    c.rebuild("v2");
+    let ReloadOutcome::Reloaded(report) = plugin.reload(&c.live()).unwrap() else { panic!("v2 differs from v1") };
+    assert_eq!(report.generation, 2);
+    assert_eq!(version_of(&plugin), "v2");
+    let stats = c.host.load_stats();
+    assert_eq!((stats.linked, stats.copied), (2, 0), "{stats:?}");
+    assert!(mapped_inode(&c.live()));
+}
+
+#[test]
+fn an_unchanged_library_is_recognised_without_reading_it() {
+    let c = CargoDir::new(None);
+    // Built a while ago: an mtime of just now is "racy" and compared anyway.
+    let file = std::fs::File::options().write(true).open(c.live()).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(60)).unwrap();
+    drop(file);
+    let plugin = c.load();
+    assert_eq!(plugin.reload(&c.live()).unwrap(), ReloadOutcome::Unchanged);
+    assert_eq!(c.host.load_stats().bytes_compared, 0, "same file, size and mtime: nothing read");
+
+    // Touched: same bytes, new mtime; compared, still unchanged.
+    let file = std::fs::File::options().write(true).open(c.live()).unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)).unwrap();
+    drop(file);
+    assert_eq!(plugin.reload(&c.live()).unwrap(), ReloadOutcome::Unchanged);
+    let len = std::fs::metadata(c.live()).unwrap().len();
+    assert_eq!(c.host.load_stats().bytes_compared, 2 * len, "both files read once, whole");
+
+    // Another build: a new file of another size is a change without comparing anything.
+    c.rebuild("v2");
+    let before = c.host.load_stats().bytes_compared;
+    assert!(matches!(plugin.reload(&c.live()).unwrap(), ReloadOutcome::Reloaded(_)));
+    if std::fs::metadata(reload_variant("v1", false)).unwrap().len() != std::fs::metadata(c.live()).unwrap().len() {
+        assert_eq!(c.host.load_stats().bytes_compared, before);
+    }
+    assert_eq!(c.host.load_stats().linked, 2);
+}
+
+#[test]
+fn across_file_systems_the_library_is_copied() {
+    use std::os::unix::fs::MetadataExt as _;
+    let shm = Path::new("/dev/shm");
+    let Ok(other) = tempfile::tempdir_in(shm) else {
+        eprintln!("skipped: no /dev/shm");
+        return;
+    };
+    let c = CargoDir::new(Some(other.path().join("libs")));
+    if std::fs::metadata(other.path()).unwrap().dev() == std::fs::metadata(c.dir.path()).unwrap().dev() {
+        eprintln!("skipped: /dev/shm and the temp dir are one file system here");
+        return;
+    }
+    let plugin = c.load();
+    assert_eq!(version_of(&plugin), "v1");
+    c.rebuild("v2");
+    assert!(matches!(plugin.reload(&c.live()).unwrap(), ReloadOutcome::Reloaded(_)));
+    assert_eq!(version_of(&plugin), "v2");
+    let stats = c.host.load_stats();
+    assert_eq!((stats.linked, stats.copied), (0, 2), "{stats:?}");
+    assert!(!mapped_inode(&c.live()));
+}
+
+#[test]
+fn a_library_outside_cargo_is_copied_so_rewriting_it_in_place_is_harmless() {
+    let s = Setup::new(ReloadOptions::default());
+    assert_eq!(s.count("a")["version"], "v1");
+    let stats = s.host.load_stats();
+    assert_eq!((stats.linked, stats.copied), (0, 1), "{stats:?}");
+    // `cp` onto the file rewrites its inode: the serving image is a copy, untouched.
+    std::fs::copy(reload_variant("v2", false), s.live()).unwrap();
+    assert_eq!(s.count("a b")["version"], "v1");
+    assert!(matches!(s.plugin.reload(&s.live()).unwrap(), ReloadOutcome::Reloaded(_)));
+    assert_eq!(s.count("a b")["version"], "v2");
+}
+
+#[test]
+fn a_linked_library_loaded_again_is_copied_since_dlopen_would_return_the_mapped_image() {
+    let c = CargoDir::new(None);
+    let plugin = c.load();
+    // The same file with a new config: the image must be a new one.
+    let outcome = plugin.reconfigure(&c.live(), r#"{"again":true}"#).unwrap();
+    assert!(matches!(outcome, ReloadOutcome::Reloaded(_)), "{outcome:?}");
+    assert_eq!(version_of(&plugin), "v1");
+    let stats = c.host.load_stats();
+    assert_eq!((stats.linked, stats.copied), (1, 1), "{stats:?}");
 }

@@ -23,7 +23,10 @@ use crate::startup::StartupMonitor;
 pub struct HostOptions {
     /// What plugins loaded from now on forward (spans, fields, log filter).
     pub instrumentation: Instrumentation,
-    /// Where library copies go (default: [`crate::rundir::lib_root`]); it must
+    /// Where libraries' private paths go, links (for a cargo output on its file
+    /// system) and copies (default: [`crate::rundir::lib_root`], with links
+    /// also in the per-user runtime directory when on the library's file
+    /// system; see `loader`); it must
     /// be private to this user (created 0700 or refused), and a per-process
     /// directory with a random name is made inside.
     pub lib_root: Option<std::path::PathBuf>,
@@ -49,16 +52,16 @@ impl Host {
 
     /// A host with `options`.
     pub fn with_options(options: HostOptions) -> std::io::Result<Host> {
-        let root = match options.lib_root {
-            Some(root) => root,
-            None => LibDir::default_root()?,
+        let libs = match options.lib_root {
+            Some(root) => LibDir::new(&root)?,
+            None => LibDir::default_dirs()?,
         };
         let events = Arc::new(EventBus::default());
         Ok(Host {
             watchdog: Arc::new(Watchdog::new(events.clone())),
             caches: Mutex::new(HashMap::new()),
             events,
-            libs: LibDir::new(&root)?,
+            libs,
             next_instance: AtomicU64::new(1),
             instrumentation: RwLock::new(options.instrumentation),
         })
@@ -67,6 +70,12 @@ impl Host {
     /// This host's private directory (library copies, sockets).
     pub fn lib_dir(&self) -> &Path {
         self.libs.dir()
+    }
+
+    /// How this host gave the libraries it loaded their private paths (links,
+    /// copies), and how much library content it read to compare versions.
+    pub fn load_stats(&self) -> crate::loader::LoadStats {
+        self.libs.stats()
     }
 
     /// The event stream of every plugin this host loads.
@@ -111,9 +120,15 @@ impl Host {
         self.start_opened(path, opened, name, config_json, init_timeout)
     }
 
-    /// Copies and maps an image read from `path`, checking its ABI.
+    /// Links or copies and maps an image read from `path`, checking its ABI.
     pub(crate) fn open(&self, path: &Path, image: &Image) -> Result<OpenedLibrary, LoadError> {
         loader::open(path, image, &self.libs)
+    }
+
+    /// Whether `image` holds the same bytes as `private`, a private path of
+    /// this host (counted in [`Host::load_stats`]).
+    pub(crate) fn same_contents(&self, image: &Image, private: &Path) -> bool {
+        loader::same_contents(image, private, &self.libs)
     }
 
     /// Creates the instance of an opened library on a new worker thread.
@@ -166,7 +181,7 @@ impl Host {
         Ok(plugin)
     }
 
-    /// [`Host::load`], each phase timed by `monitor`: read, copy, dlopen,
+    /// [`Host::load`], each phase timed by `monitor`: read, copy (a link or a copy), dlopen,
     /// resolve (entry symbol and ABI checks), init. The first call is the
     /// caller's to time ([`StartupMonitor::time`]).
     pub fn load_monitored(
@@ -179,12 +194,12 @@ impl Host {
         monitor.restart();
         let image = loader::read(library)?;
         monitor.mark(Phase::Read);
-        let copy = loader::copy(library, &image, &self.libs)?;
+        let private = loader::place(library, &image, &self.libs)?;
         drop(image);
         monitor.mark(Phase::Copy);
-        let mapped = loader::dlopen(library, &copy)?;
+        let mapped = loader::dlopen(library, &private)?;
         monitor.mark(Phase::Dlopen);
-        let opened = loader::resolve(library, mapped)?;
+        let opened = loader::resolve(library, &private, mapped)?;
         monitor.mark(Phase::Resolve);
         let plugin = self.start_opened(library, opened, &source.name(), &source.config_json(), None)?;
         plugin.set_budget(source.budget());

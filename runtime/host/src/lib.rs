@@ -56,6 +56,7 @@ pub use error::{CallError, LoadError, PluginFailure, SourceLocation};
 pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
 pub use host::{Host, HostOptions};
 pub use lazy::LazyPlugin;
+pub use loader::LoadStats;
 pub use plugin::{Plugin, SavedState};
 pub use profile::ProfileOptions;
 pub use reload::{ReadyHook, ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};

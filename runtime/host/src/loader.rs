@@ -1,18 +1,48 @@
-//! Opening a plugin library: copy, `dlopen`, entry symbol, ABI checks.
+//! Opening a plugin library: a private path for it (hard link or copy),
+//! `dlopen`, entry symbol, ABI checks.
 //!
-//! The library is first copied to a unique path, because `dlopen` of a path
-//! already loaded returns the stale image (which would defeat hot reload), and
-//! so that a rebuild can overwrite the original while the copy serves. Copies
-//! live in a per-process directory (random name, mode 0700, inside the
-//! per-user root of [`crate::rundir`]) removed when the [`LibDir`] is dropped;
-//! directories of processes that died are swept at the next start. Copies are
-//! created exclusively (`O_EXCL|O_NOFOLLOW`).
+//! The library is given a unique private path first, because `dlopen` of a
+//! path already loaded returns the stale image (which would defeat hot
+//! reload), and so that a rebuild can replace the original while the private
+//! one serves. Private paths live in a per-process directory (random name,
+//! mode 0700, inside a per-user root of [`crate::rundir`]) removed when the
+//! [`LibDir`] is dropped; directories of processes that died are swept at the
+//! next start. Names are fresh and random; files and links are created
+//! exclusively (`O_EXCL|O_NOFOLLOW`, `linkat` never replaces).
+//!
+//! **A link where it is safe, a copy elsewhere.** A library in a cargo profile
+//! directory (one holding cargo's `.cargo-lock`) is hard-linked when the
+//! private directory is on its file system: cargo replaces its outputs, never
+//! rewrites them (the linkers write a new file, which cargo links into place
+//! after removing the old name), so the inode ax maps is never written again.
+//! Any other file is copied: `cp` onto an existing file truncates and rewrites
+//! that inode, and a mapped image changed under the process is a crash. So is
+//! a file of another user (who could rewrite it at any time). A link
+//! that fails (another file system, `protected_hardlinks`) falls back to a
+//! copy. A file linked once in this process is copied when loaded again:
+//! `dlopen` recognises an image by its inode and would return the one already
+//! mapped. The link is made from the open file (`/proc/self/fd`), so what is
+//! linked is what was checked.
+//!
+//! **Reading only what must be read.** [`read`] opens the file and checks its
+//! headers (a few kilobytes), not its contents. Whether a library changed is
+//! decided by its [`FileId`] (device, inode, size, mtime) first; only two
+//! files of the same size and different identities are compared, byte by byte
+//! until they differ ([`same_contents`]). An identity taken within
+//! `RACY_WITHIN` of the file's mtime is not trusted alone (a same-size write
+//! in the same timestamp tick would keep it): such a file is compared too.
 //!
 //! **Invariant:** images are never unmapped. `dlclose` with live TLS destructors
 //! or plugin-spawned threads is a crash on common platforms, and the host keeps
 //! `'static` pointers into the image (callsite names, probe sites).
 
+use std::fs::File;
+use std::io::{Read as _, Seek as _};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::os::unix::io::AsRawFd as _;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ax_abi::{ABI_VERSION, CANARY_MAGIC, Canary, ENTRY_SYMBOL, EntryFn, PluginVTable, VTableHeader};
@@ -20,40 +50,105 @@ use ax_abi::{ABI_VERSION, CANARY_MAGIC, Canary, ENTRY_SYMBOL, EntryFn, PluginVTa
 use crate::error::LoadError;
 use crate::rundir;
 
-/// The per-process directory holding library copies.
+/// The per-process directories holding the private paths of libraries.
 #[derive(Debug)]
 pub(crate) struct LibDir {
+    /// `<root>/<pid>-<random>`: copies, and links from its file system.
     dir: PathBuf,
+    dev: u64,
+    /// When the root was the default one: links for libraries on the per-user
+    /// runtime directory's file system go to a per-process directory there
+    /// (made on first use; `None` inside once it proved unusable).
+    runtime_links: Option<OnceLock<Option<(u64, PathBuf)>>>,
     next: AtomicU64,
+    linked: AtomicU64,
+    copied: AtomicU64,
+    compared: AtomicU64,
+}
+
+/// What the host did to give libraries their private paths (see
+/// [`crate::Host::load_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Libraries hard-linked.
+    pub linked: u64,
+    /// Libraries copied.
+    pub copied: u64,
+    /// Bytes of library contents read to tell a changed library from a
+    /// touched one (headers checked at load are not counted).
+    pub bytes_compared: u64,
 }
 
 impl LibDir {
     /// Creates `<root>/<pid>-<random>` (one per host in the process), sweeping
     /// directories of dead processes in `root` first. `root` must be private
-    /// ([`rundir::private_dir`]): it is created so or refused.
+    /// ([`rundir::private_dir`]): it is created so or refused. Libraries are
+    /// linked only when they are on `root`'s file system.
     pub(crate) fn new(root: &Path) -> std::io::Result<LibDir> {
-        rundir::private_dir(root)?;
-        sweep_dead(root);
-        let dir = rundir::unique_dir(root, &std::process::id().to_string())?;
-        Ok(LibDir { dir, next: AtomicU64::new(0) })
+        LibDir::with_runtime_links(root, false)
     }
 
     /// The default root ([`rundir::lib_root`]): `$AX_LIB_DIR`, else
     /// `/dev/shm/ax-<uid>` on an executable tmpfs, else the per-user runtime
-    /// directory; created private or refused.
-    pub(crate) fn default_root() -> std::io::Result<PathBuf> {
-        Ok(rundir::lib_root()?)
+    /// directory; created private or refused. Unless `AX_LIB_DIR` names the
+    /// root, libraries on the runtime directory's file system are linked there.
+    pub(crate) fn default_dirs() -> std::io::Result<LibDir> {
+        let explicit = std::env::var_os("AX_LIB_DIR").is_some_and(|d| !d.is_empty());
+        LibDir::with_runtime_links(&rundir::lib_root()?, !explicit)
+    }
+
+    fn with_runtime_links(root: &Path, runtime_links: bool) -> std::io::Result<LibDir> {
+        rundir::private_dir(root)?;
+        sweep_dead(root);
+        let dir = rundir::unique_dir(root, &std::process::id().to_string())?;
+        let dev = std::fs::metadata(&dir)?.dev();
+        Ok(LibDir {
+            dir,
+            dev,
+            runtime_links: runtime_links.then(OnceLock::new),
+            next: AtomicU64::new(0),
+            linked: AtomicU64::new(0),
+            copied: AtomicU64::new(0),
+            compared: AtomicU64::new(0),
+        })
     }
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    fn unique_copy_path(&self, original: &Path) -> PathBuf {
+    pub(crate) fn stats(&self) -> LoadStats {
+        LoadStats {
+            linked: self.linked.load(Ordering::Relaxed),
+            copied: self.copied.load(Ordering::Relaxed),
+            bytes_compared: self.compared.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A private directory on the file system `dev`, if this host has one.
+    fn link_dir(&self, dev: u64) -> Option<&Path> {
+        if dev == self.dev {
+            return Some(&self.dir);
+        }
+        let made = self.runtime_links.as_ref()?.get_or_init(|| {
+            let root = rundir::runtime_dir().ok()?.join("libs");
+            rundir::private_dir(&root).ok()?;
+            if std::fs::metadata(&root).ok()?.dev() == self.dev {
+                return None;
+            }
+            sweep_dead(&root);
+            let dir = rundir::unique_dir(&root, &std::process::id().to_string()).ok()?;
+            Some((std::fs::metadata(&dir).ok()?.dev(), dir))
+        });
+        made.as_ref().filter(|(made_dev, _)| *made_dev == dev).map(|(_, dir)| dir.as_path())
+    }
+
+    /// A fresh name in `dir` for a private path of `original`.
+    fn unique_path_in(&self, dir: &Path, original: &Path) -> std::io::Result<PathBuf> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let stem = original.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
         let ext = original.extension().and_then(|s| s.to_str()).unwrap_or(std::env::consts::DLL_EXTENSION);
-        self.dir.join(format!("{stem}-{n}.{ext}"))
+        Ok(dir.join(format!("{stem}-{n}-{}.{ext}", rundir::random_hex(6)?)))
     }
 }
 
@@ -61,6 +156,9 @@ impl Drop for LibDir {
     fn drop(&mut self) {
         // The images stay mapped; removing their files does not unmap them.
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(Some((_, dir))) = self.runtime_links.as_ref().and_then(OnceLock::get) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -90,50 +188,183 @@ pub(crate) struct OpenedLibrary {
     pub(crate) vtable: &'static PluginVTable,
     /// Set when the plugin was built by a different compiler than the host.
     pub(crate) compiler_differs: Option<String>,
+    /// The private path it was mapped from (a link or a copy; never rewritten).
+    pub(crate) private: PathBuf,
 }
 
-/// A library file read into memory and checked to be a whole shared library.
+/// What tells one version of a library file from another without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+    pub(crate) len: u64,
+    mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+/// A library file opened and checked to be a whole shared library (its
+/// headers read, not its contents).
 #[derive(Debug)]
 pub(crate) struct Image {
-    bytes: Vec<u8>,
-    /// xxh3 of the contents: tells a changed library from a touched one.
-    pub(crate) hash: u64,
+    file: File,
+    pub(crate) id: FileId,
+    /// Its owner: only the owner of a file can rewrite it (root aside).
+    uid: u32,
+    /// Modified so shortly before it was opened that a write within the file
+    /// system's timestamp granularity could follow with the same mtime: its
+    /// [`FileId`] alone cannot vouch for its contents (git's "racily clean").
+    pub(crate) racy: bool,
 }
 
-/// Reads the library at `path` and checks its structure.
+/// How recent an mtime makes a file racy: above the coarsest timestamp
+/// granularity of common file systems (a jiffy, 10 ms at HZ=100).
+const RACY_WITHIN: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Opens the library at `path` and checks its structure from its headers.
 pub(crate) fn read(path: &Path) -> Result<Image, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+    let read_error = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::NotFound => LoadError::NotFound { path: path.to_owned() },
         _ => LoadError::Read { path: path.to_owned(), source },
-    })?;
-    check_image(&bytes).map_err(|problem| match problem {
+    };
+    let file = File::open(path).map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if meta.is_dir() {
+        return Err(read_error(std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let checked = {
+        let cache = object::read::ReadCache::new(&file);
+        check_image(&cache, meta.len())
+    };
+    checked.map_err(|problem| match problem {
         ImageProblem::NotALibrary(message) => LoadError::Open { path: path.to_owned(), message },
         ImageProblem::Incomplete(message) => LoadError::Incomplete { path: path.to_owned(), message },
     })?;
-    let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
-    Ok(Image { bytes, hash })
+    let racy = meta.modified().ok().is_none_or(|m| m.elapsed().map_or(true, |age| age < RACY_WITHIN));
+    Ok(Image { file, id: FileId::of(&meta), uid: meta.uid(), racy })
 }
 
-/// Copies `image` (read from `path`) to a unique path, opens it and checks its ABI.
+/// Gives `image` (opened from `path`) a private path, opens it and checks its ABI.
 pub(crate) fn open(path: &Path, image: &Image, libs: &LibDir) -> Result<OpenedLibrary, LoadError> {
-    let copy = copy(path, image, libs)?;
-    let library = dlopen(path, &copy)?;
-    resolve(path, library)
+    let private = place(path, image, libs)?;
+    let library = dlopen(path, &private)?;
+    resolve(path, &private, library)
 }
 
-/// Writes `image` (read from `path`) to a unique path in `libs`; returns the copy.
-pub(crate) fn copy(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf, LoadError> {
-    let copy = libs.unique_copy_path(path);
-    // Exclusively and never through a symlink, in a directory only we can enter.
-    rundir::create_new(&copy, 0o700, &image.bytes).map_err(|source| LoadError::Copy {
+/// Hard-links `image` (opened from `path`) into a private directory when that
+/// is safe and possible, else copies it there (see the module docs); returns
+/// the private path.
+pub(crate) fn place(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf, LoadError> {
+    let file = (image.id.dev, image.id.ino);
+    let mut linked_files = LINKED_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    if image.uid == rundir::euid()
+        && !linked_files.contains(&file)
+        && replaced_by_rename(path)
+        && let Some(dir) = libs.link_dir(image.id.dev)
+    {
+        let link = libs.unique_path_in(dir, path).map_err(|source| LoadError::Copy {
+            path: path.to_owned(),
+            copy: dir.to_owned(),
+            source,
+        })?;
+        match link_open_file(&image.file, &link) {
+            Ok(()) => {
+                linked_files.insert(file);
+                libs.linked.fetch_add(1, Ordering::Relaxed);
+                return Ok(link);
+            }
+            Err(e) => tracing::debug!("{}: not linked ({e}); copying it", path.display()),
+        }
+    }
+    drop(linked_files);
+    let copy = libs.unique_path_in(&libs.dir, path).map_err(|source| LoadError::Copy {
         path: path.to_owned(),
-        copy: copy.clone(),
+        copy: libs.dir.clone(),
         source,
     })?;
+    copy_open_file(path, image, &copy)?;
+    libs.copied.fetch_add(1, Ordering::Relaxed);
     Ok(copy)
 }
 
-/// Maps the copy of `path`, running its initialisers.
+/// The files (device, inode) linked in this process: `dlopen` finds a loaded
+/// image by its inode, whatever the path, so a file mapped once must be copied
+/// to be loaded again (a reconfigure, a build loaded back, another host).
+static LINKED_FILES: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether `path` is an output of cargo, which replaces its outputs and never
+/// rewrites them in place: its directory is a cargo profile directory.
+fn replaced_by_rename(path: &Path) -> bool {
+    path.parent().is_some_and(|dir| dir.join(".cargo-lock").is_file())
+}
+
+/// `linkat` of the open `file` (its inode, not whatever its path names now) to
+/// the new name `link`; fails if `link` exists.
+fn link_open_file(file: &File, link: &Path) -> std::io::Result<()> {
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let to = std::ffi::CString::new(link.as_os_str().as_bytes())?;
+    // SAFETY: both are NUL-terminated paths that outlive the call.
+    let done =
+        unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+    if done == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// Copies the open file of `image` to the new file `copy` (in the kernel,
+/// without passing through this process's memory), and checks that the
+/// original did not change meanwhile.
+fn copy_open_file(path: &Path, image: &Image, copy: &Path) -> Result<(), LoadError> {
+    let copy_error = |source: std::io::Error| LoadError::Copy { path: path.to_owned(), copy: copy.to_owned(), source };
+    // Exclusively and never through a symlink, in a directory only we can enter.
+    let mut out = rundir::create_new_file(copy, 0o700).map_err(copy_error)?;
+    let mut from = &image.file;
+    from.seek(std::io::SeekFrom::Start(0)).map_err(copy_error)?;
+    let copied = std::io::copy(&mut from.take(image.id.len), &mut out).map_err(copy_error)?;
+    let now = image.file.metadata().map(|m| FileId::of(&m)).map_err(copy_error)?;
+    if copied != image.id.len || now != image.id {
+        let _ = std::fs::remove_file(copy);
+        return Err(LoadError::Incomplete {
+            path: path.to_owned(),
+            message: "it changed while being copied".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether the file of `image` holds the same bytes as `other` (a private path
+/// this host made), read side by side until they differ; the bytes read count
+/// in [`LoadStats::bytes_compared`].
+pub(crate) fn same_contents(image: &Image, other: &Path, libs: &LibDir) -> bool {
+    let Ok(other) = File::open(other) else { return false };
+    if other.metadata().map(|m| m.len()).ok() != Some(image.id.len) {
+        return false;
+    }
+    const CHUNK: usize = 256 << 10;
+    let (mut a, mut b) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let mut offset = 0u64;
+    while offset < image.id.len {
+        let want = CHUNK.min((image.id.len - offset) as usize);
+        let read =
+            image.file.read_exact_at(&mut a[..want], offset).and_then(|()| other.read_exact_at(&mut b[..want], offset));
+        libs.compared.fetch_add(2 * want as u64, Ordering::Relaxed);
+        if read.is_err() || a[..want] != b[..want] {
+            return false;
+        }
+        offset += want as u64;
+    }
+    true
+}
+
+/// Maps the private path of `path`, running its initialisers.
 pub(crate) fn dlopen(path: &Path, copy: &Path) -> Result<libloading::Library, LoadError> {
     // SAFETY: loading a library runs its initialisers. Native plugins are trusted
     // code (see ARCHITECTURE.md); this is the point where that trust is exercised.
@@ -143,7 +374,7 @@ pub(crate) fn dlopen(path: &Path, copy: &Path) -> Result<libloading::Library, Lo
 
 /// Finds the entry symbol of the mapped `library` (of `path`) and checks its
 /// header and canary. The library is never unmapped from here on.
-pub(crate) fn resolve(path: &Path, library: libloading::Library) -> Result<OpenedLibrary, LoadError> {
+pub(crate) fn resolve(path: &Path, private: &Path, library: libloading::Library) -> Result<OpenedLibrary, LoadError> {
     let symbol = std::str::from_utf8(&ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1]).unwrap_or("ax_plugin_entry_v1");
     // SAFETY: the symbol's type is fixed by the ABI; a mismatch is caught by the header checks below.
     let entry: EntryFn = match unsafe { library.get::<EntryFn>(ENTRY_SYMBOL) } {
@@ -177,7 +408,7 @@ pub(crate) fn resolve(path: &Path, library: libloading::Library) -> Result<Opene
     // SAFETY: version and size match, so the whole vtable has our layout; it is a static.
     let vtable: &'static PluginVTable = unsafe { &*raw };
     let compiler_differs = check_canary(path, &vtable.canary)?;
-    Ok(OpenedLibrary { vtable, compiler_differs })
+    Ok(OpenedLibrary { vtable, compiler_differs, private: private.to_owned() })
 }
 
 /// Why a file cannot be mapped.
@@ -190,15 +421,23 @@ enum ImageProblem {
     Incomplete(String),
 }
 
-/// Checks that `bytes` is a whole shared library before `dlopen` maps it: the
-/// dynamic loader trusts the headers, and a segment that extends past the end
-/// of a truncated file is mapped anyway and faults (SIGBUS) when touched.
-fn check_image(bytes: &[u8]) -> Result<(), ImageProblem> {
-    use object::{Object, ObjectKind, ObjectSection, ObjectSegment};
-    let file = match object::File::parse(bytes) {
+/// Checks that `data` (of `len` bytes) is a whole shared library before
+/// `dlopen` maps it: the dynamic loader trusts the headers, and a segment that
+/// extends past the end of a truncated file is mapped anyway and faults
+/// (SIGBUS) when touched. For ELF only the headers are read (file, program
+/// and section headers); other formats are parsed whole.
+fn check_image<'d, R: object::ReadRef<'d>>(data: R, len: u64) -> Result<(), ImageProblem> {
+    use object::read::elf::{FileHeader, ProgramHeader as _, SectionHeader as _};
+    use object::{FileKind, Object, ObjectKind, ObjectSection, ObjectSegment};
+    match FileKind::parse(data) {
+        Ok(FileKind::Elf64) => return check_elf::<object::elf::FileHeader64<object::Endianness>, R>(data, len),
+        Ok(FileKind::Elf32) => return check_elf::<object::elf::FileHeader32<object::Endianness>, R>(data, len),
+        _ => {}
+    }
+    let file = match object::File::parse(data) {
         Ok(file) => file,
         // A known magic number that does not parse is a cut-off file.
-        Err(e) if object::FileKind::parse(bytes).is_ok() => {
+        Err(e) if FileKind::parse(data).is_ok() => {
             return Err(ImageProblem::Incomplete(e.to_string().to_lowercase()));
         }
         Err(e) => return Err(ImageProblem::NotALibrary(e.to_string().to_lowercase())),
@@ -208,9 +447,38 @@ fn check_image(bytes: &[u8]) -> Result<(), ImageProblem> {
             format!("{:?} object file, not a shared library", file.kind()).to_lowercase(),
         ));
     }
-    let len = bytes.len() as u64;
     let ranges = file.segments().map(|s| Some(s.file_range())).chain(file.sections().map(|s| s.file_range()));
-    for (offset, size) in ranges.flatten() {
+    return within(ranges.flatten(), len);
+
+    fn check_elf<'d, Elf: FileHeader, R: object::ReadRef<'d>>(data: R, len: u64) -> Result<(), ImageProblem> {
+        // Headers that do not parse after a known magic number: a cut-off file.
+        let cut = |e: object::Error| ImageProblem::Incomplete(e.to_string().to_lowercase());
+        let header = Elf::parse(data).map_err(cut)?;
+        let endian = header.endian().map_err(cut)?;
+        let kind = match header.e_type(endian) {
+            object::elf::ET_DYN => None,
+            object::elf::ET_EXEC => Some("executable"),
+            object::elf::ET_REL => Some("relocatable"),
+            object::elf::ET_CORE => Some("core"),
+            _ => Some("unknown"),
+        };
+        if let Some(kind) = kind {
+            return Err(ImageProblem::NotALibrary(format!("{kind} object file, not a shared library")));
+        }
+        let segments = header.program_headers(endian, data).map_err(cut)?;
+        let sections = header.section_headers(endian, data).map_err(cut)?;
+        let segment_ranges = segments.iter().map(|p| (p.p_offset(endian).into(), p.p_filesz(endian).into()));
+        let section_ranges = sections
+            .iter()
+            .filter(|s| s.sh_type(endian) != object::elf::SHT_NOBITS)
+            .map(|s| (s.sh_offset(endian).into(), s.sh_size(endian).into()));
+        within(segment_ranges.chain(section_ranges), len)
+    }
+}
+
+/// Every `(offset, size)` ends within `len` bytes.
+fn within(ranges: impl Iterator<Item = (u64, u64)>, len: u64) -> Result<(), ImageProblem> {
+    for (offset, size) in ranges {
         let end = offset.saturating_add(size);
         if end > len {
             return Err(ImageProblem::Incomplete(format!("its headers describe {end} bytes, the file has {len}")));
@@ -301,15 +569,16 @@ mod tests {
 
     #[test]
     fn image_checks() {
-        let err = check_image(b"plain text, not a library").unwrap_err();
+        let check = |bytes: &[u8]| check_image(bytes, bytes.len() as u64);
+        let err = check(b"plain text, not a library").unwrap_err();
         assert!(matches!(&err, ImageProblem::NotALibrary(m) if m.contains("unknown file magic")), "{err:?}");
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         // A test binary is an executable (PIE executables count as dynamic objects on Linux).
-        if let Err(err) = check_image(&me) {
+        if let Err(err) = check(&me) {
             assert!(matches!(&err, ImageProblem::NotALibrary(m) if m.contains("not a shared library")), "{err:?}");
         }
         for keep in [64, me.len() / 2, me.len() - 1] {
-            let err = check_image(&me[..keep]).unwrap_err();
+            let err = check(&me[..keep]).unwrap_err();
             assert!(matches!(err, ImageProblem::Incomplete(_)), "{keep}: {err:?}");
         }
     }
@@ -325,9 +594,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let libs = LibDir::new(root.path()).unwrap();
         let other = LibDir::new(root.path()).unwrap();
-        let a = libs.unique_copy_path(Path::new("/x/libfoo.so"));
-        let b = libs.unique_copy_path(Path::new("/x/libfoo.so"));
-        let c = other.unique_copy_path(Path::new("/x/libfoo.so"));
+        let a = libs.unique_path_in(&libs.dir, Path::new("/x/libfoo.so")).unwrap();
+        let b = libs.unique_path_in(&libs.dir, Path::new("/x/libfoo.so")).unwrap();
+        let c = other.unique_path_in(&other.dir, Path::new("/x/libfoo.so")).unwrap();
         assert!(a != b && a != c && b != c, "{a:?} {b:?} {c:?}");
         drop(other);
         assert!(libs.dir.is_dir(), "hosts do not remove each other's copies");

@@ -2,8 +2,13 @@
 //! state, and roll back to the old one on any failure.
 //!
 //! [`ReloadablePlugin`] routes calls to the current instance. A reload
-//! 1. reads the new library and skips it if its contents did not change,
-//! 2. loads it beside the old one (a copy at a unique path; ABI checked),
+//! 1. opens the new library, checks its headers, and skips it if its contents
+//!    did not change: the same file (device, inode, size, mtime) as the one
+//!    serving, or as the last one that failed, is skipped without reading it;
+//!    another file of the same size is compared byte by byte until the first
+//!    difference (a touched file is unchanged); a new size is a change,
+//! 2. loads it beside the old one (a link or a copy at a unique path, see
+//!    `loader`; ABI checked),
 //! 3. creates the new instance under a deadline (`init`),
 //! 4. stops routing new calls to the old instance and waits for the calls in
 //!    flight to finish, with a deadline (`drain`),
@@ -37,7 +42,7 @@ use serde_json::Value;
 use crate::error::{CallError, LoadError};
 use crate::events::Event;
 use crate::host::Host;
-use crate::loader;
+use crate::loader::{self, FileId, Image};
 use crate::plugin::Plugin;
 
 /// Deadlines of a reload.
@@ -169,11 +174,43 @@ pub struct ReloadablePlugin {
     options: ReloadOptions,
     current: RwLock<Arc<Plugin>>,
     generation: AtomicU64,
-    /// Hashes of the library serving and of the last one that failed to load.
+    /// The library serving and the last one that failed to load.
     /// Held during a reload: one reload at a time.
-    hashes: Mutex<(u64, Option<u64>)>,
+    known: Mutex<Known>,
     /// Called with a new instance once it holds the state, before it serves.
     on_ready: RwLock<Option<ReadyHook>>,
+}
+
+/// Library versions a reload compares a new file with.
+#[derive(Debug)]
+struct Known {
+    serving: Seen,
+    failed: Option<Seen>,
+}
+
+/// A library version this plugin saw.
+#[derive(Debug)]
+struct Seen {
+    id: FileId,
+    /// Its identity was taken too soon after its mtime to vouch for it alone.
+    racy: bool,
+    /// Its private path (a link or a copy, never rewritten), to compare
+    /// contents with; `None` if it failed before it got one.
+    private: Option<PathBuf>,
+}
+
+impl Seen {
+    /// Whether `image` holds the contents seen: the same file, unmodified, or
+    /// another with the same bytes.
+    fn holds(&self, image: &Image, host: &Host) -> bool {
+        if image.id == self.id && !self.racy {
+            return true;
+        }
+        match &self.private {
+            Some(private) if image.id.len == self.id.len => host.same_contents(image, private),
+            _ => false,
+        }
+    }
 }
 
 /// See [`ReloadablePlugin::on_ready`].
@@ -198,7 +235,9 @@ impl ReloadablePlugin {
         options: ReloadOptions,
     ) -> Result<ReloadablePlugin, LoadError> {
         let image = loader::read(library)?;
-        let plugin = host.start(library, &image, name, config_json, Some(options.init_timeout))?;
+        let opened = host.open(library, &image)?;
+        let serving = Seen { id: image.id, racy: image.racy, private: Some(opened.private.clone()) };
+        let plugin = host.start_opened(library, opened, name, config_json, Some(options.init_timeout))?;
         Ok(ReloadablePlugin {
             host,
             name: name.to_owned(),
@@ -206,7 +245,7 @@ impl ReloadablePlugin {
             options,
             current: RwLock::new(Arc::new(plugin)),
             generation: AtomicU64::new(1),
-            hashes: Mutex::new((image.hash, None)),
+            known: Mutex::new(Known { serving, failed: None }),
             on_ready: RwLock::new(None),
         })
     }
@@ -275,7 +314,7 @@ impl ReloadablePlugin {
     }
 
     fn reload_with(&self, library: &Path, config_json: Option<&str>) -> Result<ReloadOutcome, ReloadError> {
-        let mut hashes = self.hashes.lock();
+        let mut known = self.known.lock();
         let started = Instant::now();
         let mut steps = Vec::with_capacity(8);
         let serving = self.generation();
@@ -291,13 +330,20 @@ impl ReloadablePlugin {
         let serving_config = self.config_json();
         let new_config = config_json.filter(|c| *c != serving_config).map(str::to_owned);
         let config_changed = new_config.is_some();
-        if !config_changed && (image.hash == hashes.0 || Some(image.hash) == hashes.1) {
+        if !config_changed
+            && (known.serving.holds(&image, &self.host)
+                || known.failed.as_ref().is_some_and(|f| f.holds(&image, &self.host)))
+        {
             return Ok(ReloadOutcome::Unchanged);
         }
         let config_json = new_config.unwrap_or(serving_config);
         // A library that failed with a new config may serve with another one:
         // only a failure under the serving config marks the library as failed.
-        let failed_hash = if config_changed { None } else { Some(image.hash) };
+        let mark_failed = |known: &mut Known, private: Option<PathBuf>| {
+            if !config_changed {
+                known.failed = Some(Seen { id: image.id, racy: image.racy, private });
+            }
+        };
         steps.push((ReloadStep::Read, started.elapsed()));
         let old_instance = self.current().instance_id();
         let events = self.host.events();
@@ -325,16 +371,19 @@ impl ReloadablePlugin {
         let opened = match self.host.open(library, &image) {
             Ok(opened) => opened,
             Err(e) => {
-                hashes.1 = failed_hash.or(hashes.1);
+                if !e.is_transient() {
+                    mark_failed(&mut known, None);
+                }
                 return Err(rolled_back(fail(ReloadStep::Load, e.to_string(), e.is_transient())));
             }
         };
+        let private = opened.private.clone();
         lap(ReloadStep::Load, &mut steps);
         let init_timeout = Some(self.options.init_timeout);
         let new = match self.host.start_opened(library, opened, &self.name, &config_json, init_timeout) {
             Ok(new) => Arc::new(new),
             Err(e) => {
-                hashes.1 = failed_hash.or(hashes.1);
+                mark_failed(&mut known, Some(private));
                 return Err(rolled_back(fail(ReloadStep::Init, e.to_string(), false)));
             }
         };
@@ -359,7 +408,7 @@ impl ReloadablePlugin {
         if let Err(e) = new.restore_state(&saved) {
             drop(route);
             let _ = new.shutdown();
-            hashes.1 = failed_hash.or(hashes.1);
+            mark_failed(&mut known, Some(private));
             return Err(rolled_back(fail(ReloadStep::RestoreState, e.to_string(), false)));
         }
         lap(ReloadStep::RestoreState, &mut steps);
@@ -377,7 +426,7 @@ impl ReloadablePlugin {
         drop(route);
         lap(ReloadStep::Swap, &mut steps);
         let duration = started.elapsed();
-        *hashes = (image.hash, None);
+        *known = Known { serving: Seen { id: image.id, racy: image.racy, private: Some(private) }, failed: None };
 
         let shutdown_error = old.shutdown().err().map(|e| e.to_string());
         lap(ReloadStep::ShutdownOld, &mut steps);

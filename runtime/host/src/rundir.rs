@@ -157,13 +157,18 @@ pub fn unique_path(dir: &Path, prefix: &str, suffix: &str) -> std::io::Result<Pa
 /// an existing file nor a symlink is ever written through) with `mode`, and
 /// writes `bytes` to it.
 pub fn create_new(path: &Path, mode: u32, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file: File = std::fs::OpenOptions::new()
+    create_new_file(path, mode)?.write_all(bytes)
+}
+
+/// Creates the file `path` exclusively, as [`create_new`] does, and returns it
+/// open for writing.
+pub fn create_new_file(path: &Path, mode: u32) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    file.write_all(bytes)
+        .open(path)
 }
 
 /// Whether `/dev/shm` is mounted, writable and without `noexec` (libraries

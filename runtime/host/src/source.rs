@@ -305,22 +305,142 @@ fn cargo_metadata(dir: &Path) -> Result<CrateMetadata, SourceError> {
 /// Finds the already-built cdylib of the crate in `dir` through `cargo metadata`:
 /// where `ax` builds it, or where a plain `cargo build` does, the newer of the two.
 fn cargo_locate(dir: &Path, release: bool) -> Result<PathBuf, SourceError> {
-    let meta = cargo_metadata(dir)?;
+    let meta = match located::recall(dir) {
+        Some(meta) => meta,
+        None => {
+            // Read before cargo runs: a change meanwhile makes the record stale, not wrong.
+            let inputs = located::Inputs::now(dir);
+            let meta = cargo_metadata(dir)?;
+            if let Some(inputs) = inputs {
+                inputs.remember(&meta);
+            }
+            meta
+        }
+    };
     let lib_name = meta.lib_name.ok_or_else(|| SourceError::NoCdylib { dir: dir.to_owned() })?;
     let file =
         format!("{}{}{}", std::env::consts::DLL_PREFIX, lib_name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
     let profile = if release { "release" } else { "debug" };
     let expected = meta.target_dir.join(profile).join(&file);
-    let mut candidates = vec![expected.clone()];
-    if meta.shares_workspace {
-        candidates.insert(0, meta.target_dir.join(PLUGIN_TARGET_SUBDIR).join(profile).join(&file));
-    }
+    // Both places, whatever `shares_workspace` says: a member added to the
+    // workspace by a glob changes no file the remembered answer depends on.
+    let candidates = [meta.target_dir.join(PLUGIN_TARGET_SUBDIR).join(profile).join(&file), expected.clone()];
     candidates
         .into_iter()
         .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
         .max_by_key(|(modified, _)| *modified)
         .map(|(_, path)| path)
         .ok_or(SourceError::NotBuilt { dir: dir.to_owned(), expected })
+}
+
+/// `cargo metadata`'s answers for `--no-build`, remembered per crate (see the
+/// module docs). Any doubt (a file changed, appeared or went, a variable
+/// changed, an unreadable record) means asking cargo again.
+mod located {
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Serialize};
+
+    use super::CrateMetadata;
+
+    /// Variables that choose cargo's target directory or configuration.
+    const VARIABLES: [&str; 3] = ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR", "CARGO_HOME"];
+
+    #[derive(Serialize, Deserialize, PartialEq)]
+    struct Record {
+        crate_dir: PathBuf,
+        /// Each file cargo's answer depends on, with its mtime in ns (`None`: absent).
+        inputs: Vec<(PathBuf, Option<i128>)>,
+        variables: Vec<Option<String>>,
+        target_dir: PathBuf,
+        lib_name: Option<String>,
+        shares_workspace: bool,
+    }
+
+    fn record_path(crate_dir: &Path) -> Option<PathBuf> {
+        let key = xxhash_rust::xxh3::xxh3_64(crate_dir.as_os_str().as_encoded_bytes());
+        Some(crate::rundir::runtime_dir().ok()?.join(format!("located-{key:016x}.json")))
+    }
+
+    fn mtime(path: &Path) -> Option<i128> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()))
+    }
+
+    fn inputs(crate_dir: &Path) -> Vec<(PathBuf, Option<i128>)> {
+        let mut files = Vec::new();
+        for dir in crate_dir.ancestors() {
+            files.push(dir.join("Cargo.toml"));
+            files.push(dir.join(".cargo/config.toml"));
+            files.push(dir.join(".cargo/config"));
+        }
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+        if let Some(home) = cargo_home {
+            files.push(home.join("config.toml"));
+            files.push(home.join("config"));
+        }
+        files.into_iter().map(|f| (mtime(&f), f)).map(|(m, f)| (f, m)).collect()
+    }
+
+    fn variables() -> Vec<Option<String>> {
+        VARIABLES.iter().map(|v| std::env::var(v).ok()).collect()
+    }
+
+    /// The remembered answer for the crate in `dir`, if nothing it depends on changed.
+    pub(super) fn recall(dir: &Path) -> Option<CrateMetadata> {
+        let crate_dir = dir.canonicalize().ok()?;
+        let text = std::fs::read(record_path(&crate_dir)?).ok()?;
+        let record: Record = serde_json::from_slice(&text).ok()?;
+        let current = record.crate_dir == crate_dir
+            && record.variables == variables()
+            && record.inputs.iter().all(|(file, m)| mtime(file) == *m);
+        current.then_some(CrateMetadata {
+            target_dir: record.target_dir,
+            lib_name: record.lib_name,
+            shares_workspace: record.shares_workspace,
+        })
+    }
+
+    /// What cargo's answer for a crate depends on, as it was before asking.
+    pub(super) struct Inputs {
+        crate_dir: PathBuf,
+        inputs: Vec<(PathBuf, Option<i128>)>,
+        variables: Vec<Option<String>>,
+    }
+
+    impl Inputs {
+        pub(super) fn now(dir: &Path) -> Option<Inputs> {
+            let crate_dir = dir.canonicalize().ok()?;
+            Some(Inputs { inputs: inputs(&crate_dir), crate_dir, variables: variables() })
+        }
+
+        /// Remembers `meta` as cargo's answer given these inputs (best effort: a
+        /// record that cannot be written only means asking cargo next time).
+        pub(super) fn remember(self, meta: &CrateMetadata) {
+            remember(self, meta);
+        }
+    }
+
+    fn remember(inputs: Inputs, meta: &CrateMetadata) {
+        let Some(path) = record_path(&inputs.crate_dir) else { return };
+        let record = Record {
+            inputs: inputs.inputs,
+            crate_dir: inputs.crate_dir,
+            variables: inputs.variables,
+            target_dir: meta.target_dir.clone(),
+            lib_name: meta.lib_name.clone(),
+            shares_workspace: meta.shares_workspace,
+        };
+        let Ok(text) = serde_json::to_vec(&record) else { return };
+        let Some(parent) = path.parent() else { return };
+        let Ok(tmp) = crate::rundir::unique_path(parent, "located", ".tmp") else { return };
+        if crate::rundir::create_new(&tmp, 0o600, &text).is_err() || std::fs::rename(&tmp, &path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
 }
 
 #[cfg(test)]

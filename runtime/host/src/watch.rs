@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{self as channel, RecvTimeoutError, Sender};
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::reload::ReloadablePlugin;
@@ -147,11 +147,13 @@ impl Drop for LibraryWatcher {
 }
 
 /// Writes, creations, removals and renames count; reads (including ax's own
-/// reads of the library) do not.
+/// reads of the library) and changes of metadata alone do not: a hard link ax
+/// makes to the library changes its link count, `touch` its times, and
+/// neither changes what it holds.
 fn is_change(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
         _ => true,
     }
 }

@@ -192,12 +192,14 @@ fn startup_recommendations(startup: &Startup, out: &mut Vec<Recommendation>) {
 fn phase_fix(phase: Phase) -> &'static str {
     match phase {
         Phase::Read => {
-            "The library is read whole and checked before it is loaded: make it smaller (a release build, \
-             `strip = true` in its Cargo profile, fewer dependencies)."
+            "Only the library's headers are read and checked before it is loaded: a slow read points at a slow \
+             or remote file system; keep the build on a local disk."
         }
         Phase::Copy => {
-            "Every load copies the library to a private path: point AX_LIB_DIR at a tmpfs (Linux does so by \
-             default when /dev/shm allows execution), or make the library smaller."
+            "A cargo output is hard-linked to a private path when ax's runtime directory ($XDG_RUNTIME_DIR/ax, \
+             else /tmp/ax-<uid>) or AX_LIB_DIR is on its file system, and copied otherwise (and any other \
+             library is copied): point AX_LIB_DIR at a directory on the build's file system, or make the \
+             library smaller."
         }
         Phase::Dlopen => {
             "The dynamic loader maps and relocates the library and runs its static initialisers: fewer \

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// Reading the library file and checking its structure.
+    /// Opening the library file and checking its structure (its headers).
     Read,
-    /// Copying it to a private path (so a rebuild can replace the original).
+    /// Giving it a private path (so a rebuild can replace the original): a
+    /// hard link for a cargo output on the same file system, else a copy.
     Copy,
     /// `dlopen`: mapping, relocating, running the library's initialisers.
     Dlopen,
