@@ -107,7 +107,9 @@ fn main() {
         "{:<28} {:<10} {:>7} {:>12} {:>10} {:>10} {:>9}",
         "plugin / workload", "config", "callers", "calls/s", "p50", "p99", "speedup"
     );
-    let rows: [(&str, &Arc<Plugin>, &str, &Value, &str, Option<Budget>); 7] = [
+    /// What is measured, against which plugin, calling what, how.
+    type Row<'a> = (&'a str, &'a Arc<Plugin>, &'a str, &'a Value, &'a str, Option<Budget>);
+    let rows: [Row<'_>; 7] = [
         ("concurrent / spin 100 µs", &concurrent, "spin", &spin, "plain", None),
         ("concurrent / spin 100 µs", &concurrent, "spin", &spin, "budget", Some(budget)),
         ("concurrent / spin 100 µs", &profiled, "spin", &spin, "profiled", None),
