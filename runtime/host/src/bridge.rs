@@ -776,7 +776,10 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
     shield(false, || {
         // SAFETY: ctx from our vtable.
         let bridge = unsafe { bridge(ctx) };
-        bridge.callsite(callsite).is_some_and(|info| bridge.interest(&info) != interest::NEVER)
+        // Unknown: another thread is registering it right now (tracing asks
+        // `enabled` meanwhile). Forward it, so that no span of a parallel call
+        // goes uncounted; whatever needs its metadata looks it up later.
+        bridge.callsite(callsite).is_none_or(|info| bridge.interest(&info) != interest::NEVER)
     })
 }
 

@@ -272,7 +272,11 @@ impl ActiveCall {
         budget: Budget,
         counters: Option<&'static AllocCounters>,
         on_violation: OnViolation,
+        measure_cpu: bool,
     ) -> Arc<ActiveCall> {
+        // The thread's CPU clock is a system call (no vDSO): read only when asked
+        // or when a CPU budget needs it.
+        let measure_cpu = measure_cpu || budget.max_cpu_time.is_some();
         let (allocated_start, live_start) = counters.map_or((0, 0), |c| {
             let live = c.live();
             c.peak_live.store(live, Ordering::Relaxed);
@@ -285,8 +289,8 @@ impl ActiveCall {
             instance,
             budget,
             started: Instant::now(),
-            cpu_clock: CpuClock::current(),
-            cpu_start: thread_cpu_now(),
+            cpu_clock: if measure_cpu { CpuClock::current() } else { None },
+            cpu_start: if measure_cpu { thread_cpu_now() } else { None },
             counters,
             allocated_start,
             live_start,
@@ -306,10 +310,7 @@ impl ActiveCall {
     pub(crate) fn finish(&self) -> (Usage, Vec<Violation>) {
         CURRENT.with(|c| c.borrow_mut().take());
         let paused = Duration::from_nanos(self.paused_wall_ns.load(Ordering::Relaxed));
-        let cpu = match (thread_cpu_now(), self.cpu_start) {
-            (Some(now), Some(start)) => Some(now.saturating_sub(start)),
-            _ => None,
-        };
+        let cpu = self.cpu_start.and_then(|start| Some(thread_cpu_now()?.saturating_sub(start)));
         let usage = Usage {
             wall: self.started.elapsed().saturating_sub(paused),
             cpu,
@@ -615,6 +616,7 @@ mod tests {
             Arc::new(move |_: &[Violation]| {
                 counter.fetch_add(1, Ordering::Relaxed);
             }),
+            true,
         );
         std::thread::sleep(Duration::from_millis(15));
         call.check();
@@ -630,7 +632,7 @@ mod tests {
     #[test]
     fn pauses_do_not_count() {
         let budget = Budget { max_duration: Some(Duration::from_millis(20)), ..Budget::UNLIMITED };
-        let call = ActiveCall::begin(&Arc::from("p"), "m", 1, budget, None, Arc::new(|_: &[Violation]| {}));
+        let call = ActiveCall::begin(&Arc::from("p"), "m", 1, budget, None, Arc::new(|_: &[Violation]| {}), true);
         let pause = Pause::begin();
         std::thread::sleep(Duration::from_millis(40));
         pause.end();

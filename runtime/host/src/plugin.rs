@@ -96,6 +96,8 @@ struct Core {
     /// The instance; see the module docs.
     access: RwLock<Option<InstancePtr>>,
     concurrent: bool,
+    /// Whether every call reads the thread's CPU clock (see [`Plugin::set_measure_cpu`]).
+    measure_cpu: std::sync::atomic::AtomicBool,
 }
 
 /// A plugin instance. Cheap to share behind an `Arc`; every method may be called
@@ -234,6 +236,7 @@ impl Plugin {
             watchdog,
             access: RwLock::new(Some(ptr)),
             concurrent: vtable.flags & flags::CONCURRENT != 0,
+            measure_cpu: std::sync::atomic::AtomicBool::new(true),
         };
         let plugin = Plugin {
             core: Arc::new(core),
@@ -257,6 +260,15 @@ impl Plugin {
             duration: started.elapsed(),
         });
         Ok(plugin)
+    }
+
+    /// Whether every call measures the CPU time of its thread (`Usage::cpu`,
+    /// on by default). The thread's CPU clock is a system call, read twice per
+    /// call: on a busy VM it was most of a short call's round trip
+    /// (`benches/bridge.rs`, `breakdown`). Off, `Usage::cpu` is `None` unless
+    /// the call has a CPU budget or profiling is on, which read it anyway.
+    pub fn set_measure_cpu(&self, on: bool) {
+        self.core.measure_cpu.store(on, Ordering::Relaxed);
     }
 
     /// Whether the plugin accepts parallel calls (its `CONCURRENT` flag).
@@ -640,12 +652,14 @@ impl Core {
         // SAFETY: alloc_counters returns null or this thread's static counters in the image.
         let counters: Option<&'static AllocCounters> = unsafe { (vtable.alloc_counters)().as_ref() };
         crate::profile::set_thread_alloc_counters(counters);
+        let profiling = bridge.profiler.is_on();
+        let measure_cpu = profiling || self.measure_cpu.load(Ordering::Relaxed);
+        let on_violation = self.on_violation.clone();
         let active =
-            ActiveCall::begin(&self.shared_name, method, instance, budget, counters, self.on_violation.clone());
+            ActiveCall::begin(&self.shared_name, method, instance, budget, counters, on_violation, measure_cpu);
         if budget.is_limited() {
             self.watchdog.watch(&active);
         }
-        let profiling = bridge.profiler.is_on();
         let me = bridge as *const Bridge as usize;
         if profiling {
             bridge.profiler.begin_call(me, method);
