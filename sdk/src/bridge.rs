@@ -53,13 +53,15 @@ pub(crate) fn install(host: &'static HostVTable) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// Unwinds the current call if the host asked for it (a budget was exceeded).
+/// Unwinds the current call if the host asked for it (its budget was exceeded:
+/// the abort word is set and the host says this thread's call is the one).
 /// Only inside a call guarded by the SDK, and never while already unwinding (a
 /// second panic would abort the process).
 pub(crate) fn check_abort(host: &HostVTable) {
     // SAFETY: the host's abort word lives as long as its vtable.
     let requested = unsafe { host.abort.as_ref() }.is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed) != 0);
-    if requested && crate::shim::in_call() && !std::thread::panicking() {
+    // SAFETY: ctx from the host, valid for the process; asked only while set.
+    if requested && crate::shim::in_call() && !std::thread::panicking() && unsafe { (host.abort_call)(host.ctx) } {
         std::panic::resume_unwind(Box::new(crate::shim::BudgetAbort));
     }
 }

@@ -1,4 +1,5 @@
-//! The `extern "C"` functions behind [`crate::export_plugin!`].
+//! The `extern "C"` functions behind [`crate::export_plugin!`] and
+//! [`crate::export_concurrent_plugin!`].
 //!
 //! Every shim runs plugin code inside [`guard`]: `catch_unwind` plus a panic hook
 //! (installed once per plugin image) that records the panic's message and
@@ -6,32 +7,136 @@
 //! [`Status::PANIC`] with `{"message", "file", "line", "column"}` JSON, and an
 //! error returned by the plugin becomes [`Status::ERROR`] with
 //! `{"kind", "message"}` JSON. Nothing unwinds across the boundary.
+//!
+//! The shims are generic over [`Exports`], which says how to reach the
+//! instance: a [`Plugin`] through `&mut` (the host runs one export at a time),
+//! a [`ConcurrentPlugin`] through `&` (the host may run calls in parallel and
+//! says so by the `CONCURRENT` flag).
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
-use ax_abi::{ABI_VERSION, AxBytes, AxStr, Canary, HostVTable, PluginVTable, ProbeSite, StaticStr, Status};
+use ax_abi::{ABI_VERSION, AxBytes, AxStr, Canary, HostVTable, PluginVTable, ProbeSite, StaticStr, Status, flags};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Plugin, PluginError, SDK_VERSION, State};
+use crate::{ConcurrentPlugin, Plugin, PluginError, SDK_VERSION, State};
 
-/// The vtable for plugin type `T`; `export_plugin!` puts it in a `static`.
+/// How the shims reach a plugin type's instance.
+pub(crate) trait Exports: 'static {
+    type Instance: Send + 'static;
+    const METHODS: &'static [&'static str];
+    const FLAGS: u32;
+    fn init(config: Value) -> Result<Self::Instance, PluginError>;
+    /// # Safety
+    /// `instance` must come from `create` and not have been destroyed; the host
+    /// upholds the exclusivity [`Exports::FLAGS`] asks for.
+    unsafe fn call(instance: *mut c_void, method: &str, input: Value) -> Result<Value, PluginError>;
+    /// # Safety
+    /// As for [`Exports::call`]; the host runs no other export meanwhile.
+    unsafe fn save_state(instance: *mut c_void) -> Result<State, PluginError>;
+    /// # Safety
+    /// As for [`Exports::save_state`].
+    unsafe fn restore_state(instance: *mut c_void, state: State) -> Result<(), PluginError>;
+    fn shutdown(instance: &mut Self::Instance) -> Result<(), PluginError>;
+}
+
+/// A [`Plugin`]: one export at a time, through `&mut`.
+pub(crate) struct Serial<T>(PhantomData<T>);
+
+/// A [`ConcurrentPlugin`]: calls in parallel, through `&`.
+pub(crate) struct Concurrent<T>(PhantomData<T>);
+
+/// # Safety
+/// `instance` must come from `create` for `T` and not have been destroyed.
+unsafe fn instance<'a, T>(instance: *mut c_void) -> Result<&'a mut T, PluginError> {
+    // SAFETY: forwarded to the caller; the host serialises what needs it.
+    unsafe { instance.cast::<T>().as_mut() }.ok_or_else(|| PluginError::failed("null plugin instance"))
+}
+
+/// # Safety
+/// As for [`instance`]; only shared references exist while it is used.
+unsafe fn shared<'a, T>(instance: *mut c_void) -> Result<&'a T, PluginError> {
+    // SAFETY: forwarded to the caller.
+    unsafe { instance.cast::<T>().as_ref() }.ok_or_else(|| PluginError::failed("null plugin instance"))
+}
+
+impl<T: Plugin> Exports for Serial<T> {
+    type Instance = T;
+    const METHODS: &'static [&'static str] = T::METHODS;
+    const FLAGS: u32 = if T::DEDICATED_THREAD { flags::DEDICATED_THREAD } else { 0 };
+    fn init(config: Value) -> Result<T, PluginError> {
+        T::init(config)
+    }
+    unsafe fn call(ptr: *mut c_void, method: &str, input: Value) -> Result<Value, PluginError> {
+        // SAFETY: without CONCURRENT the host runs one export at a time.
+        unsafe { instance::<T>(ptr) }?.call(method, input)
+    }
+    unsafe fn save_state(ptr: *mut c_void) -> Result<State, PluginError> {
+        // SAFETY: as in call.
+        unsafe { instance::<T>(ptr) }?.save_state()
+    }
+    unsafe fn restore_state(ptr: *mut c_void, state: State) -> Result<(), PluginError> {
+        // SAFETY: as in call.
+        unsafe { instance::<T>(ptr) }?.restore_state(state)
+    }
+    fn shutdown(instance: &mut T) -> Result<(), PluginError> {
+        instance.shutdown()
+    }
+}
+
+impl<T: ConcurrentPlugin> Exports for Concurrent<T> {
+    type Instance = T;
+    const METHODS: &'static [&'static str] = T::METHODS;
+    const FLAGS: u32 = flags::CONCURRENT;
+    fn init(config: Value) -> Result<T, PluginError> {
+        T::init(config)
+    }
+    unsafe fn call(ptr: *mut c_void, method: &str, input: Value) -> Result<Value, PluginError> {
+        // SAFETY: calls only ever borrow the instance shared; T is Sync.
+        unsafe { shared::<T>(ptr) }?.call(method, input)
+    }
+    unsafe fn save_state(ptr: *mut c_void) -> Result<State, PluginError> {
+        // SAFETY: as in call.
+        unsafe { shared::<T>(ptr) }?.save_state()
+    }
+    unsafe fn restore_state(ptr: *mut c_void, state: State) -> Result<(), PluginError> {
+        // SAFETY: as in call.
+        unsafe { shared::<T>(ptr) }?.restore_state(state)
+    }
+    fn shutdown(instance: &mut T) -> Result<(), PluginError> {
+        instance.shutdown()
+    }
+}
+
+/// The vtable for [`Plugin`] type `T`; `export_plugin!` puts it in a `static`.
 pub const fn vtable<T: Plugin>() -> PluginVTable {
+    exports_vtable::<Serial<T>>()
+}
+
+/// The vtable for [`ConcurrentPlugin`] type `T`; `export_concurrent_plugin!`
+/// puts it in a `static`.
+pub const fn concurrent_vtable<T: ConcurrentPlugin>() -> PluginVTable {
+    exports_vtable::<Concurrent<T>>()
+}
+
+/// The vtable for the exports `E`.
+const fn exports_vtable<E: Exports>() -> PluginVTable {
     PluginVTable {
         abi_version: ABI_VERSION,
         struct_size: size_of::<PluginVTable>() as u32,
         canary: Canary::current(),
         sdk_version: StaticStr::new(SDK_VERSION),
-        flags: 0,
-        create: create::<T>,
-        call: call::<T>,
-        save_state: save_state::<T>,
-        restore_state: restore_state::<T>,
-        destroy: destroy::<T>,
-        describe: describe::<T>,
+        flags: E::FLAGS,
+        create: create::<E>,
+        call: call::<E>,
+        save_state: save_state::<E>,
+        restore_state: restore_state::<E>,
+        destroy: destroy::<E>,
+        describe: describe::<E>,
         probe_sites,
         rebuild_interest,
         alloc_counters,
@@ -166,14 +271,7 @@ unsafe fn json_arg(s: AxStr, what: &str) -> Result<Value, PluginError> {
     serde_json::from_slice(bytes).map_err(|e| PluginError::invalid_input(format!("{what} is not valid JSON: {e}")))
 }
 
-/// # Safety
-/// `instance` must come from `create::<T>` and not have been destroyed.
-unsafe fn instance<'a, T>(instance: *mut c_void) -> Result<&'a mut T, PluginError> {
-    // SAFETY: the host keeps the pointer it was given and serialises calls.
-    unsafe { instance.cast::<T>().as_mut() }.ok_or_else(|| PluginError::failed("null plugin instance"))
-}
-
-unsafe extern "C" fn create<T: Plugin>(
+unsafe extern "C" fn create<E: Exports>(
     host: *const HostVTable,
     config: AxStr,
     out_instance: *mut *mut c_void,
@@ -186,7 +284,7 @@ unsafe extern "C" fn create<T: Plugin>(
         // SAFETY: config is borrowed for this call.
         let config = unsafe { json_arg(config, "plugin config") }?;
         let config = if config.is_null() { Value::Object(Default::default()) } else { config };
-        let plugin = T::init(config)?;
+        let plugin = E::init(config)?;
         let ptr = Box::into_raw(Box::new(plugin)).cast::<c_void>();
         // SAFETY: out_instance is a valid slot provided by the host.
         unsafe { out_instance.write(ptr) };
@@ -194,33 +292,31 @@ unsafe extern "C" fn create<T: Plugin>(
     })
 }
 
-unsafe extern "C" fn call<T: Plugin>(
+unsafe extern "C" fn call<E: Exports>(
     instance_ptr: *mut c_void,
     method: AxStr,
     input: AxStr,
     out: *mut AxBytes,
 ) -> Status {
     guard(out, || {
-        // SAFETY: see `instance`.
-        let plugin = unsafe { instance::<T>(instance_ptr) }?;
         // SAFETY: borrowed for this call.
         let method = unsafe { method.as_str() }.ok_or_else(|| PluginError::invalid_input("method is not UTF-8"))?;
         // SAFETY: borrowed for this call.
         let input = unsafe { json_arg(input, "call input") }?;
-        let output = plugin.call(method, input)?;
+        // SAFETY: the host passes the pointer `create` gave it, as `E::FLAGS` allow.
+        let output = unsafe { E::call(instance_ptr, method, input) }?;
         Ok(Some(to_json(&output)))
     })
 }
 
-unsafe extern "C" fn save_state<T: Plugin>(
+unsafe extern "C" fn save_state<E: Exports>(
     instance_ptr: *mut c_void,
     out_version: *mut u32,
     out: *mut AxBytes,
 ) -> Status {
     guard(out, || {
-        // SAFETY: see `instance`.
-        let plugin = unsafe { instance::<T>(instance_ptr) }?;
-        let state = plugin.save_state()?;
+        // SAFETY: the host passes the pointer `create` gave it and runs nothing else meanwhile.
+        let state = unsafe { E::save_state(instance_ptr) }?;
         if !out_version.is_null() {
             // SAFETY: valid slot from the host.
             unsafe { out_version.write(state.schema_version) };
@@ -229,29 +325,28 @@ unsafe extern "C" fn save_state<T: Plugin>(
     })
 }
 
-unsafe extern "C" fn restore_state<T: Plugin>(
+unsafe extern "C" fn restore_state<E: Exports>(
     instance_ptr: *mut c_void,
     version: u32,
     state: AxStr,
     out_err: *mut AxBytes,
 ) -> Status {
     guard(out_err, || {
-        // SAFETY: see `instance`.
-        let plugin = unsafe { instance::<T>(instance_ptr) }?;
         // SAFETY: borrowed for this call.
         let bytes = unsafe { state.as_bytes() }.to_vec();
-        plugin.restore_state(State { schema_version: version, bytes })?;
+        // SAFETY: as in save_state.
+        unsafe { E::restore_state(instance_ptr, State { schema_version: version, bytes }) }?;
         Ok(None)
     })
 }
 
-unsafe extern "C" fn destroy<T: Plugin>(instance_ptr: *mut c_void, out_err: *mut AxBytes) -> Status {
+unsafe extern "C" fn destroy<E: Exports>(instance_ptr: *mut c_void, out_err: *mut AxBytes) -> Status {
     if instance_ptr.is_null() {
         return Status::BAD_ARGUMENT;
     }
     // SAFETY: the pointer came from Box::into_raw in `create` and is destroyed once.
-    let mut plugin = unsafe { Box::from_raw(instance_ptr.cast::<T>()) };
-    let status = guard(out_err, || plugin.shutdown().map(|()| None));
+    let mut plugin = unsafe { Box::from_raw(instance_ptr.cast::<E::Instance>()) };
+    let status = guard(out_err, || E::shutdown(&mut plugin).map(|()| None));
     // Drop the instance even if shutdown failed; a panicking Drop is reported too.
     let drop_status = guard(out_err, move || {
         drop(plugin);
@@ -260,9 +355,9 @@ unsafe extern "C" fn destroy<T: Plugin>(instance_ptr: *mut c_void, out_err: *mut
     if status == Status::OK { drop_status } else { status }
 }
 
-unsafe extern "C" fn describe<T: Plugin>(out: *mut AxBytes) -> Status {
+unsafe extern "C" fn describe<E: Exports>(out: *mut AxBytes) -> Status {
     guard(out, || {
-        let description = serde_json::json!({ "methods": T::METHODS });
+        let description = serde_json::json!({ "methods": E::METHODS });
         Ok(Some(to_json(&description)))
     })
 }

@@ -1,8 +1,17 @@
 //! Benchmarks of the plugin boundary, with ratios to plain Rust in the same run.
 //!
-//! - `call/*`: a whole plugin call round trip (host thread → worker → plugin →
-//!   back), against a plain function call and against doing word-count's work
-//!   natively in the host.
+//! - `call/*`: a whole plugin call round trip (host → plugin → host, on the
+//!   calling thread), against a plain function call and against doing
+//!   word-count's work natively in the host.
+//! - `breakdown/*`: where a call's time goes, each step measured on its own
+//!   and printed as a ratio to word-count's work done natively: the plugin's
+//!   side alone (its export called through the vtable of a second copy of the
+//!   library, with a host vtable that does nothing: the SDK's shim, JSON in
+//!   and out, the plugin's code), the host's bookkeeping (the rest of the
+//!   round trip) and what it is made of (clock reads), a JSON `Value` encoded
+//!   and decoded by the host, a budget, profiling, and the hand-off to a
+//!   dedicated thread that calls used to pay and that only plugins asking for
+//!   one (`DEDICATED_THREAD`) still do.
 //! - `in_plugin/*`: per-use costs inside the plugin, timed by the plugin itself
 //!   over N iterations (criterion's `iter_custom`), against a plain
 //!   `#[inline(never)]` function call in the same plugin: a probe nobody listens
@@ -16,14 +25,20 @@
 //! of medians and ratios. Figures depend on the machine and its load: compare
 //! ratios from one run, not absolute numbers across runs.
 
+use std::ffi::c_void;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
 
+use ax_abi::{
+    ABI_VERSION, AxBytes, AxStr, CallsiteMeta, FieldValue, HostVTable, PluginVTable, ProbeSite, ProbeValue, Status,
+    interest,
+};
 use ax_e2e::{marker_line, release_library, workspace_root};
 use ax_runtime::debug::{BreakpointSpec, DebugAgent};
-use ax_runtime::{Host, Instrumentation, Plugin, ProbeHandler, ProbeHit, ProfileOptions, Targets};
+use ax_runtime::{Budget, Host, Instrumentation, Plugin, ProbeHandler, ProbeHit, ProfileOptions, Targets};
 use criterion::Criterion;
 use serde_json::{Value, json};
 
@@ -73,6 +88,179 @@ fn instrumentation(spans: bool, filter: &str) -> Instrumentation {
     }
 }
 
+unsafe extern "C" fn no_register(_: *const c_void, _: *const CallsiteMeta) -> u32 {
+    interest::NEVER
+}
+unsafe extern "C" fn no_enabled(_: *const c_void, _: usize) -> bool {
+    false
+}
+unsafe extern "C" fn no_span_new(_: *const c_void, _: usize, _: u8, _: u64, _: *const FieldValue, _: usize) -> u64 {
+    0
+}
+unsafe extern "C" fn no_record(_: *const c_void, _: u64, _: *const FieldValue, _: usize) {}
+unsafe extern "C" fn no_span(_: *const c_void, _: u64) {}
+unsafe extern "C" fn no_close(_: *const c_void, _: u64) -> bool {
+    false
+}
+unsafe extern "C" fn no_current(_: *const c_void, _: *mut usize) -> u64 {
+    0
+}
+unsafe extern "C" fn no_event(_: *const c_void, _: usize, _: u8, _: u64, _: *const FieldValue, _: usize) {}
+unsafe extern "C" fn no_cache_get(_: *const c_void, _: AxStr, _: *mut AxBytes) -> u32 {
+    0
+}
+unsafe extern "C" fn no_cache_put(_: *const c_void, _: AxStr, _: AxStr, _: u64) {}
+unsafe extern "C" fn no_probe(_: *const c_void, _: *const ProbeSite, _: *const ProbeValue, _: usize) {}
+unsafe extern "C" fn no_panicked(_: *const c_void, _: AxStr, _: AxStr, _: u32, _: u32) {}
+unsafe extern "C" fn no_abort_call(_: *const c_void) -> bool {
+    false
+}
+
+static NO_ABORT: AtomicU32 = AtomicU32::new(0);
+
+/// A host that listens to nothing: what the plugin's side of a call costs alone.
+static SILENT_HOST: HostVTable = HostVTable {
+    abi_version: ABI_VERSION,
+    struct_size: size_of::<HostVTable>() as u32,
+    ctx: std::ptr::null(),
+    register_callsite: no_register,
+    enabled: no_enabled,
+    span_new: no_span_new,
+    span_record: no_record,
+    span_enter: no_span,
+    span_exit: no_span,
+    span_clone: no_span,
+    span_close: no_close,
+    current_span: no_current,
+    event: no_event,
+    abort: &NO_ABORT,
+    cache_get: no_cache_get,
+    cache_put: no_cache_put,
+    probe_hit: no_probe,
+    panicked: no_panicked,
+    abort_call: no_abort_call,
+};
+
+/// A second copy of a plugin library (a new image, with statics of its own),
+/// created against [`SILENT_HOST`] and called through its vtable directly.
+struct RawPlugin {
+    vtable: &'static PluginVTable,
+    instance: *mut c_void,
+    _library: libloading::Library,
+    _dir: tempfile::TempDir,
+}
+
+impl RawPlugin {
+    fn load(package: &str) -> RawPlugin {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("raw-copy.so");
+        std::fs::copy(release_library(package), &copy).unwrap();
+        // SAFETY: a plugin library built from this workspace; its entry symbol has the ABI's signature.
+        let (library, vtable) = unsafe {
+            let library = libloading::Library::new(&copy).unwrap();
+            let entry = *library.get::<ax_abi::EntryFn>(ax_abi::ENTRY_SYMBOL).unwrap();
+            let vtable = &*entry();
+            (library, vtable)
+        };
+        let (mut instance, mut err) = (std::ptr::null_mut(), AxBytes::empty());
+        // SAFETY: SILENT_HOST lives for the process; the arguments are valid for the call.
+        let status = unsafe { (vtable.create)(&SILENT_HOST, AxStr::from_str("{}"), &mut instance, &mut err) };
+        assert_eq!(status, Status::OK, "{}", String::from_utf8_lossy(err.as_slice()));
+        RawPlugin { vtable, instance, _library: library, _dir: dir }
+    }
+
+    fn call(&self, method: &str, input: &[u8]) -> AxBytes {
+        let mut out = AxBytes::empty();
+        // SAFETY: a live instance, called from one thread at a time.
+        let status = unsafe { (self.vtable.call)(self.instance, AxStr::from_str(method), AxStr::new(input), &mut out) };
+        assert_eq!(status, Status::OK);
+        out
+    }
+}
+
+fn thread_cpu_now() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The `breakdown/*` benchmarks; see the module docs.
+fn breakdown(c: &mut Criterion, host: &Host, input: &[u8]) {
+    let raw_count = RawPlugin::load("word-count");
+    let raw_bench = RawPlugin::load("fixture-bench-plugin");
+    let word_count = load(host, "word-count");
+    let bench = load(host, "fixture-bench-plugin");
+    let profiled = load(host, "fixture-bench-plugin");
+    profiled.set_instrumentation(Instrumentation {
+        profile: Some(ProfileOptions { span_cpu: false }),
+        ..Instrumentation::default()
+    });
+    let thread_bound = load(host, "fixture-thread-bound");
+    let no_cpu = load(host, "word-count");
+    no_cpu.set_measure_cpu(false);
+    let generous = Budget { max_cpu_time: Some(Duration::from_secs(60)), ..Budget::UNLIMITED };
+    let value: Value = serde_json::from_slice(input).unwrap();
+
+    let mut group = c.benchmark_group("breakdown");
+    let mut total = 0;
+    group.bench_function("native_count", |b| b.iter(|| native_count(black_box(input), &mut total)));
+    group.bench_function("plugin_side_count", |b| b.iter(|| raw_count.call("count", black_box(input))));
+    group.bench_function("plugin_side_noop", |b| b.iter(|| raw_bench.call("noop", b"null")));
+    group.bench_function("round_trip_count", |b| b.iter(|| word_count.call_raw("count", black_box(input)).unwrap()));
+    group.bench_function("round_trip_noop", |b| b.iter(|| bench.call_raw("noop", b"null").unwrap()));
+    group.bench_function("round_trip_count_no_cpu_clock", |b| {
+        b.iter(|| no_cpu.call_raw("count", black_box(input)).unwrap())
+    });
+    group.bench_function("round_trip_count_value", |b| b.iter(|| word_count.call("count", &value).unwrap()));
+    group.bench_function("thread_cpu_clock_x2", |b| b.iter(|| (thread_cpu_now(), thread_cpu_now())));
+    group.bench_function("wall_clock_x2", |b| b.iter(|| (Instant::now(), Instant::now())));
+    group.bench_function("round_trip_noop_budget", |b| {
+        b.iter(|| bench.call_raw_with("noop", b"null", Some(&generous)).0.unwrap())
+    });
+    group.bench_function("round_trip_noop_profiled", |b| b.iter(|| profiled.call_raw("noop", b"null").unwrap()));
+    group
+        .bench_function("round_trip_dedicated_thread", |b| b.iter(|| thread_bound.call_raw("where", b"null").unwrap()));
+    group.finish();
+}
+
+fn print_breakdown(out_dir: &Path) {
+    let m = |id: &str| median_ns(out_dir, "breakdown", id);
+    let Some(native) = m("native_count") else { return };
+    let diff = |a: &str, b: &str| Some(m(a)? - m(b)?);
+    let rows: [(&str, Option<f64>); 13] = [
+        ("native count (JSON in, count, JSON out)", Some(native)),
+        ("plugin side of count, no host (shim, JSON, code)", m("plugin_side_count")),
+        ("plugin side of a no-op", m("plugin_side_noop")),
+        ("round trip, count (call_raw)", m("round_trip_count")),
+        ("round trip, no-op (call_raw)", m("round_trip_noop")),
+        ("  host bookkeeping: no-op round trip - plugin side", diff("round_trip_noop", "plugin_side_noop")),
+        ("    of which 2 thread CPU clock reads", m("thread_cpu_clock_x2")),
+        ("    of which 2 wall clock reads", m("wall_clock_x2")),
+        ("host encodes and decodes a Value (call - call_raw)", diff("round_trip_count_value", "round_trip_count")),
+        ("a budget (watchdog watch/unwatch)", diff("round_trip_noop_budget", "round_trip_noop")),
+        ("profiling on", diff("round_trip_noop_profiled", "round_trip_noop")),
+        ("hand-off to a dedicated thread and back", diff("round_trip_dedicated_thread", "round_trip_noop")),
+        ("round trip, count, CPU clock off (set_measure_cpu)", m("round_trip_count_no_cpu_clock")),
+    ];
+    println!("\n{:<54} {:>10} {:>16}", "call breakdown (medians)", "time", "x native count");
+    for (what, ns) in rows {
+        if let Some(ns) = ns {
+            println!("{what:<54} {ns:>7.0} ns {:>15.2}x", ns / native);
+        }
+    }
+    for (what, id) in [("default", "round_trip_count"), ("CPU clock off", "round_trip_count_no_cpu_clock")] {
+        if let Some(count) = m(id) {
+            println!(
+                "goal: round trip <= 1 us and <= 3x native, {what}: {:.2} us, {:.2}x ({})",
+                count / 1000.0,
+                count / native,
+                if count <= 1000.0 && count <= 3.0 * native { "met" } else { "missed" }
+            );
+        }
+    }
+}
+
 fn main() {
     let out_dir = workspace_root().join("target/criterion");
     let mut c = Criterion::default()
@@ -96,6 +284,8 @@ fn main() {
         group.bench_function("plugin_count", |b| b.iter(|| word_count.call_raw("count", black_box(input)).unwrap()));
         group.finish();
     }
+
+    breakdown(&mut c, &host, input);
 
     bench.set_instrumentation(instrumentation(false, "info"));
     in_plugin(&mut c, &bench, "plain_fn", "plain");
@@ -142,6 +332,7 @@ fn main() {
 
     c.final_summary();
     print_ratios(&out_dir);
+    print_breakdown(&out_dir);
 }
 
 /// The median of a finished benchmark, in nanoseconds, from criterion's estimates.

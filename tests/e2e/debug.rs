@@ -152,7 +152,8 @@ fn step_over_and_pause() {
     agent.set_breakpoints(SOURCE, &[]);
     agent.resume(Resume::Next);
     first.join().unwrap();
-    // The next probe at the same depth is in the next call (same worker thread).
+    // The next probe at the same depth is in the next call (another host thread,
+    // the same plugin: its calls are one thread of execution).
     let second = call(&plugin, "two three");
     let stop = stopped(&agent);
     assert_eq!((stop.reason, stop.variables[0].1.clone()), (StopReason::Step, json!("two three")));

@@ -3,6 +3,7 @@
 
 mod budget;
 mod cli;
+mod concurrent;
 mod dap;
 mod debug;
 mod debug_wire;

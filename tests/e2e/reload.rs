@@ -102,7 +102,11 @@ fn every_failure_rolls_back_and_names_the_step() {
         (reload_variant("panic-init", false), ReloadStep::Init, "variant panic-init panics in init"),
         (reload_variant("refuse-state", false), ReloadStep::RestoreState, "refuses every state"),
         (reload_variant("slow-init", false), ReloadStep::Init, "did not finish within 300ms"),
-        (library("fixture-wrong-abi").to_owned(), ReloadStep::Load, "plugin ABI version 999, expected 2"),
+        (
+            library("fixture-wrong-abi").to_owned(),
+            ReloadStep::Load,
+            &format!("plugin ABI version 999, expected {}", ax_abi::ABI_VERSION),
+        ),
         (not_a_library, ReloadStep::Read, "not a loadable plugin library"),
     ];
     for (i, (lib, step, message)) in cases.iter().enumerate() {

@@ -278,8 +278,8 @@ fn fixtures_that_cannot_load_say_why() {
         ("fixture-no-entry", |e| matches!(e, LoadError::MissingEntry { .. }), "no `ax_plugin_entry_v1` symbol"),
         (
             "fixture-wrong-abi",
-            |e| matches!(e, LoadError::AbiMismatch { expected: 2, found: 999, .. }),
-            "plugin ABI version 999, expected 2",
+            |e| matches!(e, LoadError::AbiMismatch { expected: ax_abi::ABI_VERSION, found: 999, .. }),
+            "plugin ABI version 999, expected 3",
         ),
         ("fixture-panic-init", |e| matches!(e, LoadError::Init { .. }), "init exploded on purpose"),
         ("word-count-missing", |e| matches!(e, LoadError::NotFound { .. }), "no such file"),

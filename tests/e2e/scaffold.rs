@@ -33,7 +33,8 @@ fn readme_examples_build_in_a_new_plugin() {
     let lib_rs = dir.path().join("readme-examples/src/lib.rs");
     let scaffold = std::fs::read_to_string(&lib_rs).unwrap();
     for block in &blocks {
-        let source = if block.contains("export_plugin!") { block.clone() } else { format!("{scaffold}\n{block}") };
+        let whole = block.contains("export_plugin!") || block.contains("export_concurrent_plugin!");
+        let source = if whole { block.clone() } else { format!("{scaffold}\n{block}") };
         std::fs::write(&lib_rs, source).unwrap();
         let out = run(cargo()
             .current_dir(dir.path().join("readme-examples"))

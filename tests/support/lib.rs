@@ -25,6 +25,8 @@ const PACKAGES: &[&str] = &[
     "fixture-hostile",
     "fixture-attacker",
     "fixture-other-sdk",
+    "fixture-concurrent",
+    "fixture-thread-bound",
     "ax-cli",
     "ax-dap",
     "ax-lsp",

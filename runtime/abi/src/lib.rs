@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Version of the layout of [`PluginVTable`], [`HostVTable`] and every type they
 /// reference. Bumped on any change; the host refuses a plugin whose version differs.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Name of the one symbol a plugin library exports (NUL-terminated for `dlsym`).
 pub const ENTRY_SYMBOL: &[u8] = b"ax_plugin_entry_v1\0";
@@ -263,8 +263,14 @@ impl Canary {
 
 /// Bits of [`PluginVTable::flags`].
 pub mod flags {
-    /// The plugin accepts concurrent calls on one instance.
+    /// The plugin accepts concurrent calls on one instance (`call` may run on
+    /// several threads at once; `save_state`, `restore_state` and `destroy`
+    /// still run alone).
     pub const CONCURRENT: u32 = 1 << 0;
+    /// Every export must run on one dedicated thread of the host's (the
+    /// plugin keeps thread-local state across calls). Without it, the host
+    /// runs a call on the thread that makes it.
+    pub const DEDICATED_THREAD: u32 = 1 << 1;
 }
 
 /// Level of a tracing callsite, as in `tracing::Level` (1 = ERROR … 5 = TRACE).
@@ -525,9 +531,10 @@ pub struct HostVTable {
         fields: *const FieldValue,
         field_count: usize,
     ),
-    /// Non-zero while the host wants the current calls unwound (a budget was
-    /// exceeded). The SDK reads it after every span, event and probe callback and
-    /// unwinds the call when set. Lives as long as the host vtable.
+    /// Non-zero while the host wants some current call unwound (a budget was
+    /// exceeded). The SDK reads it after every span, event and probe callback
+    /// and, when set, asks [`HostVTable::abort_call`] whether the call on its
+    /// thread is the one; it unwinds only that call. Lives as long as the host vtable.
     pub abort: *const AtomicU32,
     /// Looks `key` up in the host's query cache for this plugin. On a hit writes
     /// the value (allocated by the host) to `out` and returns 1; else returns 0.
@@ -541,6 +548,10 @@ pub struct HostVTable {
     /// thread, before it unwinds, so a debugger may stop there with the plugin's
     /// frames still live. `file` is empty and `line` 0 when the location is unknown.
     pub panicked: unsafe extern "C" fn(ctx: *const c_void, message: AxStr, file: AxStr, line: u32, column: u32),
+    /// Whether the call running on the calling thread must unwind (its budget
+    /// was exceeded). Asked only while [`HostVTable::abort`] is non-zero, so
+    /// that with concurrent calls one call's violation stops that call alone.
+    pub abort_call: unsafe extern "C" fn(ctx: *const c_void) -> bool,
 }
 
 // SAFETY: the host guarantees ctx is usable from any thread.

@@ -317,10 +317,10 @@ pub(crate) struct Bridge {
     probes: OnceLock<ProbeTable>,
     probe_handler: RwLock<Option<Arc<dyn ProbeHandler>>>,
     vtable: OnceLock<HostVTable>,
-    /// The abort word the SDK reads (see `HostVTable::abort`).
+    /// The abort word the SDK reads (see `HostVTable::abort`): how many calls
+    /// of this image are being unwound (with parallel calls, several may be);
+    /// which ones, the SDK asks `abort_call` on its thread.
     abort: AtomicU32,
-    /// Why the current abort was requested, until the probe handler has been told.
-    abort_reason: Mutex<Option<String>>,
     /// Which probe sites the host wants armed, apart from an abort or profiling
     /// (which arm all).
     armed_wanted: Mutex<Vec<bool>>,
@@ -468,7 +468,6 @@ impl Bridge {
             probe_handler: RwLock::new(None),
             vtable: OnceLock::new(),
             abort: AtomicU32::new(0),
-            abort_reason: Mutex::new(None),
             armed_wanted: Mutex::new(Vec::new()),
             cache,
             watch_spans: AtomicBool::new(false),
@@ -492,6 +491,7 @@ impl Bridge {
             cache_put: cb_cache_put,
             probe_hit: cb_probe_hit,
             panicked: cb_panicked,
+            abort_call: cb_abort_call,
         });
         bridge
     }
@@ -557,14 +557,15 @@ impl Bridge {
         true
     }
 
-    /// Asks the plugin to unwind its current call: sets the abort word the SDK
-    /// checks after span, event and probe callbacks, arms every probe site and has
-    /// every span forwarded, so that the next probe or span the call reaches
-    /// stops it. Code that reaches none cannot be stopped in-process.
+    /// Asks the plugin to unwind a call (the one whose budget reported
+    /// `violations`, which the SDK finds through `abort_call`): counts it in the
+    /// abort word the SDK checks after span, event and probe callbacks and, for
+    /// the first, arms every probe site and has every span forwarded, so that
+    /// the next probe or span the call reaches stops it. Code that reaches none
+    /// cannot be stopped in-process.
     pub(crate) fn request_abort(&self, plugin_vtable: &ax_abi::PluginVTable, violations: &[Violation]) {
-        let reason = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        *self.abort_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-        if self.abort.swap(1, Ordering::AcqRel) == 1 {
+        let _ = violations;
+        if self.abort.fetch_add(1, Ordering::AcqRel) != 0 {
             return;
         }
         for site in self.probes.get().map_or(&[][..], |t| t.sites) {
@@ -575,10 +576,10 @@ impl Bridge {
         unsafe { (plugin_vtable.rebuild_interest)() };
     }
 
-    /// Ends an abort: restores the probe sites and interest the host wants.
+    /// Ends one call's abort (once per [`Bridge::request_abort`]); after the
+    /// last, restores the probe sites and interest the host wants.
     pub(crate) fn clear_abort(&self, plugin_vtable: &ax_abi::PluginVTable) {
-        *self.abort_reason.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if self.abort.swap(0, Ordering::AcqRel) == 0 {
+        if self.abort.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
         self.rearm_probes();
@@ -595,13 +596,14 @@ impl Bridge {
     }
 
     /// On the plugin's thread, in a callback after which the SDK will unwind an
-    /// aborted call: tells the probe handler, once per abort, while the call's
-    /// frames are still live (a debugger breaks on budget violations here).
+    /// aborted call: tells the probe handler, once per aborted call and on its
+    /// own thread, while the call's frames are still live (a debugger breaks
+    /// on budget violations here).
     fn notice_abort(&self) {
         if self.abort.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let Some(reason) = self.abort_reason.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let Some(reason) = crate::budget::take_abort_notice() else { return };
         if let Some(handler) = self.handler() {
             handler.on_abort(&reason);
         }
@@ -774,7 +776,10 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
     shield(false, || {
         // SAFETY: ctx from our vtable.
         let bridge = unsafe { bridge(ctx) };
-        bridge.callsite(callsite).is_some_and(|info| bridge.interest(&info) != interest::NEVER)
+        // Unknown: another thread is registering it right now (tracing asks
+        // `enabled` meanwhile). Forward it, so that no span of a parallel call
+        // goes uncounted; whatever needs its metadata looks it up later.
+        bridge.callsite(callsite).is_none_or(|info| bridge.interest(&info) != interest::NEVER)
     })
 }
 
@@ -1011,6 +1016,10 @@ unsafe extern "C" fn cb_panicked(ctx: *const c_void, message: AxStr, file: AxStr
             handler.on_panic(&PanicSite { message: &message, file: &file, line, column });
         }
     })
+}
+
+unsafe extern "C" fn cb_abort_call(_ctx: *const c_void) -> bool {
+    shield(false, crate::budget::current_call_aborting)
 }
 
 unsafe extern "C" fn cb_cache_get(ctx: *const c_void, key: AxStr, out: *mut AxBytes) -> u32 {

@@ -19,7 +19,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,8 @@ use crate::events::{Event, EventBus, InstanceId};
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// What a call does at its first violation (asks the plugin to unwind).
-pub(crate) type OnViolation = Box<dyn Fn(&[Violation]) + Send + Sync>;
+/// Shared by every call of an instance (made once, cloned per call).
+pub(crate) type OnViolation = Arc<dyn Fn(&[Violation]) + Send + Sync>;
 
 /// Limits for one call. `None` means unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -230,7 +231,7 @@ impl CpuClock {
 
 /// A call in progress, as the worker and the watchdog see it.
 pub(crate) struct ActiveCall {
-    pub(crate) plugin: String,
+    pub(crate) plugin: Arc<str>,
     pub(crate) method: String,
     pub(crate) instance: InstanceId,
     budget: Budget,
@@ -248,6 +249,11 @@ pub(crate) struct ActiveCall {
     published: Mutex<usize>,
     /// Called (once) at the first violation, with it: asks the plugin to unwind.
     on_violation: OnViolation,
+    /// Set (under `violations`' lock) just before `on_violation` is called:
+    /// this call, and no other running in parallel, is to unwind.
+    aborting: AtomicBool,
+    /// Whether the probe handler has been told of the abort.
+    abort_noticed: AtomicBool,
 }
 
 thread_local! {
@@ -256,28 +262,35 @@ thread_local! {
 }
 
 impl ActiveCall {
-    /// Starts measuring a call on the calling (worker) thread.
+    /// Starts measuring a call on the thread running it. `plugin` and `method`
+    /// are kept (for violation events) only when `budget` limits something:
+    /// nothing else can be violated.
     pub(crate) fn begin(
-        plugin: &str,
+        plugin: &Arc<str>,
         method: &str,
         instance: InstanceId,
         budget: Budget,
         counters: Option<&'static AllocCounters>,
         on_violation: OnViolation,
+        measure_cpu: bool,
     ) -> Arc<ActiveCall> {
+        // The thread's CPU clock is a system call (no vDSO): read only when asked
+        // or when a CPU budget needs it.
+        let measure_cpu = measure_cpu || budget.max_cpu_time.is_some();
         let (allocated_start, live_start) = counters.map_or((0, 0), |c| {
             let live = c.live();
             c.peak_live.store(live, Ordering::Relaxed);
             (c.allocated.load(Ordering::Relaxed), live)
         });
+        let limited = budget.is_limited();
         let call = Arc::new(ActiveCall {
-            plugin: plugin.to_owned(),
-            method: method.to_owned(),
+            plugin: plugin.clone(),
+            method: if limited { method.to_owned() } else { String::new() },
             instance,
             budget,
             started: Instant::now(),
-            cpu_clock: CpuClock::current(),
-            cpu_start: thread_cpu_now(),
+            cpu_clock: if measure_cpu { CpuClock::current() } else { None },
+            cpu_start: if measure_cpu { thread_cpu_now() } else { None },
             counters,
             allocated_start,
             live_start,
@@ -286,6 +299,8 @@ impl ActiveCall {
             violations: Mutex::new(Vec::new()),
             published: Mutex::new(0),
             on_violation,
+            aborting: AtomicBool::new(false),
+            abort_noticed: AtomicBool::new(false),
         });
         CURRENT.with(|c| *c.borrow_mut() = Some(call.clone()));
         call
@@ -295,10 +310,7 @@ impl ActiveCall {
     pub(crate) fn finish(&self) -> (Usage, Vec<Violation>) {
         CURRENT.with(|c| c.borrow_mut().take());
         let paused = Duration::from_nanos(self.paused_wall_ns.load(Ordering::Relaxed));
-        let cpu = match (thread_cpu_now(), self.cpu_start) {
-            (Some(now), Some(start)) => Some(now.saturating_sub(start)),
-            _ => None,
-        };
+        let cpu = self.cpu_start.and_then(|start| Some(thread_cpu_now()?.saturating_sub(start)));
         let usage = Usage {
             wall: self.started.elapsed().saturating_sub(paused),
             cpu,
@@ -365,19 +377,29 @@ impl ActiveCall {
             }
         }
         if first {
+            self.aborting.store(true, Ordering::Release);
             (self.on_violation)(&violations);
         }
+    }
+
+    /// Whether this call was asked to unwind (its `on_violation` has run, or
+    /// is running under the lock `finish` waits for).
+    pub(crate) fn aborting(&self) -> bool {
+        self.aborting.load(Ordering::Acquire)
     }
 
     /// Publishes the violations not published yet (each exactly once, whether
     /// the watchdog or the final check found it).
     pub(crate) fn publish_violations(&self, events: &EventBus) {
+        if !self.budget.is_limited() {
+            return;
+        }
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         let violations = self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for violation in &violations[(*published).min(violations.len())..] {
             events.publish_with(|| Event::BudgetViolation {
                 instance: self.instance,
-                plugin: self.plugin.clone(),
+                plugin: self.plugin.to_string(),
                 method: self.method.clone(),
                 violation: *violation,
             });
@@ -387,6 +409,27 @@ impl ActiveCall {
 }
 
 const NOT_PAUSED: u64 = u64::MAX;
+
+/// Whether the call running on this thread was asked to unwind (the SDK asks,
+/// through the host vtable's `abort_call`, when the abort word is set).
+pub(crate) fn current_call_aborting() -> bool {
+    CURRENT
+        .try_with(|c| c.try_borrow().ok().and_then(|c| c.as_ref().map(|c| c.aborting())))
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Why the call running on this thread is being unwound, the first time it is
+/// asked (a debugger breaks on budget violations once per call).
+pub(crate) fn take_abort_notice() -> Option<String> {
+    let call = CURRENT.try_with(|c| c.try_borrow().ok().and_then(|c| c.clone())).ok().flatten()?;
+    if !call.aborting() || call.abort_noticed.swap(true, Ordering::Relaxed) {
+        return None;
+    }
+    let violations = call.violations.lock().unwrap_or_else(|e| e.into_inner());
+    Some(violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+}
 
 /// Runs `wait` — a probe handler blocking, as a debugger stopped at a
 /// breakpoint does — without counting its time against the current call's
@@ -565,14 +608,15 @@ mod tests {
         let counter = aborts.clone();
         let budget = Budget { max_duration: Some(Duration::from_millis(5)), ..Budget::UNLIMITED };
         let call = ActiveCall::begin(
-            "p",
+            &Arc::from("p"),
             "m",
             1,
             budget,
             None,
-            Box::new(move |_| {
+            Arc::new(move |_: &[Violation]| {
                 counter.fetch_add(1, Ordering::Relaxed);
             }),
+            true,
         );
         std::thread::sleep(Duration::from_millis(15));
         call.check();
@@ -588,7 +632,7 @@ mod tests {
     #[test]
     fn pauses_do_not_count() {
         let budget = Budget { max_duration: Some(Duration::from_millis(20)), ..Budget::UNLIMITED };
-        let call = ActiveCall::begin("p", "m", 1, budget, None, Box::new(|_| {}));
+        let call = ActiveCall::begin(&Arc::from("p"), "m", 1, budget, None, Arc::new(|_: &[Violation]| {}), true);
         let pause = Pause::begin();
         std::thread::sleep(Duration::from_millis(40));
         pause.end();

@@ -598,7 +598,9 @@ impl DebugAgent {
         let stepped = self.stepping.load(Ordering::Relaxed)
             && self.step.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|step| {
                 let depth = self.plugin.stack_depth();
-                step.thread == std::thread::current().id()
+                // A step follows its thread; a plugin without parallel calls
+                // is one thread, whichever host thread makes its next call.
+                (!self.plugin.is_concurrent() || step.thread == std::thread::current().id())
                     && match step.mode {
                         Resume::Next => depth <= step.depth,
                         Resume::StepIn => true,

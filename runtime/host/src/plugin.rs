@@ -1,10 +1,22 @@
-//! A loaded plugin instance and the worker thread that runs its code.
+//! A loaded plugin instance, and how its code is run.
 //!
-//! **Invariant:** plugin code runs only on the instance's worker thread
-//! (`ax-plugin:<name>`), apart from threads the plugin spawns itself. Calls from
-//! any number of host threads are queued to it, which serialises them: the
-//! SDK's `Plugin::call` takes `&mut self`. The worker owns the instance pointer;
-//! nothing else ever touches it.
+//! A call runs on the thread that makes it: no hand-off between threads, no
+//! waiting thread spinning or sleeping (a hand-off cost about a microsecond per
+//! call and, under machine load, a spinning waiter starved the worker it
+//! waited for). What the call needs is taken per call, on the thread that runs
+//! it: the thread's CPU clock and the plugin's allocation counters of that
+//! thread (both thread-local), the budget's [`ActiveCall`], the shadow stack.
+//!
+//! **Invariant:** the instance is only ever touched under `access`: a call of a
+//! plugin without the `CONCURRENT` flag holds it exclusively, a call of a
+//! concurrent plugin shared (so its calls run in parallel on their callers'
+//! threads, which are the pool); `save_state`, `restore_state` and `destroy`
+//! always hold it exclusively, so they wait for every call in flight.
+//!
+//! **Invariant:** a plugin with the `DEDICATED_THREAD` flag runs every export on
+//! its own thread (`ax-plugin:<name>`), the thread that created it; calls are
+//! queued to it. Every plugin's `init` runs on a thread of its own, so that an
+//! `init` that never returns can be given up on (`init_timeout`).
 
 use crossbeam_channel::{self as channel, Receiver, RecvError, Sender, TryRecvError};
 use std::ffi::c_void;
@@ -14,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ax_abi::{AllocCounters, AxBytes, AxStr, PluginVTable, Status};
+use ax_abi::{AllocCounters, AxBytes, AxStr, PluginVTable, Status, flags};
+use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::bridge::{Bridge, CallsiteInfo, Instrumentation, ProbeHandler, ProbeSiteInfo, StackFrame};
@@ -23,7 +36,7 @@ use crate::cache::{CacheStats, QueryCache};
 use crate::error::{CallError, LoadError, PluginFailure};
 use crate::events::{Event, EventBus, InstanceId};
 use crate::loader::OpenedLibrary;
-use crate::trace::{CallEnd, CallStart};
+use crate::trace::{CallEnd, CallStart, CallTrace};
 
 /// Saved plugin state, as the plugin's `save_state` produced it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,26 +45,26 @@ pub struct SavedState {
     pub bytes: Vec<u8>,
 }
 
-/// The instance pointer, owned by the worker thread.
+/// The instance pointer; `None` once destroyed.
+#[derive(Clone, Copy)]
 struct InstancePtr(*mut c_void);
-// SAFETY: the pointer is only ever used on the worker thread it is moved to.
+// SAFETY: the pointer is only used under `Plugin::access`, which gives the
+// exclusivity the plugin's flags ask for (see the module docs).
 unsafe impl Send for InstancePtr {}
+// SAFETY: as above.
+unsafe impl Sync for InstancePtr {}
 
-type Job = Box<dyn FnOnce(&mut WorkerState) + Send>;
+/// A job for a dedicated thread.
+type Job = Box<dyn FnOnce() + Send>;
 
-struct WorkerState {
-    instance: InstancePtr,
-    vtable: &'static PluginVTable,
-    /// The worker thread's allocation counters (`None` when the plugin opted out).
-    counters: Option<&'static AllocCounters>,
-    destroyed: bool,
-}
-
-/// Why a call failed, as the worker sees it.
+/// Why a call failed, as the thread running it sees it.
 enum Failure {
     Plugin(PluginFailure),
     Budget(Vec<Violation>),
 }
+
+/// What the thread running a call hands back.
+type Outcome = (Result<AxBytes, Failure>, Usage, Option<CallTrace>);
 
 /// What [`Plugin::start`] needs.
 pub(crate) struct Start<'a> {
@@ -68,18 +81,36 @@ pub(crate) struct Start<'a> {
     pub(crate) cache: Arc<QueryCache>,
 }
 
+/// What a call needs besides its arguments; shared with a dedicated thread.
+struct Core {
+    name: String,
+    /// `name`, shared with each call's budget bookkeeping.
+    shared_name: Arc<str>,
+    /// Asks the plugin to unwind a call whose budget was exceeded.
+    on_violation: crate::budget::OnViolation,
+    instance: InstanceId,
+    bridge: &'static Bridge,
+    vtable: &'static PluginVTable,
+    events: Arc<EventBus>,
+    watchdog: Arc<Watchdog>,
+    /// The instance; see the module docs.
+    access: RwLock<Option<InstancePtr>>,
+    concurrent: bool,
+    /// Whether every call reads the thread's CPU clock (see [`Plugin::set_measure_cpu`]).
+    measure_cpu: std::sync::atomic::AtomicBool,
+}
+
 /// A plugin instance. Cheap to share behind an `Arc`; every method may be called
 /// from any thread. Dropping it shuts the instance down.
 pub struct Plugin {
-    name: String,
+    core: Arc<Core>,
     library: PathBuf,
-    instance: InstanceId,
-    bridge: &'static Bridge,
     methods: Vec<String>,
     sdk_version: String,
-    events: Arc<EventBus>,
     budget: std::sync::RwLock<Budget>,
-    watchdog: Arc<Watchdog>,
+    /// Whether the plugin runs on a dedicated thread (its `DEDICATED_THREAD` flag).
+    dedicated: bool,
+    /// The dedicated thread's queue (`DEDICATED_THREAD` plugins only).
     jobs: Mutex<Option<Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     next_call: AtomicU64,
@@ -88,19 +119,17 @@ pub struct Plugin {
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
-            .field("name", &self.name)
+            .field("name", &self.core.name)
             .field("library", &self.library)
-            .field("instance", &self.instance)
+            .field("instance", &self.core.instance)
+            .field("concurrent", &self.core.concurrent)
             .finish_non_exhaustive()
     }
 }
 
-fn take_bytes(out: &AxBytes) -> Vec<u8> {
-    out.as_slice().to_vec()
-}
-
 impl Plugin {
-    /// Starts the worker thread and creates the instance on it.
+    /// Creates the instance on a thread of its own (which stays, as the
+    /// plugin's dedicated thread, if it asks for one).
     pub(crate) fn start(start: Start<'_>) -> Result<Plugin, LoadError> {
         let Start {
             name,
@@ -116,10 +145,11 @@ impl Plugin {
         } = start;
         let started = Instant::now();
         let vtable = opened.vtable;
+        let dedicated = vtable.flags & flags::DEDICATED_THREAD != 0;
         let bridge = Bridge::new(instance, events.clone(), instrumentation, cache);
 
         let (job_tx, job_rx) = channel::unbounded::<Job>();
-        let (ready_tx, ready_rx) = channel::bounded::<Result<Vec<String>, PluginFailure>>(1);
+        let (ready_tx, ready_rx) = channel::bounded::<Result<(InstancePtr, Vec<String>), PluginFailure>>(1);
         let host_vtable = bridge.vtable();
         let config = config_json.to_owned();
         let worker = std::thread::Builder::new()
@@ -138,9 +168,7 @@ impl Plugin {
                 let mut err = AxBytes::empty();
                 // SAFETY: vtable checked by the loader; arguments valid for the call.
                 let status = unsafe { (vtable.create)(host_vtable, AxStr::from_str(&config), &mut ptr, &mut err) };
-                let instance = if status == Status::OK && !ptr.is_null() {
-                    InstancePtr(ptr)
-                } else {
+                if status != Status::OK || ptr.is_null() {
                     let failure = if status == Status::OK {
                         PluginFailure::Protocol { message: "create returned no instance".to_owned() }
                     } else {
@@ -148,24 +176,18 @@ impl Plugin {
                     };
                     let _ = ready_tx.send(Err(failure));
                     return;
-                };
-                // SAFETY: alloc_counters returns null or the image's static counters.
-                let counters = unsafe { (vtable.alloc_counters)().as_ref() };
-                crate::profile::set_thread_alloc_counters(counters);
-                let mut state = WorkerState { instance, vtable, counters, destroyed: false };
-                // Nobody waits any more (init overran its deadline): undo the creation.
-                let waited_for = ready_tx.send(Ok(describe(vtable))).is_ok();
-                while waited_for && let Ok(job) = recv_spinning(&job_rx) {
-                    job(&mut state);
-                    if state.destroyed {
-                        break;
-                    }
                 }
-                if !state.destroyed {
-                    // Every handle is gone without a shutdown: still run it.
+                if ready_tx.send(Ok((InstancePtr(ptr), describe(vtable)))).is_err() {
+                    // Nobody waits any more (init overran its deadline): undo the creation.
                     let mut err = AxBytes::empty();
-                    // SAFETY: the instance is live and destroyed exactly once.
-                    unsafe { (vtable.destroy)(state.instance.0, &mut err) };
+                    // SAFETY: the instance is live, unknown to anyone else, destroyed once.
+                    unsafe { (vtable.destroy)(ptr, &mut err) };
+                    return;
+                }
+                if dedicated {
+                    while let Ok(job) = recv_spinning(&job_rx) {
+                        job();
+                    }
                 }
             })
             .map_err(|source| LoadError::Thread { path: library.to_owned(), source })?;
@@ -174,10 +196,10 @@ impl Plugin {
             Some(timeout) => ready_rx.recv_timeout(timeout).map_err(|e| e.is_timeout()),
             None => ready_rx.recv().map_err(|_| false),
         };
-        let methods = match ready {
-            Ok(Ok(methods)) => methods,
+        let (ptr, methods) = match ready {
+            Ok(Ok(created)) => created,
             Err(true) => {
-                // The worker is stuck in the plugin's init; it cleans up if init ever returns.
+                // The thread is stuck in the plugin's init; it cleans up if init ever returns.
                 return Err(LoadError::InitTimeout {
                     path: library.to_owned(),
                     timeout: init_timeout.unwrap_or_default(),
@@ -193,27 +215,44 @@ impl Plugin {
                 return Err(LoadError::Init { path: library.to_owned(), failure });
             }
         };
+        let worker = if dedicated {
+            Some(worker)
+        } else {
+            // Its work is done: it ends now.
+            let _ = worker.join();
+            None
+        };
 
         // SAFETY: a literal in the mapped image.
         let sdk_version = unsafe { vtable.sdk_version.get() }.to_owned();
-        let plugin = Plugin {
+        let core = Core {
+            shared_name: Arc::from(name.as_str()),
+            on_violation: Arc::new(move |violations: &[Violation]| bridge.request_abort(vtable, violations)),
             name,
-            library: library.to_owned(),
             instance,
             bridge,
+            vtable,
+            events,
+            watchdog,
+            access: RwLock::new(Some(ptr)),
+            concurrent: vtable.flags & flags::CONCURRENT != 0,
+            measure_cpu: std::sync::atomic::AtomicBool::new(true),
+        };
+        let plugin = Plugin {
+            core: Arc::new(core),
+            library: library.to_owned(),
             methods,
             sdk_version,
-            events,
             budget: std::sync::RwLock::new(Budget::UNLIMITED),
-            watchdog,
-            jobs: Mutex::new(Some(job_tx)),
-            worker: Mutex::new(Some(worker)),
+            dedicated,
+            jobs: Mutex::new(dedicated.then_some(job_tx)),
+            worker: Mutex::new(worker),
             next_call: AtomicU64::new(1),
         };
-        say_once_how_the_build_differs(&plugin.name, &plugin.sdk_version, opened.compiler_differs.as_deref());
-        plugin.events.publish_with(|| Event::PluginLoaded {
+        say_once_how_the_build_differs(&plugin.core.name, &plugin.sdk_version, opened.compiler_differs.as_deref());
+        plugin.core.events.publish_with(|| Event::PluginLoaded {
             instance,
-            name: plugin.name.clone(),
+            name: plugin.core.name.clone(),
             library: plugin.library.clone(),
             sdk_version: plugin.sdk_version.clone(),
             probe_sites: plugin.probe_sites().len(),
@@ -223,18 +262,40 @@ impl Plugin {
         Ok(plugin)
     }
 
-    /// Runs `job` on the worker thread and waits for its answer.
-    fn run<R: Send + 'static>(&self, job: impl FnOnce(&mut WorkerState) -> R + Send + 'static) -> Result<R, CallError> {
-        let stopped = || CallError::Stopped { plugin: self.name.clone() };
+    /// Whether every call measures the CPU time of its thread (`Usage::cpu`,
+    /// on by default). The thread's CPU clock is a system call, read twice per
+    /// call: on a busy VM it was most of a short call's round trip
+    /// (`benches/bridge.rs`, `breakdown`). Off, `Usage::cpu` is `None` unless
+    /// the call has a CPU budget or profiling is on, which read it anyway.
+    pub fn set_measure_cpu(&self, on: bool) {
+        self.core.measure_cpu.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the plugin accepts parallel calls (its `CONCURRENT` flag).
+    pub fn is_concurrent(&self) -> bool {
+        self.core.concurrent
+    }
+
+    /// Runs `job` on the instance — holding `access` shared when `shared`
+    /// (and the plugin is concurrent), exclusively otherwise — on the calling
+    /// thread, or on the dedicated thread for a plugin that has one.
+    fn with_instance<R: Send + 'static>(
+        &self,
+        shared: bool,
+        job: impl FnOnce(&Core, InstancePtr) -> R + Send + 'static,
+    ) -> Result<R, CallError> {
+        let stopped = || CallError::Stopped { plugin: self.core.name.clone() };
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(jobs) = jobs else {
+            return self.core.locked(shared, |ptr| job(&self.core, ptr)).ok_or_else(stopped);
+        };
         let (tx, rx) = channel::bounded(1);
-        let boxed: Job = Box::new(move |state| {
-            let _ = tx.send(job(state));
+        let core = self.core.clone();
+        let boxed: Job = Box::new(move || {
+            let _ = tx.send(core.locked(shared, |ptr| job(&core, ptr)));
         });
-        {
-            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            jobs.as_ref().ok_or_else(stopped)?.send(boxed).map_err(|_| stopped())?;
-        }
-        recv_spinning(&rx).map_err(|_| stopped())
+        jobs.send(boxed).map_err(|_| stopped())?;
+        recv_spinning(&rx).ok().flatten().ok_or_else(stopped)
     }
 
     /// Calls `method` with JSON `input` bytes; returns the JSON output bytes.
@@ -251,85 +312,53 @@ impl Plugin {
         input: &[u8],
         budget: Option<&Budget>,
     ) -> (Result<Vec<u8>, CallError>, Usage) {
+        let (result, usage) = self.call_bytes(method, input, budget);
+        (result.map(|out| out.as_slice().to_vec()), usage)
+    }
+
+    /// A call, its output left in the plugin's buffer (decoded or copied by the caller).
+    fn call_bytes(&self, method: &str, input: &[u8], budget: Option<&Budget>) -> (Result<AxBytes, CallError>, Usage) {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let budget = match budget {
             Some(b) => self.budget().overridden_by(b),
             None => self.budget(),
         };
-        let (instance, events, watchdog, bridge) =
-            (self.instance, self.events.clone(), self.watchdog.clone(), self.bridge);
-        let tracer = bridge.tracer();
-        let trace = tracer.as_ref().map(|t| t.begin_call(&CallStart { plugin: &self.name, method, instance, call }));
-        let (name, method_owned, input) = (self.name.clone(), method.to_owned(), input.to_vec());
-        let result = self.run(move |state| {
-            events.publish_with(|| Event::CallStarted { instance, call, method: method_owned.clone() });
-            let vtable = state.vtable;
-            let active = ActiveCall::begin(
-                &name,
-                &method_owned,
-                instance,
-                budget,
-                state.counters,
-                Box::new(move |violations| bridge.request_abort(vtable, violations)),
-            );
-            if budget.is_limited() {
-                watchdog.watch(&active);
-            }
-            let profiling = bridge.profiler.is_on();
-            if profiling {
-                bridge.profiler.begin_call(bridge as *const Bridge as usize, &method_owned);
-            }
-            let traced = trace.as_ref().zip(bridge.tracer());
-            if let Some((trace, tracer)) = &traced {
-                crate::bridge::set_call_traced(tracer.enter_call(trace));
-            }
-            let mut out = AxBytes::empty();
-            // SAFETY: the instance is live (not destroyed) and only used on this thread.
-            let status = unsafe {
-                (state.vtable.call)(state.instance.0, AxStr::from_str(&method_owned), AxStr::new(&input), &mut out)
-            };
-            if let Some((trace, tracer)) = &traced {
-                tracer.exit_call(trace);
-                crate::bridge::set_call_traced(true);
-            }
-            if budget.is_limited() {
-                watchdog.unwatch(&active);
-            }
-            let (usage, violations) = active.finish();
-            if profiling {
-                let failed = status != Status::OK || !violations.is_empty();
-                let me = bridge as *const Bridge as usize;
-                bridge.profiler.end_call(me, &method_owned, &usage, &violations, failed);
-            }
-            active.publish_violations(&events);
-            bridge.clear_abort(vtable);
-            bridge.clear_stack();
-            let result = if !violations.is_empty() {
-                Err(Failure::Budget(violations))
-            } else if status == Status::OK {
-                Ok(take_bytes(&out))
-            } else {
-                Err(Failure::Plugin(PluginFailure::from_status(status, out.as_slice())))
-            };
-            (result, usage, method_owned, trace)
-        });
-        let (result, usage, method_owned, trace) = match result {
+        let core = &self.core;
+        let tracer = core.bridge.tracer();
+        let trace = tracer
+            .as_ref()
+            .map(|t| t.begin_call(&CallStart { plugin: &core.name, method, instance: core.instance, call }));
+        let outcome = if !self.dedicated {
+            // The common case, borrowing method and input: no copy, no hand-off.
+            core.locked(true, |ptr| core.invoke(ptr, call, method, input, budget, trace))
+                .ok_or_else(|| CallError::Stopped { plugin: core.name.clone() })
+        } else {
+            let (method, input) = (method.to_owned(), input.to_vec());
+            self.with_instance(true, move |core, ptr| core.invoke(ptr, call, &method, &input, budget, trace))
+        };
+        let (result, usage, trace) = match outcome {
             Ok(done) => done,
             Err(stopped) => return (Err(stopped), Usage::default()),
         };
         let result = result.map_err(|failure| match failure {
             Failure::Plugin(failure) => {
-                CallError::Plugin { plugin: self.name.clone(), method: method.to_owned(), failure }
+                CallError::Plugin { plugin: core.name.clone(), method: method.to_owned(), failure }
             }
             Failure::Budget(violations) => {
-                CallError::BudgetExceeded { plugin: self.name.clone(), method: method.to_owned(), violations }
+                CallError::BudgetExceeded { plugin: core.name.clone(), method: method.to_owned(), violations }
             }
         });
         if let (Some(tracer), Some(trace)) = (tracer, trace) {
-            let end = CallEnd { plugin: &self.name, method, instance, usage: &usage, error: result.as_ref().err() };
+            let end = CallEnd {
+                plugin: &core.name,
+                method,
+                instance: core.instance,
+                usage: &usage,
+                error: result.as_ref().err(),
+            };
             tracer.end_call(trace, &end);
         }
-        self.report_call(call, method_owned, usage, result.as_ref().err());
+        self.report_call(call, method, usage, result.as_ref().err());
         (result, usage)
     }
 
@@ -343,19 +372,20 @@ impl Plugin {
         *self.budget.write().unwrap_or_else(|e| e.into_inner()) = budget;
     }
 
-    fn report_call(&self, call: u64, method: String, usage: Usage, error: Option<&CallError>) {
+    fn report_call(&self, call: u64, method: &str, usage: Usage, error: Option<&CallError>) {
+        let core = &self.core;
         if let Some(CallError::Plugin { failure: PluginFailure::Panic { message, location }, .. }) = error {
-            self.events.publish_with(|| Event::Panic {
-                instance: self.instance,
-                method: Some(method.clone()),
+            core.events.publish_with(|| Event::Panic {
+                instance: core.instance,
+                method: Some(method.to_owned()),
                 message: message.clone(),
                 location: location.clone(),
             });
         }
-        self.events.publish_with(|| Event::CallFinished {
-            instance: self.instance,
+        core.events.publish_with(|| Event::CallFinished {
+            instance: core.instance,
             call,
-            method,
+            method: method.to_owned(),
             duration: usage.wall,
             usage,
             error: error.cloned(),
@@ -369,11 +399,31 @@ impl Plugin {
 
     /// [`Plugin::call`] with a budget override; also returns what the call used.
     pub fn call_with(&self, method: &str, input: &Value, budget: Option<&Budget>) -> (Result<Value, CallError>, Usage) {
-        let input = serde_json::to_vec(input).expect("a serde_json::Value always serialises");
-        let (output, usage) = self.call_raw_with(method, &input, budget);
+        // The input is encoded into a buffer this thread keeps, and the output
+        // decoded straight from the plugin's buffer: no copy either way.
+        thread_local! {
+            static INPUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let encode = |buffer: &mut Vec<u8>| {
+            buffer.clear();
+            serde_json::to_writer(&mut *buffer, input).expect("a serde_json::Value always serialises");
+        };
+        // A call made from inside a call on this thread (a probe handler
+        // calling a plugin) gets a buffer of its own.
+        let (output, usage) = INPUT.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffer) => {
+                encode(&mut buffer);
+                self.call_bytes(method, &buffer, budget)
+            }
+            Err(_) => {
+                let mut buffer = Vec::new();
+                encode(&mut buffer);
+                self.call_bytes(method, &buffer, budget)
+            }
+        });
         let decoded = output.and_then(|output| {
-            serde_json::from_slice(&output).map_err(|e| CallError::InvalidOutput {
-                plugin: self.name.clone(),
+            serde_json::from_slice(output.as_slice()).map_err(|e| CallError::InvalidOutput {
+                plugin: self.core.name.clone(),
                 method: method.to_owned(),
                 message: e.to_string(),
             })
@@ -381,15 +431,15 @@ impl Plugin {
         (decoded, usage)
     }
 
-    /// Asks the plugin for its state.
+    /// Asks the plugin for its state (after every call in flight; calls wait meanwhile).
     pub fn save_state(&self) -> Result<SavedState, CallError> {
-        let result = self.run(|state| {
+        let result = self.with_instance(false, |core, ptr| {
             let mut out = AxBytes::empty();
             let mut version = 0u32;
-            // SAFETY: as in call_raw.
-            let status = unsafe { (state.vtable.save_state)(state.instance.0, &mut version, &mut out) };
+            // SAFETY: the instance is live and held exclusively.
+            let status = unsafe { (core.vtable.save_state)(ptr.0, &mut version, &mut out) };
             if status == Status::OK {
-                Ok(SavedState { schema_version: version, bytes: take_bytes(&out) })
+                Ok(SavedState { schema_version: version, bytes: out.as_slice().to_vec() })
             } else {
                 Err(PluginFailure::from_status(status, out.as_slice()))
             }
@@ -400,22 +450,22 @@ impl Plugin {
     /// Hands the plugin a state saved earlier (possibly by another build).
     pub fn restore_state(&self, saved: &SavedState) -> Result<(), CallError> {
         let saved = saved.clone();
-        let result = self.run(move |state| {
+        let result = self.with_instance(false, move |core, ptr| {
             let mut err = AxBytes::empty();
-            // SAFETY: as in call_raw.
-            let status = unsafe {
-                (state.vtable.restore_state)(state.instance.0, saved.schema_version, AxStr::new(&saved.bytes), &mut err)
-            };
+            // SAFETY: the instance is live and held exclusively.
+            let status =
+                unsafe { (core.vtable.restore_state)(ptr.0, saved.schema_version, AxStr::new(&saved.bytes), &mut err) };
             if status == Status::OK { Ok(()) } else { Err(PluginFailure::from_status(status, err.as_slice())) }
         })?;
         result.map_err(|failure| self.failure("restore_state", failure))
     }
 
     fn failure(&self, method: &str, failure: PluginFailure) -> CallError {
-        let error = CallError::Plugin { plugin: self.name.clone(), method: method.to_owned(), failure };
+        let core = &self.core;
+        let error = CallError::Plugin { plugin: core.name.clone(), method: method.to_owned(), failure };
         if let Some((message, location)) = error.panic() {
-            self.events.publish_with(|| Event::Panic {
-                instance: self.instance,
+            core.events.publish_with(|| Event::Panic {
+                instance: core.instance,
                 method: Some(method.to_owned()),
                 message: message.to_owned(),
                 location: location.cloned(),
@@ -424,31 +474,37 @@ impl Plugin {
         error
     }
 
-    /// Runs the plugin's `shutdown`, frees the instance and stops the worker.
-    /// Later calls fail with [`CallError::Stopped`]. Idempotent.
+    /// Runs the plugin's `shutdown` (after every call in flight) and frees the
+    /// instance; stops the dedicated thread, if any. Later calls fail with
+    /// [`CallError::Stopped`]. Idempotent.
     pub fn shutdown(&self) -> Result<(), CallError> {
-        let result = self.run(|state| {
-            let mut err = AxBytes::empty();
-            state.destroyed = true;
-            // SAFETY: the instance is live and, with `destroyed` set, never used again.
-            let status = unsafe { (state.vtable.destroy)(state.instance.0, &mut err) };
-            if status == Status::OK { Ok(()) } else { Err(PluginFailure::from_status(status, err.as_slice())) }
-        });
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let result = match jobs {
+            None => self.core.destroy(),
+            Some(jobs) => {
+                let (tx, rx) = channel::bounded(1);
+                let core = self.core.clone();
+                let _ = jobs.send(Box::new(move || {
+                    let _ = tx.send(core.destroy());
+                }));
+                drop(jobs);
+                rx.recv().ok().flatten()
+            }
+        };
         if let Some(worker) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = worker.join();
-            self.events.publish_with(|| Event::PluginStopped { instance: self.instance, name: self.name.clone() });
         }
-        match result {
-            Ok(inner) => inner.map_err(|failure| self.failure("shutdown", failure)),
-            Err(CallError::Stopped { .. }) => Ok(()),
-            Err(other) => Err(other),
-        }
+        let Some(result) = result else {
+            return Ok(());
+        };
+        let core = &self.core;
+        core.events.publish_with(|| Event::PluginStopped { instance: core.instance, name: core.name.clone() });
+        result.map_err(|failure| self.failure("shutdown", failure))
     }
 
     /// The plugin's name (from its manifest, or its library's file name).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.core.name
     }
 
     /// The library this instance was loaded from (not the private copy).
@@ -458,7 +514,7 @@ impl Plugin {
 
     /// Identity of this instance within its host.
     pub fn instance_id(&self) -> InstanceId {
-        self.instance
+        self.core.instance
     }
 
     /// The methods the plugin declares (`Plugin::METHODS`).
@@ -473,50 +529,48 @@ impl Plugin {
 
     /// Every probe site of the library, known from load.
     pub fn probe_sites(&self) -> &[ProbeSiteInfo] {
-        self.bridge.probe_sites()
+        self.core.bridge.probe_sites()
     }
 
     /// The tracing callsites the plugin has registered so far (tracing registers
     /// a callsite the first time it is reached).
     pub fn callsites(&self) -> Vec<CallsiteInfo> {
-        self.bridge.callsites()
+        self.core.bridge.callsites()
     }
 
     /// Arms or disarms a probe site. Returns false if there is no such site.
     pub fn arm_probe(&self, index: usize, armed: bool) -> bool {
-        self.bridge.arm_probe(index, armed)
+        self.core.bridge.arm_probe(index, armed)
     }
 
     /// Whether span enters are handed to the probe handler
     /// ([`ProbeHandler::on_span_enter`]); spans must be forwarded (see
     /// [`Plugin::set_instrumentation`]).
     pub fn watch_spans(&self, on: bool) {
-        self.bridge.watch_spans(on);
+        self.core.bridge.watch_spans(on);
     }
 
     /// Sets who receives hits of armed probe sites.
     pub fn set_probe_handler(&self, handler: Option<Arc<dyn ProbeHandler>>) {
-        self.bridge.set_probe_handler(handler);
+        self.core.bridge.set_probe_handler(handler);
     }
 
     /// What the plugin forwards now.
     pub fn instrumentation(&self) -> Instrumentation {
-        self.bridge.instrumentation()
+        self.core.bridge.instrumentation()
     }
 
     /// Changes what the plugin forwards, and has it re-query every callsite.
     pub fn set_instrumentation(&self, instrumentation: Instrumentation) {
-        self.bridge.set_instrumentation(instrumentation);
-        // On the worker, like all plugin code. A stopped instance has nothing to rebuild.
-        let _ = self.run(|state| {
-            // SAFETY: rebuild_interest takes no arguments and catches its own panics.
-            unsafe { (state.vtable.rebuild_interest)() }
-        });
+        self.core.bridge.set_instrumentation(instrumentation);
+        // SAFETY: rebuild_interest takes no arguments and catches its own
+        // panics; tracing allows it from any thread.
+        unsafe { (self.core.vtable.rebuild_interest)() };
     }
 
     /// The counters of the plugin's query cache.
     pub fn cache_stats(&self) -> CacheStats {
-        self.bridge.cache().stats()
+        self.core.bridge.cache().stats()
     }
 
     /// What the profiler recorded since the plugin was loaded (or since
@@ -526,7 +580,7 @@ impl Plugin {
     /// the plugin was loaded and against which thresholds.
     pub fn profile(&self) -> ax_profile::Profile {
         let plugin = ax_profile::PluginInfo {
-            name: self.name.clone(),
+            name: self.core.name.clone(),
             version: None,
             library: self.library.display().to_string(),
             manifest: None,
@@ -534,8 +588,11 @@ impl Plugin {
         };
         let tool = format!("ax-runtime {}", env!("CARGO_PKG_VERSION"));
         let mut profile = ax_profile::Profile::new(plugin, tool, String::new());
-        let recorded =
-            self.bridge.profiler.snapshot(&|id| self.bridge.callsite(id), self.bridge.probe_sites(), &self.name);
+        let recorded = self.core.bridge.profiler.snapshot(
+            &|id| self.core.bridge.callsite(id),
+            self.core.bridge.probe_sites(),
+            &self.core.name,
+        );
         profile.methods = recorded.methods;
         profile.callsites = recorded.callsites;
         profile.stacks = recorded.stacks;
@@ -545,24 +602,112 @@ impl Plugin {
 
     /// Forgets what the profiler recorded so far.
     pub fn reset_profile(&self) {
-        self.bridge.profiler.reset();
+        self.core.bridge.profiler.reset();
     }
 
     /// The calling thread's shadow stack of this plugin's spans, outermost first.
     /// Meaningful on the plugin's thread: inside a [`ProbeHandler`], for example.
     pub fn current_stack(&self) -> Vec<StackFrame> {
-        self.bridge.current_stack()
+        self.core.bridge.current_stack()
     }
 
     /// How many spans of this plugin the calling thread is inside (cheap: no
     /// allocation; for stepping decisions at a probe).
     pub fn stack_depth(&self) -> usize {
-        self.bridge.stack_depth()
+        self.core.bridge.stack_depth()
     }
 
     /// The last probe site of this plugin reached on the calling thread.
     pub fn last_probe(&self) -> Option<&ProbeSiteInfo> {
-        self.bridge.last_probe()
+        self.core.bridge.last_probe()
+    }
+}
+
+impl Core {
+    /// Runs `f` with the live instance, holding `access` shared (a call of a
+    /// concurrent plugin) or exclusively; `None` once the instance is destroyed.
+    fn locked<R>(&self, shared: bool, f: impl FnOnce(InstancePtr) -> R) -> Option<R> {
+        if shared && self.concurrent {
+            let guard = self.access.read();
+            (*guard).map(f)
+        } else {
+            let guard = self.access.write();
+            (*guard).map(f)
+        }
+    }
+
+    /// One call, on the thread running it (which holds `access`): budget,
+    /// profiling and tracing bookkeeping around the plugin's `call`.
+    fn invoke(
+        &self,
+        ptr: InstancePtr,
+        call: u64,
+        method: &str,
+        input: &[u8],
+        budget: Budget,
+        trace: Option<CallTrace>,
+    ) -> Outcome {
+        let (instance, events, bridge, vtable) = (self.instance, &self.events, self.bridge, self.vtable);
+        events.publish_with(|| Event::CallStarted { instance, call, method: method.to_owned() });
+        // SAFETY: alloc_counters returns null or this thread's static counters in the image.
+        let counters: Option<&'static AllocCounters> = unsafe { (vtable.alloc_counters)().as_ref() };
+        crate::profile::set_thread_alloc_counters(counters);
+        let profiling = bridge.profiler.is_on();
+        let measure_cpu = profiling || self.measure_cpu.load(Ordering::Relaxed);
+        let on_violation = self.on_violation.clone();
+        let active =
+            ActiveCall::begin(&self.shared_name, method, instance, budget, counters, on_violation, measure_cpu);
+        if budget.is_limited() {
+            self.watchdog.watch(&active);
+        }
+        let me = bridge as *const Bridge as usize;
+        if profiling {
+            bridge.profiler.begin_call(me, method);
+        }
+        let traced = trace.as_ref().zip(bridge.tracer());
+        if let Some((trace, tracer)) = &traced {
+            crate::bridge::set_call_traced(tracer.enter_call(trace));
+        }
+        let mut out = AxBytes::empty();
+        // SAFETY: the instance is live, held as its flags ask; the arguments are
+        // valid for the call.
+        let status = unsafe { (vtable.call)(ptr.0, AxStr::from_str(method), AxStr::new(input), &mut out) };
+        if let Some((trace, tracer)) = &traced {
+            tracer.exit_call(trace);
+            crate::bridge::set_call_traced(true);
+        }
+        if budget.is_limited() {
+            self.watchdog.unwatch(&active);
+        }
+        let (usage, violations) = active.finish();
+        if profiling {
+            let failed = status != Status::OK || !violations.is_empty();
+            bridge.profiler.end_call(me, method, &usage, &violations, failed);
+        }
+        active.publish_violations(events);
+        if active.aborting() {
+            bridge.clear_abort(vtable);
+        }
+        bridge.clear_stack();
+        let result = if !violations.is_empty() {
+            Err(Failure::Budget(violations))
+        } else if status == Status::OK {
+            Ok(out)
+        } else {
+            Err(Failure::Plugin(PluginFailure::from_status(status, out.as_slice())))
+        };
+        (result, usage, trace)
+    }
+
+    /// Runs the plugin's `shutdown` and frees the instance, once every call in
+    /// flight has returned; `None` if it already was.
+    fn destroy(&self) -> Option<Result<(), PluginFailure>> {
+        let mut guard = self.access.write();
+        let ptr = guard.take()?;
+        let mut err = AxBytes::empty();
+        // SAFETY: the instance is live; taken out of `access`, it is never used again.
+        let status = unsafe { (self.vtable.destroy)(ptr.0, &mut err) };
+        Some(if status == Status::OK { Ok(()) } else { Err(PluginFailure::from_status(status, err.as_slice())) })
     }
 }
 
@@ -572,10 +717,12 @@ impl Drop for Plugin {
     }
 }
 
-/// How long a thread waiting for the other side of a call polls before it
-/// sleeps. Waking a sleeping thread costs tens of microseconds on a small VM,
-/// far more than a plugin call; polling this long makes back-to-back calls
-/// cost about a microsecond, and an idle worker still sleeps after 50 µs.
+/// How long a thread waiting for the other side of a call to a plugin with a
+/// dedicated thread polls before it sleeps. Waking a sleeping thread costs tens
+/// of microseconds on a small VM, far more than a plugin call; polling this
+/// long makes back-to-back calls cost about a microsecond, and an idle
+/// dedicated thread still sleeps after 50 µs. Plugins without a dedicated
+/// thread (the default) never wait for another thread at all.
 const SPIN: Duration = Duration::from_micros(50);
 
 /// `rx.recv()`, polling for [`SPIN`] before blocking.
