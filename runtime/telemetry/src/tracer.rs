@@ -356,7 +356,8 @@ impl CallTracer for OtelTracer {
             SamplingDecision::RecordAndSample
         );
         CallTrace(Box::new(CallState {
-            ids: Ids { trace, span: self.ids.new_span_id(), sampled },
+            // A sampled-out call's span id is never seen.
+            ids: Ids { trace, span: if sampled { self.ids.new_span_id() } else { SpanId::INVALID }, sampled },
             parent: if parent.is_valid() { parent.span_id() } else { SpanId::INVALID },
             parent_remote: parent.is_remote(),
             start: self.shared.now(),
