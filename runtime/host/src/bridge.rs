@@ -39,7 +39,7 @@ use crate::cache::QueryCache;
 use crate::error::SourceLocation;
 use crate::events::{Event, EventBus, InstanceId, Level, LogLine};
 use crate::profile::{ProfileOptions, Profiler};
-use crate::trace::{CallTracer, SpanStart, Tracer};
+use crate::trace::{CallTracer, Fields, SpanStart, Tracer};
 
 /// What the host asks a plugin's instrumentation to forward.
 #[derive(Clone, Debug)]
@@ -298,6 +298,8 @@ struct SpanData {
     callsite: usize,
     refs: AtomicUsize,
     fields: Mutex<Vec<(&'static str, Value)>>,
+    /// Whether the tracer was told of the span (it then hears of its records and close).
+    traced: bool,
 }
 
 struct ProbeTable {
@@ -801,21 +803,23 @@ unsafe extern "C" fn cb_span_new(
         let (bridge, raw) = unsafe { (bridge(ctx), slice(fields, field_count)) };
         let keep = bridge.span_fields.load(Ordering::Relaxed);
         let fields = if keep { collect_fields(raw) } else { Vec::new() };
-        let info = bridge.tracing.load(Ordering::Relaxed).then(|| bridge.callsite(callsite)).flatten();
-        // The tracer gets its own copy only when the frames keep theirs too.
-        let traced = info
-            .as_ref()
-            .and_then(|info| bridge.tracer_for(info))
-            .map(|t| (t, if keep { fields.clone() } else { collect_fields(raw) }));
-        let data = SpanData { callsite, refs: AtomicUsize::new(1), fields: Mutex::new(fields) };
+        // Inside a call the tracer sampled out, not even the callsite is looked up.
+        let traced = (bridge.tracing.load(Ordering::Relaxed) && CALL_TRACED.with(Cell::get))
+            .then(|| bridge.callsite(callsite))
+            .flatten()
+            .and_then(|info| bridge.tracer_for(&info).map(|tracer| (tracer, info)));
+        let data =
+            SpanData { callsite, refs: AtomicUsize::new(1), fields: Mutex::new(fields), traced: traced.is_some() };
         // The slab is full only after ~4 billion live spans; u64::MAX then means "untracked".
         let id = bridge.spans.insert(data).map_or(u64::MAX, |key| key as u64 + 1);
-        if let (Some((tracer, fields)), Some(info)) = (traced, info) {
+        if let Some((tracer, info)) = traced {
             let parent = match parent_kind {
                 ax_abi::parent::ROOT => None,
                 ax_abi::parent::EXPLICIT => Some(parent),
                 _ => bridge.current_span(),
             };
+            // SAFETY: field names are literals of the image, never unmapped; values valid for the call.
+            let fields = unsafe { Fields::new(raw) };
             tracer.span_new(SpanStart { instance: bridge.instance, span: id, parent, callsite: &info, fields });
         }
         id
@@ -826,10 +830,12 @@ unsafe extern "C" fn cb_span_record(ctx: *const c_void, span: u64, fields: *cons
     shield((), || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
-        if let Some(tracer) = bridge.tracer()
-            && CALL_TRACED.with(Cell::get)
+        if bridge.tracing.load(Ordering::Relaxed)
+            && bridge.spans.get(span_key(span)).is_some_and(|d| d.traced)
+            && let Some(tracer) = bridge.tracer()
         {
-            tracer.span_record(bridge.instance, span, collect_fields(fields));
+            // SAFETY: as in `cb_span_new`.
+            tracer.span_record(bridge.instance, span, unsafe { Fields::new(fields) });
         }
         if !bridge.span_fields.load(Ordering::Relaxed) {
             return;
@@ -895,10 +901,13 @@ unsafe extern "C" fn cb_span_close(ctx: *const c_void, span: u64) -> bool {
     shield(false, || {
         // SAFETY: ctx from our vtable.
         let bridge = unsafe { bridge(ctx) };
-        let last = bridge.spans.get(span_key(span)).is_some_and(|d| d.refs.fetch_sub(1, Ordering::AcqRel) == 1);
+        let (last, traced) = bridge
+            .spans
+            .get(span_key(span))
+            .map_or((false, false), |d| (d.refs.fetch_sub(1, Ordering::AcqRel) == 1, d.traced));
         if last {
             bridge.spans.remove(span_key(span));
-            if let Some(tracer) = bridge.tracer() {
+            if traced && let Some(tracer) = bridge.tracer() {
                 tracer.span_close(bridge.instance, span);
             }
         }
@@ -944,7 +953,8 @@ unsafe extern "C" fn cb_event(
                 ax_abi::parent::EXPLICIT => Some(parent),
                 _ => bridge.current_span(),
             };
-            tracer.event(bridge.instance, parent, &info, collect_fields(fields));
+            // SAFETY: as in `cb_span_new`.
+            tracer.event(bridge.instance, parent, &info, unsafe { Fields::new(fields) });
         }
         bridge.events.publish_with(|| {
             let mut message = String::new();

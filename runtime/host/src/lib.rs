@@ -62,7 +62,7 @@ pub use profile::ProfileOptions;
 pub use reload::{ReadyHook, ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
 pub use source::{BuildOptions, PluginSource, SourceError};
 pub use startup::{StartupMonitor, resident_bytes, thresholds as startup_thresholds};
-pub use trace::{CallEnd, CallStart, CallTrace, CallTracer, SpanStart, Tracer};
+pub use trace::{CallEnd, CallStart, CallTrace, CallTracer, FieldRef, Fields, SpanStart, Tracer};
 /// The log filter type of [`Instrumentation::log_filter`] (`AX_LOG` syntax).
 pub use tracing_subscriber::filter::Targets;
 pub use watch::{LibraryWatcher, SourceWatcher, WatchError};

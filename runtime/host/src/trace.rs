@@ -10,12 +10,17 @@
 //! in between, each with its parent span. With no tracer, the bridge and the
 //! call path pay one relaxed load and a branch each.
 //!
+//! Fields are handed over as the plugin sent them, borrowed ([`Fields`]): the
+//! runtime neither allocates nor converts them for a tracer, so a tracer that
+//! only copies them into a buffer of its own (as `ax-telemetry` does, to build
+//! its spans on another thread) pays for nothing else.
+//!
 //! [`Instrumentation::tracer`]: crate::Instrumentation::tracer
 
 use std::any::Any;
 use std::sync::Arc;
 
-use serde_json::Value;
+use ax_abi::{FieldValue, value_kind};
 
 use crate::bridge::CallsiteInfo;
 use crate::budget::Usage;
@@ -53,9 +58,71 @@ pub struct SpanStart<'a> {
     /// thread is in. `None` for a root span of the plugin (the call is then
     /// its parent).
     pub parent: Option<u64>,
-    pub callsite: &'a CallsiteInfo,
-    /// The fields given at creation, collected for the tracer to keep.
-    pub fields: Vec<(&'static str, Value)>,
+    pub callsite: &'a Arc<CallsiteInfo>,
+    /// The fields given at creation, borrowed for the duration of the hook.
+    pub fields: Fields<'a>,
+}
+
+/// The fields of a span or event as the plugin sent them, valid for the
+/// duration of the hook they are passed to: copy what you keep.
+#[derive(Clone, Copy)]
+pub struct Fields<'a>(&'a [FieldValue]);
+
+/// One field's value, borrowed from the plugin's call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FieldRef<'a> {
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    /// A string, or the text form of a value (its `Debug` rendering or its
+    /// JSON); `<invalid utf-8>` when the plugin sent bytes that are not UTF-8.
+    Text(&'a str),
+}
+
+impl<'a> Fields<'a> {
+    /// Fields from the plugin's array.
+    ///
+    /// # Safety
+    /// Each field's name must be a `'static` string of a plugin image that is
+    /// never unmapped, and its text valid for `'a`.
+    pub(crate) unsafe fn new(fields: &'a [FieldValue]) -> Fields<'a> {
+        Fields(fields)
+    }
+
+    /// No fields.
+    pub const EMPTY: Fields<'static> = Fields(&[]);
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `(name, value)` in the order the plugin gave them.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'static str, FieldRef<'a>)> + 'a {
+        self.0.iter().map(|f| {
+            // SAFETY: promised by `Fields::new`.
+            let name = unsafe { f.name.as_str::<'static>() }.unwrap_or("?");
+            let value = match f.kind {
+                value_kind::I64 => FieldRef::I64(f.num as i64),
+                value_kind::U64 => FieldRef::U64(f.num),
+                value_kind::F64 => FieldRef::F64(f64::from_bits(f.num)),
+                value_kind::BOOL => FieldRef::Bool(f.num != 0),
+                // SAFETY: promised by `Fields::new`.
+                _ => FieldRef::Text(unsafe { f.text.as_str::<'a>() }.unwrap_or("<invalid utf-8>")),
+            };
+            (name, value)
+        })
+    }
+}
+
+impl std::fmt::Debug for Fields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// Whatever a tracer keeps for one call between [`CallTracer::begin_call`]
@@ -94,18 +161,12 @@ pub trait CallTracer: Send + Sync {
     /// A plugin span was created.
     fn span_new(&self, span: SpanStart<'_>);
     /// Fields were recorded on a live span.
-    fn span_record(&self, instance: InstanceId, span: u64, fields: Vec<(&'static str, Value)>);
+    fn span_record(&self, instance: InstanceId, span: u64, fields: Fields<'_>);
     /// The last handle of a span was dropped.
     fn span_close(&self, instance: InstanceId, span: u64);
     /// A plugin event (that passed the log filter) inside span `parent`, or
     /// outside any span of the plugin.
-    fn event(
-        &self,
-        instance: InstanceId,
-        parent: Option<u64>,
-        callsite: &CallsiteInfo,
-        fields: Vec<(&'static str, Value)>,
-    );
+    fn event(&self, instance: InstanceId, parent: Option<u64>, callsite: &Arc<CallsiteInfo>, fields: Fields<'_>);
 }
 
 /// A shared [`CallTracer`], as [`Instrumentation`](crate::Instrumentation) holds it.

@@ -44,7 +44,7 @@ pub use opentelemetry::ContextGuard;
 
 use crate::export::Health;
 use crate::metrics::Instruments;
-use crate::tracer::{OtelTracer, Record};
+use crate::tracer::{Converter, OtelTracer};
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,8 @@ pub struct Dropped {
     pub spans: u64,
     /// Metric exports the collector did not take.
     pub metric_exports: u64,
-    /// Calls and spans dropped because the queue to the export thread was full.
+    /// Records (calls, spans, fields, events) dropped because a thread's buffer
+    /// to the export thread was full.
     pub queue_full: u64,
     /// Set when the flush at exit did not finish within the flush timeout.
     pub flush_timed_out: Option<FlushTimedOut>,
@@ -87,7 +88,8 @@ pub struct Telemetry {
     metrics: SdkMeterProvider,
     tracer: Arc<OtelTracer>,
     instruments: Arc<Instruments>,
-    queue: Sender<Record>,
+    /// Tells the `ax-otel` thread to finish.
+    stop: Sender<Sender<()>>,
     converter: Option<JoinHandle<()>>,
     flush_timeout: Duration,
     health: Arc<Health>,
@@ -126,29 +128,30 @@ impl Telemetry {
         processor.set_resource(&resource);
         let processor = Arc::new(processor);
         // OTEL_TRACES_SAMPLER(_ARG) unless the manifest gives a ratio.
-        let sampler: Box<dyn ShouldSample> = match config.sample_ratio {
-            Some(ratio) => Box::new(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))),
-            None => opentelemetry_sdk::trace::Config::default().sampler,
+        let sampler: Arc<dyn ShouldSample> = match config.sample_ratio {
+            Some(ratio) => Arc::new(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))),
+            None => Arc::from(opentelemetry_sdk::trace::Config::default().sampler),
         };
 
         let reader = PeriodicReader::builder(metric_exporter).with_interval(config.metrics_interval).build();
         let metrics = SdkMeterProvider::builder().with_reader(reader).with_resource(resource).build();
         let instruments = Arc::new(Instruments::new(opentelemetry::metrics::MeterProvider::meter(&metrics, "ax")));
 
-        let (queue, records) = crossbeam_channel::bounded(tracer::QUEUE);
+        let tracer = Arc::new(OtelTracer::new(sampler, config.level, health.clone()));
+        let (stop, stopping) = crossbeam_channel::bounded(1);
         let converter = {
-            let (processor, instruments, health) = (processor.clone(), instruments.clone(), health.clone());
+            let (processor, instruments, converter) = (processor.clone(), instruments.clone(), Converter::new(&tracer));
             std::thread::Builder::new()
                 .name("ax-otel".to_owned())
-                .spawn(move || tracer::convert(&records, &processor, &instruments, &health))
+                .spawn(move || converter.run(&stopping, &processor, &instruments))
                 .map_err(|e| TelemetryError::Exporter { signal: "traces".to_owned(), message: e.to_string() })?
         };
         Ok(Telemetry {
-            tracer: Arc::new(OtelTracer::new(sampler, config.level, queue.clone(), health.clone())),
+            tracer,
             processor,
             metrics,
             instruments,
-            queue,
+            stop,
             converter: Some(converter),
             flush_timeout: config.flush_timeout,
             health,
@@ -191,7 +194,7 @@ impl Telemetry {
             Event::ReloadSucceeded { previous, instance, report } => {
                 let plugin = names.lock().get(previous).cloned().unwrap_or_default();
                 names.lock().insert(*instance, plugin.clone());
-                tracer.generations.lock().insert(*instance, report.generation);
+                tracer.shared.generations.lock().insert(*instance, report.generation);
                 instruments.reload(&plugin, true);
                 let mut attrs = vec![
                     KeyValue::new("ax.plugin", plugin.clone()),
@@ -243,6 +246,17 @@ impl Telemetry {
         self.health.exported_spans.load(Ordering::Relaxed)
     }
 
+    /// What was not delivered so far (spans and metric exports the collector
+    /// did not take, records that did not fit a buffer); a flush has not run.
+    pub fn dropped(&self) -> Dropped {
+        Dropped {
+            spans: self.health.dropped_spans.load(Ordering::Relaxed),
+            metric_exports: self.health.dropped_metric_exports.load(Ordering::Relaxed),
+            queue_full: self.health.queue_dropped.load(Ordering::Relaxed),
+            flush_timed_out: None,
+        }
+    }
+
     /// Exports what is queued and stops the background threads; returns what
     /// could not be delivered. Traces and metrics are flushed in parallel, for
     /// at most the flush timeout in all; an export still running then is left
@@ -257,7 +271,7 @@ impl Telemetry {
             self.shut_down = true;
             let deadline = Instant::now() + self.flush_timeout;
             // The converter only hands records on (never blocks on the network).
-            if tracer::stop(&self.queue, self.flush_timeout)
+            if tracer::stop(&self.stop, &self.tracer.shared, self.flush_timeout)
                 && let Some(converter) = self.converter.take()
             {
                 let _ = converter.join();

@@ -1,34 +1,45 @@
 //! [`OtelTracer`]: the runtime's [`CallTracer`] hook turned into OpenTelemetry
-//! spans and call metrics, with as little as possible on the call's path.
+//! spans and call metrics, with as little as possible on the call's threads.
 //!
 //! A call is a span `plugin.method` (kind server), a child of the caller's
 //! current context (a `traceparent` the CLI attached, see
-//! [`crate::Telemetry::attach`]); the sampler decides once, at the call. On the
-//! plugin's thread the call's ids are kept in a thread-local between enter and
-//! exit, so the plugin's root spans become its children; nested spans find
-//! their parent in the table of live spans (keyed by instance and span id). A
-//! span's fields are its attributes; events (log lines that passed `AX_LOG`)
-//! are span events.
+//! [`crate::Telemetry::attach`]); the sampler decides once, when the call
+//! begins, before any span work. The plugin's root spans become the call's
+//! children, nested spans their parent's. A span's fields are its attributes;
+//! events (log lines that passed `AX_LOG`) are span events.
 //!
-//! **Invariant:** the hooks only take ids, clocks and the values the bridge
-//! already collected, and hand a compact [`Record`] to a bounded queue
-//! (`try_send`: a full queue drops the record and counts it, it never blocks).
-//! The `ax-otel` thread turns records into `SpanData` for the batch span
-//! processor and into metric points: attribute building, the SDK's
-//! bookkeeping and the exporters all run off the call's thread.
+//! The hooks only append fixed-size [`Rec`]ords to a buffer of the calling
+//! thread ([`Buffer`], one per thread and tracer): span and callsite ids,
+//! monotonic timestamps, field slots (numbers as they are, text copied into the
+//! buffer's text arena), and for a call its ids, clocks and usage. Nothing is
+//! looked up, allocated (once the buffer has grown), or shared with another
+//! call's thread there: the buffer's lock is only ever contended by the
+//! `ax-otel` thread swapping it for an empty one.
+//!
+//! The `ax-otel` thread ([`convert`]) drains every thread's buffer in turn and
+//! does the rest: it keeps the table of live spans, gives each sampled span
+//! its OpenTelemetry ids (a thread's records are in order, so a root span
+//! finds the call its thread was in), builds attributes and `SpanData` for the
+//! batch span processor, and records the call metrics.
+//!
+//! **Invariant:** a hook never blocks and never waits for the `ax-otel`
+//! thread: a full buffer drops the record (with the fields that follow it)
+//! and counts it. A span whose record was dropped is not exported; its close
+//! finds nothing.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use ax_runtime::{
-    CallEnd, CallError, CallStart, CallTrace, CallTracer, CallsiteInfo, InstanceId, Level, PluginFailure, SpanStart,
-    Usage,
+    CallEnd, CallError, CallStart, CallTrace, CallTracer, CallsiteInfo, FieldRef, Fields, InstanceId, Level,
+    PluginFailure, SpanStart,
 };
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use opentelemetry::trace::{
     Event, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
 };
@@ -37,14 +48,18 @@ use opentelemetry_sdk::trace::{
     BatchSpanProcessor, IdGenerator, RandomIdGenerator, SamplingDecision, ShouldSample, SpanData, SpanEvents,
     SpanLinks, SpanProcessor,
 };
-use parking_lot::{Mutex, RwLock};
-use serde_json::Value;
+use parking_lot::Mutex;
 
 use crate::export::Health;
 use crate::metrics::Instruments;
 
-/// Records queued between the hooks and the `ax-otel` thread.
-pub(crate) const QUEUE: usize = 16 * 1024;
+/// Records a thread's buffer holds before it drops: the `ax-otel` thread is
+/// woken when a buffer is half full, and drains every buffer at least every
+/// [`POLL`]`.1` anyway.
+pub(crate) const BUFFER: usize = 64 * 1024;
+
+/// Bytes of field text and names a thread's buffer holds before it drops.
+const TEXT: usize = 4 << 20;
 
 /// The ids of a span, and whether it is sampled.
 #[derive(Clone, Copy, Debug)]
@@ -54,87 +69,219 @@ struct Ids {
     sampled: bool,
 }
 
-thread_local! {
-    /// The call running on this (plugin) thread.
-    static CALL: Cell<Option<Ids>> = const { Cell::new(None) };
-}
-
-/// One call in flight.
+/// One call from `begin_call` to `end_call`, on its caller's side.
 struct CallState {
     ids: Ids,
     parent: SpanId,
     parent_remote: bool,
-    start: SystemTime,
-    started: Instant,
-    generation: u64,
+    /// Nanoseconds since the tracer's anchor.
+    start: u64,
     call: u64,
 }
 
-/// What every span of one callsite shares.
-pub(crate) struct Site {
-    name: Cow<'static, str>,
-    attributes: Vec<KeyValue>,
+/// A range of a [`Batch`]'s text.
+#[derive(Clone, Copy, Debug)]
+struct Text {
+    at: u32,
+    len: u32,
 }
 
-pub(crate) struct LiveSpan {
-    ids: Ids,
-    parent: SpanId,
-    site: Arc<Site>,
-    start: SystemTime,
-    fields: Vec<(&'static str, Value)>,
-    events: Vec<EventRecord>,
+/// A field value in a record.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    Text(Text),
 }
 
-pub(crate) struct EventRecord {
-    at: SystemTime,
-    level: &'static str,
-    name: Option<String>,
-    site: Arc<Site>,
-    fields: Vec<(&'static str, Value)>,
+/// What a hook appends to its thread's buffer. Each `fields` count is the
+/// number of [`Rec::Field`]s that follow the record.
+enum Rec {
+    /// The thread entered a sampled call: its root spans are the call's children.
+    Enter(Ids),
+    /// The thread left the call.
+    Exit,
+    SpanNew {
+        instance: InstanceId,
+        span: u64,
+        parent: Option<u64>,
+        site: Arc<CallsiteInfo>,
+        at: u64,
+        fields: u32,
+    },
+    SpanRecord {
+        instance: InstanceId,
+        span: u64,
+        fields: u32,
+    },
+    SpanClose {
+        instance: InstanceId,
+        span: u64,
+        at: u64,
+    },
+    Event {
+        instance: InstanceId,
+        parent: u64,
+        site: Arc<CallsiteInfo>,
+        at: u64,
+        fields: u32,
+    },
+    Field(&'static str, Slot),
 }
 
-pub(crate) struct CallRecord {
+/// A call that ended, for its span (if sampled) and its metrics.
+struct CallRec {
     ids: Ids,
     parent: SpanId,
     parent_remote: bool,
-    plugin: String,
-    method: String,
+    plugin: Text,
+    method: Text,
     instance: InstanceId,
     call: u64,
-    generation: u64,
-    start: SystemTime,
-    elapsed: Duration,
-    usage: Usage,
+    /// Nanoseconds since the tracer's anchor.
+    start: u64,
+    elapsed: u64,
+    wall: u64,
+    cpu: Option<u64>,
+    allocated: Option<u64>,
+    peak: Option<u64>,
     outcome: &'static str,
-    error: Option<CallError>,
+    error: Option<Box<CallError>>,
 }
 
-/// What the hooks hand to the `ax-otel` thread.
-pub(crate) enum Record {
-    Call(Box<CallRecord>),
-    Span(Box<LiveSpan>, SystemTime),
-    /// Finished by the sender: everything before it is processed.
-    Stop(Sender<()>),
+/// A thread's records since the `ax-otel` thread last took them.
+#[derive(Default)]
+struct Batch {
+    recs: Vec<Rec>,
+    calls: Vec<CallRec>,
+    text: Vec<u8>,
+}
+
+impl Batch {
+    fn text(&mut self, s: &str) -> Text {
+        let at = self.text.len() as u32;
+        self.text.extend_from_slice(s.as_bytes());
+        Text { at, len: s.len() as u32 }
+    }
+
+    fn str(&self, t: Text) -> &str {
+        let bytes = &self.text[t.at as usize..(t.at + t.len) as usize];
+        // Copied from a `&str`: always UTF-8.
+        std::str::from_utf8(bytes).unwrap_or("<invalid utf-8>")
+    }
+
+    fn fields(&mut self, fields: Fields<'_>) {
+        for (name, value) in fields.iter() {
+            let slot = match value {
+                FieldRef::I64(i) => Slot::I64(i),
+                FieldRef::U64(u) => Slot::U64(u),
+                FieldRef::F64(f) => Slot::F64(f),
+                FieldRef::Bool(b) => Slot::Bool(b),
+                FieldRef::Text(s) => Slot::Text(self.text(s)),
+            };
+            self.recs.push(Rec::Field(name, slot));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.recs.clear();
+        self.calls.clear();
+        self.text.clear();
+    }
+}
+
+/// One thread's buffer for one tracer.
+#[derive(Default)]
+struct Buffer {
+    batch: Mutex<Batch>,
+}
+
+thread_local! {
+    /// This thread's buffers: (tracer id, buffer).
+    static BUFFERS: RefCell<Vec<(u64, Arc<Buffer>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Tracer ids, for [`BUFFERS`].
+static NEXT_TRACER: AtomicU64 = AtomicU64::new(1);
+
+/// What the hooks and the `ax-otel` thread share.
+pub(crate) struct Shared {
+    id: u64,
+    /// The buffers of threads that have written, for `ax-otel` to take.
+    buffers: Mutex<Vec<Arc<Buffer>>>,
+    /// The `ax-otel` thread, to wake when a buffer is half full.
+    converter: OnceLock<Thread>,
+    stopped: AtomicBool,
+    /// Timestamps are nanoseconds since this instant, which was this time.
+    anchor: (Instant, SystemTime),
+    health: Arc<Health>,
+    /// The generation each instance serves as (1 unless it came from a reload).
+    pub(crate) generations: Mutex<HashMap<InstanceId, u64>>,
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.anchor.0.elapsed().as_nanos() as u64
+    }
+
+    fn time(&self, at: u64) -> SystemTime {
+        self.anchor.1 + Duration::from_nanos(at)
+    }
+
+    /// Appends to this thread's buffer with `write`, if `records` more records
+    /// and `text` more bytes fit; else drops and counts.
+    fn append(&self, records: usize, text: usize, write: impl FnOnce(&mut Batch)) {
+        if self.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        // An error: this thread is exiting, and has nowhere to write.
+        let _ = BUFFERS.try_with(|buffers| {
+            let mut buffers = buffers.borrow_mut();
+            let at = match buffers.iter().position(|(id, _)| *id == self.id) {
+                Some(at) => at,
+                None => {
+                    let buffer = Arc::new(Buffer::default());
+                    self.buffers.lock().push(buffer.clone());
+                    buffers.push((self.id, buffer));
+                    buffers.len() - 1
+                }
+            };
+            let mut batch = buffers[at].1.batch.lock();
+            let used = batch.recs.len() + batch.calls.len();
+            if used + records > BUFFER || batch.text.len() + text > TEXT {
+                drop(batch);
+                self.health.queue_full();
+                return;
+            }
+            write(&mut batch);
+            let half = BUFFER / 2;
+            if used < half && batch.recs.len() + batch.calls.len() >= half {
+                drop(batch);
+                if let Some(converter) = self.converter.get() {
+                    converter.unpark();
+                }
+            }
+        });
+    }
+}
+
+fn text_len(fields: Fields<'_>) -> usize {
+    fields.iter().map(|(_, v)| if let FieldRef::Text(s) = v { s.len() } else { 0 }).sum()
 }
 
 pub(crate) struct OtelTracer {
-    sampler: Box<dyn ShouldSample>,
+    sampler: Arc<dyn ShouldSample>,
     /// The most detailed plugin spans and events exported.
     level: Level,
     ids: RandomIdGenerator,
-    queue: Sender<Record>,
-    health: Arc<Health>,
-    /// Live sampled plugin spans: (instance, span id) → the span so far.
-    spans: Mutex<HashMap<(InstanceId, u64), Box<LiveSpan>, Fast>>,
-    /// The generation each instance serves as (1 unless it came from a reload).
-    pub(crate) generations: Mutex<HashMap<InstanceId, u64>>,
-    /// Callsites seen: (instance, callsite id) → name and constant attributes.
-    sites: RwLock<HashMap<(InstanceId, usize), Arc<Site>, Fast>>,
+    pub(crate) shared: Arc<Shared>,
 }
 
-/// A hasher for the tables above, keyed by pairs of small integers the
-/// runtime hands out (not by anything a user controls): one multiply per word
-/// instead of SipHash's rounds.
+/// A hasher for the tables of the `ax-otel` thread, keyed by pairs of small
+/// integers the runtime hands out (not by anything a user controls): one
+/// multiply per word instead of SipHash's rounds.
 #[derive(Clone, Copy, Default)]
 struct Fast;
 
@@ -164,21 +311,6 @@ impl std::hash::Hasher for FastHasher {
     }
 }
 
-/// A JSON field value as an attribute value.
-fn attribute(value: &Value) -> OtelValue {
-    match value {
-        Value::Bool(b) => OtelValue::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => OtelValue::I64(i),
-            (None, Some(f)) if n.is_f64() => OtelValue::F64(f),
-            // A u64 beyond i64: exact as text.
-            _ => OtelValue::String(n.to_string().into()),
-        },
-        Value::String(s) => OtelValue::String(s.clone().into()),
-        other => OtelValue::String(other.to_string().into()),
-    }
-}
-
 /// `ok`, `error`, `panic`, `budget_exceeded`, …: the call's outcome attribute.
 pub(crate) fn outcome(error: Option<&CallError>) -> &'static str {
     match error {
@@ -196,53 +328,21 @@ fn context(ids: Ids) -> SpanContext {
 }
 
 impl OtelTracer {
-    pub(crate) fn new(
-        sampler: Box<dyn ShouldSample>,
-        level: Level,
-        queue: Sender<Record>,
-        health: Arc<Health>,
-    ) -> OtelTracer {
+    pub(crate) fn new(sampler: Arc<dyn ShouldSample>, level: Level, health: Arc<Health>) -> OtelTracer {
         OtelTracer {
             sampler,
             level,
             ids: RandomIdGenerator::default(),
-            queue,
-            health,
-            spans: Mutex::new(HashMap::default()),
-            generations: Mutex::new(HashMap::new()),
-            sites: RwLock::new(HashMap::default()),
+            shared: Arc::new(Shared {
+                id: NEXT_TRACER.fetch_add(1, Ordering::Relaxed),
+                buffers: Mutex::new(Vec::new()),
+                converter: OnceLock::new(),
+                stopped: AtomicBool::new(false),
+                anchor: (Instant::now(), SystemTime::now()),
+                health,
+                generations: Mutex::new(HashMap::new()),
+            }),
         }
-    }
-
-    fn send(&self, record: Record) {
-        match self.queue.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.health.queue_full(),
-            // Shut down: nothing is exported any more.
-            Err(TrySendError::Disconnected(_)) => {}
-        }
-    }
-
-    /// The span name and constant attributes of a callsite, made once.
-    fn site(&self, instance: InstanceId, info: &CallsiteInfo) -> Arc<Site> {
-        if let Some(site) = self.sites.read().get(&(instance, info.id)) {
-            return site.clone();
-        }
-        let text = |s: &str| OtelValue::String(StringValue::from(Arc::<str>::from(s)));
-        let site = Arc::new(Site {
-            name: Cow::Owned(info.name.clone()),
-            attributes: vec![
-                KeyValue::new("code.namespace", text(&info.target)),
-                KeyValue::new("code.filepath", text(&info.file)),
-                KeyValue::new("code.lineno", i64::from(info.line)),
-            ],
-        });
-        self.sites.write().insert((instance, info.id), site.clone());
-        site
-    }
-
-    fn generation(&self, instance: InstanceId) -> u64 {
-        self.generations.lock().get(&instance).copied().unwrap_or(1)
     }
 }
 
@@ -256,19 +356,20 @@ impl CallTracer for OtelTracer {
             SamplingDecision::RecordAndSample
         );
         CallTrace(Box::new(CallState {
-            ids: Ids { trace, span: self.ids.new_span_id(), sampled },
+            // A sampled-out call's span id is never seen.
+            ids: Ids { trace, span: if sampled { self.ids.new_span_id() } else { SpanId::INVALID }, sampled },
             parent: if parent.is_valid() { parent.span_id() } else { SpanId::INVALID },
             parent_remote: parent.is_remote(),
-            start: SystemTime::now(),
-            started: Instant::now(),
-            generation: self.generation(call.instance),
+            start: self.shared.now(),
             call: call.call,
         }))
     }
 
     fn enter_call(&self, trace: &CallTrace) -> bool {
         let Some(call) = trace.0.downcast_ref::<CallState>() else { return false };
-        let _ = CALL.try_with(|c| c.set(Some(call.ids)));
+        if call.ids.sampled {
+            self.shared.append(1, 0, |b| b.recs.push(Rec::Enter(call.ids)));
+        }
         call.ids.sampled
     }
 
@@ -276,176 +377,366 @@ impl CallTracer for OtelTracer {
         self.level
     }
 
-    fn exit_call(&self, _trace: &CallTrace) {
-        let _ = CALL.try_with(|c| c.set(None));
+    fn exit_call(&self, trace: &CallTrace) {
+        if trace.0.downcast_ref::<CallState>().is_some_and(|c| c.ids.sampled) {
+            self.shared.append(1, 0, |b| b.recs.push(Rec::Exit));
+        }
     }
 
     fn end_call(&self, trace: CallTrace, end: &CallEnd<'_>) {
         let Ok(call) = trace.0.downcast::<CallState>() else { return };
-        let elapsed = call.started.elapsed();
-        self.send(Record::Call(Box::new(CallRecord {
-            ids: call.ids,
-            parent: call.parent,
-            parent_remote: call.parent_remote,
-            plugin: end.plugin.to_owned(),
-            method: end.method.to_owned(),
-            instance: end.instance,
-            call: call.call,
-            generation: call.generation,
-            start: call.start,
-            elapsed,
-            usage: *end.usage,
-            outcome: outcome(end.error),
-            error: end.error.cloned(),
-        })));
+        let elapsed = self.shared.now().saturating_sub(call.start);
+        let ns = |d: Duration| d.as_nanos() as u64;
+        let usage = end.usage;
+        self.shared.append(1, end.plugin.len() + end.method.len(), |b| {
+            let (plugin, method) = (b.text(end.plugin), b.text(end.method));
+            b.calls.push(CallRec {
+                ids: call.ids,
+                parent: call.parent,
+                parent_remote: call.parent_remote,
+                plugin,
+                method,
+                instance: end.instance,
+                call: call.call,
+                start: call.start,
+                elapsed,
+                wall: ns(usage.wall),
+                cpu: usage.cpu.map(ns),
+                allocated: usage.allocated,
+                peak: usage.peak,
+                outcome: outcome(end.error),
+                error: end.error.cloned().map(Box::new),
+            });
+        });
     }
 
     fn span_new(&self, start: SpanStart<'_>) {
-        let key = (start.instance, start.span);
-        let mut spans = self.spans.lock();
-        let parent = start
-            .parent
-            .and_then(|p| spans.get(&(start.instance, p)).map(|s| s.ids))
-            .or_else(|| CALL.try_with(Cell::get).ok().flatten());
-        let ids = match parent {
-            // The call was sampled out: so are its spans, which cost no more
-            // than this (their fields and close find nothing).
-            Some(p) if !p.sampled => return,
-            Some(p) => Ids { trace: p.trace, span: self.ids.new_span_id(), sampled: true },
-            // Outside any call (a thread the plugin spawned): a trace of its
-            // own, sampled as a call would be.
-            None => {
-                let trace = self.ids.new_trace_id();
-                let name = &start.callsite.name;
-                let decision = self.sampler.should_sample(None, trace, name, &SpanKind::Internal, &[], &[]).decision;
-                if decision != SamplingDecision::RecordAndSample {
-                    return;
-                }
-                Ids { trace, span: self.ids.new_span_id(), sampled: true }
-            }
-        };
-        let live = Box::new(LiveSpan {
-            ids,
-            parent: parent.map_or(SpanId::INVALID, |p| p.span),
-            site: self.site(start.instance, start.callsite),
-            start: SystemTime::now(),
-            fields: start.fields,
-            events: Vec::new(),
+        let at = self.shared.now();
+        let fields = start.fields;
+        self.shared.append(1 + fields.len(), text_len(fields), |b| {
+            b.recs.push(Rec::SpanNew {
+                instance: start.instance,
+                span: start.span,
+                parent: start.parent,
+                site: start.callsite.clone(),
+                at,
+                fields: fields.len() as u32,
+            });
+            b.fields(fields);
         });
-        spans.insert(key, live);
     }
 
-    fn span_record(&self, instance: InstanceId, span: u64, fields: Vec<(&'static str, Value)>) {
-        if let Some(live) = self.spans.lock().get_mut(&(instance, span)) {
-            live.fields.extend(fields);
-        }
+    fn span_record(&self, instance: InstanceId, span: u64, fields: Fields<'_>) {
+        self.shared.append(1 + fields.len(), text_len(fields), |b| {
+            b.recs.push(Rec::SpanRecord { instance, span, fields: fields.len() as u32 });
+            b.fields(fields);
+        });
     }
 
     fn span_close(&self, instance: InstanceId, span: u64) {
-        let live = self.spans.lock().remove(&(instance, span));
-        if let Some(live) = live {
-            self.send(Record::Span(live, SystemTime::now()));
-        }
+        let at = self.shared.now();
+        self.shared.append(1, 0, |b| b.recs.push(Rec::SpanClose { instance, span, at }));
     }
 
-    fn event(
-        &self,
-        instance: InstanceId,
-        parent: Option<u64>,
-        callsite: &CallsiteInfo,
-        fields: Vec<(&'static str, Value)>,
-    ) {
+    fn event(&self, instance: InstanceId, parent: Option<u64>, callsite: &Arc<CallsiteInfo>, fields: Fields<'_>) {
+        // Kept only inside an exported span.
         let Some(parent) = parent else { return };
-        if !self.spans.lock().contains_key(&(instance, parent)) {
-            return;
-        }
-        let record = EventRecord {
-            at: SystemTime::now(),
-            level: callsite.level.as_str(),
-            name: None,
-            site: self.site(instance, callsite),
-            fields,
-        };
-        if let Some(live) = self.spans.lock().get_mut(&(instance, parent)) {
-            live.events.push(record);
-        }
+        let at = self.shared.now();
+        self.shared.append(1 + fields.len(), text_len(fields), |b| {
+            b.recs.push(Rec::Event { instance, parent, site: callsite.clone(), at, fields: fields.len() as u32 });
+            b.fields(fields);
+        });
     }
 }
 
-/// How long the `ax-otel` thread sleeps when the queue is empty: the first
-/// time, then twice as long each time it is still empty, up to the last.
+/// What every span of one callsite shares.
+struct Site {
+    name: Cow<'static, str>,
+    attributes: Vec<KeyValue>,
+}
+
+struct LiveSpan {
+    ids: Ids,
+    parent: SpanId,
+    site: Arc<Site>,
+    start: SystemTime,
+    fields: Vec<(&'static str, OtelValue)>,
+    events: Vec<Event>,
+}
+
+/// How long the `ax-otel` thread sleeps when every buffer was empty: the
+/// first time, then twice as long each time they still are, up to the last.
+/// A buffer half full wakes it early.
 const POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(50));
 
-/// The `ax-otel` thread: records in, span data and metric points out.
-///
-/// It polls rather than blocks: a sender that finds a receiver parked must
-/// wake it (a system call, microseconds on a small VM) and that would be paid
-/// by the call's threads, once per span. Polling backs off while idle (20
-/// wake-ups a second at most) and delays export by at most `POLL.1`.
-pub(crate) fn convert(
-    records: &Receiver<Record>,
-    processor: &BatchSpanProcessor,
-    instruments: &Instruments,
-    health: &Health,
-) {
-    let scope = InstrumentationScope::builder("ax").build();
-    let mut nap = POLL.0;
-    loop {
-        let record = match records.try_recv() {
-            Ok(record) => {
-                nap = POLL.0;
-                record
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(POLL.1);
-                continue;
-            }
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-        };
-        match record {
-            Record::Call(call) => {
-                instruments.call(&call.plugin, &call.method, call.outcome, call.elapsed, call.error.is_some());
-                if call.ids.sampled {
-                    health.handed_spans.fetch_add(1, Ordering::Relaxed);
-                    processor.on_end(call_span(&call, &scope));
+/// A buffer as the `ax-otel` thread tracks it.
+struct Drained {
+    buffer: Arc<Buffer>,
+    /// The batch swapped in for the buffer's, to be swapped again next time.
+    spare: Batch,
+    /// The sampled call the thread is in, as its records say.
+    call: Option<Ids>,
+}
+
+/// The `ax-otel` thread's state: records in, span data and metric points out.
+pub(crate) struct Converter {
+    shared: Arc<Shared>,
+    sampler: Arc<dyn ShouldSample>,
+    ids: RandomIdGenerator,
+    scope: InstrumentationScope,
+    drained: Vec<Drained>,
+    /// Live sampled plugin spans: (instance, span id) → the span so far.
+    live: HashMap<(InstanceId, u64), LiveSpan, Fast>,
+    /// Callsites seen: (instance, callsite id) → name and constant attributes.
+    sites: HashMap<(InstanceId, usize), Arc<Site>, Fast>,
+}
+
+impl Converter {
+    pub(crate) fn new(tracer: &OtelTracer) -> Converter {
+        Converter {
+            shared: tracer.shared.clone(),
+            sampler: tracer.sampler.clone(),
+            ids: RandomIdGenerator::default(),
+            scope: InstrumentationScope::builder("ax").build(),
+            drained: Vec::new(),
+            live: HashMap::default(),
+            sites: HashMap::default(),
+        }
+    }
+
+    /// Runs until `stop` is sent; drains everything once more, then answers it.
+    pub(crate) fn run(
+        mut self,
+        stop: &Receiver<Sender<()>>,
+        processor: &BatchSpanProcessor,
+        instruments: &Instruments,
+    ) {
+        let _ = self.shared.converter.set(std::thread::current());
+        let mut nap = POLL.0;
+        loop {
+            if let Ok(done) = stop.try_recv() {
+                // Hooks append nothing more; what they did append is converted,
+                // and the buffers' memory given back (the threads keep an empty one).
+                self.shared.stopped.store(true, Ordering::Relaxed);
+                self.drain(processor, instruments);
+                for d in &self.drained {
+                    *d.buffer.batch.lock() = Batch::default();
                 }
-            }
-            Record::Span(live, end) => {
-                health.handed_spans.fetch_add(1, Ordering::Relaxed);
-                processor.on_end(plugin_span(*live, end, &scope));
-            }
-            Record::Stop(done) => {
                 let _ = done.send(());
                 return;
             }
+            if self.drain(processor, instruments) {
+                nap = POLL.0;
+            } else {
+                std::thread::park_timeout(nap);
+                nap = (nap * 2).min(POLL.1);
+            }
         }
+    }
+
+    /// Takes every buffer's records and converts them; returns whether there were any.
+    fn drain(&mut self, processor: &BatchSpanProcessor, instruments: &Instruments) -> bool {
+        {
+            let mut new = self.shared.buffers.lock();
+            self.drained.extend(new.drain(..).map(|buffer| Drained { buffer, spare: Batch::default(), call: None }));
+        }
+        let mut any = false;
+        let mut drained = std::mem::take(&mut self.drained);
+        for d in &mut drained {
+            std::mem::swap(&mut *d.buffer.batch.lock(), &mut d.spare);
+            any |= !d.spare.recs.is_empty() || !d.spare.calls.is_empty();
+            self.convert(d, processor, instruments);
+            d.spare.clear();
+        }
+        // A buffer only the `ax-otel` thread holds belonged to a thread that has
+        // exited, and was drained just now.
+        drained.retain(|d| Arc::strong_count(&d.buffer) > 1);
+        self.drained = drained;
+        any
+    }
+
+    fn convert(&mut self, d: &mut Drained, processor: &BatchSpanProcessor, instruments: &Instruments) {
+        let shared = self.shared.clone();
+        let health = &shared.health;
+        let batch = &d.spare;
+        for call in &batch.calls {
+            let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
+            let elapsed = Duration::from_nanos(call.elapsed);
+            instruments.call(plugin, method, call.outcome, elapsed, call.error.is_some());
+            if call.ids.sampled {
+                health.handed_spans.fetch_add(1, Ordering::Relaxed);
+                let generation = self.shared.generations.lock().get(&call.instance).copied().unwrap_or(1);
+                processor.on_end(call_span(call, plugin, method, generation, &self.shared, &self.scope));
+            }
+        }
+        let recs = &batch.recs;
+        let mut i = 0;
+        while i < recs.len() {
+            let rec = &recs[i];
+            let mut next = i + 1;
+            match rec {
+                Rec::Enter(ids) => d.call = Some(*ids),
+                Rec::Exit => d.call = None,
+                Rec::SpanNew { instance, span, parent, site, at, fields } => {
+                    let fields = following(recs, &mut next, *fields);
+                    let ids = match parent.and_then(|p| self.live.get(&(*instance, p))).map(|s| s.ids).or(d.call) {
+                        Some(p) => Some((Ids { trace: p.trace, span: self.ids.new_span_id(), sampled: true }, p.span)),
+                        // Outside any call (a thread the plugin spawned): a
+                        // trace of its own, sampled as a call would be.
+                        None => {
+                            let trace = self.ids.new_trace_id();
+                            let decision = self
+                                .sampler
+                                .should_sample(None, trace, &site.name, &SpanKind::Internal, &[], &[])
+                                .decision;
+                            (decision == SamplingDecision::RecordAndSample)
+                                .then(|| (Ids { trace, span: self.ids.new_span_id(), sampled: true }, SpanId::INVALID))
+                        }
+                    };
+                    let Some((ids, parent)) = ids else { continue };
+                    let live = LiveSpan {
+                        ids,
+                        parent,
+                        site: self.site(*instance, site),
+                        start: self.shared.time(*at),
+                        fields: attributes(batch, fields).collect(),
+                        events: Vec::new(),
+                    };
+                    self.live.insert((*instance, *span), live);
+                }
+                Rec::SpanRecord { instance, span, fields } => {
+                    let fields = following(recs, &mut next, *fields);
+                    if let Some(live) = self.live.get_mut(&(*instance, *span)) {
+                        live.fields.extend(attributes(batch, fields));
+                    }
+                }
+                Rec::SpanClose { instance, span, at } => {
+                    if let Some(live) = self.live.remove(&(*instance, *span)) {
+                        health.handed_spans.fetch_add(1, Ordering::Relaxed);
+                        processor.on_end(plugin_span(live, self.shared.time(*at), &self.scope));
+                    }
+                }
+                Rec::Event { instance, parent, site, at, fields } => {
+                    let fields = following(recs, &mut next, *fields);
+                    if !self.live.contains_key(&(*instance, *parent)) {
+                        continue;
+                    }
+                    let level = site.level.as_str();
+                    let site = self.site(*instance, site);
+                    let event = span_event(batch, &site, level, self.shared.time(*at), fields);
+                    if let Some(live) = self.live.get_mut(&(*instance, *parent)) {
+                        live.events.push(event);
+                    }
+                }
+                // Fields are taken by the record before them.
+                Rec::Field(..) => {}
+            }
+            i = next;
+        }
+    }
+
+    /// The span name and constant attributes of a callsite, made once.
+    fn site(&mut self, instance: InstanceId, info: &CallsiteInfo) -> Arc<Site> {
+        self.sites
+            .entry((instance, info.id))
+            .or_insert_with(|| {
+                let text = |s: &str| OtelValue::String(StringValue::from(Arc::<str>::from(s)));
+                Arc::new(Site {
+                    name: Cow::Owned(info.name.clone()),
+                    attributes: vec![
+                        KeyValue::new("code.namespace", text(&info.target)),
+                        KeyValue::new("code.filepath", text(&info.file)),
+                        KeyValue::new("code.lineno", i64::from(info.line)),
+                    ],
+                })
+            })
+            .clone()
     }
 }
 
-fn call_span(call: &CallRecord, scope: &InstrumentationScope) -> SpanData {
-    let usage = &call.usage;
+/// The `n` field records from `*next` on; moves `*next` past them.
+fn following<'a>(recs: &'a [Rec], next: &mut usize, n: u32) -> std::slice::Iter<'a, Rec> {
+    let at = *next;
+    *next = (at + n as usize).min(recs.len());
+    recs[at..*next].iter()
+}
+
+/// A field slot as an attribute value: integers as integers (a `u64` beyond
+/// `i64` as its decimal text), a float that is not finite as `null` (as its
+/// JSON form would be), text as text.
+fn value(batch: &Batch, slot: Slot) -> OtelValue {
+    match slot {
+        Slot::I64(i) => OtelValue::I64(i),
+        Slot::U64(u) => i64::try_from(u).map_or_else(|_| OtelValue::String(u.to_string().into()), OtelValue::I64),
+        Slot::F64(f) if f.is_finite() => OtelValue::F64(f),
+        Slot::F64(_) => OtelValue::String("null".into()),
+        Slot::Bool(b) => OtelValue::Bool(b),
+        Slot::Text(t) => OtelValue::String(batch.str(t).to_owned().into()),
+    }
+}
+
+/// The field records `fields` as (name, attribute value).
+fn attributes<'a>(
+    batch: &'a Batch,
+    fields: impl Iterator<Item = &'a Rec> + 'a,
+) -> impl Iterator<Item = (&'static str, OtelValue)> + 'a {
+    fields.filter_map(|rec| match rec {
+        Rec::Field(name, slot) => Some((*name, value(batch, *slot))),
+        _ => None,
+    })
+}
+
+/// An event as a span event: named by its `message` field (else its callsite),
+/// with its level and other fields as attributes.
+fn span_event<'a>(
+    batch: &'a Batch,
+    site: &Site,
+    level: &'static str,
+    at: SystemTime,
+    fields: impl Iterator<Item = &'a Rec>,
+) -> Event {
+    let mut name = site.name.clone();
+    let mut attrs = vec![KeyValue::new("level", level)];
+    for rec in fields {
+        let Rec::Field(field, slot) = rec else { continue };
+        match (*field, slot) {
+            ("message", Slot::Text(t)) => name = Cow::Owned(batch.str(*t).to_owned()),
+            _ => attrs.push(KeyValue::new(*field, value(batch, *slot))),
+        }
+    }
+    Event::new(name, at, attrs, 0)
+}
+
+fn call_span(
+    call: &CallRec,
+    plugin: &str,
+    method: &str,
+    generation: u64,
+    shared: &Shared,
+    scope: &InstrumentationScope,
+) -> SpanData {
     let mut attributes = vec![
-        KeyValue::new("ax.plugin", call.plugin.clone()),
-        KeyValue::new("ax.method", call.method.clone()),
+        KeyValue::new("ax.plugin", plugin.to_owned()),
+        KeyValue::new("ax.method", method.to_owned()),
         KeyValue::new("ax.instance", call.instance as i64),
-        KeyValue::new("ax.generation", call.generation as i64),
+        KeyValue::new("ax.generation", generation as i64),
         KeyValue::new("ax.outcome", call.outcome),
         KeyValue::new("ax.call", call.call as i64),
-        KeyValue::new("ax.usage.wall_ns", usage.wall.as_nanos() as i64),
+        KeyValue::new("ax.usage.wall_ns", call.wall as i64),
     ];
-    if let Some(cpu) = usage.cpu {
-        attributes.push(KeyValue::new("ax.usage.cpu_ns", cpu.as_nanos() as i64));
+    if let Some(cpu) = call.cpu {
+        attributes.push(KeyValue::new("ax.usage.cpu_ns", cpu as i64));
     }
-    if let Some(bytes) = usage.allocated {
+    if let Some(bytes) = call.allocated {
         attributes.push(KeyValue::new("ax.usage.allocated_bytes", bytes as i64));
     }
-    if let Some(bytes) = usage.peak {
+    if let Some(bytes) = call.peak {
         attributes.push(KeyValue::new("ax.usage.peak_bytes", bytes as i64));
     }
-    let end = call.start + call.elapsed;
+    let start = shared.time(call.start);
+    let end = start + Duration::from_nanos(call.elapsed);
     let mut events = SpanEvents::default();
-    let status = match &call.error {
+    let status = match call.error.as_deref() {
         None => Status::Ok,
         Some(error) => {
             if let CallError::BudgetExceeded { violations, .. } = error {
@@ -456,7 +747,7 @@ fn call_span(call: &CallRecord, scope: &InstrumentationScope) -> SpanData {
                         KeyValue::new("ax.budget.observed", v.observed as i64),
                         KeyValue::new("ax.budget.noticed_after_ns", v.noticed_after.as_nanos() as i64),
                     ];
-                    let at = call.start + v.noticed_after;
+                    let at = start + v.noticed_after;
                     events.events.push(Event::new("ax.budget_violation", at, attributes, 0));
                 }
             }
@@ -477,8 +768,8 @@ fn call_span(call: &CallRecord, scope: &InstrumentationScope) -> SpanData {
         parent_span_id: call.parent,
         parent_span_is_remote: call.parent_remote,
         span_kind: SpanKind::Server,
-        name: format!("{}.{}", call.plugin, call.method).into(),
-        start_time: call.start,
+        name: format!("{plugin}.{method}").into(),
+        start_time: start,
         end_time: end,
         attributes,
         dropped_attributes_count: 0,
@@ -491,25 +782,15 @@ fn call_span(call: &CallRecord, scope: &InstrumentationScope) -> SpanData {
 
 fn plugin_span(live: LiveSpan, end: SystemTime, scope: &InstrumentationScope) -> SpanData {
     let mut attributes = live.site.attributes.clone();
-    for (name, value) in &live.fields {
+    for (name, value) in live.fields {
         // A field recorded again replaces its earlier value.
-        match attributes.iter_mut().find(|kv| kv.key.as_str() == *name) {
-            Some(kv) => *kv = KeyValue::new(*name, attribute(value)),
-            None => attributes.push(KeyValue::new(*name, attribute(value))),
+        match attributes.iter_mut().find(|kv| kv.key.as_str() == name) {
+            Some(kv) => *kv = KeyValue::new(name, value),
+            None => attributes.push(KeyValue::new(name, value)),
         }
     }
     let mut events = SpanEvents::default();
-    for event in live.events {
-        let mut name = event.name.map_or_else(|| event.site.name.clone(), Cow::Owned);
-        let mut attrs = vec![KeyValue::new("level", event.level)];
-        for (field, value) in &event.fields {
-            match (*field, value) {
-                ("message", Value::String(message)) => name = Cow::Owned(message.clone()),
-                _ => attrs.push(KeyValue::new(*field, attribute(value))),
-            }
-        }
-        events.events.push(Event::new(name, event.at, attrs, 0));
-    }
+    events.events = live.events;
     SpanData {
         span_context: context(live.ids),
         parent_span_id: live.parent,
@@ -559,11 +840,17 @@ pub(crate) fn reload_span(
     });
 }
 
-/// Asks the `ax-otel` thread to finish what is queued; waits at most `timeout`.
-/// Returns whether it finished.
-pub(crate) fn stop(queue: &Sender<Record>, timeout: Duration) -> bool {
+/// Asks the `ax-otel` thread to convert what is buffered and stop; waits at
+/// most `timeout`. Returns whether it finished.
+pub(crate) fn stop(stop: &Sender<Sender<()>>, shared: &Shared, timeout: Duration) -> bool {
     let (done, finished) = crossbeam_channel::bounded(1);
-    queue.send_timeout(Record::Stop(done), timeout).is_ok() && finished.recv_timeout(timeout).is_ok()
+    if stop.send(done).is_err() {
+        return false;
+    }
+    if let Some(converter) = shared.converter.get() {
+        converter.unpark();
+    }
+    finished.recv_timeout(timeout).is_ok()
 }
 
 impl Health {
@@ -571,7 +858,7 @@ impl Health {
         if self.queue_dropped.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!(
                 target: "ax::telemetry",
-                "the telemetry queue is full ({QUEUE} records): the exporter cannot keep up; calls go on, records \
+                "a thread's telemetry buffer is full ({BUFFER} records): the exporter cannot keep up; calls go on, records \
                  that do not fit are dropped and counted (this warning is not repeated)"
             );
         }
