@@ -299,7 +299,7 @@ impl Plugin {
             if profiling {
                 let failed = status != Status::OK || !violations.is_empty();
                 let me = bridge as *const Bridge as usize;
-                bridge.profiler.end_call(me, &method_owned, &usage, &violations, failed);
+                bridge.profiler.end_call(me, &method_owned, &usage, &violations, failed, out.cap as u64);
             }
             active.publish_violations(&events);
             bridge.clear_abort(vtable);
