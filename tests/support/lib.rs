@@ -25,6 +25,7 @@ const PACKAGES: &[&str] = &[
     "fixture-hostile",
     "fixture-attacker",
     "fixture-other-sdk",
+    "fixture-leaky",
     "ax-cli",
     "ax-dap",
     "ax-lsp",
