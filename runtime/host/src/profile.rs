@@ -11,6 +11,11 @@
 //! histogram) and adds the self time to a node of the call tree, whose paths
 //! become the folded stacks of flame graphs. Time a thread spends paused (a
 //! debugger stopped at a probe) is taken out of every interval open around it.
+//! With the SDK's counting allocator, a frame also notes the thread's live
+//! bytes (allocated − freed) when it opens; at its exit the difference is what
+//! the interval kept, recorded per callsite (less what its child spans kept)
+//! and per call (less the output buffer the host frees after the call) into
+//! `ax_profile::Kept`, whose trend gives the leak hints.
 //!
 //! Cost: while on, an enter reads the clock and pushes a frame; an exit reads
 //! the clock, pops, and records under one uncontended lock — the call-tree node
