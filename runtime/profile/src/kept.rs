@@ -32,12 +32,15 @@ pub struct Kept {
     bytes: i64,
     calls: u64,
     stride: u64,
+    /// The interval count at which the next point is taken: a comparison per
+    /// record, not a division (this runs at every profiled span exit).
+    next: u64,
     series: Vec<(u64, i64)>,
 }
 
 impl Default for Kept {
     fn default() -> Self {
-        Kept { bytes: 0, calls: 0, stride: 1, series: Vec::new() }
+        Kept { bytes: 0, calls: 0, stride: 1, next: 1, series: Vec::new() }
     }
 }
 
@@ -103,13 +106,14 @@ impl Kept {
     pub fn record(&mut self, delta: i64) {
         self.calls += 1;
         self.bytes = self.bytes.saturating_add(delta);
-        if self.calls.is_multiple_of(self.stride) {
+        if self.calls == self.next {
             self.series.push((self.calls, self.bytes));
             if self.series.len() >= POINTS {
                 let stride = self.stride * 2;
                 self.series.retain(|&(n, _)| n.is_multiple_of(stride));
                 self.stride = stride;
             }
+            self.next = (self.calls / self.stride + 1) * self.stride;
         }
     }
 
@@ -149,6 +153,7 @@ impl Kept {
         self.calls += later.calls;
         self.bytes = self.bytes.saturating_add(later.bytes);
         self.stride = u64::MAX;
+        self.next = u64::MAX;
         self.series = series;
     }
 
@@ -217,7 +222,7 @@ impl<'de> Deserialize<'de> for Kept {
         }
         // A series read back is never recorded into (the runtime records from
         // scratch); `add` thins it by index.
-        Ok(Kept { bytes: repr.bytes, calls: repr.calls, stride: u64::MAX, series: repr.series })
+        Ok(Kept { bytes: repr.bytes, calls: repr.calls, stride: u64::MAX, next: u64::MAX, series: repr.series })
     }
 }
 
