@@ -133,6 +133,7 @@ fn generated_crate(dir: &Path) -> PathBuf {
             budget_violations: 0,
             time: Some(time),
             alloc_bytes: None,
+            kept: None,
         });
     }
     assert!(src.lines().count() >= 10_000, "{} lines", src.lines().count());

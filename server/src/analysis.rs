@@ -9,6 +9,15 @@
 //! choosing between functions of the same name, so positions survive edits
 //! made after profiling; the hover says when the recorded line no longer
 //! matches.
+//!
+//! With a baseline (`.ax/baseline.json`) the hint is the median and its change
+//! (`p50 42 µs (+12% vs baseline)`, or `±3%, not significant`: short, since
+//! VS Code cuts labels at about 43 characters), the hover gives the test and
+//! both medians, a significant slowdown past `baseline.threshold` or a
+//! `[budget.functions]` target is a warning, and a code action accepts the
+//! current profile as the new baseline (`ax-lsp.acceptBaseline`, which the
+//! server runs). A function whose calls keep memory that grows with their
+//! number gets a warning and a hover line.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,8 +25,8 @@ use std::path::Path;
 use ax_profile::{CallsiteKind, CallsiteProfile};
 use serde_json::json;
 use tower_lsp_server::ls_types::{
-    CodeAction, CodeActionKind, CodeLens, Command, Diagnostic, DiagnosticSeverity, InlayHint, InlayHintLabel,
-    InlayHintTooltip, MarkupContent, MarkupKind, NumberOrString, Position, Range,
+    CodeAction, CodeActionKind, CodeActionOrCommand, CodeLens, Command, Diagnostic, DiagnosticSeverity, InlayHint,
+    InlayHintLabel, InlayHintTooltip, MarkupContent, MarkupKind, NumberOrString, Position, Range,
 };
 
 use crate::format;
@@ -28,6 +37,10 @@ use crate::settings::{Percentile, Settings, Share};
 
 /// The diagnostics' `source`.
 pub const SOURCE: &str = "ax";
+
+/// The one command the server runs itself: save the crate's current profile
+/// (argument: the crate directory) as its baseline.
+pub const ACCEPT_BASELINE: &str = "ax-lsp.acceptBaseline";
 
 /// A profiled span mapped to a function of the current text.
 pub struct FnStat<'a> {
@@ -100,6 +113,18 @@ fn nearest_named<'a>(candidates: &[&'a FnItem], line: u32) -> Option<&'a FnItem>
 /// since the lens beside it shows a different one (self time, `self of profile`).
 pub fn hint_label(lp: &LoadedProfile, stat: &FnStat<'_>, settings: &Settings) -> String {
     let p = &lp.percentiles[stat.index];
+    if lp.baseline.is_some() {
+        let change = match &lp.changes[stat.index] {
+            Some(c) if c.significant => format!("{} vs baseline", c.summary()),
+            Some(c) => c.summary(),
+            None => "new since baseline".to_owned(),
+        };
+        let mut label = format!("p50 {} ({change})", format::duration(p[Percentile::P50 as usize]));
+        if settings.calls {
+            label.push_str(&format!(" · {}", format::counted(stat.site.count, "call")));
+        }
+        return label;
+    }
     let mut parts: Vec<String> =
         settings.percentiles.iter().map(|&q| format!("{} {}", q.name(), format::duration(p[q as usize]))).collect();
     if settings.calls {
@@ -187,6 +212,16 @@ fn fn_hover(plugin: &PluginCrate, lp: &LoadedProfile, stat: &FnStat<'_>, path: &
         "allocated",
         site.alloc_bytes.map_or_else(|| "not measured (SDK counting allocator)".to_owned(), format::bytes),
     );
+    if let Some(kept) = &site.kept {
+        let trend = match lp.leaks.get(&stat.index) {
+            Some(leak) => format!("**{}**", leak.describe()),
+            None => "not growing with the calls".to_owned(),
+        };
+        row("kept", format!("{} per call (self); {trend}", ax_profile::kept::bytes(kept.per_call().round() as i64)));
+    }
+    if lp.baseline.is_some() {
+        row("vs baseline", baseline_text(lp, stat.index));
+    }
     for q in Percentile::ALL {
         row(q.name(), format::duration(p[q as usize]));
     }
@@ -210,6 +245,12 @@ fn fn_hover(plugin: &PluginCrate, lp: &LoadedProfile, stat: &FnStat<'_>, path: &
         md.push_str(&format!("\n```text\n{}```\n", format::histogram(&t.histogram().buckets())));
     }
     md.push_str(&format!("\n{}\n", taken(lp)));
+    if let Some(b) = &lp.baseline {
+        md.push_str(&format!("\n_Baseline taken {} by `{}`._\n", b.taken_at, b.command));
+    }
+    if let Some(e) = &plugin.baseline_error {
+        md.push_str(&format!("\n⚠ Baseline ignored: {e}\n"));
+    }
     if stat.moved {
         md.push_str(&format!(
             "\n⚠ The source changed since profiling: `{}` was recorded at line {}, it is now at line {}. Figures are those of the profiled build.\n",
@@ -223,6 +264,22 @@ fn fn_hover(plugin: &PluginCrate, lp: &LoadedProfile, stat: &FnStat<'_>, path: &
         md.push_str("\n⚠ The file was saved after the profile was taken: figures are those of the profiled build.\n");
     }
     md
+}
+
+/// The hover's baseline line: both medians, the change and the test.
+fn baseline_text(lp: &LoadedProfile, index: usize) -> String {
+    match &lp.changes[index] {
+        None => "new since the baseline".to_owned(),
+        Some(c) => format!(
+            "p50 {} → {}: {} (Mann–Whitney U on the histograms, {}; {} vs {} calls)",
+            format::duration(c.base_p50),
+            format::duration(c.p50),
+            if c.significant { format!("**{}**", c.summary()) } else { c.summary() },
+            c.p_text(),
+            c.base_count,
+            c.count
+        ),
+    }
 }
 
 fn taken(lp: &LoadedProfile) -> String {
@@ -306,6 +363,37 @@ pub fn rust_diagnostics(plugin: &PluginCrate, path: &Path, text: &str, settings:
                     stat.site.budget_violations,
                     if stat.site.budget_violations == 1 { " was" } else { "s were" }
                 ),
+            ));
+        }
+        if let Some(c) = lp.changes[stat.index].filter(|c| c.regressed()) {
+            let target = plugin.function_budget(name).filter(|&(ns, _)| p95 > ns);
+            if c.ratio >= settings.regression_threshold || target.is_some() {
+                let why = match target {
+                    Some((ns, from)) => {
+                        format!("p95 {} is over its target {} ({from})", format::duration(p95), format::duration(ns))
+                    }
+                    None => format!("over the {} threshold", format::percent(settings.regression_threshold)),
+                };
+                out.push(diagnostic(
+                    range,
+                    DiagnosticSeverity::WARNING,
+                    "regression",
+                    format!(
+                        "`{name}`: p50 {} vs baseline ({} → {}, {}); {why}",
+                        c.summary(),
+                        format::duration(c.base_p50),
+                        format::duration(c.p50),
+                        c.p_text()
+                    ),
+                ));
+            }
+        }
+        if let Some(leak) = lp.leaks.get(&stat.index) {
+            out.push(diagnostic(
+                range,
+                DiagnosticSeverity::WARNING,
+                "leak",
+                format!("`{name}` {}: memory it allocates stays allocated after its calls", leak.describe()),
             ));
         }
         if let Some(rank) = hot.iter().position(|h| std::ptr::eq(*h, stat.site)) {
@@ -394,19 +482,30 @@ pub fn lens(range: Range, title: String, command: &str, arg: serde_json::Value) 
 }
 
 /// Quick fix on a profiled function: a `[budget.functions]` entry from its p99 plus a quarter.
-pub fn rust_actions(plugin: &PluginCrate, path: &Path, text: &str, range: Range) -> Vec<CodeAction> {
+pub fn rust_actions(plugin: &PluginCrate, path: &Path, text: &str, range: Range) -> Vec<CodeActionOrCommand> {
     let Some(lp) = plugin.loaded() else { return Vec::new() };
     let outline = crate::scan::scan(text);
     let (fns, _) = map(&outline, lp, path);
     let mut out = Vec::new();
-    for stat in fns.iter().filter(|s| s.item.attr_line <= range.end.line && range.start.line <= s.item.end_line) {
+    let in_range: Vec<&FnStat<'_>> =
+        fns.iter().filter(|s| s.item.attr_line <= range.end.line && range.start.line <= s.item.end_line).collect();
+    if lp.baseline.is_some() && !in_range.is_empty() {
+        // A bare command, not a CodeAction carrying one: some clients
+        // (pygls' lsprotocol) read the latter as a malformed Command.
+        out.push(CodeActionOrCommand::Command(Command {
+            title: format!("Accept the current profile as the new baseline ({})", lp.profile.taken_at),
+            command: ACCEPT_BASELINE.to_owned(),
+            arguments: Some(vec![json!(plugin.dir.display().to_string())]),
+        }));
+    }
+    for stat in in_range {
         let p99 = lp.percentiles[stat.index][Percentile::P99 as usize];
         let value = format::manifest_duration(p99 + p99 / 4);
         let Some(edit) = manifest_edit::set_key(plugin, "budget.functions", &stat.site.name, &format!("\"{value}\""))
         else {
             continue;
         };
-        out.push(CodeAction {
+        out.push(CodeActionOrCommand::CodeAction(CodeAction {
             title: format!(
                 "Set a budget for `{}`: {value} (p99 {} + 25%) in ax-plugin.toml",
                 stat.site.name,
@@ -415,7 +514,7 @@ pub fn rust_actions(plugin: &PluginCrate, path: &Path, text: &str, range: Range)
             kind: Some(CodeActionKind::QUICKFIX),
             edit: Some(edit),
             ..Default::default()
-        });
+        }));
     }
     out
 }

@@ -4,7 +4,9 @@
 //! Reading never fails: a missing profile is `Missing`, a corrupt, truncated or
 //! newer-version one is `Broken` with `ax-profile`'s message (which names the
 //! file and what was expected), and a manifest that does not parse keeps its
-//! text (for ranges) with `ax-manifest`'s error.
+//! text (for ranges) with `ax-manifest`'s error. A baseline (`.ax/baseline.json`)
+//! is read with the profile: each span's change against it and each leak are
+//! computed once per load, not per request.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use ax_manifest::{MANIFEST_FILE, Manifest, ManifestError};
-use ax_profile::{DEFAULT_PATH, Profile};
+use ax_profile::{BASELINE_PATH, Change, DEFAULT_PATH, Leak, Profile};
 
 /// The profile of a plugin crate.
 #[derive(Debug)]
@@ -39,6 +41,20 @@ pub struct LoadedProfile {
     pub percentiles: Vec<[u64; 5]>,
     /// Span name → its total time as a share of its callers' total time, from the stacks.
     pub parent_share: HashMap<String, f64>,
+    /// The baseline, when there is one: when it was taken and by what.
+    pub baseline: Option<BaselineInfo>,
+    /// Per callsite (same index): its change against the baseline's span of
+    /// the same name (`None` without a baseline, or a span new since).
+    pub changes: Vec<Option<Change>>,
+    /// Callsite index → the memory it keeps growing with its calls.
+    pub leaks: HashMap<usize, Leak>,
+}
+
+/// What the hover says of the baseline.
+#[derive(Debug)]
+pub struct BaselineInfo {
+    pub taken_at: String,
+    pub command: String,
 }
 
 /// A plugin crate: its manifest and profile as last read.
@@ -50,6 +66,9 @@ pub struct PluginCrate {
     pub manifest: Result<Manifest, ManifestError>,
     pub profile_path: PathBuf,
     pub profile: ProfileState,
+    pub baseline_path: PathBuf,
+    /// Why the baseline file could not be read, when it could not.
+    pub baseline_error: Option<String>,
 }
 
 impl PluginCrate {
@@ -64,6 +83,7 @@ impl PluginCrate {
             Err(source) => (String::new(), Err(ManifestError::Io { path: manifest_path.clone(), source })),
         };
         let profile_path = dir.join(DEFAULT_PATH);
+        let baseline_path = dir.join(BASELINE_PATH);
         let mut this = PluginCrate {
             dir: dir.to_owned(),
             manifest_path,
@@ -71,17 +91,30 @@ impl PluginCrate {
             manifest,
             profile_path,
             profile: ProfileState::Missing,
+            baseline_path,
+            baseline_error: None,
         };
         this.reload_profile();
         this
     }
 
-    /// Re-reads the profile file.
+    /// Re-reads the profile file and its baseline.
     pub fn reload_profile(&mut self) {
+        self.baseline_error = None;
+        let baseline = match Profile::read(&self.baseline_path) {
+            Ok(b) => Some(b),
+            Err(_) if !self.baseline_path.exists() => None,
+            Err(e) => {
+                self.baseline_error = Some(e.to_string());
+                None
+            }
+        };
         self.profile = match std::fs::metadata(&self.profile_path) {
             Err(_) => ProfileState::Missing,
             Ok(meta) => match Profile::read(&self.profile_path) {
-                Ok(profile) => ProfileState::Loaded(Arc::new(self.resolve(profile, meta.modified().ok()))),
+                Ok(profile) => {
+                    ProfileState::Loaded(Arc::new(self.resolve(profile, meta.modified().ok(), baseline.as_ref())))
+                }
                 Err(e) => ProfileState::Broken(e.to_string()),
             },
         };
@@ -97,7 +130,7 @@ impl PluginCrate {
         self.manifest_text = text;
     }
 
-    fn resolve(&self, profile: Profile, written: Option<SystemTime>) -> LoadedProfile {
+    fn resolve(&self, profile: Profile, written: Option<SystemTime>, baseline: Option<&Profile>) -> LoadedProfile {
         let mut files = HashMap::new();
         for c in &profile.callsites {
             if files.contains_key(&c.file) {
@@ -123,7 +156,21 @@ impl PluginCrate {
             })
             .collect();
         let parent_share = parent_shares(&profile);
-        LoadedProfile { profile, files, profiled_ns, written, percentiles, parent_share }
+        let changes = profile
+            .callsites
+            .iter()
+            .map(|c| {
+                let base = ax_profile::counterpart(baseline?, c)?;
+                ax_profile::baseline::change(base.time.as_ref()?, c.time.as_ref()?)
+            })
+            .collect();
+        let leaks = profile
+            .span_leaks()
+            .into_iter()
+            .filter_map(|(site, leak)| Some((profile.callsites.iter().position(|c| std::ptr::eq(c, site))?, leak)))
+            .collect();
+        let baseline = baseline.map(|b| BaselineInfo { taken_at: b.taken_at.clone(), command: b.command.clone() });
+        LoadedProfile { profile, files, profiled_ns, written, percentiles, parent_share, baseline, changes, leaks }
     }
 
     pub fn loaded(&self) -> Option<&Arc<LoadedProfile>> {
@@ -131,6 +178,13 @@ impl PluginCrate {
             ProfileState::Loaded(p) => Some(p),
             _ => None,
         }
+    }
+
+    /// The `[budget.functions]` target of span `name`, with where it comes from.
+    pub fn function_budget(&self, name: &str) -> Option<(u64, String)> {
+        let m = self.manifest.as_ref().ok()?;
+        let d = m.budget.functions.get(name)?;
+        Some((d.0.as_nanos() as u64, format!("[budget.functions] {name} = \"{d}\"")))
     }
 
     /// The function budget for span `name`: `[budget.functions] name`, else the

@@ -12,6 +12,10 @@
 //! non-recursively, `src/` recursively — never `target/`) feeds `Event`s into
 //! one loop, which waits for [`DEBOUNCE`] of quiet, re-reads what changed,
 //! republishes diagnostics and asks the client to refresh hints and lenses.
+//!
+//! One command runs here, `ax-lsp.acceptBaseline` (the "accept as new
+//! baseline" code action): it copies the crate's profile to its baseline,
+//! re-reads it and republishes at once, without waiting for the watcher.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -24,7 +28,7 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tower_lsp_server::jsonrpc::{Error, Result};
+use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer};
 
@@ -378,6 +382,10 @@ impl LanguageServer for Backend {
                     trigger_characters: Some(vec!["[".to_owned()]),
                     ..Default::default()
                 }),
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: vec![analysis::ACCEPT_BASELINE.to_owned()],
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             server_info: Some(ServerInfo {
@@ -553,16 +561,54 @@ impl LanguageServer for Backend {
         let actions = self.shared.with_doc(&params.text_document.uri, |_, c, path, doc| {
             guarded("code action", || {
                 if is_manifest(path) {
-                    manifest::actions(c, range, &diags)
+                    manifest::actions(c, range, &diags).into_iter().map(CodeActionOrCommand::CodeAction).collect()
                 } else {
                     analysis::rust_actions(c, path, &doc.text, range)
                 }
             })
         });
         match actions {
-            Some(Ok(a)) => Ok(Some(a.into_iter().map(CodeActionOrCommand::CodeAction).collect())),
+            Some(Ok(a)) => Ok(Some(a)),
             Some(Err(e)) => Err(e),
             None => Ok(None),
+        }
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {
+        if params.command != analysis::ACCEPT_BASELINE {
+            return Err(Error::invalid_params(format!(
+                "unknown command {:?}; ax-lsp runs only {:?}",
+                params.command,
+                analysis::ACCEPT_BASELINE
+            )));
+        }
+        let Some(dir) = params.arguments.first().and_then(Value::as_str).map(PathBuf::from) else {
+            return Err(Error::invalid_params(format!(
+                "{}: expected one argument, the plugin crate directory (a string)",
+                analysis::ACCEPT_BASELINE
+            )));
+        };
+        let saved = {
+            let mut s = lock(&self.shared.session);
+            let Some(c) = s.crates.get_mut(&dir) else {
+                return Err(Error::invalid_params(format!(
+                    "{}: not a plugin crate of this workspace; expected a directory with ax-plugin.toml",
+                    dir.display()
+                )));
+            };
+            let saved = ax_profile::save_baseline(&c.profile_path, &c.baseline_path).map(|_| c.baseline_path.clone());
+            if saved.is_ok() {
+                c.reload_profile();
+            }
+            saved
+        };
+        match saved {
+            Ok(path) => {
+                self.shared.publish_crates(vec![dir]).await;
+                self.shared.refresh();
+                Ok(Some(Value::String(path.display().to_string())))
+            }
+            Err(e) => Err(Error { code: ErrorCode::ServerError(-32803), message: e.to_string().into(), data: None }),
         }
     }
 

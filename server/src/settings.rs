@@ -43,13 +43,16 @@ pub enum Share {
     None,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub hints_enabled: bool,
     pub percentiles: Vec<Percentile>,
     pub calls: bool,
     pub share: Share,
     pub hot_spots: usize,
+    /// A significant slowdown of a function's median by at least this
+    /// fraction against the baseline is a warning (`baseline.threshold`, in %).
+    pub regression_threshold: f64,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             calls: true,
             share: Share::Profile,
             hot_spots: 5,
+            regression_threshold: 0.10,
         }
     }
 }
@@ -83,12 +87,33 @@ impl Settings {
                     None => warnings
                         .push(format!("ax settings: hotSpots: expected a whole number (0 = off), got {v}; using 5")),
                 },
+                "baseline" => s.read_baseline(v, warnings),
                 other => warnings.push(format!(
-                    "ax settings: unknown key {other:?} ignored; expected \"inlayHints\" or \"hotSpots\""
+                    "ax settings: unknown key {other:?} ignored; expected \"inlayHints\", \"hotSpots\" or \"baseline\""
                 )),
             }
         }
         s
+    }
+
+    fn read_baseline(&mut self, v: &Value, warnings: &mut Vec<String>) {
+        let Some(obj) = v.as_object() else {
+            warnings.push(format!("ax settings: baseline: expected an object, got {v}; using the defaults"));
+            return;
+        };
+        for (key, v) in obj {
+            match key.as_str() {
+                "threshold" => match v.as_f64() {
+                    Some(p) if p.is_finite() && p >= 0.0 => self.regression_threshold = p / 100.0,
+                    _ => warnings.push(format!(
+                        "ax settings: baseline.threshold: expected a percentage of at least 0, such as 10, got {v}; using 10"
+                    )),
+                },
+                other => warnings.push(format!(
+                    "ax settings: unknown key \"baseline.{other}\" ignored; expected threshold"
+                )),
+            }
+        }
     }
 
     fn read_hints(&mut self, v: &Value, warnings: &mut Vec<String>) {

@@ -1,6 +1,7 @@
 //! End-to-end tests: real plugin libraries built from source, loaded by the
 //! real runtime and driven through the real `ax` binary.
 
+mod baseline;
 mod budget;
 mod cli;
 mod concurrent;

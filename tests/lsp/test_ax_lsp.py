@@ -101,7 +101,7 @@ async def test_initialize_advertises_features(client: LanguageClient, crate: Pat
     assert caps.hover_provider
     assert caps.code_lens_provider is not None
     assert caps.code_action_provider
-    assert caps.execute_command_provider is None, "ax-lsp runs no commands itself"
+    assert list(caps.execute_command_provider.commands) == ["ax-lsp.acceptBaseline"], "the one command ax-lsp runs itself"
     assert result.server_info.name == "ax-lsp"
 
 

@@ -27,6 +27,7 @@ const PACKAGES: &[&str] = &[
     "fixture-other-sdk",
     "fixture-concurrent",
     "fixture-thread-bound",
+    "fixture-leaky",
     "ax-cli",
     "ax-dap",
     "ax-lsp",

@@ -110,7 +110,21 @@ pub(crate) fn write_run_profile(
 /// directory, manifest or library) whose default profile to read; `None`
 /// means `.ax/profile.json` in the current directory.
 pub(crate) fn find(target: Option<&Path>) -> Result<(PathBuf, Profile)> {
-    let path = match target {
+    let path = locate(target)?;
+    if !path.exists() {
+        bail!(
+            "{}: no profile there; expected one written by `ax run --profile PLUGIN METHOD INPUT` (or --calls FILE)",
+            path.display()
+        );
+    }
+    let profile = Profile::read(&path)?;
+    Ok((path, profile))
+}
+
+/// Where the profile of `target` is (a profile file, or a plugin's default
+/// profile path; `.ax/profile.json` here when none), whether or not it exists.
+pub(crate) fn locate(target: Option<&Path>) -> Result<PathBuf> {
+    Ok(match target {
         None => PathBuf::from(DEFAULT_PATH),
         Some(p) if p.is_file() && p.extension().is_some_and(|e| e == "json") => p.to_owned(),
         Some(p) => {
@@ -121,15 +135,7 @@ pub(crate) fn find(target: Option<&Path>) -> Result<(PathBuf, Profile)> {
             };
             default_path(&source, &library)
         }
-    };
-    if !path.exists() {
-        bail!(
-            "{}: no profile there; expected one written by `ax run --profile PLUGIN METHOD INPUT` (or --calls FILE)",
-            path.display()
-        );
-    }
-    let profile = Profile::read(&path)?;
-    Ok((path, profile))
+    })
 }
 
 #[cfg(test)]

@@ -682,7 +682,7 @@ impl Core {
         let (usage, violations) = active.finish();
         if profiling {
             let failed = status != Status::OK || !violations.is_empty();
-            bridge.profiler.end_call(me, method, &usage, &violations, failed);
+            bridge.profiler.end_call(me, method, &usage, &violations, failed, out.cap as u64);
         }
         active.publish_violations(events);
         if active.aborting() {

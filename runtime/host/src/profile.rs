@@ -11,6 +11,11 @@
 //! histogram) and adds the self time to a node of the call tree, whose paths
 //! become the folded stacks of flame graphs. Time a thread spends paused (a
 //! debugger stopped at a probe) is taken out of every interval open around it.
+//! With the SDK's counting allocator, a frame also notes the thread's live
+//! bytes (allocated − freed) when it opens; at its exit the difference is what
+//! the interval kept, recorded per callsite (less what its child spans kept)
+//! and per call (less the output buffer the host frees after the call) into
+//! `ax_profile::Kept`, whose trend gives the leak hints.
 //!
 //! Cost: while on, an enter reads the clock and pushes a frame; an exit reads
 //! the clock, pops, and records under one uncontended lock — the call-tree node
@@ -26,7 +31,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use ax_profile::{CallsiteKind, CallsiteProfile, MethodProfile, Stack, Time};
+use ax_profile::{CallsiteKind, CallsiteProfile, Kept, MethodProfile, Stack, Time};
 use parking_lot::Mutex;
 
 use crate::bridge::{CallsiteInfo, ProbeSiteInfo};
@@ -64,6 +69,10 @@ struct Frame {
     cpu_start: Option<u64>,
     /// The thread's allocated-bytes counter when the frame opened, if the plugin counts.
     alloc_start: Option<u64>,
+    /// The thread's live bytes (allocated − freed, wrapping) when the frame opened.
+    live_start: u64,
+    /// Bytes kept by the children closed so far.
+    child_kept: i64,
     /// Total time of the children closed so far.
     child_ns: u64,
     node: u32,
@@ -158,6 +167,7 @@ struct SpanStats {
     time: Time,
     budget_violations: u64,
     alloc_bytes: Option<u64>,
+    kept: Option<Kept>,
 }
 
 #[derive(Default)]
@@ -166,6 +176,7 @@ struct MethodStats {
     time: Time,
     errors: u64,
     budget_violations: BTreeMap<String, u64>,
+    kept: Option<Kept>,
 }
 
 struct Data {
@@ -202,7 +213,7 @@ impl Data {
             return slot;
         }
         let slot = self.spans.len() as u32;
-        self.spans.push(SpanStats { callsite, time: Time::new(), budget_violations: 0, alloc_bytes: None });
+        self.spans.push(SpanStats { callsite, time: Time::new(), budget_violations: 0, alloc_bytes: None, kept: None });
         self.slots.insert(callsite, slot);
         slot
     }
@@ -243,15 +254,17 @@ impl Data {
         node
     }
 
-    fn record(&mut self, node: u32, total_ns: u64, self_ns: u64, cpu_ns: Option<u64>, alloc: Option<u64>) {
+    /// `alloc`: bytes allocated during the interval and self-kept bytes, if counted.
+    fn record(&mut self, node: u32, total_ns: u64, self_ns: u64, cpu_ns: Option<u64>, alloc: Option<(u64, i64)>) {
         let node = &mut self.nodes[node as usize];
         node.count += 1;
         node.self_ns += self_ns;
         if node.slot != NO_SLOT {
             let span = &mut self.spans[node.slot as usize];
             span.time.record(total_ns, self_ns, cpu_ns);
-            if let Some(bytes) = alloc {
+            if let Some((bytes, kept)) = alloc {
                 span.alloc_bytes = Some(span.alloc_bytes.unwrap_or(0).saturating_add(bytes));
+                span.kept.get_or_insert_with(Kept::new).record(kept);
             }
         }
     }
@@ -278,12 +291,22 @@ pub(crate) fn set_thread_alloc_counters(counters: Option<&'static ax_abi::AllocC
     ALLOC_COUNTERS.with(|c| c.set(counters.map_or(std::ptr::null(), |c| c as *const _)));
 }
 
-/// Bytes the plugin has allocated on this thread so far, if it counts.
-fn thread_allocated() -> Option<u64> {
+/// Bytes the plugin has allocated on this thread so far, and its live bytes
+/// (allocated − freed, wrapping), if it counts.
+#[inline]
+fn thread_allocated() -> Option<(u64, u64)> {
     let counters = ALLOC_COUNTERS.try_with(std::cell::Cell::get).ok()?;
     // SAFETY: set by this thread's worker from the plugin's thread-local
     // counters, which live as long as this thread.
-    unsafe { counters.as_ref() }.map(|c| c.allocated.load(Ordering::Relaxed))
+    unsafe { counters.as_ref() }.map(|c| {
+        let allocated = c.allocated.load(Ordering::Relaxed);
+        (allocated, allocated.wrapping_sub(c.freed.load(Ordering::Relaxed)))
+    })
+}
+
+/// Bytes kept between two readings of the live counter.
+fn kept_between(start: u64, end: u64) -> i64 {
+    end.wrapping_sub(start) as i64
 }
 
 /// The profiler of one plugin image. See the module docs.
@@ -329,7 +352,7 @@ impl Profiler {
 
     fn push(&self, bridge: usize, span: u64, key: usize) {
         let cpu_start = self.cpu_now();
-        let alloc_start = thread_allocated();
+        let counted = thread_allocated();
         let frame = Frame {
             bridge,
             span,
@@ -337,7 +360,9 @@ impl Profiler {
             start_ns: now_ns(),
             paused_at: PAUSED_NS.get(),
             cpu_start,
-            alloc_start,
+            alloc_start: counted.map(|c| c.0),
+            live_start: counted.map_or(0, |c| c.1),
+            child_kept: 0,
             child_ns: 0,
             node: NO_NODE,
             last_child: (usize::MAX, NO_NODE),
@@ -376,16 +401,23 @@ impl Profiler {
             let total = now.saturating_sub(frame.start_ns).saturating_sub(paused);
             let own = total.saturating_sub(frame.child_ns);
             let cpu = frame.cpu_start.zip(cpu_now).map(|(start, end)| end.saturating_sub(start));
-            let alloc = frame.alloc_start.zip(alloc_now).map(|(start, end)| end.wrapping_sub(start));
+            let alloc = frame.alloc_start.zip(alloc_now).map(|(start, (end, live))| {
+                let kept = kept_between(frame.live_start, live);
+                (end.wrapping_sub(start), kept)
+            });
             let below = &mut frames[..pos];
             let parent = below.iter().rposition(|f| f.bridge == bridge);
             if let Some(p) = parent {
                 below[p].child_ns += total;
+                if let Some((_, kept)) = alloc {
+                    below[p].child_kept = below[p].child_kept.wrapping_add(kept);
+                }
             }
             let node = match frame.node {
                 NO_NODE => data.node_under(below, parent, frame.key),
                 known => known,
             };
+            let alloc = alloc.map(|(bytes, kept)| (bytes, kept.wrapping_sub(frame.child_kept)));
             data.record(node, total, own, cpu, alloc);
             if aborting && !data.violation_charged {
                 data.violation_charged = true;
@@ -401,15 +433,27 @@ impl Profiler {
     }
 
     /// The call begun last on this thread ended: closes its root frame (and any
-    /// span an aborted call left open) and records the call.
-    pub(crate) fn end_call(&self, bridge: usize, method: &str, usage: &Usage, violations: &[Violation], failed: bool) {
+    /// span an aborted call left open) and records the call. `returned`: the
+    /// bytes of the output buffer the plugin allocated for the host, which the
+    /// host frees after this, so they are not the call's to keep.
+    pub(crate) fn end_call(
+        &self,
+        bridge: usize,
+        method: &str,
+        usage: &Usage,
+        violations: &[Violation],
+        failed: bool,
+        returned: u64,
+    ) {
         let wall = u64::try_from(usage.wall.as_nanos()).unwrap_or(u64::MAX);
+        let live_now = thread_allocated().map(|c| c.1);
         let cpu = usage.cpu.map(|c| u64::try_from(c.as_nanos()).unwrap_or(u64::MAX));
         FRAMES.with(|frames| {
             let mut frames = frames.borrow_mut();
             let mut data = self.data.lock();
             let index = data.method(method);
             let root = frames.iter().rposition(|f| f.span == 0 && f.bridge == bridge && f.key == method_key(index));
+            let mut kept = None;
             let own = match root {
                 Some(pos) => {
                     // A call stopped for its budget before any span exited (at a
@@ -430,6 +474,9 @@ impl Profiler {
                         }
                     }
                     let frame = frames.remove(pos);
+                    if let (Some(_), Some(live)) = (frame.alloc_start, live_now) {
+                        kept = Some(kept_between(frame.live_start, live).wrapping_sub(returned as i64));
+                    }
                     let own = wall.saturating_sub(frame.child_ns);
                     let below = &mut frames[..pos];
                     let parent = below.iter().rposition(|f| f.bridge == bridge);
@@ -444,6 +491,9 @@ impl Profiler {
             let stats = &mut data.methods[index];
             stats.time.record(wall, own, cpu);
             stats.errors += u64::from(failed);
+            if let Some(kept) = kept {
+                stats.kept.get_or_insert_with(Kept::new).record(kept);
+            }
             for violation in violations {
                 *stats.budget_violations.entry(violation.kind.to_string()).or_default() += 1;
             }
@@ -505,6 +555,7 @@ impl Profiler {
                 errors: m.errors,
                 budget_violations: m.budget_violations.clone(),
                 time: m.time.clone(),
+                kept: m.kept.clone(),
             })
             .collect();
 
@@ -518,6 +569,7 @@ impl Profiler {
                 profile.budget_violations = s.budget_violations;
                 profile.time = Some(s.time.clone());
                 profile.alloc_bytes = s.alloc_bytes;
+                profile.kept = s.kept.clone();
                 profile
             })
             .collect();
@@ -534,6 +586,7 @@ impl Profiler {
                 budget_violations: 0,
                 time: None,
                 alloc_bytes: None,
+                kept: None,
             }
         }));
 
@@ -599,6 +652,7 @@ fn describe(info: Option<&CallsiteInfo>, kind: CallsiteKind, count: u64) -> Call
         budget_violations: 0,
         time: None,
         alloc_bytes: None,
+        kept: None,
     }
 }
 
@@ -670,7 +724,7 @@ mod tests {
         p.exit(BRIDGE, 5, false);
         p.exit(BRIDGE, 1, false);
         let usage = Usage { wall: Duration::from_millis(2), ..Usage::default() };
-        p.end_call(BRIDGE, "run", &usage, &[], false);
+        p.end_call(BRIDGE, "run", &usage, &[], false, 0);
 
         let r = p.snapshot(&lookup, &[], "demo");
         let (outer, inner, leaf) = (time_of(&r, "outer"), time_of(&r, "inner"), time_of(&r, "leaf"));
@@ -731,7 +785,7 @@ mod tests {
             at_end: None,
         };
         // outer (span 1) never exited: the call ends with it open.
-        p.end_call(BRIDGE, "run", &Usage::default(), &[violation], true);
+        p.end_call(BRIDGE, "run", &Usage::default(), &[violation], true, 0);
         let r = p.snapshot(&lookup, &[], "demo");
         let charged: Vec<(&str, u64)> = r.callsites.iter().map(|c| (c.name.as_str(), c.budget_violations)).collect();
         assert_eq!(charged, [("inner", 1)], "outer never closed, so it has no interval to show");
@@ -743,7 +797,7 @@ mod tests {
         p.begin_call(BRIDGE, "run");
         p.enter(BRIDGE, 7, 8);
         p.enter(BRIDGE, 8, 24);
-        p.end_call(BRIDGE, "run", &Usage::default(), &[violation], true);
+        p.end_call(BRIDGE, "run", &Usage::default(), &[violation], true, 0);
         p.enter(BRIDGE, 9, 24);
         p.exit(BRIDGE, 9, false);
         let r = p.snapshot(&lookup, &[], "demo");

@@ -18,6 +18,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::kept::{Kept, Leak};
 use crate::recommend::{Recommendation, recommend};
 use crate::startup::Startup;
 use crate::time::Time;
@@ -116,6 +117,10 @@ pub struct MethodProfile {
     /// Wall time of each call (pauses excluded); `self_ns` is the time spent
     /// outside any span, `cpu_ns` the CPU time of the thread that ran it.
     pub time: Time,
+    /// With the counting allocator: bytes each call kept (allocated minus
+    /// freed on its thread, the output it returned excluded), with their trend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Kept>,
 }
 
 /// What kind of callsite.
@@ -157,6 +162,12 @@ pub struct CallsiteProfile {
     /// its children's included, summed over its intervals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alloc_bytes: Option<u64>,
+    /// Spans only, with the counting allocator: bytes allocated minus bytes
+    /// freed on the span's thread while it was entered, less what its child
+    /// spans kept (so memory is charged to the span that took it), per
+    /// interval, with its trend (`docs/profile-format.md`, "kept").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Kept>,
 }
 
 impl CallsiteProfile {
@@ -265,6 +276,7 @@ impl Profile {
                         *m.budget_violations.entry(budget).or_default() += n;
                     }
                     m.time.add(&method.time);
+                    add_kept(&mut m.kept, method.kept);
                 }
                 None => self.methods.push(method),
             }
@@ -278,6 +290,7 @@ impl Profile {
                         (Some(a), Some(b)) => Some(a.saturating_add(b)),
                         (a, b) => a.or(b),
                     };
+                    add_kept(&mut c.kept, callsite.kept);
                     c.target = callsite.target;
                     match (&mut c.time, callsite.time) {
                         (Some(mine), Some(theirs)) => mine.add(&theirs),
@@ -323,6 +336,35 @@ impl Profile {
     }
 
     /// Self time of every stack added up: everything the profile timed, once.
+    /// Methods whose calls keep memory that grows with their number.
+    pub fn method_leaks(&self) -> Vec<(&MethodProfile, Leak)> {
+        self.methods.iter().filter_map(|m| Some((m, m.kept.as_ref()?.leak()?))).collect()
+    }
+
+    /// Spans whose kept memory grows with their calls, named only when (1) the
+    /// calls they ran in keep growing memory too (a function that returns what
+    /// it allocated keeps it only until its caller is done with it) and (2)
+    /// they account for at least a quarter of what those calls kept.
+    pub fn span_leaks(&self) -> Vec<(&CallsiteProfile, Leak)> {
+        let methods = self.method_leaks();
+        if methods.is_empty() {
+            return Vec::new();
+        }
+        let roots: Vec<String> = methods.iter().map(|(m, _)| format!("{}.{}", self.plugin.name, m.method)).collect();
+        let total: i64 = methods.iter().map(|(_, l)| l.bytes).sum();
+        self.callsites
+            .iter()
+            .filter_map(|c| Some((c, c.kept.as_ref()?.leak()?)))
+            .filter(|(_, leak)| leak.bytes.saturating_mul(4) >= total)
+            .filter(|(c, _)| {
+                self.stacks.iter().any(|s| {
+                    let mut frames = s.stack.split(';');
+                    frames.next().is_some_and(|root| roots.iter().any(|r| r == root)) && frames.any(|f| f == c.name)
+                })
+            })
+            .collect()
+    }
+
     pub fn profiled_ns(&self) -> u64 {
         self.stacks.iter().map(|s| s.self_ns).sum()
     }
@@ -434,6 +476,15 @@ impl Profile {
     }
 }
 
+/// Adds a later run's kept bytes to an earlier run's.
+fn add_kept(mine: &mut Option<Kept>, theirs: Option<Kept>) {
+    match (mine.as_mut(), theirs) {
+        (Some(m), Some(t)) => m.add(&t),
+        (None, t) => *mine = t,
+        (Some(_), None) => {}
+    }
+}
+
 /// Writes `text` to `path` through a temporary file in the same directory and
 /// a rename, so a reader never sees half a file and a failed write leaves the
 /// old one.
@@ -475,6 +526,7 @@ mod tests {
             budget_violations: 0,
             time: Some(time(values)),
             alloc_bytes: None,
+            kept: None,
         }
     }
 
@@ -494,6 +546,7 @@ mod tests {
             errors: 0,
             budget_violations: BTreeMap::new(),
             time: time(&[(9000, 2000), (11_000, 3000)]),
+            kept: None,
         });
         profile.callsites.push(span("count", 41, &[(6000, 2000), (7000, 2500)]));
         profile.callsites.push(span("count_words", 52, &[(4000, 4000), (4500, 4500)]));
@@ -507,6 +560,7 @@ mod tests {
             budget_violations: 0,
             time: None,
             alloc_bytes: None,
+            kept: None,
         });
         profile.stacks = vec![
             Stack { stack: "word-count.count".into(), count: 2, self_ns: 5000 },

@@ -12,15 +12,19 @@
 //! This crate must not know plugins, the runtime or the command line: it gets
 //! figures and returns files, merges and recommendations.
 
+pub mod baseline;
 mod file;
+pub mod kept;
 pub mod recommend;
 pub mod startup;
 mod time;
 
+pub use baseline::{BASELINE_PATH, Change, baseline_beside, counterpart, save_baseline};
 pub use file::{
     CallsiteKind, CallsiteProfile, DEFAULT_PATH, FORMAT, MergeError, MethodProfile, PluginInfo, Profile, ProfileError,
     Stack, VERSION, write_atomically,
 };
+pub use kept::{Kept, Leak};
 pub use recommend::{Location, ManifestEdit, Recommendation, recommend};
 pub use startup::{Phase, PhaseTime, Startup, Thresholds};
 pub use time::{Histogram, SIGNIFICANT_FIGURES, Time};

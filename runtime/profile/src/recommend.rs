@@ -362,6 +362,7 @@ mod tests {
             errors: 2,
             budget_violations: BTreeMap::from([("max_duration".to_owned(), 2)]),
             time: time.clone(),
+            kept: None,
         });
         profile.callsites.push(CallsiteProfile {
             kind: CallsiteKind::Span,
@@ -373,6 +374,7 @@ mod tests {
             budget_violations: 2,
             time: Some(time),
             alloc_bytes: None,
+            kept: None,
         });
         let recs = recommend(&profile);
         assert_eq!(kinds(&recs), [Kind::BudgetViolation, Kind::BudgetViolation]);

@@ -2,7 +2,10 @@
 //! plugin started (each phase, the slowest, memory growth), its calls per
 //! method, its hottest span callsites by self time with their percentiles, the
 //! probes and events hit, and the recommendations with where they apply and
-//! what to do.
+//! what to do. With the memory the plugin's calls kept (the SDK's counting
+//! allocator), a `kept/call` column and the functions whose kept memory grows
+//! with their calls; with a baseline (`ax perf baseline`), each callsite's
+//! median against it, judged as the language server judges it.
 //!
 //! Only reads and renders: the figures and the recommendations come from the
 //! file (`ax-profile`), so this table and an editor showing the same profile
@@ -14,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use ax_perf::render::{Align, Table, duration};
-use ax_profile::{CallsiteKind, Location, Profile, Time};
+use ax_profile::{CallsiteKind, CallsiteProfile, Kept, Location, Profile, Time, baseline_beside, counterpart};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -29,7 +32,14 @@ pub(crate) struct InspectArgs {
 
 pub(crate) fn run(args: InspectArgs) -> Result<ExitCode> {
     let (path, profile) = crate::profile::find(Some(&args.target))?;
-    print!("{}", render(&profile, &path.display().to_string(), args.top));
+    let baseline_path = baseline_beside(&path);
+    let baseline = baseline_path.exists().then(|| Profile::read(&baseline_path));
+    let mut text =
+        render(&profile, &path.display().to_string(), args.top, baseline.as_ref().and_then(|b| b.as_ref().ok()));
+    if let Some(Err(e)) = &baseline {
+        text.insert_str(0, &format!("warning: baseline ignored: {e}\n"));
+    }
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -53,8 +63,23 @@ fn cpu(time: &Time) -> String {
     time.cpu_ns().map_or_else(|| "-".to_owned(), ns)
 }
 
+/// Mean bytes kept per interval, `-` when not counted.
+fn kept_per_call(kept: Option<&Kept>) -> String {
+    kept.map_or_else(|| "-".to_owned(), |k| ax_profile::kept::bytes(k.per_call().round() as i64))
+}
+
+/// A callsite's median against the baseline's.
+fn vs_baseline(baseline: &Profile, c: &CallsiteProfile) -> String {
+    let Some(change) =
+        counterpart(baseline, c).and_then(|b| ax_profile::baseline::change(b.time.as_ref()?, c.time.as_ref()?))
+    else {
+        return "new".to_owned();
+    };
+    if change.significant { format!("{} ({})", change.summary(), change.p_text()) } else { change.summary() }
+}
+
 /// The whole report, as text.
-fn render(profile: &Profile, path: &str, top: usize) -> String {
+fn render(profile: &Profile, path: &str, top: usize, baseline: Option<&Profile>) -> String {
     let mut out = String::new();
     let plugin = &profile.plugin;
     let version = plugin.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
@@ -62,6 +87,9 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
     let _ = writeln!(out, "{path}: profile of {}{version} ({runs}, last taken {})", plugin.name, profile.taken_at);
     let _ = writeln!(out, "  by: {}", profile.command);
     let _ = writeln!(out, "  library: {}", plugin.library);
+    if let Some(b) = baseline {
+        let _ = writeln!(out, "  baseline: taken {} by {}", b.taken_at, b.command);
+    }
 
     if let Some(startup) = &profile.startup {
         let t = startup.thresholds;
@@ -114,6 +142,7 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
             ("p99", Align::Right),
             ("max", Align::Right),
             ("cpu", Align::Right),
+            ("kept/call", Align::Right),
         ]);
         for m in &profile.methods {
             let t = &m.time;
@@ -128,6 +157,7 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
                 ns(t.percentile_ns(99.0)),
                 ns(t.max_ns()),
                 cpu(t),
+                kept_per_call(m.kept.as_ref()),
             ]);
         }
         out += &table.text();
@@ -145,7 +175,7 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
     if hottest.is_empty() {
         let _ = writeln!(out, "(no span was timed: instrument functions with #[tracing::instrument])");
     } else {
-        let mut table = Table::new(&[
+        let mut columns = vec![
             ("callsite", Align::Left),
             ("location", Align::Left),
             ("calls", Align::Right),
@@ -159,11 +189,16 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
             ("max", Align::Right),
             ("cpu", Align::Right),
             ("alloc/call", Align::Right),
+            ("kept/call", Align::Right),
             ("over budget", Align::Right),
-        ]);
+        ];
+        if baseline.is_some() {
+            columns.push(("p50 vs baseline", Align::Left));
+        }
+        let mut table = Table::new(&columns);
         for c in hottest {
             let Some(t) = &c.time else { continue };
-            table.row(vec![
+            let mut row = vec![
                 c.name.clone(),
                 c.location(),
                 c.count.to_string(),
@@ -177,10 +212,30 @@ fn render(profile: &Profile, path: &str, top: usize) -> String {
                 ns(t.max_ns()),
                 cpu(t),
                 c.alloc_bytes.map_or_else(|| "-".to_owned(), |b| ax_runtime::format_bytes(b / c.count.max(1))),
+                kept_per_call(c.kept.as_ref()),
                 c.budget_violations.to_string(),
-            ]);
+            ];
+            if let Some(b) = baseline {
+                row.push(vs_baseline(b, c));
+            }
+            table.row(row);
         }
         out += &table.text();
+    }
+
+    let counts_memory = profile.methods.iter().any(|m| m.kept.is_some());
+    if counts_memory {
+        let _ = writeln!(out, "\nmemory kept across calls");
+        let (methods, spans) = (profile.method_leaks(), profile.span_leaks());
+        if methods.is_empty() {
+            let _ = writeln!(out, "none grows with the number of calls.");
+        }
+        for (m, leak) in methods {
+            let _ = writeln!(out, "warning: calls of {}: {}", m.method, leak.describe());
+        }
+        for (c, leak) in spans {
+            let _ = writeln!(out, "warning: {} [{}]: {}", c.name, c.location(), leak.describe());
+        }
     }
 
     let counted: Vec<_> = profile.callsites.iter().filter(|c| c.kind != CallsiteKind::Span).collect();
@@ -251,6 +306,7 @@ mod tests {
             errors: 0,
             budget_violations: Default::default(),
             time: time.clone(),
+            kept: None,
         });
         profile.callsites.push(CallsiteProfile {
             kind: CallsiteKind::Span,
@@ -262,6 +318,7 @@ mod tests {
             budget_violations: 0,
             time: Some(time),
             alloc_bytes: Some(4096),
+            kept: None,
         });
         profile.stacks.push(Stack { stack: "word-count.count;count_words".into(), count: 1, self_ns: 60_000_000 });
         let phases = vec![
@@ -270,7 +327,7 @@ mod tests {
         ];
         profile.startup = Some(Startup::new(phases, Thresholds::default()));
         profile.normalize();
-        let text = render(&profile, ".ax/profile.json", 10);
+        let text = render(&profile, ".ax/profile.json", 10, None);
         for expected in [
             ".ax/profile.json: profile of word-count (1 run",
             "startup: 64.0 ms, resident memory +1.0 MiB (limits: total 200 ms, phase 50.0 ms, memory 50.0 MiB)",

@@ -1,7 +1,7 @@
 //! `ax perf`: benchmark a plugin (`ax perf run`), decide whether a change
 //! made it slower (`ax perf ab`, two builds side by side in one host, or
 //! `ax perf compare`, two stored reports), and read profiles (`ax perf inspect`,
-//! `ax perf flamegraph`).
+//! `ax perf flamegraph`), and keep a baseline to compare them with (`ax perf baseline`).
 //!
 //! The subcommands only translate arguments: the measuring loop lives in
 //! `run.rs`, and every statistic, the report file and its renderings come from
@@ -10,6 +10,7 @@
 
 mod ab;
 mod against;
+mod baseline;
 mod compare;
 mod flamegraph;
 mod inspect;
@@ -40,6 +41,8 @@ enum PerfCommand {
     Inspect(inspect::InspectArgs),
     /// Draw a profile's stacks as an SVG flame graph.
     Flamegraph(flamegraph::FlamegraphArgs),
+    /// Save the current profile as the baseline later profiles are compared with (`--clear` removes it).
+    Baseline(baseline::BaselineArgs),
 }
 
 pub(crate) fn run(args: PerfArgs) -> Result<ExitCode> {
@@ -49,6 +52,7 @@ pub(crate) fn run(args: PerfArgs) -> Result<ExitCode> {
         PerfCommand::Compare(args) => compare::run(args),
         PerfCommand::Inspect(args) => inspect::run(args),
         PerfCommand::Flamegraph(args) => flamegraph::run(args),
+        PerfCommand::Baseline(args) => baseline::run(args),
     }
 }
 
