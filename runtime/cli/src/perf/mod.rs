@@ -1,7 +1,7 @@
 //! `ax perf`: benchmark a plugin (`ax perf run`), decide whether a change
 //! made it slower (`ax perf ab`, two builds side by side in one host, or
 //! `ax perf compare`, two stored reports), and read profiles (`ax perf inspect`,
-//! `ax perf flamegraph`).
+//! `ax perf flamegraph`, `ax perf report`).
 //!
 //! The subcommands only translate arguments: the measuring loop lives in
 //! `run.rs`, and every statistic, the report file and its renderings come from
@@ -13,6 +13,7 @@ mod against;
 mod compare;
 mod flamegraph;
 mod inspect;
+mod report;
 mod run;
 
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum PerfCommand {
     Inspect(inspect::InspectArgs),
     /// Draw a profile's stacks as an SVG flame graph.
     Flamegraph(flamegraph::FlamegraphArgs),
+    /// Write a profile as one self-contained HTML page: flame graph, functions, startup, comparisons.
+    Report(report::ReportArgs),
 }
 
 pub(crate) fn run(args: PerfArgs) -> Result<ExitCode> {
@@ -49,6 +52,7 @@ pub(crate) fn run(args: PerfArgs) -> Result<ExitCode> {
         PerfCommand::Compare(args) => compare::run(args),
         PerfCommand::Inspect(args) => inspect::run(args),
         PerfCommand::Flamegraph(args) => flamegraph::run(args),
+        PerfCommand::Report(args) => report::run(args),
     }
 }
 
