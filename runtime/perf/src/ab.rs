@@ -17,7 +17,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::compare::Verdict;
@@ -35,7 +35,7 @@ pub const AB_VERSION: u32 = 1;
 pub type ClockComparison = PairedComparison;
 
 /// Which clock a verdict is based on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Clock {
     /// CPU time of the plugin's thread during the call.
@@ -71,7 +71,7 @@ pub struct PairedSamples {
 }
 
 /// One benchmark of an A/B run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AbBenchmark {
     /// The benchmark's name (the method, or `METHOD#N` for a calls file).
     pub name: String,
@@ -146,7 +146,7 @@ impl AbBenchmark {
 }
 
 /// A whole `ax perf ab` run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AbReport {
     /// When the run started: RFC 3339, UTC, to the second.
     pub started_at: String,

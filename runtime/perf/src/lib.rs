@@ -21,6 +21,7 @@ pub mod ab;
 pub mod bootstrap;
 pub mod compare;
 pub mod conditions;
+pub mod html;
 pub mod paired;
 pub mod render;
 pub mod report;

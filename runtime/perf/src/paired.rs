@@ -32,7 +32,7 @@
 //!
 //! Everything is deterministic: no resampling, no seed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::compare::Verdict;
 use crate::stats::{StatsError, quantile};
@@ -47,7 +47,7 @@ pub const DEFAULT_THRESHOLD: f64 = 0.005;
 const Z_95: f64 = 1.959_963_984_540_054;
 
 /// A ratio candidate / baseline with its 95 % interval.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ratio {
     /// The point estimate.
     pub estimate: f64,
@@ -58,7 +58,7 @@ pub struct Ratio {
 }
 
 /// One clock's paired comparison.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairedComparison {
     /// Pairs measured.
     pub pairs: usize,

@@ -173,11 +173,11 @@ function M.run_command(fargs)
   M.run(nil, fargs[1], fargs[2] and table.concat(vim.list_slice(fargs, 2), " ") or nil)
 end
 
--- Opens the flame graph `path` with the system's opener. The path is always
--- shown first, so that a missing or failing opener still leaves the user
--- knowing where the file is; a failure to start one says so.
-local function open_file(path)
-  notify("flame graph written to " .. path)
+-- Opens `path` (a flame graph, a report: `what`) with the system's opener.
+-- The path is always shown first, so that a missing or failing opener still
+-- leaves the user knowing where the file is; a failure to start one says so.
+local function open_file(path, what)
+  notify(what .. " written to " .. path)
   local cannot = function(why)
     notify("cannot open " .. path .. " (" .. why .. "): open it in a browser", vim.log.levels.WARN)
   end
@@ -221,9 +221,30 @@ function M.flamegraph(profile)
   local svg = vim.fn.tempname() .. ".svg"
   job({ M.config.ax, "perf", "flamegraph", profile, "-o", svg }, function(code, _, err)
     if code == 0 then
-      open_file(svg)
+      open_file(svg, "flame graph")
     else
       notify("flame graph failed: " .. last_error(err), vim.log.levels.ERROR)
+    end
+  end)
+end
+
+--- Writes the HTML performance report of `profile` (default: the current
+--- crate's) with `ax perf report --html`, beside it (`.ax/report.html`), and
+--- opens it in the browser.
+function M.report(profile)
+  if not profile then
+    local dir = current_root()
+    if not dir then
+      return
+    end
+    profile = dir .. "/.ax/profile.json"
+  end
+  local html = vim.fn.fnamemodify(profile, ":p:h") .. "/report.html"
+  job({ M.config.ax, "perf", "report", profile, "--html", "-o", html }, function(code, _, err)
+    if code == 0 then
+      open_file(html, "performance report")
+    else
+      notify("performance report failed: " .. last_error(err), vim.log.levels.ERROR)
     end
   end)
 end

@@ -29,6 +29,11 @@ export function flamegraphArgs(profile: string, out: string): string[] {
   return ['perf', 'flamegraph', profile, '-o', out];
 }
 
+/** `ax perf report PROFILE --html -o OUT`. */
+export function reportArgs(profile: string, out: string): string[] {
+  return ['perf', 'report', profile, '--html', '-o', out];
+}
+
 /**
  * A call as typed in the input box: `METHOD` or `METHOD JSON`, e.g.
  * `count {"text": "a b c"}`. Returns the call or a message naming what is wrong.

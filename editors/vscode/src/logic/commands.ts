@@ -4,5 +4,5 @@
 //! and `ax.profile` take `[pluginDir]`, `ax.openFlamegraph` `[profilePath]`).
 //! Free of `vscode` imports.
 
-export const COMMANDS = ['ax.run', 'ax.profile', 'ax.openFlamegraph', 'ax.compareBenchmarks'] as const;
+export const COMMANDS = ['ax.run', 'ax.profile', 'ax.openFlamegraph', 'ax.compareBenchmarks', 'ax.openReport'] as const;
 export type Command = (typeof COMMANDS)[number];

@@ -1,7 +1,8 @@
 //! `ax perf`: benchmark a plugin (`ax perf run`), decide whether a change
 //! made it slower (`ax perf ab`, two builds side by side in one host, or
 //! `ax perf compare`, two stored reports), and read profiles (`ax perf inspect`,
-//! `ax perf flamegraph`), and keep a baseline to compare them with (`ax perf baseline`).
+//! `ax perf flamegraph`, `ax perf report`), and keep a baseline to compare them
+//! with (`ax perf baseline`).
 //!
 //! The subcommands only translate arguments: the measuring loop lives in
 //! `run.rs`, and every statistic, the report file and its renderings come from
@@ -14,6 +15,7 @@ mod baseline;
 mod compare;
 mod flamegraph;
 mod inspect;
+mod report;
 mod run;
 
 use std::process::ExitCode;
@@ -43,6 +45,8 @@ enum PerfCommand {
     Flamegraph(flamegraph::FlamegraphArgs),
     /// Save the current profile as the baseline later profiles are compared with (`--clear` removes it).
     Baseline(baseline::BaselineArgs),
+    /// Write a profile as one self-contained HTML page: flame graph, functions, startup, comparisons.
+    Report(report::ReportArgs),
 }
 
 pub(crate) fn run(args: PerfArgs) -> Result<ExitCode> {
@@ -53,6 +57,7 @@ pub(crate) fn run(args: PerfArgs) -> Result<ExitCode> {
         PerfCommand::Inspect(args) => inspect::run(args),
         PerfCommand::Flamegraph(args) => flamegraph::run(args),
         PerfCommand::Baseline(args) => baseline::run(args),
+        PerfCommand::Report(args) => report::run(args),
     }
 }
 
