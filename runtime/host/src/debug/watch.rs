@@ -102,6 +102,9 @@ impl Stored {
             (Stored::Bool(a), ExprValue::Bool(b)) => a == b,
             (Stored::Int(a), ExprValue::Int(b)) => a == b,
             (Stored::UInt(a), ExprValue::UInt(b)) => a == b,
+            // A value seeded from a stop's JSON reads back as `Int`, the hit as `UInt`.
+            (Stored::Int(a), ExprValue::UInt(b)) => u64::try_from(*a) == Ok(*b),
+            (Stored::UInt(a), ExprValue::Int(b)) => u64::try_from(*b) == Ok(*a),
             (Stored::Float(a), ExprValue::Float(b)) => a.to_bits() == b.to_bits(),
             (Stored::Str(a), ExprValue::Str(b)) => a == b,
             (Stored::Str(a), ExprValue::String(b)) => a == b,
@@ -260,7 +263,12 @@ impl DataWatch {
 
     /// Records the value `thread` sees now (when set while stopped there:
     /// the value the user is looking at is the one a change is measured from).
+    /// Objects and arrays are not seeded: the stop's JSON is a re-serialisation
+    /// (keys reordered), which the first hit's text need not match.
     pub(crate) fn seed(&self, thread: u64, value: &ExprValue<'_>) {
+        if matches!(value, ExprValue::Json(_) | ExprValue::JsonText(_) | ExprValue::Owned(_)) {
+            return;
+        }
         let mut last = self.last.lock();
         match last.iter_mut().find(|(t, _)| *t == thread) {
             Some((_, stored)) => stored.set_value(value),
