@@ -110,8 +110,8 @@ impl Stored {
             (Stored::Str(a), ExprValue::String(b)) => a == b,
             (Stored::Json(a), ExprValue::JsonText(b)) => a == b.trim(),
             (Stored::Debug(a), ExprValue::Debug(b)) => a == b,
-            (Stored::Json(a), ExprValue::Json(j)) => *a == j.to_string(),
-            (Stored::Json(a), other @ ExprValue::Owned(_)) => *a == other.to_json().to_string(),
+            (Stored::Json(a), ExprValue::Json(j)) => serde_json::from_str::<Value>(a).is_ok_and(|v| v == **j),
+            (Stored::Json(a), ExprValue::Owned(j)) => serde_json::from_str::<Value>(a).is_ok_and(|v| v == **j),
             _ => false,
         }
     }
