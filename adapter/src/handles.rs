@@ -27,6 +27,8 @@ pub(crate) enum Root {
     Frame(usize),
     /// The result of evaluation number `n` of this stop.
     Evaluated(u64),
+    /// The History scope: entry `i` is the first step.
+    History,
 }
 
 /// One step down into a value.

@@ -192,17 +192,27 @@ pub(crate) fn connect(
                     frame_fields,
                     message,
                     exception,
+                    history,
                     ..
                 } => {
                     let call = current_call.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     let description = exception.as_ref().map(|e| e.description.clone()).or(message);
-                    *stopped.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Stopped { frames, variables, frame_fields, exception, call, handles: Default::default() };
+                    *stopped.lock().unwrap_or_else(|e| e.into_inner()) = Stopped {
+                        frames,
+                        variables,
+                        frame_fields,
+                        exception,
+                        call,
+                        handles: Default::default(),
+                        history,
+                    };
                     let reason = match reason {
                         WireStopReason::Breakpoint => StoppedEventReason::Breakpoint,
                         WireStopReason::Step => StoppedEventReason::Step,
                         WireStopReason::Pause => StoppedEventReason::Pause,
                         WireStopReason::Entry => StoppedEventReason::Entry,
+                        // The crate's `Data` would say "data"; DAP says "data breakpoint".
+                        WireStopReason::DataBreakpoint => StoppedEventReason::String("data breakpoint".to_owned()),
                         WireStopReason::ConditionError | WireStopReason::Exception => StoppedEventReason::Exception,
                         // The crate's `Function` would say "function"; DAP says "function breakpoint".
                         WireStopReason::FunctionBreakpoint => {

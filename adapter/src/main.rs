@@ -14,6 +14,7 @@
 //! message, never the adapter.
 
 mod codec;
+mod handlers;
 mod handles;
 mod host;
 mod protocol;

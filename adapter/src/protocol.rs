@@ -16,9 +16,9 @@ use ax_runtime::debug::ExceptionFilter;
 use ax_runtime::debug_host::WireResume;
 use dap::events::{Event, ExitedEventBody, OutputEventBody};
 use dap::requests::{
-    BreakpointLocationsArguments, CompletionsArguments, EvaluateArguments, ScopesArguments,
-    SetExceptionBreakpointsArguments, SetFunctionBreakpointsArguments, SetVariableArguments, StackTraceArguments,
-    VariablesArguments,
+    BreakpointLocationsArguments, CompletionsArguments, DataBreakpointInfoArguments, EvaluateArguments,
+    ScopesArguments, SetDataBreakpointsArguments, SetExceptionBreakpointsArguments, SetFunctionBreakpointsArguments,
+    SetVariableArguments, StackTraceArguments, VariablesArguments,
 };
 use dap::types::{Capabilities, ExceptionBreakpointsFilter, OutputEventCategory, Source};
 use schemars::JsonSchema;
@@ -62,6 +62,7 @@ pub(crate) fn capabilities() -> Value {
         supports_modules_request: Some(true),
         supports_loaded_sources_request: Some(true),
         supports_delayed_stack_trace_loading: Some(true),
+        supports_data_breakpoints: Some(true),
         exception_breakpoint_filters: Some(filters.to_vec()),
         ..Default::default()
     })
@@ -139,6 +140,13 @@ pub(crate) struct LaunchArgs {
     /// Reload the plugin when its library is rebuilt (state kept, breakpoints re-resolved).
     #[serde(default)]
     pub(crate) hot_reload: bool,
+    /// Earlier hits kept per watched probe, for the History scope, `.history`, `prev(x)` and `history(x)` (0: off).
+    #[serde(default = "default_history_size")]
+    pub(crate) history_size: usize,
+}
+
+pub(crate) fn default_history_size() -> usize {
+    ax_runtime::debug::DEFAULT_HISTORY_SIZE
 }
 
 /// The `attach` request's arguments: an `ax run --debug-listen` host.
@@ -221,6 +229,8 @@ pub(crate) enum Request {
     SetBreakpoints(SetBreakpointsArgs),
     SetFunctionBreakpoints(SetFunctionBreakpointsArguments),
     SetExceptionBreakpoints(SetExceptionBreakpointsArguments),
+    SetDataBreakpoints(SetDataBreakpointsArguments),
+    DataBreakpointInfo(DataBreakpointInfoArguments),
     BreakpointLocations(BreakpointLocationsArguments),
     ConfigurationDone,
     Threads,
@@ -252,6 +262,8 @@ pub(crate) fn parse(command: &str, arguments: Value) -> Result<Request, String> 
         "setBreakpoints" => Request::SetBreakpoints(args(command, arguments)?),
         "setFunctionBreakpoints" => Request::SetFunctionBreakpoints(args(command, arguments)?),
         "setExceptionBreakpoints" => Request::SetExceptionBreakpoints(args(command, arguments)?),
+        "setDataBreakpoints" => Request::SetDataBreakpoints(args(command, arguments)?),
+        "dataBreakpointInfo" => Request::DataBreakpointInfo(args(command, arguments)?),
         "breakpointLocations" => Request::BreakpointLocations(args(command, arguments)?),
         "configurationDone" => Request::ConfigurationDone,
         "threads" => Request::Threads,

@@ -5,6 +5,10 @@
 //!   (`break loop.c:N if count > …`), when gdb and gcc are installed;
 //! - a probe with no breakpoint while a session is attached, and a logpoint,
 //!   against the same loop with no debugger;
+//! - a data breakpoint on a scalar that does not change, per hit, against gdb's
+//!   software watchpoint on an equivalent C loop (`watch same` with hardware
+//!   watchpoints off, which single-steps), when gdb and gcc are installed;
+//! - history capture (32 hits kept) on an armed probe with two scalar bindings;
 //! - launch → first `stopped` event over DAP, plugin prebuilt (ax-dap starts,
 //!   initialize, launch, setBreakpoints, configurationDone, stopped).
 //!
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ax_e2e::{marker_line, release_binary, release_library};
 use ax_runtime::Host;
-use ax_runtime::debug::{BreakpointSpec, DebugAgent};
+use ax_runtime::debug::{BreakpointSpec, DataBreakpointSpec, DataId, DebugAgent, DebugOptions};
 use serde_json::{Value, json};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -37,23 +41,34 @@ enum AtProbe {
     FalseCondition,
     /// A logpoint (its messages drained by another thread, as the debug host does).
     Logpoint,
+    /// A data breakpoint on `same`, which never changes (probe2, history off).
+    DataUnchanged,
+    /// A breakpoint whose condition is false on probe2, with 32 hits of history kept.
+    History,
 }
 
 /// ns per probe hit, timed inside the plugin, with `at` on the probe.
 fn ax_per_hit_ns(at: AtProbe, hits: u64) -> f64 {
     let host = Host::new().unwrap();
     let plugin = Arc::new(host.load_library(release_library("fixture-bench-plugin"), "bench", "{}").unwrap());
-    let agent = (at != AtProbe::Nothing).then(|| DebugAgent::attach(plugin.clone()));
+    // History only where it is measured: the other figures are those of a session with `historySize: 0`.
+    let history_size = if at == AtProbe::History { 32 } else { 0 };
+    let agent =
+        (at != AtProbe::Nothing).then(|| DebugAgent::attach_with(plugin.clone(), DebugOptions { history_size }));
     let file = "tests/fixtures/bench-plugin/src/lib.rs";
-    let line = marker_line(file, "BENCH_PROBE");
+    let two = matches!(at, AtProbe::DataUnchanged | AtProbe::History);
+    let line = marker_line(file, if two { "BENCH_PROBE2" } else { "BENCH_PROBE" });
     let spec = match at {
+        AtProbe::History => {
+            Some(BreakpointSpec { line, condition: Some("i > 100000000000".to_owned()), ..Default::default() })
+        }
         AtProbe::FalseCondition => {
             Some(BreakpointSpec { line, condition: Some("x > 100000000000 && x < 3".to_owned()), ..Default::default() })
         }
         AtProbe::Logpoint => {
             Some(BreakpointSpec { line, log_message: Some("x is {x}".to_owned()), ..Default::default() })
         }
-        AtProbe::Nothing | AtProbe::Session => None,
+        AtProbe::Nothing | AtProbe::Session | AtProbe::DataUnchanged => None,
     };
     let drain = agent.as_ref().map(|agent| {
         let events = agent.events().clone();
@@ -62,7 +77,15 @@ fn ax_per_hit_ns(at: AtProbe, hits: u64) -> f64 {
     if let (Some(agent), Some(spec)) = (&agent, spec) {
         agent.set_breakpoints(file, &[spec]);
     }
-    let out = plugin.call("probe", &json!({ "n": hits })).unwrap();
+    if let (Some(agent), AtProbe::DataUnchanged) = (&agent, at) {
+        let site = plugin.probe_sites().iter().find(|s| s.line == line).expect("the probe2 site");
+        let data_id =
+            DataId { file: site.file.clone(), line, function: site.function.clone(), path: "same".to_owned() };
+        let placed =
+            agent.set_data_breakpoints(&[DataBreakpointSpec { data_id: data_id.to_string(), ..Default::default() }]);
+        assert!(placed[0].verified, "{placed:?}");
+    }
+    let out = plugin.call(if two { "probe2" } else { "probe" }, &json!({ "n": hits })).unwrap();
     if let Some(agent) = agent {
         agent.detach();
         drop(agent);
@@ -102,6 +125,41 @@ fn gdb_false_condition_us(hits: u32) -> Option<f64> {
     };
     let (with, without) = (run(true)?, run(false)?);
     Some(with.saturating_sub(without).as_secs_f64() * 1e6 / f64::from(hits))
+}
+
+/// µs per iteration of gdb's software watchpoint (`watch same`, hardware
+/// watchpoints off) on a C loop that stores the same value each iteration, or
+/// `None` without gdb or gcc.
+fn gdb_software_watchpoint_us(iterations: u32) -> Option<f64> {
+    let dir = tempfile::tempdir().ok()?;
+    let source = dir.path().join("watch.c");
+    let mut file = std::fs::File::create(&source).ok()?;
+    writeln!(
+        file,
+        "#include <stdlib.h>\nvolatile long same = 7;\nint main(int argc, char **argv) {{\n  volatile long words = 0;\n  long n = atol(argv[1]);\n  for (long count = 0; count < n; count++) {{\n    words += count;\n    same = 7;\n  }}\n  return (int)(words & 1);\n}}"
+    )
+    .ok()?;
+    let binary = dir.path().join("watch");
+    let built = Command::new("gcc").args(["-g", "-O0", "-o"]).arg(&binary).arg(&source).status().ok()?;
+    if !built.success() {
+        return None;
+    }
+    let run = |watch: bool| -> Option<Duration> {
+        let mut cmd = Command::new("gdb");
+        cmd.args(["-batch", "-nx", "-q"]);
+        if watch {
+            cmd.args(["-ex", "set can-use-hw-watchpoints 0", "-ex", "break main", "-ex", "run", "-ex", "watch same"]);
+            cmd.args(["-ex", "continue"]);
+        } else {
+            cmd.args(["-ex", "run"]);
+        }
+        cmd.arg("--args").arg(&binary).arg(iterations.to_string());
+        let started = Instant::now();
+        let out = cmd.output().ok()?;
+        out.status.success().then(|| started.elapsed())
+    };
+    let (with, without) = (run(true)?, run(false)?);
+    Some(with.saturating_sub(without).as_secs_f64() * 1e6 / f64::from(iterations))
 }
 
 /// One DAP session to the first stop; returns how long it took.
@@ -178,6 +236,8 @@ fn main() {
     let session = ax_per_hit_ns(AtProbe::Session, hits);
     let ours = ax_per_hit_ns(AtProbe::FalseCondition, hits);
     let logpoint = ax_per_hit_ns(AtProbe::Logpoint, hits / 10);
+    let data = ax_per_hit_ns(AtProbe::DataUnchanged, hits);
+    let history = ax_per_hit_ns(AtProbe::History, hits);
     println!("probe loop, per iteration: no debugger {baseline:.2} ns (the baseline)");
     println!(
         "  session attached, no breakpoint here: {session:.2} ns ({:+.2} ns over the baseline; goal ≤ 2 ns)",
@@ -185,6 +245,17 @@ fn main() {
     );
     println!("false conditional breakpoint, per hit: ax {ours:.1} ns (goal ≤ 100 ns)");
     println!("logpoint, per hit (message rendered and queued): {logpoint:.1} ns");
+    println!("data breakpoint, value unchanged, per hit: ax {data:.1} ns (goal ≤ 100 ns)");
+    match gdb_software_watchpoint_us(if smoke { 200 } else { 2_000 }) {
+        Some(gdb) => println!(
+            "  gdb software watchpoint on a C loop: {gdb:.1} µs per iteration; ax is {:.0}× faster (goal ≥ 10,000×)",
+            gdb * 1e3 / data
+        ),
+        None => println!("  gdb or gcc not installed: no comparison in this run"),
+    }
+    println!(
+        "history capture (32 kept), armed probe with two scalar bindings, per hit: {history:.1} ns (goal ≤ 150 ns)"
+    );
     match gdb_false_condition_us(if smoke { 200 } else { 2_000 }) {
         Some(gdb) => println!("  gdb on a C loop: {gdb:.1} µs per hit; ax is {:.0}× faster", gdb * 1e3 / ours),
         None => println!("  gdb or gcc not installed: no comparison in this run"),

@@ -318,7 +318,7 @@ test('ax-dap --schema declares exactly the launch and attach attributes', () => 
   assert.deepStrictEqual(schema.launch.required, ['plugin']);
   assert.deepStrictEqual(
     Object.keys(schema.launch.properties).sort(),
-    ['build', 'calls', 'callsFile', 'cwd', 'env', 'hotReload', 'keepRunning', 'plugin', 'sourceMap', 'stopOnEntry'],
+    ['build', 'calls', 'callsFile', 'cwd', 'env', 'historySize', 'hotReload', 'keepRunning', 'plugin', 'sourceMap', 'stopOnEntry'],
   );
   assert.deepStrictEqual(schema.attach.required, ['port', 'token']);
   assert.strictEqual(schema.launch.properties.build.default, true);

@@ -1,7 +1,8 @@
 //! `ax-dap` driven over stdio like an editor does: launch word-count, stop at a
 //! breakpoint, read the stack and variables, change a variable, evaluate,
 //! step, and end; a crashing plugin ends the session with a message; malformed
-//! and unknown requests get error responses.
+//! and unknown requests get error responses; data breakpoints and history
+//! across hot reloads.
 
 use ax_e2e::{DapClient, library, marker_line, workspace_root};
 use serde_json::{Value, json};
@@ -333,4 +334,102 @@ fn a_session_transcript() {
     insta::with_settings!({ filters => filters }, {
         insta::assert_snapshot!(text);
     });
+}
+
+/// Data breakpoints and history through ax-dap, across hot reloads of an
+/// edited crate: set from a stop's Locals (`dataBreakpointInfo`), a stop
+/// exactly when the value changes (old → new in the description), the
+/// History scope, `prev`, `.history`; after an edit that drops the binding
+/// the breakpoint is unverified with the reason, and verified again once the
+/// binding is back.
+#[test]
+fn data_breakpoints_and_history_hold_across_hot_reloads_and_a_binding_that_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = ax_e2e::ax().current_dir(dir.path()).args(["new", "datademo"]).output().unwrap();
+    assert!(new.status.success(), "{new:?}");
+    let lib_rs = dir.path().join("datademo/src/lib.rs");
+    let edit = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&lib_rs).unwrap();
+        assert!(text.contains(from), "{from:?} in the scaffold");
+        std::fs::write(&lib_rs, text.replacen(from, to, 1)).unwrap();
+    };
+    let text = std::fs::read_to_string(&lib_rs).unwrap();
+    let line = text.lines().position(|l| l.contains("probe!(")).unwrap() + 1;
+    let target = workspace_root().join("target/e2e-new");
+    let mut dap = DapClient::start_with_env(&[("CARGO_TARGET_DIR", &target)]);
+    let init = dap.request("initialize", json!({ "adapterID": "ax" }));
+    assert_eq!(init["body"]["supportsDataBreakpoints"], true, "{init}");
+    let plugin = dir.path().join("datademo");
+    let launched = dap.request("launch", json!({ "plugin": plugin, "hotReload": true, "keepRunning": true }));
+    assert_eq!(launched["success"], true, "{launched}");
+    dap.event("initialized");
+    let source = lib_rs.display().to_string();
+    dap.request("setBreakpoints", json!({ "source": { "path": source }, "breakpoints": [{ "line": line }] }));
+    dap.request("configurationDone", json!({}));
+    let call = |dap: &mut DapClient, name: &str| {
+        let expression = format!(".call hello {}", json!({ "name": name }));
+        let answer = dap.request("evaluate", json!({ "expression": expression, "context": "repl" }));
+        assert_eq!(answer["success"], true, "{answer}");
+    };
+
+    call(&mut dap, "a");
+    assert_eq!(dap.event("stopped")["body"]["reason"], "breakpoint");
+    let info = dap.request("dataBreakpointInfo", json!({ "variablesReference": 1, "name": "name" }));
+    assert_eq!(info["body"]["accessTypes"], json!(["write"]), "{info}");
+    let data_id = info["body"]["dataId"].clone();
+    assert!(data_id.as_str().unwrap().ends_with("|name"), "{info}");
+    let call_scope = dap.request("dataBreakpointInfo", json!({ "variablesReference": 2, "name": "input" }));
+    assert_eq!(call_scope["body"]["dataId"], Value::Null, "only Locals: {call_scope}");
+    let set =
+        dap.request("setDataBreakpoints", json!({ "breakpoints": [{ "dataId": data_id, "accessType": "write" }] }));
+    assert_eq!(set["body"]["breakpoints"][0]["verified"], true, "{set}");
+    let id = set["body"]["breakpoints"][0]["id"].clone();
+    dap.request("setBreakpoints", json!({ "source": { "path": source }, "breakpoints": [] }));
+    dap.request("continue", json!({ "threadId": 1 }));
+    dap.wait_for_output(r#"hello → {"calls":1"#);
+
+    call(&mut dap, "a"); // the same name: no stop, the call returns
+    dap.wait_for_output(r#"hello → {"calls":2"#);
+    call(&mut dap, "b");
+    let stopped = dap.event("stopped");
+    assert_eq!(stopped["body"]["reason"], "data breakpoint", "{stopped}");
+    assert_eq!(stopped["body"]["description"], "`name` changed: \"a\" → \"b\"", "{stopped}");
+    assert_eq!(stopped["body"]["hitBreakpointIds"], json!([id]), "{stopped}");
+    let scopes = dap.request("scopes", json!({ "frameId": 0 }));
+    let history = scopes["body"]["scopes"].as_array().unwrap().iter().find(|s| s["name"] == "History").cloned();
+    let history = history.unwrap_or_else(|| panic!("a History scope: {scopes}"));
+    let entries = dap.request("variables", json!({ "variablesReference": history["variablesReference"] }));
+    let entries = entries["body"]["variables"].as_array().unwrap().clone();
+    let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["#2", "#1"], "newest first: {entries:?}");
+    assert!(entries[0]["value"].as_str().unwrap().contains("name=\"a\", calls=2"), "{entries:?}");
+    let inside = dap.request("variables", json!({ "variablesReference": entries[1]["variablesReference"] }));
+    let calls = inside["body"]["variables"].as_array().unwrap().iter().find(|v| v["name"] == "calls").cloned();
+    assert_eq!(calls.unwrap()["value"], "1", "hit #1's calls: {inside}");
+    let prev = dap.request("evaluate", json!({ "expression": "prev(calls)", "context": "watch" }));
+    assert_eq!(prev["body"]["result"], "2", "{prev}");
+    let table = dap.request("evaluate", json!({ "expression": ".history", "context": "repl" }));
+    assert!(table["body"]["result"].as_str().unwrap().starts_with("#2 · "), "{table}");
+    dap.request("continue", json!({ "threadId": 1 }));
+    dap.wait_for_output(r#"hello → {"calls":3"#);
+
+    // The binding goes: unverified, with the reason.
+    edit("probe!(&mut name, calls = self.calls);", "probe!(calls = self.calls);");
+    let changed = dap.event("breakpoint");
+    assert_eq!(changed["body"]["breakpoint"]["id"], id, "{changed}");
+    assert_eq!(changed["body"]["breakpoint"]["verified"], false, "{changed}");
+    let why = changed["body"]["breakpoint"]["message"].as_str().unwrap();
+    assert!(why.contains("`name` is no longer a binding"), "{changed}");
+    call(&mut dap, "c");
+    dap.wait_for_output(r#"hello → {"calls":4"#);
+
+    // It comes back: verified again, watching the new code.
+    edit("probe!(calls = self.calls);", "probe!(&mut name, calls = self.calls);");
+    let changed = dap.event("breakpoint");
+    assert_eq!(changed["body"]["breakpoint"]["verified"], true, "{changed}");
+    call(&mut dap, "d"); // records
+    dap.wait_for_output(r#"hello → {"calls":5"#);
+    call(&mut dap, "e");
+    assert_eq!(dap.event("stopped")["body"]["description"], "`name` changed: \"d\" → \"e\"");
+    dap.request("disconnect", json!({}));
 }

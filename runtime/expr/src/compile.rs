@@ -23,6 +23,8 @@ use crate::value::{Env, Value};
 pub struct Program {
     source: Box<str>,
     root: Node,
+    /// Whether it reads earlier hits (`prev`, `history`).
+    earlier: bool,
 }
 
 impl Program {
@@ -31,16 +33,22 @@ impl Program {
         &self.source
     }
 
+    /// Whether the expression reads earlier hits (`prev(x)`, `history(x)`):
+    /// its environment must keep them ([`Env::earlier`]).
+    pub fn reads_earlier_hits(&self) -> bool {
+        self.earlier
+    }
+
     /// Evaluates the expression against `env`. The result may borrow from
     /// both the program (string literals) and the environment.
     pub fn eval<'a, E: Env + ?Sized>(&'a self, env: &'a E) -> Result<Value<'a>, EvalError> {
-        self.root.eval(&Cx { env, src: &self.source }).map_err(|e| *e)
+        self.root.eval(&Cx { env, src: &self.source, back: 0 }).map_err(|e| *e)
     }
 
     /// Evaluates the expression as a condition: its value must be a boolean
     /// (a number or a string is an error, not "truthy").
     pub fn eval_bool<E: Env + ?Sized>(&self, env: &E) -> Result<bool, EvalError> {
-        self.root.test(&Cx { env, src: &self.source }).map_err(|e| *e)
+        self.root.test(&Cx { env, src: &self.source, back: 0 }).map_err(|e| *e)
     }
 }
 
@@ -66,7 +74,7 @@ pub(crate) enum Use {
 pub(crate) fn compile_as<S: AsRef<str>>(source: &str, names: &[S], usage: Use) -> Result<Program, CompileError> {
     let expr = parse(source)?;
     let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
-    let checker = Checker { src: source, names: &names };
+    let checker = Checker { src: source, names: &names, earlier: std::cell::Cell::new(false) };
     let (root, ty) = checker.lower(&expr)?;
     if usage == Use::Condition && !matches!(ty, Ty::Bool | Ty::Any) {
         return Err(CompileError::at(
@@ -75,7 +83,7 @@ pub(crate) fn compile_as<S: AsRef<str>>(source: &str, names: &[S], usage: Use) -
             format!("a condition must be a boolean, but this is {}; compare it, as in `x > 0`", ty.name()),
         ));
     }
-    Ok(Program { source: source.into(), root })
+    Ok(Program { source: source.into(), root, earlier: checker.earlier.get() })
 }
 
 /// A type known at compile time; `Any` is a value known only at a hit.
@@ -108,7 +116,11 @@ impl Ty {
 struct Checker<'a> {
     src: &'a str,
     names: &'a [&'a str],
+    /// Set when a `prev` or `history` is lowered.
+    earlier: std::cell::Cell<bool>,
 }
+
+const FUNCTIONS: &str = "`prev(x)` (at the previous hit) and `history(x)` (at earlier hits, newest first)";
 
 const METHODS: &str = "`len()`, `contains(x)`, `starts_with(s)`, `ends_with(s)`";
 
@@ -169,6 +181,28 @@ impl Checker<'_> {
                 (node(NodeKind::Index(Box::new(b), Box::new(i))), Ty::Any)
             }
             ExprKind::Method { recv, name, name_span, args } => self.method(e, recv, name, *name_span, args)?,
+            ExprKind::Call { name, name_span, args } => {
+                let history = match name.as_str() {
+                    "prev" => false,
+                    "history" => true,
+                    _ => {
+                        let message = format!("unknown function `{name}`; functions are {FUNCTIONS}");
+                        return Err(self.error(*name_span, message));
+                    }
+                };
+                if args.len() != 1 {
+                    let message = format!("`{name}` takes 1 argument, found {}", args.len());
+                    return Err(self.error(*name_span, message));
+                }
+                let (inner, ty) = self.lower(&args[0])?;
+                self.earlier.set(true);
+                if history {
+                    (node(NodeKind::History(Box::new(inner))), Ty::Any)
+                } else {
+                    // At the first hit there is no previous value: `null`.
+                    (node(NodeKind::Prev(Box::new(inner))), if ty == Ty::Null { Ty::Null } else { Ty::Any })
+                }
+            }
             ExprKind::Unary(op, operand) => {
                 let (o, ty) = self.lower(operand)?;
                 match op {

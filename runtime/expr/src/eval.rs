@@ -57,6 +57,12 @@ pub(crate) enum NodeKind {
     },
     /// Arithmetic: `+`, `-`, `*`, `/`, `%`.
     Arith(BinOp, Box<Node>, Box<Node>),
+    /// `prev(x)`: `x` evaluated one hit further back (`null` where there
+    /// is no such hit).
+    Prev(Box<Node>),
+    /// `history(x)`: `x` at each earlier hit the environment keeps, newest
+    /// first, as an array.
+    History(Box<Node>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +93,21 @@ impl Lit {
 pub(crate) struct Cx<'a, E: ?Sized> {
     pub(crate) env: &'a E,
     pub(crate) src: &'a str,
+    /// How many hits back bindings are read (0: this hit; inside `prev`, 1).
+    pub(crate) back: usize,
+}
+
+impl<'a, E: Env + ?Sized> Cx<'a, E> {
+    /// Binding `slot` at this context's hit; `null` for an earlier hit the
+    /// environment does not have.
+    #[inline(always)]
+    fn get(&self, slot: usize) -> Option<Value<'a>> {
+        if self.back == 0 { self.env.get(slot) } else { Some(self.env.earlier(slot, self.back).unwrap_or(Value::Null)) }
+    }
+
+    fn further(&self, by: usize) -> Cx<'a, E> {
+        Cx { env: self.env, src: self.src, back: self.back + by }
+    }
 }
 
 /// Errors are boxed inside the evaluator: a `Result` the size of a `Value`
@@ -123,16 +144,29 @@ impl Node {
             }
             NodeKind::Field(base, name) => {
                 let base_value = base.eval(cx)?;
+                if let Value::Owned(doc) = &base_value {
+                    return field(&Value::Json(doc), name).map(Value::detach).map_err(|k| fail(cx.src, self.span, k));
+                }
                 field(&base_value, name).map_err(|kind| fail(cx.src, self.span, kind))
             }
             NodeKind::Index(base, index) => {
                 let base_value = base.eval(cx)?;
                 let index_value = index.eval(cx)?;
+                if let Value::Owned(doc) = &base_value {
+                    let found = element(&Value::Json(doc), &index_value);
+                    return found.map(Value::detach).map_err(|kind| fail(cx.src, self.span, kind));
+                }
                 element(&base_value, &index_value).map_err(|kind| fail(cx.src, self.span, kind))
             }
             NodeKind::Len(base) => {
                 let v = base.eval(cx)?;
-                len(&v).map(|n| Value::Int(n as i64)).map_err(|kind| fail(cx.src, self.span, kind))
+                len(&v.as_json()).map(|n| Value::Int(n as i64)).map_err(|kind| fail(cx.src, self.span, kind))
+            }
+            NodeKind::Prev(inner) => inner.eval(&cx.further(1)),
+            NodeKind::History(inner) => {
+                let kept = cx.env.kept().saturating_sub(cx.back);
+                let items = (1..=kept).map(|back| inner.eval(&cx.further(back)).map(|v| v.to_json()));
+                Ok(Value::Owned(Box::new(serde_json::Value::Array(items.collect::<Result<_>>()?))))
             }
         }
     }
@@ -159,7 +193,7 @@ impl Node {
                 compare(*op, &a, &b).map_err(|kind| fail(cx.src, self.span, kind))
             }
             NodeKind::CmpVarLit { op, slot, var: var_span, lit, flipped } => {
-                let a = match cx.env.get(*slot) {
+                let a = match cx.get(*slot) {
                     Some(Value::Int(x)) => match lit {
                         Lit::Int(k) => return Ok(holds(*op, x.cmp(k))),
                         _ => Value::Int(x),
@@ -189,7 +223,7 @@ impl Node {
             NodeKind::Lit(Lit::Bool(b)) => Ok(*b),
             NodeKind::Contains(base, arg) => {
                 let (haystack, needle) = (base.eval(cx)?, arg.eval(cx)?);
-                contains(&haystack, &needle).map_err(|kind| fail(cx.src, self.span, kind))
+                contains(&haystack.as_json(), &needle).map_err(|kind| fail(cx.src, self.span, kind))
             }
             NodeKind::StartsWith(base, arg) | NodeKind::EndsWith(base, arg) => {
                 let (s, affix) = (base.eval(cx)?, arg.eval(cx)?);
@@ -217,7 +251,7 @@ impl Node {
 /// Reads binding `slot`; `span` is the variable in the source.
 #[inline(always)]
 fn var<'a, E: Env + ?Sized>(slot: usize, span: Span, cx: &Cx<'a, E>) -> Result<Value<'a>> {
-    match cx.env.get(slot) {
+    match cx.get(slot) {
         Some(v @ (Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Bool(_) | Value::Str(_))) => Ok(v),
         other => var_other(other, span, cx),
     }
@@ -307,6 +341,7 @@ fn cmp_numbers(a: &Value<'_>, b: &Value<'_>) -> Option<Option<Ordering>> {
 fn is_composite(v: &Value<'_>) -> bool {
     match v {
         Value::Json(j) => j.is_array() || j.is_object(),
+        Value::Owned(j) => j.is_array() || j.is_object(),
         Value::JsonText(_) => true,
         _ => false,
     }

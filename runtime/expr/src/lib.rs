@@ -64,6 +64,7 @@
 //! | `input.user.id`, `items[0]`, `map["key"]` | JSON field, element, key |
 //! | `s.len()` | bytes of a string, elements of an array, members of an object |
 //! | `s.contains(x)`, `s.starts_with(x)`, `s.ends_with(x)` | substring tests; `contains` also finds an element of an array or a key of an object |
+//! | `prev(x)`, `history(x)` | `x` at the previous hit (`null` if there is none), and at each earlier hit the environment keeps, newest first, as an array |
 //! | `== != < <= > >=` | comparisons; they do not chain (`a < b < c` is an error) |
 //! | `&& \|\| !` | boolean logic, short-circuit: `false && x.missing` is `false` |
 //! | `+ - * / %`, unary `-` | arithmetic |

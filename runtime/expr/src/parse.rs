@@ -33,9 +33,25 @@ pub(crate) enum ExprKind {
     Var(String),
     Field(Box<Expr>, String),
     Index(Box<Expr>, Box<Expr>),
-    Method { recv: Box<Expr>, name: String, name_span: Span, args: Vec<Expr> },
+    Method {
+        recv: Box<Expr>,
+        name: String,
+        name_span: Span,
+        args: Vec<Expr>,
+    },
+    /// A function call: `prev(x)`, `history(x)`.
+    Call {
+        name: String,
+        name_span: Span,
+        args: Vec<Expr>,
+    },
     Unary(UnOp, Box<Expr>),
-    Binary { op: BinOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
+    Binary {
+        op: BinOp,
+        op_span: Span,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +231,7 @@ impl Parser<'_> {
             Tok::True => leaf(ExprKind::Bool(true)),
             Tok::False => leaf(ExprKind::Bool(false)),
             Tok::Null => leaf(ExprKind::Null),
+            Tok::Ident(name) if *self.peek() == Tok::LParen => self.call(name, span, depth)?,
             Tok::Ident(name) => leaf(ExprKind::Var(name)),
             Tok::LParen => {
                 let inner = self.expr(0, depth + 1)?;
@@ -264,23 +281,18 @@ impl Parser<'_> {
         }
     }
 
-    /// `.name` or `.name(args)` after `expr`.
-    fn member(&mut self, expr: Expr, depth: usize) -> Result<Expr, CompileError> {
-        let (_, dot) = self.next();
-        let name = match self.peek() {
-            Tok::Ident(name) => name.clone(),
-            tok @ (Tok::True | Tok::False | Tok::Null) => tok.symbol().to_owned(),
-            tok => {
-                let message = format!("expected a field or method name after `.`, found {}", tok.describe());
-                return Err(self.error_here(message));
-            }
-        };
-        let (_, name_span) = self.next();
-        if *self.peek() != Tok::LParen {
-            let (span, depth) = (expr.span.to(name_span), self.depth(&[&expr], dot)?);
-            return Ok(Expr { kind: ExprKind::Field(Box::new(expr), name), span, depth });
-        }
+    /// `name(args)`, with `name` just read.
+    fn call(&mut self, name: String, name_span: Span, depth: usize) -> Result<Expr, CompileError> {
         self.next();
+        let args = self.arguments(&name, depth)?;
+        let (_, close) = self.next();
+        let children: Vec<&Expr> = args.iter().collect();
+        let (span, depth) = (name_span.to(close), self.depth(&children, name_span)?);
+        Ok(Expr { kind: ExprKind::Call { name, name_span, args }, span, depth })
+    }
+
+    /// The arguments of a call up to (not past) its `)`.
+    fn arguments(&mut self, name: &str, depth: usize) -> Result<Vec<Expr>, CompileError> {
         let mut args = Vec::new();
         if *self.peek() != Tok::RParen {
             loop {
@@ -298,6 +310,27 @@ impl Parser<'_> {
                 }
             }
         }
+        Ok(args)
+    }
+
+    /// `.name` or `.name(args)` after `expr`.
+    fn member(&mut self, expr: Expr, depth: usize) -> Result<Expr, CompileError> {
+        let (_, dot) = self.next();
+        let name = match self.peek() {
+            Tok::Ident(name) => name.clone(),
+            tok @ (Tok::True | Tok::False | Tok::Null) => tok.symbol().to_owned(),
+            tok => {
+                let message = format!("expected a field or method name after `.`, found {}", tok.describe());
+                return Err(self.error_here(message));
+            }
+        };
+        let (_, name_span) = self.next();
+        if *self.peek() != Tok::LParen {
+            let (span, depth) = (expr.span.to(name_span), self.depth(&[&expr], dot)?);
+            return Ok(Expr { kind: ExprKind::Field(Box::new(expr), name), span, depth });
+        }
+        self.next();
+        let args = self.arguments(&name, depth)?;
         let (_, close) = self.next();
         let mut children: Vec<&Expr> = args.iter().collect();
         children.push(&expr);

@@ -105,6 +105,11 @@ impl Template {
         &self.source
     }
 
+    /// Whether a placeholder reads earlier hits (`{prev(total)}`).
+    pub fn reads_earlier_hits(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Expr(e) if e.reads_earlier_hits()))
+    }
+
     /// Appends the message for this hit to `out` (which the caller clears
     /// and reuses across hits). Never fails: a placeholder that cannot be
     /// evaluated renders as `<error: …>`.

@@ -36,6 +36,8 @@ pub enum Value<'a> {
     /// The `Debug` rendering of a value that is not `Serialize`. It can be
     /// shown but not computed with: every operator rejects it.
     Debug(&'a str),
+    /// A JSON value built during evaluation (`history(x)`'s array).
+    Owned(Box<serde_json::Value>),
 }
 
 /// The bindings an expression reads, by the slot [`crate::compile`] resolved
@@ -45,11 +47,31 @@ pub enum Value<'a> {
 /// a value is an error naming it.
 pub trait Env {
     fn get(&self, slot: usize) -> Option<Value<'_>>;
+
+    /// Binding `slot` as it was `back` hits ago (1: the previous hit), for
+    /// `prev(x)` and `history(x)`; `None` where that hit is not kept
+    /// (`prev` then reads `null`). By default no earlier hit is kept.
+    fn earlier(&self, _slot: usize, _back: usize) -> Option<Value<'_>> {
+        None
+    }
+
+    /// How many earlier hits [`Env::earlier`] has (`history(x)`'s length).
+    fn kept(&self) -> usize {
+        0
+    }
 }
 
 impl<T: Env + ?Sized> Env for &T {
     fn get(&self, slot: usize) -> Option<Value<'_>> {
         (**self).get(slot)
+    }
+
+    fn earlier(&self, slot: usize, back: usize) -> Option<Value<'_>> {
+        (**self).earlier(slot, back)
+    }
+
+    fn kept(&self) -> usize {
+        (**self).kept()
     }
 }
 
@@ -94,6 +116,42 @@ impl<'a> Value<'a> {
             },
             Value::JsonText(text) => json::kind(text).type_name(),
             Value::Debug(_) => "a Debug rendering (its type is not Serialize)",
+            Value::Owned(v) => Value::Json(v).type_name(),
+        }
+    }
+
+    /// An [`Value::Owned`] value as borrowed JSON, so that every operator
+    /// reads it as it reads a span field; anything else as it is.
+    pub(crate) fn as_json(&self) -> Value<'_> {
+        match self {
+            Value::Owned(v) => Value::Json(v),
+            other => other.clone(),
+        }
+    }
+
+    /// The value with nothing borrowed (for what is read out of an
+    /// [`Value::Owned`] value, which lives only as long as its node).
+    pub(crate) fn detach(self) -> Value<'static> {
+        match self {
+            Value::Null => Value::Null,
+            Value::Bool(b) => Value::Bool(b),
+            Value::Int(v) => Value::Int(v),
+            Value::UInt(v) => Value::UInt(v),
+            Value::Float(v) => Value::Float(v),
+            Value::Str(s) | Value::Debug(s) => Value::String(s.to_owned()),
+            Value::String(s) => Value::String(s),
+            Value::Owned(v) => Value::Owned(v),
+            json @ (Value::Json(_) | Value::JsonText(_)) => match json.to_json() {
+                serde_json::Value::String(s) => Value::String(s),
+                other => match from_json(&other) {
+                    Value::Null => Value::Null,
+                    Value::Bool(b) => Value::Bool(b),
+                    Value::Int(v) => Value::Int(v),
+                    Value::UInt(v) => Value::UInt(v),
+                    Value::Float(v) => Value::Float(v),
+                    _ => Value::Owned(Box::new(other)),
+                },
+            },
         }
     }
 
@@ -143,6 +201,7 @@ impl<'a> Value<'a> {
             Value::String(s) => J::String(s.clone()),
             Value::Json(v) => (*v).clone(),
             Value::JsonText(text) => serde_json::from_str(text).unwrap_or_else(|_| J::String((*text).to_owned())),
+            Value::Owned(v) => (**v).clone(),
         }
     }
 }
@@ -182,6 +241,7 @@ impl fmt::Display for Value<'_> {
             Value::Json(serde_json::Value::String(s)) => f.write_str(s),
             Value::Json(v) => write!(f, "{v}"),
             Value::JsonText(text) => f.write_str(text.trim()),
+            Value::Owned(v) => write!(f, "{v}"),
         }
     }
 }

@@ -587,3 +587,57 @@ mod properties {
         }
     }
 }
+
+/// A hit with the two before it: `x` was 3, then 5, and is 8 now.
+struct WithHistory;
+
+impl Env for WithHistory {
+    fn get(&self, slot: usize) -> Option<Value<'_>> {
+        (slot == 0).then_some(Value::Int(8))
+    }
+
+    fn earlier(&self, slot: usize, back: usize) -> Option<Value<'_>> {
+        match (slot, back) {
+            (0, 1) => Some(Value::Int(5)),
+            (0, 2) => Some(Value::JsonText("3")),
+            _ => None,
+        }
+    }
+
+    fn kept(&self) -> usize {
+        2
+    }
+}
+
+#[test]
+fn prev_and_history_read_earlier_hits() {
+    let run = |src: &str| compile(src, &["x"]).unwrap().eval(&WithHistory).map(|v| v.to_json()).unwrap();
+    assert_eq!(run("prev(x)"), json!(5));
+    assert_eq!(run("prev(prev(x))"), json!(3));
+    assert_eq!(run("prev(prev(prev(x)))"), json!(null), "a hit not kept is null");
+    assert_eq!(run("x - prev(x)"), json!(3));
+    assert_eq!(run("history(x)"), json!([5, 3]));
+    assert_eq!(run("history(x * 2)[1]"), json!(6));
+    assert_eq!(run("history(x).len()"), json!(2));
+    assert_eq!(run("history(x).contains(5)"), json!(true));
+    assert_eq!(run("prev(history(x))"), json!([3]), "history as of the previous hit");
+    let condition = compile_condition("x != prev(x)", &["x"]).unwrap();
+    assert!(condition.reads_earlier_hits());
+    assert!(condition.eval_bool(&WithHistory).unwrap());
+    assert!(!compile("x + 1", &["x"]).unwrap().reads_earlier_hits());
+    // No history kept: prev is null, history empty.
+    let hit = hit();
+    assert_eq!(compile("prev(count)", &hit.names()).unwrap().eval(&hit).unwrap().to_json(), json!(null));
+    assert_eq!(compile("history(count)", &hit.names()).unwrap().eval(&hit).unwrap().to_json(), json!([]));
+    let template = compile_template("{prev(x)} -> {x}", &["x"]).unwrap();
+    assert!(template.reads_earlier_hits());
+    assert_eq!(template.render(&WithHistory), "5 -> 8");
+}
+
+#[test]
+fn unknown_functions_and_wrong_arity_are_compile_errors() {
+    assert!(compile_err("prevv(count)").contains("unknown function `prevv`; functions are `prev(x)`"));
+    assert!(compile_err("prev(count, words)").contains("`prev` takes 1 argument, found 2"));
+    assert!(compile_err("history()").contains("`history` takes 1 argument, found 0"));
+    assert!(compile_err("prev(nope)").contains("unknown variable `nope`"));
+}

@@ -14,8 +14,21 @@
 //! against no budget. While stopped, [`DebugAgent::set_variable`] overwrites a
 //! `&mut` binding, on the stopped thread.
 //!
+//! Data breakpoints ([`DebugAgent::set_data_breakpoints`]) stop when a
+//! binding, or a path inside one, differs from its value at the previous hit
+//! of the same site on the same thread; each watched site also keeps a ring
+//! of its last hits ([`DebugOptions::history_size`]), shown at a stop
+//! ([`Stop::history`]) and read by `prev(x)` and `history(x)` (`watch.rs`).
+//!
+//! The hot path, a hit of an armed site whose breakpoints do not stop, takes
+//! the table's read lock, indexes it by site (no hashing), and touches no
+//! other shared word unless a pause or step is pending; its history, when on,
+//! costs one uncontended lock and a clock read.
+//!
 //! This is the runtime side of the debugger; the DAP adapter that drives it from
 //! an editor is separate work.
+
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -25,6 +38,8 @@ use std::thread::ThreadId;
 use ax_expr::{CompileError, Env, HitCondition, Program, Template, Value as ExprValue};
 use crossbeam_channel::{self as channel, Receiver, Sender};
 use serde_json::Value;
+pub use watch::{DataId, HistoryEntry};
+use watch::{DataWatch, Ring, Stored, thread_key};
 
 use crate::bridge::{Instrumentation, PanicSite, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar};
 use crate::plugin::Plugin;
@@ -50,6 +65,42 @@ pub struct FunctionBreakpointSpec {
     pub hit_condition: Option<String>,
 }
 
+/// A data breakpoint as an editor asks for it: stop when the value `data_id`
+/// names changes (see [`DataId`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataBreakpointSpec {
+    pub data_id: String,
+    /// Over the site's bindings, checked when the value changed.
+    pub condition: Option<String>,
+    /// Counts changes.
+    pub hit_condition: Option<String>,
+}
+
+/// What can be watched at the stopped probe (the answer to DAP's `dataBreakpointInfo`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataTarget {
+    pub data_id: String,
+    /// For the editor's list of data breakpoints.
+    pub description: String,
+}
+
+/// How an agent runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugOptions {
+    /// Earlier hits each watched probe site keeps (0: no history, and
+    /// `prev()`/`history()` are refused).
+    pub history_size: usize,
+}
+
+/// Hits kept per watched site unless the session says otherwise.
+pub const DEFAULT_HISTORY_SIZE: usize = 32;
+
+impl Default for DebugOptions {
+    fn default() -> Self {
+        DebugOptions { history_size: DEFAULT_HISTORY_SIZE }
+    }
+}
+
 /// What became of a [`BreakpointSpec`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BreakpointState {
@@ -68,6 +119,8 @@ pub enum StopReason {
     FunctionBreakpoint,
     Step,
     Pause,
+    /// A watched value changed (a data breakpoint).
+    DataBreakpoint,
     /// The first probe of a session started with stop-on-entry.
     Entry,
     /// A condition could not be evaluated (never silently true or false).
@@ -145,6 +198,11 @@ pub struct Stop {
     pub message: Option<String>,
     /// For an exception stop: what it is about.
     pub exception: Option<ExceptionStop>,
+    /// The probe site stopped at (its index in the probe table), if at a probe.
+    pub site: Option<usize>,
+    /// Earlier hits of that site, newest first (empty unless it is watched
+    /// with history on).
+    pub history: Vec<HistoryEntry>,
 }
 
 /// What the agent tells its driver.
@@ -194,6 +252,28 @@ struct Commands {
     queue: std::collections::VecDeque<Command>,
 }
 
+/// Everything armed at one probe site, as the hot path reads it.
+#[derive(Default)]
+struct Watched {
+    breakpoints: Vec<Arc<Breakpoint>>,
+    data: Vec<Arc<DataWatch>>,
+    ring: Option<Arc<parking_lot::Mutex<Ring>>>,
+}
+
+/// Why a hit stops.
+struct Decision {
+    reason: StopReason,
+    breakpoints: Vec<u64>,
+    message: Option<String>,
+    history: Vec<HistoryEntry>,
+}
+
+impl Decision {
+    fn new(reason: StopReason, breakpoints: Vec<u64>, message: Option<String>) -> Decision {
+        Decision { reason, breakpoints, message, history: Vec::new() }
+    }
+}
+
 struct Step {
     mode: Resume,
     depth: usize,
@@ -203,8 +283,16 @@ struct Step {
 /// The debug agent of one plugin instance. See the module docs.
 pub struct DebugAgent {
     plugin: Arc<Plugin>,
-    /// Breakpoints per probe site index.
-    breakpoints: RwLock<HashMap<usize, Vec<Arc<Breakpoint>>>>,
+    options: DebugOptions,
+    /// Line breakpoints per probe site index.
+    breakpoints: Mutex<HashMap<usize, Vec<Arc<Breakpoint>>>>,
+    /// Data breakpoints, with the site each is placed on.
+    data: Mutex<Vec<(usize, Arc<DataWatch>)>>,
+    /// History rings of the watched sites.
+    rings: Mutex<HashMap<usize, Arc<parking_lot::Mutex<Ring>>>>,
+    /// The hot path's table, by site index: rebuilt from the three above
+    /// whenever they change.
+    watched: RwLock<Vec<Option<Arc<Watched>>>>,
     /// Function breakpoints per span name.
     functions: RwLock<HashMap<String, Vec<Arc<Breakpoint>>>>,
     /// Sites that hold breakpoints, per source file as the client named it.
@@ -223,6 +311,8 @@ pub struct DebugAgent {
     /// Set by `detach`: threads waiting for their turn to stop go on instead.
     detached: AtomicBool,
     stopped: Mutex<Option<Stop>>,
+    /// `watch::thread_key` of the stopped thread.
+    stopped_thread: AtomicU64,
     events: Sender<DebugEvent>,
     receiver: Receiver<DebugEvent>,
 }
@@ -233,10 +323,19 @@ impl std::fmt::Debug for DebugAgent {
     }
 }
 
-/// A probe hit as an `ax-expr` environment: slot `i` is binding `i`.
-struct HitEnv<'h, 'a>(&'h ProbeHit<'a>);
+/// A probe hit as an `ax-expr` environment: slot `i` is binding `i`; earlier
+/// hits come from the site's history ring, if it has one.
+struct HitEnv<'h, 'a>(&'h ProbeHit<'a>, Option<&'h Ring>);
 
 impl Env for HitEnv<'_, '_> {
+    fn earlier(&self, slot: usize, back: usize) -> Option<ExprValue<'_>> {
+        self.1?.back(back)?.values.get(slot).map(Stored::as_expr)
+    }
+
+    fn kept(&self) -> usize {
+        self.1.map_or(0, |r| r.entries.len())
+    }
+
     fn get(&self, slot: usize) -> Option<ExprValue<'_>> {
         (slot < self.0.len()).then(|| match self.0.value(slot) {
             ProbeVar::I64(v) => ExprValue::Int(v),
@@ -269,10 +368,19 @@ impl DebugAgent {
     /// Attaches to `plugin`: becomes its probe handler and has spans (with their
     /// fields) forwarded, for frames.
     pub fn attach(plugin: Arc<Plugin>) -> Arc<DebugAgent> {
+        DebugAgent::attach_with(plugin, DebugOptions::default())
+    }
+
+    /// [`DebugAgent::attach`] with `options`.
+    pub fn attach_with(plugin: Arc<Plugin>, options: DebugOptions) -> Arc<DebugAgent> {
         let (events, receiver) = channel::unbounded();
         let agent = Arc::new(DebugAgent {
             plugin: plugin.clone(),
-            breakpoints: RwLock::new(HashMap::new()),
+            options,
+            breakpoints: Mutex::new(HashMap::new()),
+            data: Mutex::new(Vec::new()),
+            rings: Mutex::new(HashMap::new()),
+            watched: RwLock::new(Vec::new()),
             functions: RwLock::new(HashMap::new()),
             by_file: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -284,6 +392,7 @@ impl DebugAgent {
             wake: Condvar::new(),
             detached: AtomicBool::new(false),
             stopped: Mutex::new(None),
+            stopped_thread: AtomicU64::new(0),
             events,
             receiver,
         });
@@ -309,7 +418,7 @@ impl DebugAgent {
     pub fn set_breakpoints_as(&self, file: &str, specs: &[BreakpointSpec], ids: &[u64]) -> Vec<BreakpointState> {
         let sites: Vec<&ProbeSiteInfo> =
             self.plugin.probe_sites().iter().filter(|s| same_file(file, &s.file)).collect();
-        let mut table = self.breakpoints.write().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.breakpoints.lock().unwrap_or_else(|e| e.into_inner());
         let mut by_file = self.by_file.lock().unwrap_or_else(|e| e.into_inner());
         for site in by_file.remove(file).unwrap_or_default() {
             table.remove(&site);
@@ -338,8 +447,115 @@ impl DebugAgent {
         by_file.insert(file.to_owned(), placed);
         drop(by_file);
         drop(table);
-        self.rearm();
+        self.rebuild();
         states
+    }
+
+    /// Replaces every data breakpoint with `specs`.
+    pub fn set_data_breakpoints(&self, specs: &[DataBreakpointSpec]) -> Vec<BreakpointState> {
+        self.set_data_breakpoints_as(specs, &[])
+    }
+
+    /// [`DebugAgent::set_data_breakpoints`] with the driver's ids, as
+    /// [`DebugAgent::set_breakpoints_as`]. Each is resolved against this
+    /// library's probes ([`DataId`]); one set while a thread is stopped at its
+    /// site measures changes from the value shown there.
+    pub fn set_data_breakpoints_as(&self, specs: &[DataBreakpointSpec], ids: &[u64]) -> Vec<BreakpointState> {
+        let sites = self.plugin.probe_sites();
+        let stop = self.stopped();
+        let mut placed = Vec::new();
+        let states = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let id = self.id_for(ids.get(i));
+                let Some(data_id) = DataId::parse(&spec.data_id) else {
+                    return unverified(
+                        id,
+                        format!(
+                            "dataId {:?}: expected file|line|function|path, as dataBreakpointInfo gives",
+                            spec.data_id
+                        ),
+                    );
+                };
+                let (site, target) = match data_id.resolve(sites) {
+                    Ok(found) => found,
+                    Err(message) => return unverified(id, message),
+                };
+                let line = BreakpointSpec {
+                    line: site.line,
+                    condition: spec.condition.clone(),
+                    hit_condition: spec.hit_condition.clone(),
+                    log_message: None,
+                };
+                let compiled = match self.compile(id, &line, site) {
+                    Ok(compiled) => compiled,
+                    Err(message) => return unverified(id, message),
+                };
+                let watch = DataWatch::new(id, data_id.clone(), target, compiled.condition, compiled.hit_condition);
+                if let Some(stop) = stop.as_ref().filter(|s| s.site == Some(site.index)) {
+                    let values: Vec<Value> = stop.variables.iter().map(|(_, v)| v.clone()).collect();
+                    if let Ok(now) = watch.target.eval(&values[..]) {
+                        watch.seed(self.stopped_thread.load(Ordering::Relaxed), &now);
+                    }
+                }
+                placed.push((site.index, Arc::new(watch)));
+                let moved = (site.line != data_id.line)
+                    .then(|| format!("the probe moved from line {} to line {}", data_id.line, site.line));
+                BreakpointState { id, verified: true, line: Some(site.line), message: moved }
+            })
+            .collect();
+        *self.data.lock().unwrap_or_else(|e| e.into_inner()) = placed;
+        self.rebuild();
+        states
+    }
+
+    /// What `path` (a binding of the stopped probe, or a path inside one:
+    /// `input.user.id`) would be watched as.
+    pub fn data_target(&self, path: &str) -> Result<DataTarget, String> {
+        let stop = self.stopped().ok_or_else(|| "no thread is stopped".to_owned())?;
+        let site = stop
+            .site
+            .and_then(|i| self.plugin.probe_sites().get(i))
+            .ok_or_else(|| "only a probe's bindings can be watched; this stop is not at a probe".to_owned())?;
+        ax_expr::compile(path, &site.vars).map_err(|e| e.render())?;
+        let data_id =
+            DataId { file: site.file.clone(), line: site.line, function: site.function.clone(), path: path.to_owned() };
+        let description = format!("{path} at {}:{}", site.file, site.line);
+        Ok(DataTarget { data_id: data_id.to_string(), description })
+    }
+
+    /// Rebuilds the hot path's table (and the history rings) from the
+    /// breakpoints and data breakpoints, then arms exactly the sites watched.
+    fn rebuild(&self) {
+        let lines = self.breakpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table: Vec<Option<Watched>> = Vec::new();
+        table.resize_with(self.plugin.probe_sites().len(), || None);
+        for (site, bps) in lines.iter() {
+            if let Some(slot) = table.get_mut(*site) {
+                slot.get_or_insert_with(Watched::default).breakpoints.extend(bps.iter().cloned());
+            }
+        }
+        for (site, watch) in data.iter() {
+            if let Some(slot) = table.get_mut(*site) {
+                slot.get_or_insert_with(Watched::default).data.push(watch.clone());
+            }
+        }
+        rings.retain(|site, _| table.get(*site).is_some_and(Option::is_some));
+        if self.options.history_size > 0 {
+            for (site, slot) in table.iter_mut().enumerate() {
+                if let Some(watched) = slot {
+                    let size = self.options.history_size;
+                    let ring = rings.entry(site).or_insert_with(|| Arc::new(parking_lot::Mutex::new(Ring::new(size))));
+                    watched.ring = Some(ring.clone());
+                }
+            }
+        }
+        drop((lines, data, rings));
+        *self.watched.write().unwrap_or_else(|e| e.into_inner()) = table.into_iter().map(|w| w.map(Arc::new)).collect();
+        self.rearm();
     }
 
     /// Replaces every function breakpoint with `specs`.
@@ -424,6 +640,12 @@ impl DebugAgent {
             .map(|m| ax_expr::compile_template(m, names))
             .transpose()
             .map_err(|e| explain("log message", e))?;
+        let earlier = condition.as_ref().is_some_and(Program::reads_earlier_hits)
+            || log.as_ref().is_some_and(Template::reads_earlier_hits);
+        if earlier && self.options.history_size == 0 {
+            return Err("prev() and history() read the probe's history, which this session turned off (historySize 0)"
+                .to_owned());
+        }
         Ok(Breakpoint { id, condition, hit_condition, log, hits: AtomicU64::new(0) })
     }
 
@@ -432,9 +654,10 @@ impl DebugAgent {
     fn rearm(&self) {
         let everything = self.pause_requested.load(Ordering::Relaxed) != NO_PAUSE
             || self.step.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-        let table = self.breakpoints.read().unwrap_or_else(|e| e.into_inner());
+        let table = self.watched.read().unwrap_or_else(|e| e.into_inner());
         for site in self.plugin.probe_sites() {
-            self.plugin.arm_probe(site.index, everything || table.contains_key(&site.index));
+            let watched = table.get(site.index).is_some_and(Option::is_some);
+            self.plugin.arm_probe(site.index, everything || watched);
         }
     }
 
@@ -506,6 +729,8 @@ impl DebugAgent {
                 description: format!("`{method}` returned an error: {kind}: {message}"),
                 location: None,
             }),
+            site: None,
+            history: Vec::new(),
         };
         let how = self.stop_and_serve(stop, None);
         // The plugin's frames are gone: a step goes to the next probe reached.
@@ -558,6 +783,20 @@ impl DebugAgent {
     /// probe's binding first, then to the first of `more` that has it.
     pub fn evaluate_with(&self, expression: &str, more: &[(String, Value)]) -> Result<Value, String> {
         let stop = self.stopped().ok_or_else(|| "no thread is stopped: nothing to evaluate against".to_owned())?;
+        /// The stop's bindings, and its history for `prev` and `history`.
+        struct StopEnv<'s>(&'s [Value], &'s [HistoryEntry]);
+        impl Env for StopEnv<'_> {
+            fn get(&self, slot: usize) -> Option<ExprValue<'_>> {
+                self.0.get(slot).map(ExprValue::Json)
+            }
+            fn earlier(&self, slot: usize, back: usize) -> Option<ExprValue<'_>> {
+                let entry = self.1.get(back.checked_sub(1)?)?;
+                entry.values.get(slot).map(|(_, v)| ExprValue::Json(v))
+            }
+            fn kept(&self) -> usize {
+                self.1.len()
+            }
+        }
         let mut names: Vec<&str> = stop.variables.iter().map(|(n, _)| n.as_str()).collect();
         let mut values: Vec<Value> = stop.variables.iter().map(|(_, v)| v.clone()).collect();
         for (name, value) in more {
@@ -567,12 +806,20 @@ impl DebugAgent {
             }
         }
         let program = ax_expr::compile(expression, &names).map_err(|e| e.render())?;
-        program.eval(&values[..]).map(|v| v.to_json()).map_err(|e| e.to_string())
+        if program.reads_earlier_hits() && self.options.history_size == 0 {
+            return Err("prev() and history() read the probe's history, which this session turned off (historySize 0)"
+                .to_owned());
+        }
+        let env = StopEnv(&values, &stop.history);
+        program.eval(&env).map(|v| v.to_json()).map_err(|e| e.to_string())
     }
 
     /// Detaches: removes every breakpoint and lets a stopped thread go on.
     pub fn detach(&self) {
-        self.breakpoints.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.breakpoints.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.data.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.rings.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.watched.write().unwrap_or_else(|e| e.into_inner()).clear();
         self.functions.write().unwrap_or_else(|e| e.into_inner()).clear();
         self.plugin.watch_spans(false);
         self.pause_requested.store(NO_PAUSE, Ordering::Relaxed);
@@ -586,14 +833,17 @@ impl DebugAgent {
         self.wake.notify_all();
     }
 
-    /// Why this hit must stop, if it must (logpoints are written on the way).
-    /// The common case — a false condition — allocates nothing and takes no lock
-    /// but the table's read lock.
-    fn decide(&self, hit: &ProbeHit<'_>) -> Option<(StopReason, Vec<u64>, Option<String>)> {
-        match self.pause_requested.swap(NO_PAUSE, Ordering::Relaxed) {
-            PAUSE => return Some((StopReason::Pause, Vec::new(), None)),
-            ENTRY => return Some((StopReason::Entry, Vec::new(), None)),
-            _ => {}
+    /// Why this hit must stop, if it must (logpoints are written on the way,
+    /// the hit goes into its site's history). The common case — a false
+    /// condition, an unchanged value — allocates nothing and takes no lock
+    /// but the table's read lock (and the site's history lock).
+    fn decide(&self, hit: &ProbeHit<'_>) -> Option<Decision> {
+        if self.pause_requested.load(Ordering::Relaxed) != NO_PAUSE {
+            match self.pause_requested.swap(NO_PAUSE, Ordering::Relaxed) {
+                PAUSE => return Some(Decision::new(StopReason::Pause, Vec::new(), None)),
+                ENTRY => return Some(Decision::new(StopReason::Entry, Vec::new(), None)),
+                _ => {}
+            }
         }
         let stepped = self.stepping.load(Ordering::Relaxed)
             && self.step.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|step| {
@@ -608,17 +858,34 @@ impl DebugAgent {
                         Resume::Continue => false,
                     }
             });
-        let table = self.breakpoints.read().unwrap_or_else(|e| e.into_inner());
-        let env = HitEnv(hit);
+        let step = || stepped.then(|| Decision::new(StopReason::Step, Vec::new(), None));
+        let table = self.watched.read().unwrap_or_else(|e| e.into_inner());
+        let Some(watched) = table.get(hit.site.index).and_then(Option::as_ref) else {
+            return step();
+        };
+        let mut ring = watched.ring.as_ref().map(|r| r.lock());
+        let env = HitEnv(hit, ring.as_deref());
+        let mut decision = self.check(watched, &env).or_else(step);
+        if let (Some(decision), Some(ring)) = (decision.as_mut(), ring.as_ref()) {
+            decision.history = ring.snapshot(&hit.site.vars, std::time::Instant::now());
+        }
+        if let Some(ring) = ring.as_mut() {
+            ring.record(hit);
+        }
+        decision
+    }
+
+    /// The breakpoints and data breakpoints of a watched site at this hit.
+    fn check(&self, watched: &Watched, env: &HitEnv<'_, '_>) -> Option<Decision> {
         let mut ids = Vec::new();
-        for bp in table.get(&hit.site.index).map_or(&[][..], Vec::as_slice) {
+        for bp in &watched.breakpoints {
             if let Some(condition) = &bp.condition {
-                match condition.eval_bool(&env) {
+                match condition.eval_bool(env) {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(e) => {
                         let message = format!("condition `{}` failed: {e}", condition.source());
-                        return Some((StopReason::ConditionError, vec![bp.id], Some(message)));
+                        return Some(Decision::new(StopReason::ConditionError, vec![bp.id], Some(message)));
                     }
                 }
             }
@@ -627,15 +894,35 @@ impl DebugAgent {
                 continue;
             }
             if let Some(log) = &bp.log {
-                let _ = self.events.send(DebugEvent::Output(log.render(&env)));
+                let _ = self.events.send(DebugEvent::Output(log.render(env)));
                 continue;
             }
             ids.push(bp.id);
         }
-        if !ids.is_empty() {
-            Some((StopReason::Breakpoint, ids, None))
-        } else if stepped {
-            Some((StopReason::Step, Vec::new(), None))
+        let mut changes = Vec::new();
+        for watch in &watched.data {
+            let Some(change) = watch.observe(env) else { continue };
+            if let Some(condition) = &watch.condition {
+                match condition.eval_bool(env) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        let message = format!("condition `{}` failed: {e}", condition.source());
+                        return Some(Decision::new(StopReason::ConditionError, vec![watch.id], Some(message)));
+                    }
+                }
+            }
+            let hits = watch.hits.fetch_add(1, Ordering::Relaxed) + 1;
+            if watch.hit_condition.is_some_and(|h| !h.should_stop(hits)) {
+                continue;
+            }
+            changes.push(format!("`{}` changed: {} → {}", watch.data_id.path, change.old, change.new));
+            ids.push(watch.id);
+        }
+        if !changes.is_empty() {
+            Some(Decision::new(StopReason::DataBreakpoint, ids, Some(changes.join("; "))))
+        } else if !ids.is_empty() {
+            Some(Decision::new(StopReason::Breakpoint, ids, None))
         } else {
             None
         }
@@ -676,12 +963,14 @@ impl ProbeHandler for DebugAgent {
             frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
             message: None,
             exception: None,
+            site: None,
+            history: Vec::new(),
         };
         self.halt(stop, None, stack.len());
     }
 
     fn on_probe(&self, hit: &mut ProbeHit<'_>) {
-        let Some((reason, breakpoints, message)) = self.decide(hit) else { return };
+        let Some(Decision { reason, breakpoints, message, history }) = self.decide(hit) else { return };
         let stack = self.plugin.current_stack();
         let mut frames =
             vec![Frame { name: hit.site.function.clone(), file: hit.site.file.clone(), line: hit.site.line }];
@@ -696,6 +985,8 @@ impl ProbeHandler for DebugAgent {
             frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
             message,
             exception: None,
+            site: Some(hit.site.index),
+            history,
         };
         self.halt(stop, Some(hit), stack.len());
     }
@@ -716,6 +1007,8 @@ impl ProbeHandler for DebugAgent {
             frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
             message: Some(description.clone()),
             exception: Some(ExceptionStop { filter: ExceptionFilter::Budget, description, location: None }),
+            site: None,
+            history: Vec::new(),
         };
         self.halt(stop, None, stack.len());
     }
@@ -748,6 +1041,8 @@ impl ProbeHandler for DebugAgent {
                 description: format!("panicked: {}", panic.message),
                 location,
             }),
+            site: None,
+            history: Vec::new(),
         };
         self.halt(stop, None, stack.len());
     }
@@ -790,6 +1085,7 @@ impl DebugAgent {
             return Resume::Continue;
         }
         commands.stopped = true;
+        self.stopped_thread.store(thread_key(), Ordering::Relaxed);
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
         let _ = self.events.send(DebugEvent::Stopped(Box::new(stop)));
         let how = loop {

@@ -29,8 +29,8 @@ use serde_json::Value;
 
 use crate::budget::Budget;
 use crate::debug::{
-    BreakpointSpec, BreakpointState, DebugAgent, DebugEvent, FunctionBreakpointSpec, Resume, Stop, StopReason,
-    same_file,
+    BreakpointSpec, BreakpointState, DataBreakpointSpec, DebugAgent, DebugEvent, DebugOptions, FunctionBreakpointSpec,
+    HistoryEntry, Resume, Stop, StopReason, same_file,
 };
 use crate::events::{Event, Level};
 use crate::host::{Host, HostOptions};
@@ -56,6 +56,9 @@ pub enum DebugRequest {
         /// Quiet time after a library change before reloading (default 300 ms).
         #[serde(default)]
         reload_debounce_ms: Option<u64>,
+        /// Earlier hits each watched probe keeps (default 32; 0: none).
+        #[serde(default)]
+        history_size: Option<usize>,
     },
     /// The first request on an attach connection (after the token line).
     Hello,
@@ -69,6 +72,15 @@ pub enum DebugRequest {
     },
     SetFunctionBreakpoints {
         breakpoints: Vec<WireFunctionBreakpoint>,
+    },
+    /// Replaces the data breakpoints.
+    SetDataBreakpoints {
+        breakpoints: Vec<WireDataBreakpoint>,
+    },
+    /// What `path` (a binding of the stopped probe, or a path inside one)
+    /// would be watched as.
+    DataBreakpointInfo {
+        path: String,
     },
     /// Which exception filters are on (`panic`, `budget`, `error`).
     SetExceptionFilters {
@@ -163,6 +175,31 @@ pub struct WireFunctionBreakpoint {
     pub hit_condition: Option<String>,
 }
 
+/// A data breakpoint as the adapter sends it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WireDataBreakpoint {
+    #[serde(default)]
+    pub id: u64,
+    pub data_id: String,
+    pub condition: Option<String>,
+    pub hit_condition: Option<String>,
+}
+
+/// An earlier hit of the probe a thread stopped at.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WireHistoryEntry {
+    pub hit: u64,
+    /// How long before the stop, in nanoseconds.
+    pub age_ns: u64,
+    pub values: Vec<(String, Value)>,
+}
+
+impl From<HistoryEntry> for WireHistoryEntry {
+    fn from(e: HistoryEntry) -> Self {
+        WireHistoryEntry { hit: e.hit, age_ns: u64::try_from(e.age.as_nanos()).unwrap_or(u64::MAX), values: e.values }
+    }
+}
+
 /// How a stopped thread goes on.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -212,6 +249,11 @@ pub enum DebugReply {
     Files {
         files: Vec<String>,
     },
+    /// The answer to `DataBreakpointInfo`: the id to watch it by, or why it cannot be.
+    DataTarget {
+        data_id: Option<String>,
+        description: String,
+    },
     Done,
     /// Notification: a thread stopped.
     Stopped {
@@ -224,6 +266,9 @@ pub enum DebugReply {
         frame_fields: Vec<Vec<(String, Value)>>,
         message: Option<String>,
         exception: Option<WireException>,
+        /// Earlier hits of the probe, newest first.
+        #[serde(default)]
+        history: Vec<WireHistoryEntry>,
     },
     /// Notification: a reload brought generation `generation`; what became
     /// of each breakpoint (with its file, for line breakpoints) in it.
@@ -260,6 +305,8 @@ pub enum WireStopReason {
     Step,
     Pause,
     Entry,
+    /// A watched value changed.
+    DataBreakpoint,
     /// A condition could not be evaluated.
     ConditionError,
     /// A panic, a budget violation or an error return.
@@ -298,6 +345,7 @@ fn stopped(stop: Stop) -> DebugReply {
             StopReason::Step => WireStopReason::Step,
             StopReason::Pause => WireStopReason::Pause,
             StopReason::Entry => WireStopReason::Entry,
+            StopReason::DataBreakpoint => WireStopReason::DataBreakpoint,
             StopReason::ConditionError => WireStopReason::ConditionError,
             StopReason::Exception => WireStopReason::Exception,
         },
@@ -313,6 +361,7 @@ fn stopped(stop: Stop) -> DebugReply {
             description: e.description,
             location: e.location,
         }),
+        history: stop.history.into_iter().map(Into::into).collect(),
     }
 }
 
@@ -336,6 +385,7 @@ struct Debuggee {
 struct Breakpoints {
     lines: BTreeMap<String, Vec<WireBreakpoint>>,
     functions: Vec<WireFunctionBreakpoint>,
+    data: Vec<WireDataBreakpoint>,
     exception_filters: Vec<String>,
 }
 
@@ -357,6 +407,7 @@ struct LoadSpec {
     budget: Budget,
     hot_reload: bool,
     debounce: Duration,
+    options: DebugOptions,
 }
 
 impl Target {
@@ -381,11 +432,11 @@ impl Target {
     /// holding the session's breakpoints before its first call, and the
     /// adapter is told (`Reloaded`).
     fn load(host: &Arc<Host>, load: LoadSpec, writer: &Writer) -> Result<Target, String> {
-        let LoadSpec { library, name, config, budget, hot_reload, debounce } = load;
+        let LoadSpec { library, name, config, budget, hot_reload, debounce, options: debug } = load;
         if !hot_reload {
             let plugin = Arc::new(patiently(|| host.load_library(&library, &name, &config))?);
             plugin.set_budget(budget);
-            let agent = DebugAgent::attach(plugin.clone());
+            let agent = DebugAgent::attach_with(plugin.clone(), debug);
             forward_agent_events(&agent, writer.clone());
             return Ok(Target::fixed(Debuggee { plugin, agent }));
         }
@@ -396,12 +447,12 @@ impl Target {
             Arc::new(patiently(|| ReloadablePlugin::load(host.clone(), &library, &name, &config, options))?);
         let plugin = reloadable.current();
         plugin.set_budget(budget);
-        let agent = DebugAgent::attach(plugin.clone());
+        let agent = DebugAgent::attach_with(plugin.clone(), debug);
         forward_agent_events(&agent, writer.clone());
         let mut target = Target::fixed(Debuggee { plugin, agent });
         let (current, set, writer) = (target.current.clone(), target.set.clone(), writer.clone());
         reloadable.on_ready(Box::new(move |plugin, generation| {
-            let agent = DebugAgent::attach(plugin.clone());
+            let agent = DebugAgent::attach_with(plugin.clone(), debug);
             let set = set.lock().unwrap_or_else(|e| e.into_inner());
             let mut states = Vec::new();
             for (file, wire) in &set.lines {
@@ -411,6 +462,8 @@ impl Target {
             }
             let (ids, specs) = function_specs(&set.functions);
             states.extend(agent.set_function_breakpoints_as(&specs, &ids).into_iter().map(|s| (None, s.into())));
+            let (ids, specs) = data_specs(&set.data);
+            states.extend(agent.set_data_breakpoints_as(&specs, &ids).into_iter().map(|s| (None, s.into())));
             agent.set_exception_filters(&set.exception_filters);
             drop(set);
             forward_agent_events(&agent, writer.clone());
@@ -460,6 +513,18 @@ fn function_specs(wire: &[WireFunctionBreakpoint]) -> (Vec<u64>, Vec<FunctionBre
         .iter()
         .map(|b| FunctionBreakpointSpec {
             name: b.name.clone(),
+            condition: b.condition.clone(),
+            hit_condition: b.hit_condition.clone(),
+        })
+        .collect();
+    (wire.iter().map(|b| b.id).collect(), specs)
+}
+
+fn data_specs(wire: &[WireDataBreakpoint]) -> (Vec<u64>, Vec<DataBreakpointSpec>) {
+    let specs = wire
+        .iter()
+        .map(|b| DataBreakpointSpec {
+            data_id: b.data_id.clone(),
             condition: b.condition.clone(),
             hit_condition: b.hit_condition.clone(),
         })
@@ -768,12 +833,14 @@ fn serve_connection(
         let failed = |message: String| DebugReply::Failed { message };
         let answer = match (body, &session, &mut *mode) {
             (
-                DebugRequest::Load { library, name, config, hot_reload, budget, reload_debounce_ms },
+                DebugRequest::Load { library, name, config, hot_reload, budget, reload_debounce_ms, history_size },
                 None,
                 Mode::Child { host },
             ) => {
                 let debounce = Duration::from_millis(reload_debounce_ms.unwrap_or(300));
-                let spec = LoadSpec { library, name, config, budget: budget.into(), hot_reload, debounce };
+                let options =
+                    DebugOptions { history_size: history_size.unwrap_or(DebugOptions::default().history_size) };
+                let spec = LoadSpec { library, name, config, budget: budget.into(), hot_reload, debounce, options };
                 match Target::load(host, spec, writer) {
                     Ok(target) => {
                         let methods = target.current().plugin.methods().to_vec();
@@ -846,6 +913,7 @@ fn remember(set: &Mutex<Breakpoints>, request: &DebugRequest) {
             set.lines.insert(file.clone(), breakpoints.clone());
         }
         DebugRequest::SetFunctionBreakpoints { breakpoints } => set.functions = breakpoints.clone(),
+        DebugRequest::SetDataBreakpoints { breakpoints } => set.data = breakpoints.clone(),
         DebugRequest::SetExceptionFilters { filters } => set.exception_filters = filters.clone(),
         _ => {}
     }
@@ -866,6 +934,14 @@ fn answer_agent(request: DebugRequest, plugin: &Plugin, agent: &DebugAgent) -> D
             let (ids, specs) = function_specs(&wire);
             breakpoints(agent.set_function_breakpoints_as(&specs, &ids))
         }
+        DebugRequest::SetDataBreakpoints { breakpoints: wire } => {
+            let (ids, specs) = data_specs(&wire);
+            breakpoints(agent.set_data_breakpoints_as(&specs, &ids))
+        }
+        DebugRequest::DataBreakpointInfo { path } => match agent.data_target(&path) {
+            Ok(target) => DebugReply::DataTarget { data_id: Some(target.data_id), description: target.description },
+            Err(description) => DebugReply::DataTarget { data_id: None, description },
+        },
         DebugRequest::SetExceptionFilters { filters } => breakpoints(agent.set_exception_filters(&filters)),
         DebugRequest::ProbeLines { file } => {
             let mut lines: Vec<u32> =
