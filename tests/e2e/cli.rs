@@ -51,7 +51,7 @@ fn bad_libraries_get_one_error_line_naming_file_and_cause() {
     let cases: [(&Path, &[&str]); 4] = [
         (&not_a_library, &["not-a-library.so", "not a loadable plugin library"]),
         (library("fixture-no-entry"), &["libfixture_no_entry", "no `ax_plugin_entry_v1` symbol"]),
-        (library("fixture-wrong-abi"), &["libfixture_wrong_abi", "plugin ABI version 999, expected 2"]),
+        (library("fixture-wrong-abi"), &["libfixture_wrong_abi", "plugin ABI version 999, expected 3"]),
         (library("fixture-panic-init"), &["libfixture_panic_init", "init failed", "init exploded on purpose"]),
     ];
     for (path, fragments) in cases {

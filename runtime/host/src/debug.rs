@@ -16,8 +16,9 @@
 //!
 //! Data breakpoints ([`DebugAgent::set_data_breakpoints`]) stop when a
 //! binding, or a path inside one, differs from its value at the previous hit
-//! of the same site on the same thread; each watched site also keeps a ring
-//! of its last hits ([`DebugOptions::history_size`]), shown at a stop
+//! of the same site on the same thread (a plugin without parallel calls is
+//! one thread); each watched site also keeps a ring of its last hits
+//! ([`DebugOptions::history_size`]), shown at a stop
 //! ([`Stop::history`]) and read by `prev(x)` and `history(x)` (`watch.rs`).
 //!
 //! The hot path, a hit of an armed site whose breakpoints do not stop, takes
@@ -311,7 +312,7 @@ pub struct DebugAgent {
     /// Set by `detach`: threads waiting for their turn to stop go on instead.
     detached: AtomicBool,
     stopped: Mutex<Option<Stop>>,
-    /// `watch::thread_key` of the stopped thread.
+    /// [`DebugAgent::watch_thread`] of the stopped thread.
     stopped_thread: AtomicU64,
     events: Sender<DebugEvent>,
     receiver: Receiver<DebugEvent>,
@@ -833,6 +834,13 @@ impl DebugAgent {
         self.wake.notify_all();
     }
 
+    /// The thread a data breakpoint compares hits within: the calling thread
+    /// for a plugin with parallel calls; one for a plugin without them, whose
+    /// calls follow one another whichever host thread makes them.
+    fn watch_thread(&self) -> u64 {
+        if self.plugin.is_concurrent() { thread_key() } else { 0 }
+    }
+
     /// Why this hit must stop, if it must (logpoints are written on the way,
     /// the hit goes into its site's history). The common case — a false
     /// condition, an unchanged value — allocates nothing and takes no lock
@@ -901,7 +909,7 @@ impl DebugAgent {
         }
         let mut changes = Vec::new();
         for watch in &watched.data {
-            let Some(change) = watch.observe(env) else { continue };
+            let Some(change) = watch.observe(self.watch_thread(), env) else { continue };
             if let Some(condition) = &watch.condition {
                 match condition.eval_bool(env) {
                     Ok(true) => {}
@@ -1085,7 +1093,7 @@ impl DebugAgent {
             return Resume::Continue;
         }
         commands.stopped = true;
-        self.stopped_thread.store(thread_key(), Ordering::Relaxed);
+        self.stopped_thread.store(self.watch_thread(), Ordering::Relaxed);
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop.clone());
         let _ = self.events.send(DebugEvent::Stopped(Box::new(stop)));
         let how = loop {

@@ -281,10 +281,9 @@ impl DataWatch {
     }
 
     /// Reads the watched value at this hit and compares it with the last one
-    /// this thread saw; returns the change, if any (the first hit on a thread
+    /// `thread` saw; returns the change, if any (the first hit on a thread
     /// only records).
-    pub(crate) fn observe(&self, env: &impl Env) -> Option<Change> {
-        let thread = thread_key();
+    pub(crate) fn observe(&self, thread: u64, env: &impl Env) -> Option<Change> {
         let now = self.target.eval(env);
         let mut last = self.last.lock();
         let index = match last.iter().position(|(t, _)| *t == thread) {
