@@ -215,6 +215,10 @@ const MIN_BATCH: usize = 5;
 /// two runs, makes a verdict inconclusive.
 pub const LOAD_CHANGE_PER_CPU: f64 = 0.5;
 
+/// A change of the CPUs other processes kept busy, per CPU, between the two
+/// samplings beyond which a verdict is inconclusive (0.25 of a CPU on 2).
+pub const OTHER_CPU_CHANGE_PER_CPU: f64 = 0.125;
+
 /// Logs of the medians of [`BATCHES`] consecutive batches; `None` when batches would be too small.
 fn batch_log_medians(samples_ns: &[u64]) -> Option<Vec<f64>> {
     let size = samples_ns.len() / BATCHES;
@@ -267,8 +271,10 @@ fn low_quantile_ratio(base_ns: &[u64], new_ns: &[u64]) -> Option<f64> {
 /// `Inconclusive` with its reasons: the interval that allows for dependence
 /// between samples does not lie beyond the threshold, the fastest tenth of the
 /// calls did not move with the median, a series drifts by more
-/// than the threshold, or the load average changed by more than
-/// [`LOAD_CHANGE_PER_CPU`] per CPU across the runs.
+/// than the threshold, the load average changed by more than
+/// [`LOAD_CHANGE_PER_CPU`] per CPU across the runs, the CPUs other jobs kept
+/// busy changed by more than [`OTHER_CPU_CHANGE_PER_CPU`] per CPU, or the calls
+/// waited differently for a CPU.
 pub fn compare_benchmarks(
     base: &Benchmark,
     new: &Benchmark,
@@ -325,6 +331,17 @@ difference is the machine's, not the code's",
         && high - low > LOAD_CHANGE_PER_CPU * cpus.max(1) as f64
     {
         reasons.push(format!("the load changed (1-minute load average from {low:.2} to {high:.2} across the runs)"));
+    }
+    // Other jobs that came or went between the runs share caches, memory
+    // bandwidth and (in a VM) the host's cores even when the calls never wait
+    // for a CPU.
+    if let (Some(b), Some(n)) = (base.conditions.and_then(|c| c.other_cpu), new.conditions.and_then(|c| c.other_cpu))
+        && (n - b).abs() > OTHER_CPU_CHANGE_PER_CPU * cpus.max(1) as f64
+    {
+        reasons.push(format!(
+            "other jobs kept {b:.2} CPUs busy while the base ran and {n:.2} while the new one ran (of {})",
+            cpus.max(1)
+        ));
     }
     // Calls that spent a different share of their time off the CPU: the
     // difference of wall times is the scheduler's, not the code's.
@@ -571,6 +588,18 @@ mod tests {
         );
         steady.conditions = Some(Conditions { off_cpu_share: Some(0.11), ..Conditions::default() });
         assert_eq!(compare_benchmarks(&base, &steady, 8, &options).unwrap().verdict, Verdict::Slower);
+
+        // Other jobs kept 0.1 CPU busy during one run and 1.2 during the other.
+        base.conditions = Some(Conditions { other_cpu: Some(0.1), ..Conditions::default() });
+        steady.conditions = Some(Conditions { other_cpu: Some(1.2), ..Conditions::default() });
+        let c = compare_benchmarks(&base, &steady, 2, &options).unwrap();
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{c:?}");
+        assert_eq!(
+            c.reasons,
+            ["other jobs kept 0.10 CPUs busy while the base ran and 1.20 while the new one ran (of 2)"]
+        );
+        steady.conditions = Some(Conditions { other_cpu: Some(0.3), ..Conditions::default() });
+        assert_eq!(compare_benchmarks(&base, &steady, 2, &options).unwrap().verdict, Verdict::Slower);
     }
 
     #[test]

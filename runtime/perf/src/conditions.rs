@@ -3,7 +3,9 @@
 //!
 //! Two kinds: what the operating system says before and after sampling
 //! ([`Conditions`]: the 1-minute load average from `/proc/loadavg`, the mean CPU
-//! frequency from cpufreq or `/proc/cpuinfo`, each `None` where unreadable),
+//! frequency from cpufreq or `/proc/cpuinfo`, the CPUs other processes and the
+//! hypervisor took during sampling from `/proc/stat`, each `None` where
+//! unreadable),
 //! and what the sample series itself shows ([`Series`]: its drift from first to
 //! last third, its lag-1 autocorrelation, its min-to-median spread). The series
 //! statistics are computed from the samples, so reports written before they
@@ -30,6 +32,14 @@ pub struct Conditions {
     /// Unlike the load average it covers exactly the sampled calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub off_cpu_share: Option<f64>,
+    /// CPUs busy with anything but this process during sampling (other
+    /// processes, interrupts, and time the hypervisor gave to other machines),
+    /// from `/proc/stat` and `/proc/self/stat`: 1.3 when other jobs kept 1.3 CPUs
+    /// busy on average. Unlike the load average (a minute's moving mean) it
+    /// covers exactly the sampling, so a load that came and went between two
+    /// half-second runs shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cpu: Option<f64>,
 }
 
 /// The readings taken when sampling started; [`ConditionsProbe::finish`] completes them.
@@ -37,12 +47,13 @@ pub struct Conditions {
 pub struct ConditionsProbe {
     load: Option<f64>,
     cpu_mhz: Option<f64>,
+    ticks: Option<Ticks>,
 }
 
 impl Conditions {
     /// Reads the machine's state now, before sampling.
     pub fn start() -> ConditionsProbe {
-        ConditionsProbe { load: load_average(), cpu_mhz: cpu_mhz() }
+        ConditionsProbe { load: load_average(), cpu_mhz: cpu_mhz(), ticks: Ticks::now() }
     }
 
     /// The largest change of the load average this and `other` saw, before,
@@ -65,7 +76,54 @@ impl ConditionsProbe {
             cpu_mhz_before: self.cpu_mhz,
             cpu_mhz_after: cpu_mhz(),
             off_cpu_share: None,
+            other_cpu: self.ticks.zip(Ticks::now()).and_then(|(before, after)| after.other_cpu_since(&before)),
         }
+    }
+}
+
+/// The kernel's CPU time counters, in clock ticks: the whole machine's and
+/// this process's.
+#[derive(Clone, Copy, Debug)]
+struct Ticks {
+    /// Every CPU's time, idle included (the `cpu` line of `/proc/stat`).
+    total: u64,
+    /// Of which busy: user, nice, system, irq, softirq and steal (time the
+    /// hypervisor ran something else on this machine's CPU).
+    busy: u64,
+    /// This process's user and system time (`/proc/self/stat`).
+    own: u64,
+    /// The `cpuN` lines.
+    cpus: u32,
+}
+
+impl Ticks {
+    fn now() -> Option<Ticks> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let all = stat.lines().next()?.strip_prefix("cpu ")?;
+        let fields: Vec<u64> = all.split_whitespace().map(str::parse).collect::<Result<_, _>>().ok()?;
+        // user nice system idle iowait irq softirq steal (guest time is in user).
+        let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+        let total = (0..8).map(field).sum();
+        let busy = [0, 1, 2, 5, 6, 7].into_iter().map(field).sum();
+        let cpus = stat
+            .lines()
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .count();
+        // The command name may hold spaces and parentheses: fields count from the last `)`.
+        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let after_name: Vec<&str> = own_stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let own = after_name.get(11)?.parse::<u64>().ok()? + after_name.get(12)?.parse::<u64>().ok()?;
+        Some(Ticks { total, busy, own, cpus: u32::try_from(cpus).ok()? })
+    }
+
+    /// CPUs busy with anything but this process since `before`; `None` when
+    /// no time was counted.
+    fn other_cpu_since(&self, before: &Ticks) -> Option<f64> {
+        let total = self.total.checked_sub(before.total).filter(|&t| t > 0)?;
+        let busy = self.busy.saturating_sub(before.busy);
+        let own = self.own.saturating_sub(before.own);
+        Some(busy.saturating_sub(own) as f64 / total as f64 * f64::from(self.cpus))
     }
 }
 
@@ -170,5 +228,36 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(probe.load_before.is_some() && probe.load_after.is_some(), "{probe:?}");
         }
+    }
+
+    #[test]
+    fn other_cpu_counts_busy_threads_of_other_processes_and_not_our_own() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let spin = |millis: u64| {
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(millis);
+            let mut x = 1u64;
+            while std::time::Instant::now() < until {
+                x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+            }
+        };
+        // This process keeping one CPU busy is not "other".
+        let probe = Conditions::start();
+        spin(300);
+        let ours = probe.finish();
+        // Another process keeping one CPU busy is.
+        let mut busy = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let probe = Conditions::start();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let theirs = probe.finish();
+        let _ = busy.kill();
+        let _ = busy.wait();
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let (ours, theirs) = (ours.other_cpu.unwrap(), theirs.other_cpu.unwrap());
+        // Other jobs on this machine move both; the busy shell adds about one CPU.
+        assert!(theirs - ours > 0.6, "ours {ours:.2}, with a busy shell {theirs:.2}");
+        assert!(ours < 0.5 * cpus, "ours {ours:.2} of {cpus} CPUs");
     }
 }
