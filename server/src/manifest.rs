@@ -1,5 +1,6 @@
 //! What the editor shows for `ax-plugin.toml`: schema errors with ranges, the
-//! profile's startup recommendations at the key they concern, the startup lens
+//! profile's startup recommendations at the key they concern, the sandbox's
+//! denials recorded in the profile at the key that would allow them, the startup lens
 //! on `[plugin]`, quick fixes (lazy loading, accepted thresholds, misspelt
 //! keys), and completion and hover of keys.
 //!
@@ -8,8 +9,9 @@
 
 use std::collections::HashMap;
 
-use ax_manifest::ManifestError;
+use ax_manifest::{Manifest, ManifestError, Network, SandboxSection};
 use ax_profile::Location;
+use ax_profile::SandboxDenial;
 use ax_profile::recommend::Severity;
 use serde_json::json;
 use tower_lsp_server::ls_types::{
@@ -75,8 +77,50 @@ pub fn diagnostics(plugin: &PluginCrate) -> Vec<Diagnostic> {
                 };
                 out.push(diagnostic(key_range(&located, key), severity, "startup", format!("{} {}", r.message, r.fix)));
             }
+            if let Ok(Manifest { sandbox: Some(section), .. }) = &plugin.manifest {
+                out.extend(sandbox_denials(&lp.profile.sandbox_denials, section, &located));
+            }
         }
         ProfileState::Missing => {}
+    }
+    out
+}
+
+/// One warning per capability the last sandboxed run was denied: how often,
+/// in which methods, placed on the key that would allow it (`network`,
+/// `exec`) or on `[sandbox]` when no key does, saying what to write. A denial
+/// the manifest grants by now (`exec = true` since) is not shown.
+fn sandbox_denials(denials: &[SandboxDenial], section: &SandboxSection, located: &[Located]) -> Vec<Diagnostic> {
+    let mut capabilities: Vec<&str> = denials.iter().map(|d| d.capability.as_str()).collect();
+    capabilities.sort_unstable();
+    capabilities.dedup();
+    let mut out = Vec::new();
+    for capability in capabilities {
+        let (key, allow) = match capability {
+            "exec" if section.exec => continue,
+            "exec" => ("sandbox.exec", "to allow it, set `exec = true` under [sandbox]".to_owned()),
+            "network" => (
+                "sandbox.network",
+                match section.network {
+                    Network::None => "to allow it, set `network = \"loopback\"` under [sandbox] (Unix and IP \
+                                      sockets) or `network = \"any\"` (netlink too)"
+                        .to_owned(),
+                    Network::Loopback => "raw and packet sockets stay denied; `network = \"any\"` adds netlink \
+                                          sockets"
+                        .to_owned(),
+                    Network::Any => "raw and packet sockets are denied under every `network`".to_owned(),
+                },
+            ),
+            other => ("sandbox", format!("no [sandbox] key allows {other}: it is denied to every sandboxed plugin")),
+        };
+        let of_it: Vec<&SandboxDenial> = denials.iter().filter(|d| d.capability == capability).collect();
+        let total: u64 = of_it.iter().map(|d| d.count).sum();
+        let methods: Vec<String> = of_it.iter().map(|d| format!("{} ×{}", d.method, d.count)).collect();
+        let message = format!(
+            "the sandbox denied {capability} {total}× in the last sandboxed run (in {}); {allow}",
+            methods.join(", ")
+        );
+        out.push(diagnostic(key_range(located, key), DiagnosticSeverity::WARNING, "sandbox", message));
     }
     out
 }

@@ -17,6 +17,8 @@ use ax_isolate::{IsolatedPlugin, IsolationOptions, Sandbox};
 use ax_runtime::{Budget, Host};
 use serde_json::{Value, json};
 
+use crate::telemetry::{Collector, export_env, parse_spans};
+
 /// A place for the secret, the allowed data and output, and the targets.
 struct Scene {
     _dir: tempfile::TempDir,
@@ -225,6 +227,43 @@ fn ax_run_sandboxes_a_manifest_with_a_sandbox_and_reports_its_denials() {
     assert!(out.code == Some(0), "{out:?}");
     assert!(out.stderr.contains("WARNING: --no-sandbox"), "{}", out.stderr);
     assert!(marker.exists(), "--no-sandbox runs the plugin with the user's rights");
+}
+
+#[test]
+fn a_calls_denials_are_in_its_usage_and_on_its_otlp_span() {
+    let scene = Scene::new();
+    let listener = Listener::start();
+    let host = Host::new().unwrap();
+    let plugin = start(&host, Some(scene.sandbox(Network::None, false)));
+    let (result, usage) = plugin.call_with("connect", &json!({ "port": listener.port }), None);
+    result.unwrap();
+    assert_eq!(usage.denied.iter().collect::<Vec<_>>(), [("network", 1)], "{usage}");
+    let (_, usage) = plugin.call_with("ok", &Value::Null, None);
+    assert!(usage.denied.is_empty(), "a call denied nothing carries no denial: {usage}");
+
+    let collector = Collector::start();
+    let dir = manifest_dir(&scene, "[sandbox]\n");
+    let input = json!({ "port": listener.port }).to_string();
+    let calls = scene.path("calls.jsonl");
+    std::fs::write(&calls, format!("{{\"method\":\"connect\",\"input\":{input}}}\n{{\"method\":\"ok\"}}\n")).unwrap();
+    let mut cmd = ax();
+    cmd.arg("run").arg(&dir).arg("--calls").arg(&calls).arg("--stats");
+    let out = run(export_env(&mut cmd, &collector.endpoint()));
+    assert!(out.code == Some(0), "{out:?}");
+    assert_eq!(listener.seen(), 0);
+    let stats: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("stats: hostile.")).collect();
+    assert!(
+        stats[0].starts_with("stats: hostile.connect: ") && stats[0].ends_with(" · sandbox denied network ×1"),
+        "{stats:?}"
+    );
+    assert!(!stats[1].contains("sandbox"), "{stats:?}");
+
+    let spans = parse_spans(&collector.wait_for(2, "ax.calls"));
+    let connect: Vec<_> = spans.iter().filter(|s| s.name == "hostile.connect").collect();
+    assert_eq!(connect.len(), 1, "{spans:#?}");
+    assert_eq!(connect[0].attr("ax.sandbox.denied.network"), Some("Int(1)"), "{:?}", connect[0]);
+    let ok = spans.iter().find(|s| s.name == "hostile.ok").expect("the ok call's span");
+    assert!(ok.attributes.iter().all(|(k, _)| !k.starts_with("ax.sandbox")), "{ok:?}");
 }
 
 #[test]

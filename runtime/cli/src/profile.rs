@@ -1,13 +1,13 @@
 //! Profiling switches of `ax run` and where profiles live: the `--profile*`
 //! arguments, the default path (`.ax/profile.json` in the plugin's crate
 //! directory, or beside a bare library), finishing a run's profile (metadata,
-//! startup, replace or merge) and finding the profile `ax perf inspect` and
-//! `ax perf flamegraph` are pointed at.
+//! startup, replace or merge), recording a sandboxed run's denials in it, and
+//! finding the profile `ax perf inspect` and `ax perf flamegraph` are pointed at.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ax_profile::{DEFAULT_PATH, Profile, Thresholds};
+use ax_profile::{DEFAULT_PATH, PluginInfo, Profile, SandboxDenial, Thresholds};
 use ax_runtime::{Plugin, PluginSource, ProfileOptions, StartupMonitor};
 use clap::Args;
 
@@ -104,6 +104,40 @@ pub(crate) fn write_run_profile(
         path.display()
     );
     Ok(())
+}
+
+/// Records what the sandbox denied in this `ax run` (per method, capability)
+/// in the plugin's profile, where ax-lsp shows it on the manifest: it replaces
+/// the last sandboxed run's record; a profile is created when there is none and
+/// something was denied. A file ax cannot read as a profile is left alone, and
+/// a failure to record is a warning: the run itself went as it went.
+pub(crate) fn record_sandbox_denials(source: &PluginSource, library: &Path, denials: Vec<SandboxDenial>) {
+    let path = default_path(source, library);
+    let mut profile = match Profile::read(&path) {
+        Ok(profile) if profile.sandbox_denials == denials => return,
+        Ok(profile) => profile,
+        Err(_) if !path.exists() && denials.is_empty() => return,
+        Err(_) if !path.exists() => {
+            let mut plugin = PluginInfo::named(source.name());
+            plugin.library = library.display().to_string();
+            if let PluginSource::Manifest { manifest, manifest_path, .. } = source {
+                plugin.version = Some(manifest.plugin.version.clone());
+                plugin.manifest = Some(manifest_path.display().to_string());
+            }
+            Profile::new(plugin, format!("ax {}", env!("CARGO_PKG_VERSION")), command_line())
+        }
+        Err(e) => {
+            eprintln!("ax: WARNING: the sandbox's denials are not recorded: {e}");
+            return;
+        }
+    };
+    let denied = !denials.is_empty();
+    profile.sandbox_denials = denials;
+    match profile.write(&path) {
+        Ok(()) if denied => eprintln!("ax: the sandbox's denials are recorded in {}", path.display()),
+        Ok(()) => {}
+        Err(e) => eprintln!("ax: WARNING: the sandbox's denials are not recorded: {e}"),
+    }
 }
 
 /// The profile a user pointed at: a profile file, or a plugin (crate

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ax_isolate::{IsolatedPlugin, IsolationOptions};
+use ax_profile::SandboxDenial;
 use ax_runtime::debug_host::DebugListener;
 use ax_runtime::manifest::Isolation;
 use ax_runtime::manifest::{ByteSize, HumanDuration};
@@ -142,7 +143,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         Some((section, mode)) => Some(ax_isolate::Sandbox::from_manifest(&section, mode, Path::new(""))),
         None => None,
     };
-    let isolate = args.isolate || source.isolation() == Isolation::Process || sandbox.is_some();
+    let sandboxed = sandbox.is_some();
+    let isolate = args.isolate || source.isolation() == Isolation::Process || sandboxed;
     let profile = args.profile.options();
     if isolate && profile.is_some() {
         bail!(
@@ -225,6 +227,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let first = std::cell::Cell::new(profile.is_some() || (export.is_some() && !isolate));
     let isolated_tracer = export.as_ref().filter(|_| isolate).map(crate::telemetry::Export::tracer);
     let call_number = std::cell::Cell::new(0);
+    // What the sandbox denied, per (method, capability), for the profile.
+    let denied = RefCell::new(std::collections::BTreeMap::<(String, String), u64>::new());
     let failed = run_calls(plugin.name(), &calls, args.stats, |m, i, b| {
         progress.started.fetch_add(1, Ordering::SeqCst);
         if let Some(debugger) = &listener {
@@ -245,6 +249,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         if let Target::Isolated(p) = &plugin {
             restarts.store(p.restarts(), Ordering::Relaxed);
         }
+        for (capability, count) in answer.1.denied.iter() {
+            *denied.borrow_mut().entry((m.to_owned(), capability.to_owned())).or_default() += count;
+        }
         if let Some(debugger) = &listener {
             debugger.call_ended();
         }
@@ -256,6 +263,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             let list: Vec<String> = denials.iter().map(|(capability, n)| format!("{capability} ×{n}")).collect();
             eprintln!("stats: {}: sandbox denied {}", plugin.name(), list.join(", "));
         }
+    }
+    if sandboxed {
+        let denials = denied.into_inner().into_iter();
+        let denials = denials.map(|((method, capability), count)| SandboxDenial { method, capability, count });
+        crate::profile::record_sandbox_denials(&source, &library, denials.collect());
     }
     if let Some(state_file) = &args.state {
         let saved = plugin.save_state()?;

@@ -163,6 +163,60 @@ pub struct Usage {
     pub peak: Option<u64>,
     /// Time spent paused (in probe handlers).
     pub paused: Duration,
+    /// System calls a sandbox denied during the call (only a sandboxed
+    /// isolated plugin has any: `ax-isolate` fills this in).
+    pub denied: SandboxDenials,
+}
+
+/// The capabilities a sandbox counts its denials by, in [`SandboxDenials`]
+/// order. `ax-isolate` enforces them; the runtime only carries the counts.
+pub const SANDBOX_CAPABILITIES: [&str; 8] =
+    ["exec", "ptrace", "network", "namespace", "mount", "keyring", "bpf/perf", "kernel"];
+
+/// Denied system calls per capability ([`SANDBOX_CAPABILITIES`]): plain
+/// counts, so that [`Usage`] stays `Copy` and allocates nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SandboxDenials([u64; SANDBOX_CAPABILITIES.len()]);
+
+impl SandboxDenials {
+    /// Adds `count` denials of `capability`; false (and nothing added) when it
+    /// is not one of [`SANDBOX_CAPABILITIES`].
+    pub fn add(&mut self, capability: &str, count: u64) -> bool {
+        match SANDBOX_CAPABILITIES.iter().position(|c| *c == capability) {
+            Some(i) => {
+                self.0[i] = self.0[i].saturating_add(count);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `(capability, count)` for each capability denied at least once.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        SANDBOX_CAPABILITIES.iter().zip(&self.0).filter(|(_, n)| **n > 0).map(|(c, n)| (*c, *n))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
+
+    /// Every denial counted.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+impl fmt::Display for SandboxDenials {
+    /// `network ×2, exec ×1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (capability, count)) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{capability} ×{count}")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Usage {
@@ -176,6 +230,9 @@ impl fmt::Display for Usage {
         }
         if !self.paused.is_zero() {
             write!(f, " · paused {}", format_duration(self.paused))?;
+        }
+        if !self.denied.is_empty() {
+            write!(f, " · sandbox denied {}", self.denied)?;
         }
         Ok(())
     }
@@ -317,6 +374,7 @@ impl ActiveCall {
             allocated: self.counters.map(|c| c.allocated.load(Ordering::Relaxed).wrapping_sub(self.allocated_start)),
             peak: self.counters.map(|c| c.peak_live.load(Ordering::Relaxed).saturating_sub(self.live_start)),
             paused,
+            denied: SandboxDenials::default(),
         };
         // A limit crossed by a call that returned before the watchdog looked
         // still counts: check once more, with the final figures.

@@ -47,7 +47,10 @@ pub use ax_manifest as manifest;
 pub use bridge::{
     CallsiteInfo, Instrumentation, PanicSite, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame,
 };
-pub use budget::{Budget, BudgetKind, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes, format_duration, paused};
+pub use budget::{
+    Budget, BudgetKind, SANDBOX_CAPABILITIES, SandboxDenials, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes,
+    format_duration, paused,
+};
 pub use cache::{CacheConfig, CacheStats, QueryCache};
 pub use calls_file::{CallLine, CallsFileError, no_calls, parse_call_line, read_calls_file};
 #[cfg(unix)]

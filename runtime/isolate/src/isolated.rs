@@ -34,7 +34,7 @@ use serde_json::Value;
 use ax_runtime::wire::{Envelope, send};
 use ax_runtime::{
     Budget, BudgetKind, CHILD_CRASH_PREFIX, CallError, Event, EventBus, Host, HostOptions, Level, LoadError, LogLine,
-    PluginFailure, SavedState, SourceLocation, Usage, Violation, WATCHDOG_TICK as TICK,
+    PluginFailure, SandboxDenials, SavedState, SourceLocation, Usage, Violation, WATCHDOG_TICK as TICK,
 };
 
 use crate::child_host::start_child_host_with;
@@ -183,12 +183,19 @@ impl From<&Usage> for WireUsage {
 
 impl From<&WireUsage> for Usage {
     fn from(u: &WireUsage) -> Self {
+        let mut denied = SandboxDenials::default();
+        for (capability, count) in &u.denials {
+            // A capability this build does not know is still in the totals
+            // and the event (`count_denials`), just not in the usage.
+            denied.add(capability, *count);
+        }
         Usage {
             wall: Duration::from_nanos(u.wall_ns),
             cpu: u.cpu_ns.map(Duration::from_nanos),
             allocated: u.allocated,
             peak: u.peak,
             paused: Duration::ZERO,
+            denied,
         }
     }
 }

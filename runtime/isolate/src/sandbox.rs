@@ -137,9 +137,9 @@ pub fn in_own_network_namespace(pid: u32) -> bool {
 
 // ---------------------------------------------------------------- counting
 
-/// The capabilities denials are counted by, in [`denials`] order.
-pub const CAPABILITIES: [&str; 8] =
-    ["exec", "ptrace", "network", "namespace", "mount", "keyring", "bpf/perf", "kernel"];
+/// The capabilities denials are counted by, in [`denials`] order (the
+/// runtime's, so that a call's `Usage` can carry them).
+pub const CAPABILITIES: [&str; 8] = ax_runtime::SANDBOX_CAPABILITIES;
 
 static DENIED: [AtomicU64; CAPABILITIES.len()] = [const { AtomicU64::new(0) }; CAPABILITIES.len()];
 

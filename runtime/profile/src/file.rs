@@ -199,6 +199,15 @@ pub struct Stack {
     pub self_ns: u64,
 }
 
+/// System calls a sandbox denied to one method, for one capability
+/// (`exec`, `ptrace`, `network`, … as `ax-isolate` counts them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxDenial {
+    pub method: String,
+    pub capability: String,
+    pub count: u64,
+}
+
 /// A whole profile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
@@ -223,6 +232,10 @@ pub struct Profile {
     /// Derived from the rest by [`recommend`]; recomputed on every write.
     #[serde(default)]
     pub recommendations: Vec<Recommendation>,
+    /// What the sandbox denied in the last sandboxed `ax run` of the plugin
+    /// (absent when it denied nothing, and in files of earlier ax versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sandbox_denials: Vec<SandboxDenial>,
 }
 
 /// The envelope as written: format and version first.
@@ -248,6 +261,7 @@ impl Profile {
             stacks: Vec::new(),
             startup: None,
             recommendations: Vec::new(),
+            sandbox_denials: Vec::new(),
         }
     }
 
@@ -258,6 +272,7 @@ impl Profile {
         self.methods.sort_by(|a, b| a.method.cmp(&b.method));
         self.callsites.sort_by(|a, b| (&a.file, a.line, a.kind, &a.name).cmp(&(&b.file, b.line, b.kind, &b.name)));
         self.stacks.sort_by(|a, b| a.stack.cmp(&b.stack));
+        self.sandbox_denials.sort_by(|a, b| (&a.method, &a.capability).cmp(&(&b.method, &b.capability)));
         self.recommendations = recommend(self);
     }
 
@@ -313,6 +328,13 @@ impl Profile {
                     stacks.insert(stack.stack.clone(), self.stacks.len());
                     self.stacks.push(stack);
                 }
+            }
+        }
+        for denial in newer.sandbox_denials {
+            let same = |d: &&mut SandboxDenial| d.method == denial.method && d.capability == denial.capability;
+            match self.sandbox_denials.iter_mut().find(same) {
+                Some(d) => d.count = d.count.saturating_add(denial.count),
+                None => self.sandbox_denials.push(denial),
             }
         }
         self.runs = self.runs.saturating_add(newer.runs);
@@ -650,6 +672,32 @@ mod tests {
 
         let err = Profile::read(Path::new("/nonexistent/profile.json")).unwrap_err().to_string();
         assert!(err.starts_with("/nonexistent/profile.json: cannot read profile: "), "{err}");
+    }
+
+    #[test]
+    fn sandbox_denials_are_optional_round_trip_and_add_up_when_merged() {
+        let text = sample().to_json();
+        assert!(!text.contains("sandbox_denials"), "absent when nothing was denied: {text}");
+        assert!(Profile::from_json(&text, Path::new("p.json")).unwrap().sandbox_denials.is_empty());
+
+        let denial = |method: &str, capability: &str, count| SandboxDenial {
+            method: method.into(),
+            capability: capability.into(),
+            count,
+        };
+        let mut profile = sample();
+        profile.sandbox_denials = vec![denial("fetch", "network", 2), denial("fetch", "exec", 1)];
+        profile.normalize();
+        let read = Profile::from_json(&profile.to_json(), Path::new("p.json")).unwrap();
+        assert_eq!(read.sandbox_denials, [denial("fetch", "exec", 1), denial("fetch", "network", 2)]);
+
+        let mut later = sample();
+        later.sandbox_denials = vec![denial("fetch", "network", 3), denial("run", "ptrace", 1)];
+        profile.merge(later).unwrap();
+        assert_eq!(
+            profile.sandbox_denials,
+            [denial("fetch", "exec", 1), denial("fetch", "network", 5), denial("run", "ptrace", 1)]
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod time;
 pub use baseline::{BASELINE_PATH, Change, baseline_beside, counterpart, save_baseline};
 pub use file::{
     CallsiteKind, CallsiteProfile, DEFAULT_PATH, FORMAT, MergeError, MethodProfile, PluginInfo, Profile, ProfileError,
-    Stack, VERSION, write_atomically,
+    SandboxDenial, Stack, VERSION, write_atomically,
 };
 pub use kept::{Kept, Leak};
 pub use recommend::{Location, ManifestEdit, Recommendation, recommend};

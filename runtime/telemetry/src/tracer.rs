@@ -6,7 +6,8 @@
 //! [`crate::Telemetry::attach`]); the sampler decides once, when the call
 //! begins, before any span work. The plugin's root spans become the call's
 //! children, nested spans their parent's. A span's fields are its attributes;
-//! events (log lines that passed `AX_LOG`) are span events.
+//! events (log lines that passed `AX_LOG`) are span events. A call a sandbox
+//! denied something carries `ax.sandbox.denied.<capability>` = count.
 //!
 //! The hooks only append fixed-size [`Rec`]ords to a buffer of the calling
 //! thread ([`Buffer`], one per thread and tracer): span and callsite ids,
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ax_runtime::{
     CallEnd, CallError, CallStart, CallTrace, CallTracer, CallsiteInfo, FieldRef, Fields, InstanceId, Level,
-    PluginFailure, SpanStart,
+    PluginFailure, SandboxDenials, SpanStart,
 };
 use crossbeam_channel::{Receiver, Sender};
 use opentelemetry::trace::{
@@ -147,6 +148,8 @@ struct CallRec {
     cpu: Option<u64>,
     allocated: Option<u64>,
     peak: Option<u64>,
+    /// Denied system calls of a sandboxed plugin (all zero for most calls).
+    denied: SandboxDenials,
     outcome: &'static str,
     error: Option<Box<CallError>>,
 }
@@ -404,6 +407,7 @@ impl CallTracer for OtelTracer {
                 cpu: usage.cpu.map(ns),
                 allocated: usage.allocated,
                 peak: usage.peak,
+                denied: usage.denied,
                 outcome: outcome(end.error),
                 error: end.error.cloned().map(Box::new),
             });
@@ -707,6 +711,13 @@ fn span_event<'a>(
     Event::new(name, at, attrs, 0)
 }
 
+/// `ax.sandbox.denied.<capability>`, in the characters attribute names use
+/// (`bpf/perf` → `bpf_perf`).
+fn denied_key(capability: &str) -> String {
+    let name: String = capability.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("ax.sandbox.denied.{name}")
+}
+
 fn call_span(
     call: &CallRec,
     plugin: &str,
@@ -732,6 +743,9 @@ fn call_span(
     }
     if let Some(bytes) = call.peak {
         attributes.push(KeyValue::new("ax.usage.peak_bytes", bytes as i64));
+    }
+    for (capability, count) in call.denied.iter() {
+        attributes.push(KeyValue::new(denied_key(capability), count as i64));
     }
     let start = shared.time(call.start);
     let end = start + Duration::from_nanos(call.elapsed);
