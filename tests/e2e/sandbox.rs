@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ax_e2e::{assert_one_error, ax, binary, library, run};
+use ax_e2e::{DapClient, assert_one_error, ax, binary, library, run};
 use ax_isolate::sandbox::Network;
 use ax_isolate::{IsolatedPlugin, IsolationOptions, Sandbox};
 use ax_runtime::{Budget, Host};
@@ -272,6 +272,26 @@ fn commands_that_run_in_process_refuse_a_sandboxed_plugin() {
     let dir = manifest_dir(&scene, "[sandbox]\n");
     let out = run(ax().arg("perf").arg("run").arg(&dir).args(["--no-build", "--method", "ok", "--iterations", "1"]));
     assert_one_error(&out, &["declares [sandbox]", "`ax perf run` cannot enforce", "AX_NO_SANDBOX=1"]);
+}
+
+#[test]
+fn the_debugger_refuses_a_sandboxed_plugin_unless_told_to_run_it_unconfined() {
+    let scene = Scene::new();
+    let dir = manifest_dir(&scene, "[sandbox]\n");
+    let mut dap = DapClient::start();
+    dap.request("initialize", json!({ "adapterID": "ax", "linesStartAt1": true }));
+    let calls = json!([{ "method": "ok", "input": {} }]);
+    let refused = dap.request("launch", json!({ "plugin": dir, "calls": calls, "build": false }));
+    assert_eq!(refused["success"], false, "{refused}");
+    let message = refused.to_string();
+    assert!(message.contains("declares [sandbox]") && message.contains("AX_NO_SANDBOX"), "{refused}");
+
+    let mut dap = DapClient::start();
+    dap.request("initialize", json!({ "adapterID": "ax", "linesStartAt1": true }));
+    let env = json!({ "AX_NO_SANDBOX": "1" });
+    let launched = dap.request("launch", json!({ "plugin": dir, "calls": calls, "build": false, "env": env }));
+    assert_eq!(launched["success"], true, "{launched}");
+    dap.wait_for_output("[sandbox] not enforced under the debugger");
 }
 
 #[test]

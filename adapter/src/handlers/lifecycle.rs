@@ -51,6 +51,29 @@ impl Session {
         Ok(body(Continued { all_threads_continued: true }))
     }
 
+    /// The debug host runs the plugin in-process, where its `[sandbox]` cannot
+    /// be enforced: refused, unless `AX_NO_SANDBOX` (ax-dap's environment, or
+    /// the launch's `env`) says to run it unconfined, which the console says.
+    fn refuse_unsandboxed(&self, source: &PluginSource, args: &LaunchArgs) -> Result<()> {
+        if source.sandbox().is_none() {
+            return Ok(());
+        }
+        let on = |v: Option<&str>| v.is_some_and(|v| matches!(v, "1" | "true" | "yes" | "on"));
+        if on(std::env::var("AX_NO_SANDBOX").ok().as_deref()) || on(args.env.get("AX_NO_SANDBOX").map(String::as_str)) {
+            self.out.output(
+                "stderr",
+                format!("WARNING: {}: [sandbox] not enforced under the debugger (AX_NO_SANDBOX)\n", source.name()),
+            );
+            return Ok(());
+        }
+        bail!(
+            "{}: its manifest declares [sandbox], which the debugger cannot enforce (it runs the plugin in its \
+             debug host, unconfined); expected `ax run` for a sandboxed run, or \"env\": {{\"AX_NO_SANDBOX\": \"1\"}} \
+             in the launch configuration to debug it with your full rights",
+            source.name()
+        )
+    }
+
     pub(crate) fn launch(&mut self, args: LaunchArgs) -> Result<()> {
         if self.child.is_some() {
             bail!("already launched");
@@ -67,6 +90,7 @@ impl Session {
             calls.extend(lines.into_iter().map(|c| CallArg { method: c.method, input: c.input }));
         }
         let source = PluginSource::resolve(&plugin)?;
+        self.refuse_unsandboxed(&source, &args)?;
         let out = self.out.clone();
         let mut on_output = move |line: &str| out.output("console", format!("{line}\n"));
         let mut build = BuildOptions { build: args.build, release: false, on_output: Some(&mut on_output) };
