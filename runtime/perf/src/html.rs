@@ -6,8 +6,8 @@
 //! content security policy forbids every fetch, so it reads the same from
 //! `file://`, a mail attachment or a VS Code webview. Its sections, in order:
 //! the flame graph (inferno's SVG with its own zoom script, kept as inferno
-//! wrote it; it must be the page's first `<svg>`, which that script looks
-//! up), the functions table, a latency histogram of the selected function,
+//! wrote it but for a guard against a negative width; it must be the page's
+//! first `<svg>`, which that script looks up), the functions table, a latency histogram of the selected function,
 //! calls per method, the startup waterfall, the comparisons with their
 //! confidence intervals, the recommendations and the provenance.
 //!
@@ -31,6 +31,12 @@ use crate::report::Machine;
 
 const CSS: &str = include_str!("html/report.css");
 const SCRIPT: &str = include_str!("html/report.js");
+
+/// The line of inferno's script that sizes the frames to the SVG's width, and
+/// the same never below one pixel (a test fails if inferno's text changes).
+const INFERNO_FRAMES_WIDTH: &str = "frames.attributes.width.value = svg.width.baseVal.value - xpad * 2;";
+const INFERNO_FRAMES_WIDTH_GUARDED: &str =
+    "frames.attributes.width.value = Math.max(1, svg.width.baseVal.value - xpad * 2);";
 
 /// At most this many bars in a function's latency histogram: the HDR buckets
 /// (up to 128 per doubling) are summed into log-spaced bins.
@@ -358,9 +364,11 @@ fn flame_section(profile: &Profile, out: &mut String) -> Result<(), HtmlError> {
         .map_err(|e| HtmlError::Flamegraph(e.to_string()))?;
     let svg = String::from_utf8_lossy(&svg);
     // Inline, the XML prolog and doctype have no place; the <svg> element and
-    // its script stay as inferno wrote them.
+    // its script stay as inferno wrote them, but for one guard: while the page
+    // is laid out again (a resize, a full-page screenshot) the SVG can measure
+    // 0 px, and inferno would set its frames' width to -20 (a console error).
     let start = svg.find("<svg").unwrap_or(0);
-    out.push_str(&svg[start..]);
+    out.push_str(&svg[start..].replace(INFERNO_FRAMES_WIDTH, INFERNO_FRAMES_WIDTH_GUARDED));
     out.push_str("</div>\n</section>\n");
     Ok(())
 }
@@ -805,6 +813,8 @@ mod tests {
         let first_svg = html.find("<svg").unwrap();
         assert!(html[first_svg..].starts_with("<svg version=") || html[first_svg..].contains("id=\"frames\""));
         assert!(first_svg < html.find("id=\"ax-functions-table\"").unwrap());
+        assert!(html.contains(INFERNO_FRAMES_WIDTH_GUARDED), "inferno's frames never get a negative width");
+        assert!(!html.contains(INFERNO_FRAMES_WIDTH), "inferno's unguarded line is replaced");
     }
 
     #[test]
