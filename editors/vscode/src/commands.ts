@@ -179,30 +179,9 @@ async function report(
 ): Promise<void> {
   const profile = await profileFor(workspace, profileArg);
   if (profile === undefined) return;
-  const ax = workspace.binary('ax');
-  if (ax === undefined) return;
   const file = path.join(path.dirname(profile), 'report.html');
-  const args = reportArgs(profile, file);
-  output.appendLine(`$ ${ax} ${args.join(' ')}`);
-  const result = await capture(ax, args, path.dirname(profile));
-  output.append(result.stdout + result.stderr);
-  if (result.code !== 0) {
-    void vscode.window.showErrorMessage(`ax perf report failed: ${result.stderr.trim().split('\n').pop() ?? `exit status ${result.code}`}`);
-    return;
-  }
-  try {
-    const html = reportHtml(fs.readFileSync(file, 'utf8'), file);
-    const panel = vscode.window.createWebviewPanel(
-      'ax.report',
-      `Performance: ${path.basename(path.dirname(path.dirname(profile)))}`,
-      vscode.ViewColumn.Active,
-      { enableScripts: true, localResourceRoots: [] },
-    );
-    panel.webview.html = html;
-    panel.webview.onDidReceiveMessage(() => void vscode.env.openExternal(vscode.Uri.file(file)), undefined, context.subscriptions);
-  } catch (e) {
-    void vscode.window.showErrorMessage(`ax: ${(e as Error).message}`);
-  }
+  if (!(await runBeside(workspace, output, profile, reportArgs(profile, file), 'ax perf report'))) return;
+  showWebview(context, 'ax.report', `Performance: ${pluginName(profile)}`, file, (text) => reportHtml(text, file));
 }
 
 async function flamegraph(
@@ -213,33 +192,49 @@ async function flamegraph(
 ): Promise<void> {
   const profile = await profileFor(workspace, profileArg);
   if (profile === undefined) return;
-  const ax = workspace.binary('ax');
-  if (ax === undefined) return;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ax-flamegraph-'));
   const svg = path.join(dir, 'flamegraph.svg');
-  const args = flamegraphArgs(profile, svg);
+  if (!(await runBeside(workspace, output, profile, flamegraphArgs(profile, svg), 'ax perf flamegraph'))) return;
+  // inferno's SVG is interactive in the webview: click to zoom, search.
+  showWebview(context, 'ax.flamegraph', `Flame graph: ${pluginName(profile)}`, svg, (text) => flamegraphHtml(text, profile, svg));
+}
+
+/** Runs `ax ARGS` in the profile's folder, logging the command and its output; false, after saying so, when it failed. */
+async function runBeside(workspace: Workspace, output: vscode.OutputChannel, profile: string, args: string[], what: string): Promise<boolean> {
+  const ax = workspace.binary('ax');
+  if (ax === undefined) return false;
   output.appendLine(`$ ${ax} ${args.join(' ')}`);
   const result = await capture(ax, args, path.dirname(profile));
   output.append(result.stdout + result.stderr);
   if (result.code !== 0) {
-    void vscode.window.showErrorMessage(`ax perf flamegraph failed: ${result.stderr.trim().split('\n').pop() ?? `exit status ${result.code}`}`);
-    return;
+    void vscode.window.showErrorMessage(`${what} failed: ${result.stderr.trim().split('\n').pop() ?? `exit status ${result.code}`}`);
+    return false;
   }
+  return true;
+}
+
+/** The plugin a profile (`<plugin>/.ax/profile.json`) belongs to. */
+function pluginName(profile: string): string {
+  return path.basename(path.dirname(path.dirname(profile)));
+}
+
+/** `file` shown in a webview as `page` makes it, with a way out to the default viewer. */
+function showWebview(
+  context: vscode.ExtensionContext,
+  viewType: string,
+  title: string,
+  file: string,
+  page: (text: string) => string,
+): void {
   try {
-    showSvg(context, profile, svg);
+    const panel = vscode.window.createWebviewPanel(viewType, title, vscode.ViewColumn.Active, {
+      enableScripts: true,
+      localResourceRoots: [],
+    });
+    panel.webview.html = page(fs.readFileSync(file, 'utf8'));
+    panel.webview.onDidReceiveMessage(() => void vscode.env.openExternal(vscode.Uri.file(file)), undefined, context.subscriptions);
   } catch (e) {
     void vscode.window.showErrorMessage(`ax: ${(e as Error).message}`);
   }
 }
 
-/** The flame graph in a webview (inferno's SVG is interactive: click to zoom, search), with a way out to the default viewer. */
-function showSvg(context: vscode.ExtensionContext, profile: string, svg: string): void {
-  const panel = vscode.window.createWebviewPanel(
-    'ax.flamegraph',
-    `Flame graph: ${path.basename(path.dirname(path.dirname(profile)))}`,
-    vscode.ViewColumn.Active,
-    { enableScripts: true, localResourceRoots: [] },
-  );
-  panel.webview.html = flamegraphHtml(fs.readFileSync(svg, 'utf8'), profile, svg);
-  panel.webview.onDidReceiveMessage(() => void vscode.env.openExternal(vscode.Uri.file(svg)), undefined, context.subscriptions);
-}

@@ -209,14 +209,17 @@ local function open_file(path, what)
   end
 end
 
+--- The current crate's profile (`.ax/profile.json`), or nil after saying why there is no crate.
+local function current_profile()
+  local dir = current_root()
+  return dir and dir .. "/.ax/profile.json"
+end
+
 --- Draws `profile` (default: the current crate's) as an SVG flame graph and opens it.
 function M.flamegraph(profile)
+  profile = profile or current_profile()
   if not profile then
-    local dir = current_root()
-    if not dir then
-      return
-    end
-    profile = dir .. "/.ax/profile.json"
+    return
   end
   local svg = vim.fn.tempname() .. ".svg"
   job({ M.config.ax, "perf", "flamegraph", profile, "-o", svg }, function(code, _, err)
@@ -232,12 +235,9 @@ end
 --- crate's) with `ax perf report --html`, beside it (`.ax/report.html`), and
 --- opens it in the browser.
 function M.report(profile)
+  profile = profile or current_profile()
   if not profile then
-    local dir = current_root()
-    if not dir then
-      return
-    end
-    profile = dir .. "/.ax/profile.json"
+    return
   end
   local html = vim.fn.fnamemodify(profile, ":p:h") .. "/report.html"
   job({ M.config.ax, "perf", "report", profile, "--html", "-o", html }, function(code, _, err)
