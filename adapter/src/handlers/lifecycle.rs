@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use ax_isolate::sandbox::{NO_SANDBOX_ENV, waived};
 use ax_runtime::debug_host::{DebugReply, DebugRequest, WireResume};
 use ax_runtime::{BuildOptions, PluginSource, SourceWatcher};
 use dap::events::{BreakpointEventBody, Event, ProcessEventBody};
@@ -58,8 +59,8 @@ impl Session {
         if source.sandbox().is_none() {
             return Ok(());
         }
-        let on = |v: Option<&str>| v.is_some_and(|v| matches!(v, "1" | "true" | "yes" | "on"));
-        if on(std::env::var("AX_NO_SANDBOX").ok().as_deref()) || on(args.env.get("AX_NO_SANDBOX").map(String::as_str)) {
+        let ours = std::env::var(NO_SANDBOX_ENV).ok();
+        if waived(ours.as_deref()) || waived(args.env.get(NO_SANDBOX_ENV).map(String::as_str)) {
             self.out.output(
                 "stderr",
                 format!("WARNING: {}: [sandbox] not enforced under the debugger (AX_NO_SANDBOX)\n", source.name()),

@@ -294,8 +294,8 @@ pub(crate) fn refuse_unsandboxed(source: &PluginSource, command: &str) -> Result
     if source.sandbox().is_none() {
         return Ok(());
     }
-    let off = std::env::var("AX_NO_SANDBOX").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"));
-    if off {
+    let off = std::env::var(ax_isolate::sandbox::NO_SANDBOX_ENV).ok();
+    if ax_isolate::sandbox::waived(off.as_deref()) {
         warn_unsandboxed(source, "AX_NO_SANDBOX");
         return Ok(());
     }

@@ -141,6 +141,16 @@ pub fn in_own_network_namespace(pid: u32) -> bool {
 /// runtime's, so that a call's `Usage` can carry them).
 pub const CAPABILITIES: [&str; 8] = ax_runtime::SANDBOX_CAPABILITIES;
 
+/// The environment variable with which a front end that cannot confine a
+/// plugin runs a sandboxed one anyway, unconfined (for debugging).
+pub const NO_SANDBOX_ENV: &str = "AX_NO_SANDBOX";
+
+/// Whether a value of [`NO_SANDBOX_ENV`] asks to run unconfined: `1`, `true`,
+/// `yes` or `on`.
+pub fn waived(value: Option<&str>) -> bool {
+    value.is_some_and(|v| matches!(v, "1" | "true" | "yes" | "on"))
+}
+
 static DENIED: [AtomicU64; CAPABILITIES.len()] = [const { AtomicU64::new(0) }; CAPABILITIES.len()];
 
 /// Denials counted so far in this process, per capability (non-zero ones).
