@@ -502,3 +502,46 @@ fn another_user_cannot_reach_an_isolated_childs_socket_while_it_runs() {
     assert!(!seen.contains(".sock") && !seen.contains(".so"), "the attacker saw inside: {seen}");
     assert!(seen.contains("Permission denied"), "{seen}");
 }
+
+/// What `ax run DIR read_file {"path": PATH}` of the hostile fixture read, as
+/// `user`, where DIR's manifest declares `[sandbox]`.
+fn sandboxed_read(user: &User, dir: &Path, path: &str) -> String {
+    let input = serde_json::json!({ "path": path }).to_string();
+    let out = user.command(binary("ax")).arg("run").arg(dir).args(["read_file", &input]).output().expect("ax runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{} could not run the sandboxed plugin: {stderr}", user.name);
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the call's JSON");
+    read["text"].as_str().unwrap_or_else(|| panic!("reading {path} failed: {read}")).to_owned()
+}
+
+#[test]
+fn a_sandboxed_plugin_of_an_unprivileged_user_has_its_own_network_and_no_capabilities() {
+    let test = "a_sandboxed_plugin_of_an_unprivileged_user_has_its_own_network_and_no_capabilities";
+    let Some(user) = User::create(test, "s") else { return };
+    if !artifacts_reachable(test) || !reachable_by_all(library("fixture-hostile")) {
+        return;
+    }
+    let shared = shared_dir();
+    let manifest = format!(
+        "[plugin]\nname = \"hostile\"\nversion = \"0.1.0\"\nlibrary = {:?}\n[sandbox]\nnetwork = \"none\"\n",
+        library("fixture-hostile").display().to_string()
+    );
+    std::fs::write(shared.path().join("ax-plugin.toml"), manifest).unwrap();
+
+    // The child enters a user namespace to get its network namespace, without
+    // an exec after it: the capabilities that namespace grants must be gone.
+    let status = sandboxed_read(&user, shared.path(), "/proc/self/status");
+    let caps: Vec<&str> = status.lines().filter(|l| l.starts_with("CapPrm:") || l.starts_with("CapEff:")).collect();
+    assert_eq!(caps.len(), 2, "{status}");
+    for line in caps {
+        assert!(line.ends_with("0000000000000000"), "the sandboxed child holds capabilities: {line}");
+    }
+    let uid_map = sandboxed_read(&user, shared.path(), "/proc/self/uid_map");
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        [user.uid.to_string(), user.uid.to_string(), "1".into()]
+    );
+    let devices = sandboxed_read(&user, shared.path(), "/proc/self/net/dev");
+    let interfaces: Vec<&str> = devices.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    assert_eq!(interfaces, ["lo"], "network = \"none\" still sees the machine's interfaces");
+}

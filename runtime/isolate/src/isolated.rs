@@ -287,7 +287,10 @@ fn call_error(plugin: &str, method: &str, error: WireError) -> CallError {
 
 /// The child side: connects to `socket` and serves one plugin until told to
 /// shut down or the parent goes away. `ax __isolated-host` calls this.
+/// It must be called before the process starts a second thread.
 pub fn serve(socket: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    sandbox::enter_own_network_namespace();
     #[cfg(unix)]
     {
         // A crashing plugin must not leave core files behind.
