@@ -36,12 +36,16 @@ pub(crate) fn capabilities() -> Value {
                 ("Budget violations", "Stop where a call that exceeded its budget is being unwound")
             }
             ExceptionFilter::Error => ("Errors returned", "Stop when a call returns an error (its own `Err`)"),
+            ExceptionFilter::Sandbox => {
+                ("Sandbox denials", "Stop where a sandboxed plugin's system call is denied, before it fails with EPERM")
+            }
         };
         ExceptionBreakpointsFilter {
             filter: f.name().to_owned(),
             label: label.to_owned(),
             description: Some(description.to_owned()),
-            default: Some(f == ExceptionFilter::Panic),
+            // A denial is a surprise worth stopping for; only sandboxed plugins have them.
+            default: Some(matches!(f, ExceptionFilter::Panic | ExceptionFilter::Sandbox)),
             ..Default::default()
         }
     });

@@ -117,7 +117,7 @@ test('an error returned stops with the error filter, and unknown filters are unv
     filters = await dc.setExceptionBreakpointsRequest({ filters: ['error', 'segfault'] });
   });
   assert.deepStrictEqual(filters.body.breakpoints.map((b) => b.verified), [true, false]);
-  assert.match(filters.body.breakpoints[1].message, /expected panic, budget or error/);
+  assert.match(filters.body.breakpoints[1].message, /expected panic, budget, error or sandbox/);
   assert.strictEqual((await stopped).body.reason, 'exception');
   const info = await dc.exceptionInfoRequest({ threadId: 1 });
   assert.strictEqual(info.body.exceptionId, 'error');

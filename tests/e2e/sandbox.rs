@@ -275,23 +275,106 @@ fn commands_that_run_in_process_refuse_a_sandboxed_plugin() {
 }
 
 #[test]
-fn the_debugger_refuses_a_sandboxed_plugin_unless_told_to_run_it_unconfined() {
+fn the_debugger_confines_a_sandboxed_plugin_and_stops_where_the_sandbox_denies() {
+    let scene = Scene::new();
+    let dir = manifest_dir(&scene, "[sandbox]\nfs_read = [\"../data\"]\n");
+    let listener = Listener::start();
+    let mut dap = DapClient::start();
+    dap.request("initialize", json!({ "adapterID": "ax", "linesStartAt1": true }));
+    let calls = json!([
+        { "method": "connect", "input": { "port": listener.port } },
+        { "method": "read_file", "input": { "path": scene.path("home/.ssh/id_rsa") } },
+        { "method": "read_file", "input": { "path": scene.path("data/words.txt") } },
+    ]);
+    let launched = dap.request("launch", json!({ "plugin": dir, "calls": calls, "build": false }));
+    assert_eq!(launched["success"], true, "{launched}");
+    let filters = dap.request("setExceptionBreakpoints", json!({ "filters": ["sandbox"] }));
+    assert_eq!(filters["success"], true, "{filters}");
+    dap.request("configurationDone", json!({}));
+
+    // Stopped inside the denied `socket`, in the span that made it.
+    let stopped = dap.event("stopped");
+    assert_eq!(stopped["body"]["reason"], "exception", "{stopped}");
+    let thread = stopped["body"]["threadId"].clone();
+    let info = dap.request("exceptionInfo", json!({ "threadId": thread }));
+    assert_eq!(info["body"]["exceptionId"], "sandbox", "{info}");
+    let description = info["body"]["description"].as_str().unwrap_or_default();
+    assert!(description.contains("`socket`") && description.contains("network"), "{info}");
+    let trace = dap.request("stackTrace", json!({ "threadId": thread }));
+    let frames: Vec<&str> =
+        trace["body"]["stackFrames"].as_array().unwrap().iter().filter_map(|f| f["name"].as_str()).collect();
+    assert!(frames.len() >= 2 && frames[0].contains("socket (denied by the sandbox)"), "{frames:?}");
+    assert!(frames[1].contains("connect_out"), "the denying span is the next frame: {frames:?}");
+    let frame = trace["body"]["stackFrames"][0]["id"].clone();
+    let scopes = dap.request("scopes", json!({ "frameId": frame }));
+    let reference = scopes["body"]["scopes"][0]["variablesReference"].clone();
+    let variables = dap.request("variables", json!({ "variablesReference": reference }));
+    let names: Vec<&str> =
+        variables["body"]["variables"].as_array().unwrap().iter().filter_map(|v| v["name"].as_str()).collect();
+    assert!(names.contains(&"denied") && names.contains(&"port"), "{names:?}");
+
+    dap.request("continue", json!({ "threadId": thread }));
+    dap.event("terminated");
+    let output = dap.output();
+    assert!(output.contains("Operation not permitted"), "the denied call fails with EPERM: {output}");
+    assert!(output.contains("allowed"), "fs_read is readable under the debugger: {output}");
+    assert!(!output.contains("secret"), "the debug host read outside fs_read: {output}");
+    assert_eq!(listener.seen(), 0, "the debugged plugin reached the listener");
+}
+
+#[test]
+fn a_sandboxed_plugin_hot_reloads_under_the_debugger() {
+    let scene = Scene::new();
+    let library = scene.path("build/libfixture_reload_counter.so");
+    std::fs::create_dir_all(library.parent().unwrap()).unwrap();
+    let replace = |variant: &str| {
+        let staged = library.with_extension("staged");
+        std::fs::copy(ax_e2e::reload_variant(variant, false), &staged).unwrap();
+        std::fs::rename(&staged, &library).unwrap();
+    };
+    replace("v1");
+    let dir = scene.path("plugin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = format!("[plugin]\nname = \"counter\"\nversion = \"0.1.0\"\nlibrary = {:?}\n[sandbox]\n", library);
+    std::fs::write(dir.join("ax-plugin.toml"), manifest).unwrap();
+
+    let mut dap = DapClient::start();
+    dap.request("initialize", json!({ "adapterID": "ax" }));
+    let launch = json!({ "plugin": dir, "build": false, "hotReload": true, "keepRunning": true, "calls": [] });
+    let launched = dap.request("launch", launch);
+    assert_eq!(launched["success"], true, "{launched}");
+    dap.request("configurationDone", json!({}));
+    let call = |dap: &mut DapClient, text: &str| {
+        let expression = format!(".call count {}", json!({ "text": text }));
+        let answer = dap.request("evaluate", json!({ "expression": expression, "context": "repl" }));
+        assert_eq!(answer["success"], true, "{answer}");
+    };
+    call(&mut dap, "a b");
+    dap.wait_for_output("count → {\"total\":2");
+    // The rebuilt library is a new file: the sandbox lets the debug host read
+    // its folder (and says so), or the reload could not open it.
+    replace("v2");
+    let output = dap.wait_for_output("ax: generation 2: reloaded in");
+    assert!(output.contains("sandboxed with hot reload"), "{output}");
+    call(&mut dap, "c");
+    dap.wait_for_output("count → {\"total\":3,\"version\":\"v2\"");
+    dap.request("disconnect", json!({}));
+}
+
+#[test]
+fn the_debugger_runs_a_sandboxed_plugin_unconfined_only_when_told() {
     let scene = Scene::new();
     let dir = manifest_dir(&scene, "[sandbox]\n");
     let mut dap = DapClient::start();
     dap.request("initialize", json!({ "adapterID": "ax", "linesStartAt1": true }));
-    let calls = json!([{ "method": "ok", "input": {} }]);
-    let refused = dap.request("launch", json!({ "plugin": dir, "calls": calls, "build": false }));
-    assert_eq!(refused["success"], false, "{refused}");
-    let message = refused.to_string();
-    assert!(message.contains("declares [sandbox]") && message.contains("AX_NO_SANDBOX"), "{refused}");
-
-    let mut dap = DapClient::start();
-    dap.request("initialize", json!({ "adapterID": "ax", "linesStartAt1": true }));
+    let calls = json!([{ "method": "read_file", "input": { "path": scene.path("home/.ssh/id_rsa") } }]);
     let env = json!({ "AX_NO_SANDBOX": "1" });
     let launched = dap.request("launch", json!({ "plugin": dir, "calls": calls, "build": false, "env": env }));
     assert_eq!(launched["success"], true, "{launched}");
-    dap.wait_for_output("[sandbox] not enforced under the debugger");
+    dap.request("configurationDone", json!({}));
+    dap.event("terminated");
+    let output = dap.wait_for_output("[sandbox] not enforced under the debugger");
+    assert!(output.contains("secret"), "AX_NO_SANDBOX runs it with the user's rights: {output}");
 }
 
 #[test]

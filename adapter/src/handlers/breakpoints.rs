@@ -54,7 +54,7 @@ impl Session {
         breakpoints_body(self.child()?.ask(DebugRequest::SetFunctionBreakpoints { breakpoints })?, None)
     }
 
-    /// `setExceptionBreakpoints`: panic, budget, error.
+    /// `setExceptionBreakpoints`: panic, budget, error, sandbox.
     pub(crate) fn set_exception_breakpoints(
         &mut self,
         args: SetExceptionBreakpointsArguments,

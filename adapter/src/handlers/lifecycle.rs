@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use ax_isolate::sandbox::{NO_SANDBOX_ENV, waived};
+use ax_isolate::Sandbox;
+use ax_isolate::sandbox::{NO_SANDBOX_ENV, Network, in_own_network_namespace, waived};
 use ax_runtime::debug_host::{DebugReply, DebugRequest, WireResume};
 use ax_runtime::{BuildOptions, PluginSource, SourceWatcher};
 use dap::events::{BreakpointEventBody, Event, ProcessEventBody};
@@ -52,27 +53,35 @@ impl Session {
         Ok(body(Continued { all_threads_continued: true }))
     }
 
-    /// The debug host runs the plugin in-process, where its `[sandbox]` cannot
-    /// be enforced: refused, unless `AX_NO_SANDBOX` (ax-dap's environment, or
-    /// the launch's `env`) says to run it unconfined, which the console says.
-    fn refuse_unsandboxed(&self, source: &PluginSource, args: &LaunchArgs) -> Result<()> {
-        if source.sandbox().is_none() {
-            return Ok(());
-        }
+    /// The plugin's `[sandbox]`, which the debug host applies to itself before
+    /// opening the library; `None` without one, or when `AX_NO_SANDBOX`
+    /// (ax-dap's environment, or the launch's `env`) says to run it unconfined,
+    /// which the console says. With hot reload the library's folder is
+    /// readable too (a rebuild is a new file there), and the console says so.
+    fn sandbox(&self, source: &PluginSource, args: &LaunchArgs, library: &Path) -> Option<Sandbox> {
+        let (section, mode) = source.sandbox()?;
         let ours = std::env::var(NO_SANDBOX_ENV).ok();
         if waived(ours.as_deref()) || waived(args.env.get(NO_SANDBOX_ENV).map(String::as_str)) {
             self.out.output(
                 "stderr",
                 format!("WARNING: {}: [sandbox] not enforced under the debugger (AX_NO_SANDBOX)\n", source.name()),
             );
-            return Ok(());
+            return None;
         }
-        bail!(
-            "{}: its manifest declares [sandbox], which the debugger cannot enforce (it runs the plugin in its \
-             debug host, unconfined); expected `ax run` for a sandboxed run, or \"env\": {{\"AX_NO_SANDBOX\": \"1\"}} \
-             in the launch configuration to debug it with your full rights",
-            source.name()
-        )
+        let mut sandbox = Sandbox::from_manifest(&section, mode, Path::new(""));
+        if args.hot_reload
+            && let Some(folder) = library.parent().and_then(|f| std::path::absolute(f).ok())
+        {
+            self.out.output(
+                "console",
+                format!(
+                    "ax: sandboxed with hot reload: {} is readable too (a rebuild lands there)\n",
+                    folder.display()
+                ),
+            );
+            sandbox.fs_read.push(folder);
+        }
+        Some(sandbox)
     }
 
     pub(crate) fn launch(&mut self, args: LaunchArgs) -> Result<()> {
@@ -91,7 +100,6 @@ impl Session {
             calls.extend(lines.into_iter().map(|c| CallArg { method: c.method, input: c.input }));
         }
         let source = PluginSource::resolve(&plugin)?;
-        self.refuse_unsandboxed(&source, &args)?;
         let out = self.out.clone();
         let mut on_output = move |line: &str| out.output("console", format!("{line}\n"));
         let mut build = BuildOptions { build: args.build, release: false, on_output: Some(&mut on_output) };
@@ -108,12 +116,28 @@ impl Session {
             PluginSource::Manifest { manifest, .. } => manifest.reload.debounce.0,
             PluginSource::Library(_) => Duration::from_millis(300),
         };
+        let sandbox = self.sandbox(&source, &args, &library);
+        let rules = sandbox.as_ref().map(serde_json::to_value).transpose().context("the plugin's [sandbox]")?;
         let mut command = std::process::Command::new(ax_binary()?);
         command.envs(&args.env);
         if let Some(cwd) = &args.cwd {
             command.current_dir(cwd);
         }
+        if let Some(sandbox) = &sandbox {
+            sandbox.prepare_command(&mut command);
+        }
         let child = spawn_debug_host(command, self.out.clone(), self.stopped.clone(), self.current_call.clone())?;
+        if let (Some(sandbox), Some(pid)) = (&sandbox, child.pid())
+            && sandbox.network == Network::None
+            && !in_own_network_namespace(pid)
+        {
+            self.out.output(
+                "stderr",
+                "WARNING: no network namespace of its own for the debug host (user namespaces unavailable); \
+                 sockets stay denied by seccomp\n"
+                    .to_owned(),
+            );
+        }
         let load = DebugRequest::Load {
             library: library.clone(),
             name: source.name(),
@@ -122,6 +146,7 @@ impl Session {
             budget: source.budget().into(),
             reload_debounce_ms: Some(u64::try_from(debounce.as_millis()).unwrap_or(u64::MAX)),
             history_size: Some(args.history_size),
+            sandbox: rules,
         };
         match child.ask(load).map_err(|e| anyhow!(e))? {
             DebugReply::Loaded { methods } => self.methods = methods,

@@ -90,7 +90,11 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Dev(args) => dev::run(args),
         Command::DebugHost { socket } => {
-            ax_runtime::debug_host::serve(&socket).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+            // First, while ax has one thread (see `enter_own_network_namespace`).
+            ax_isolate::sandbox::enter_own_network_namespace();
+            ax_runtime::debug_host::serve(&socket, ax_isolate::sandbox::apply_sent)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
         }
         Command::IsolatedHost { socket } => {
             ax_isolate::serve(&socket).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)

@@ -281,6 +281,13 @@ pub trait ProbeHandler: Send + Sync {
     fn on_panic(&self, panic: &PanicSite<'_>) {
         let _ = panic;
     }
+
+    /// The sandbox denied a system call of the current call; runs on the
+    /// plugin's thread, inside the sandbox's `SIGSYS` handler, before the
+    /// system call returns `EPERM` (see [`sandbox_denied`]).
+    fn on_sandbox_denial(&self, denial: &SandboxDenial<'_>) {
+        let _ = denial;
+    }
 }
 
 /// Where and why a plugin call panicked.
@@ -353,6 +360,46 @@ thread_local! {
     static LAST_PROBE: Cell<LastProbe> = const { Cell::new(None) };
     /// False while the call running on this thread was sampled out by the tracer.
     static CALL_TRACED: Cell<bool> = const { Cell::new(true) };
+    /// The address of the bridge whose plugin call runs on this thread (0: none).
+    static CALL_BRIDGE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the bridge (its address) whose call runs on this thread from now
+/// on; returns the one before, to put back when the call ends.
+pub(crate) fn set_call_bridge(bridge: usize) -> usize {
+    CALL_BRIDGE.with(|c| c.replace(bridge))
+}
+
+/// A system call the plugin's sandbox denied.
+#[derive(Clone, Copy, Debug)]
+pub struct SandboxDenial<'a> {
+    /// The capability it needed, one of [`crate::SANDBOX_CAPABILITIES`].
+    pub capability: &'a str,
+    /// The system call's name (`socket`, `execve`).
+    pub system_call: &'a str,
+}
+
+/// Tells the probe handler of the plugin whose call runs on this thread that
+/// the sandbox denied one of its system calls ([`ProbeHandler::on_sandbox_denial`]:
+/// a debugger stops there). Called by the sandbox's `SIGSYS` handler, on the
+/// thread that made the call, inside the signal: it does nothing on a thread
+/// outside a plugin call or without a handler. The handler's work (a debugger's
+/// stop: allocation, locks, waiting) is sound there because the interrupted
+/// code is the plugin's own system call, and none of the calls a sandbox denies
+/// is made by the allocator or by ax while it holds a lock.
+pub fn sandbox_denied(denial: &SandboxDenial<'_>) {
+    let Ok(address) = CALL_BRIDGE.try_with(Cell::get) else { return };
+    if address == 0 {
+        return;
+    }
+    shield((), || {
+        // SAFETY: bridges are never freed (see `Bridge::new`); the address was
+        // set by `Core::invoke` for the call running on this thread.
+        let bridge = unsafe { &*(address as *const Bridge) };
+        if let Some(handler) = bridge.handler() {
+            handler.on_sandbox_denial(denial);
+        }
+    });
 }
 
 /// Marks whether the call running on this thread is traced (`false`: the

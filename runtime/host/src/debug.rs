@@ -42,7 +42,7 @@ use serde_json::Value;
 pub use watch::{DataId, HistoryEntry};
 use watch::{DataWatch, Ring, Stored, thread_key};
 
-use crate::bridge::{Instrumentation, PanicSite, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar};
+use crate::bridge::{Instrumentation, PanicSite, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, SandboxDenial};
 use crate::plugin::Plugin;
 
 /// A breakpoint as an editor asks for it.
@@ -133,7 +133,7 @@ pub enum StopReason {
 /// What an exception stop is about, for the editor's exception widget.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExceptionStop {
-    /// The filter that caught it: `panic`, `budget` or `error`.
+    /// The filter that caught it: `panic`, `budget`, `error` or `sandbox`.
     pub filter: ExceptionFilter,
     /// One line: the panic message, the budget exceeded, the error.
     pub description: String,
@@ -150,16 +150,21 @@ pub enum ExceptionFilter {
     Budget,
     /// A call returned an error (`Err(PluginError)`; panics and budgets have their own filters).
     Error,
+    /// A sandboxed plugin's system call was denied: stops inside the denied
+    /// call, before it returns `EPERM`, frames live.
+    Sandbox,
 }
 
 impl ExceptionFilter {
-    pub const ALL: [ExceptionFilter; 3] = [ExceptionFilter::Panic, ExceptionFilter::Budget, ExceptionFilter::Error];
+    pub const ALL: [ExceptionFilter; 4] =
+        [ExceptionFilter::Panic, ExceptionFilter::Budget, ExceptionFilter::Error, ExceptionFilter::Sandbox];
 
     pub fn name(self) -> &'static str {
         match self {
             ExceptionFilter::Panic => "panic",
             ExceptionFilter::Budget => "budget",
             ExceptionFilter::Error => "error",
+            ExceptionFilter::Sandbox => "sandbox",
         }
     }
 
@@ -687,9 +692,10 @@ impl DebugAgent {
                         bits |= filter.bit();
                         BreakpointState { id, verified: true, line: None, message: None }
                     }
-                    None => {
-                        unverified(id, format!("unknown exception filter `{name}`; expected panic, budget or error"))
-                    }
+                    None => unverified(
+                        id,
+                        format!("unknown exception filter `{name}`; expected panic, budget, error or sandbox"),
+                    ),
                 }
             })
             .collect();
@@ -1015,6 +1021,37 @@ impl ProbeHandler for DebugAgent {
             frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
             message: Some(description.clone()),
             exception: Some(ExceptionStop { filter: ExceptionFilter::Budget, description, location: None }),
+            site: None,
+            history: Vec::new(),
+        };
+        self.halt(stop, None, stack.len());
+    }
+
+    fn on_sandbox_denial(&self, denial: &SandboxDenial<'_>) {
+        if !self.catches(ExceptionFilter::Sandbox) {
+            return;
+        }
+        let stack = self.plugin.current_stack();
+        let SandboxDenial { capability, system_call } = *denial;
+        let description = format!(
+            "the sandbox denied `{system_call}` (capability {capability}): the call fails with EPERM when resumed"
+        );
+        let name = format!("{system_call} (denied by the sandbox)");
+        let mut frames = vec![Frame { name, file: String::new(), line: 0 }];
+        frames.extend(span_frames(&stack));
+        let mut variables =
+            vec![("denied".to_owned(), serde_json::json!({ "system_call": system_call, "capability": capability }))];
+        variables.extend(stack.last().map(|f| f.fields.clone()).unwrap_or_default());
+        let stop = Stop {
+            reason: StopReason::Exception,
+            breakpoints: Vec::new(),
+            thread: current_thread_name(),
+            frames,
+            variables,
+            writable: Vec::new(),
+            frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
+            message: Some(description.clone()),
+            exception: Some(ExceptionStop { filter: ExceptionFilter::Sandbox, description, location: None }),
             site: None,
             history: Vec::new(),
         };

@@ -59,6 +59,10 @@ pub enum DebugRequest {
         /// Earlier hits each watched probe keeps (default 32; 0: none).
         #[serde(default)]
         history_size: Option<usize>,
+        /// The plugin's `[sandbox]` rules, as the [`Confine`] function reads
+        /// them: applied to the whole debug host before the library is opened.
+        #[serde(default)]
+        sandbox: Option<Value>,
     },
     /// The first request on an attach connection (after the token line).
     Hello,
@@ -532,16 +536,27 @@ fn data_specs(wire: &[WireDataBreakpoint]) -> (Vec<u64>, Vec<DataBreakpointSpec>
     (wire.iter().map(|b| b.id).collect(), specs)
 }
 
+/// Confines the debug host before it opens a sandboxed plugin's library:
+/// (the `[sandbox]` rules as the adapter sent them, the library, the host's
+/// private library folder) → the rules this kernel does not enforce, or why
+/// it refused. The sandbox lives above this crate (`ax_isolate`): the `ax`
+/// binary passes its `apply` to [`serve`].
+pub type Confine = fn(&Value, &Path, &Path) -> Result<Vec<String>, String>;
+
 /// What a connection serves: a child loads its plugin when told (`Load`);
 /// an attached host has one already and runs its own calls after `Start`.
 enum Mode {
-    Child { host: Arc<Host> },
+    Child { host: Arc<Host>, confine: Confine },
     Attached { name: String, library: PathBuf, start: Option<Sender<()>> },
 }
 
 /// The child side: connects to `socket` and serves one plugin under a debug
-/// agent until told to shut down or the adapter goes away.
-pub fn serve(socket: &Path) -> std::io::Result<()> {
+/// agent until told to shut down or the adapter goes away. A sandboxed
+/// plugin's rules go through `confine` on the thread that then serves the
+/// requests, before the library is opened: the threads that run its calls and
+/// reloads start from that thread afterwards, so they are confined too (a
+/// Landlock domain is inherited by new threads, not given to running ones).
+pub fn serve(socket: &Path, confine: Confine) -> std::io::Result<()> {
     let stream = UnixStream::connect(socket)?;
     let writer: Writer = Arc::new(Mutex::new(Box::new(stream.try_clone()?)));
     let mut options = HostOptions::default();
@@ -569,7 +584,7 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
         };
         let _ = reply(&logs, 0, DebugReply::Output { category: category.to_owned(), text });
     });
-    serve_connection(stream, &writer, &mut Mode::Child { host }, None)
+    serve_connection(stream, &writer, &mut Mode::Child { host, confine }, None)
 }
 
 /// How long a connection has to present its token line.
@@ -833,10 +848,33 @@ fn serve_connection(
         let failed = |message: String| DebugReply::Failed { message };
         let answer = match (body, &session, &mut *mode) {
             (
-                DebugRequest::Load { library, name, config, hot_reload, budget, reload_debounce_ms, history_size },
+                DebugRequest::Load {
+                    library,
+                    name,
+                    config,
+                    hot_reload,
+                    budget,
+                    reload_debounce_ms,
+                    history_size,
+                    sandbox,
+                },
                 None,
-                Mode::Child { host },
+                Mode::Child { host, confine },
             ) => {
+                if let Some(rules) = &sandbox {
+                    match confine(rules, &library, host.lib_dir()) {
+                        Ok(unenforced) => {
+                            for rule in unenforced {
+                                let text = format!("ax: sandbox = \"best-effort\": not enforced: {rule}\n");
+                                reply(writer, 0, DebugReply::Output { category: "stderr".to_owned(), text })?;
+                            }
+                        }
+                        Err(message) => {
+                            reply(writer, id, failed(message))?;
+                            continue;
+                        }
+                    }
+                }
                 let debounce = Duration::from_millis(reload_debounce_ms.unwrap_or(300));
                 let options =
                     DebugOptions { history_size: history_size.unwrap_or(DebugOptions::default().history_size) };

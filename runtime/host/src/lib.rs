@@ -45,7 +45,8 @@ pub mod wire;
 
 pub use ax_manifest as manifest;
 pub use bridge::{
-    CallsiteInfo, Instrumentation, PanicSite, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, StackFrame,
+    CallsiteInfo, Instrumentation, PanicSite, ProbeHandler, ProbeHit, ProbeSiteInfo, ProbeVar, SandboxDenial,
+    StackFrame, sandbox_denied,
 };
 pub use budget::{
     Budget, BudgetKind, SANDBOX_CAPABILITIES, SandboxDenials, TICK as WATCHDOG_TICK, Usage, Violation, format_bytes,

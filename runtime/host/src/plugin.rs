@@ -669,9 +669,11 @@ impl Core {
             crate::bridge::set_call_traced(tracer.enter_call(trace));
         }
         let mut out = AxBytes::empty();
+        let outer = crate::bridge::set_call_bridge(me);
         // SAFETY: the instance is live, held as its flags ask; the arguments are
         // valid for the call.
         let status = unsafe { (vtable.call)(ptr.0, AxStr::from_str(method), AxStr::new(input), &mut out) };
+        crate::bridge::set_call_bridge(outer);
         if let Some((trace, tracer)) = &traced {
             tracer.exit_call(trace);
             crate::bridge::set_call_traced(true);

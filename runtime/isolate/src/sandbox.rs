@@ -186,70 +186,68 @@ pub fn denials() -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Which capability a denied system call belongs to.
-fn capability_of(nr: i64) -> usize {
+/// Which capability a denied system call belongs to, and the call's name.
+fn denied(nr: i64) -> (usize, &'static str) {
     let index = |name| CAPABILITIES.iter().position(|c| *c == name).unwrap_or(CAPABILITIES.len() - 1);
     for (cap, calls) in denied_calls() {
-        if calls.contains(&nr) {
-            return index(cap);
+        if let Some((_, name)) = calls.iter().find(|(n, _)| *n == nr) {
+            return (index(cap), name.trim_start_matches("SYS_"));
         }
     }
     match nr {
-        libc::SYS_socket => index("network"),
-        _ => index("kernel"),
+        libc::SYS_socket => (index("network"), "socket"),
+        _ => (index("kernel"), "a system call"),
     }
+}
+
+/// `(number, "SYS_name")` of each `libc::SYS_name` named.
+macro_rules! calls {
+    ($($name:ident),* $(,)?) => {
+        &[$((libc::$name, stringify!($name))),*]
+    };
 }
 
 /// System calls denied outright, by capability (exec and fork are added
 /// unless `exec = true`).
-fn denied_calls() -> [(&'static str, &'static [i64]); 7] {
+fn denied_calls() -> [(&'static str, &'static [(i64, &'static str)]); 7] {
     [
-        (
-            "ptrace",
-            &[
-                libc::SYS_ptrace,
-                libc::SYS_process_vm_readv,
-                libc::SYS_process_vm_writev,
-                libc::SYS_pidfd_getfd,
-                libc::SYS_kcmp,
-            ],
-        ),
+        ("ptrace", calls![SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev, SYS_pidfd_getfd, SYS_kcmp]),
         (
             "mount",
-            &[
-                libc::SYS_mount,
-                libc::SYS_umount2,
-                libc::SYS_pivot_root,
-                libc::SYS_chroot,
-                libc::SYS_fsopen,
-                libc::SYS_fsconfig,
-                libc::SYS_fsmount,
-                libc::SYS_move_mount,
-                libc::SYS_open_tree,
-                libc::SYS_mount_setattr,
+            calls![
+                SYS_mount,
+                SYS_umount2,
+                SYS_pivot_root,
+                SYS_chroot,
+                SYS_fsopen,
+                SYS_fsconfig,
+                SYS_fsmount,
+                SYS_move_mount,
+                SYS_open_tree,
+                SYS_mount_setattr
             ],
         ),
-        ("namespace", &[libc::SYS_unshare, libc::SYS_setns]),
-        ("keyring", &[libc::SYS_add_key, libc::SYS_request_key, libc::SYS_keyctl]),
-        ("bpf/perf", &[libc::SYS_bpf, libc::SYS_perf_event_open]),
+        ("namespace", calls![SYS_unshare, SYS_setns]),
+        ("keyring", calls![SYS_add_key, SYS_request_key, SYS_keyctl]),
+        ("bpf/perf", calls![SYS_bpf, SYS_perf_event_open]),
         (
             "kernel",
-            &[
-                libc::SYS_init_module,
-                libc::SYS_finit_module,
-                libc::SYS_delete_module,
-                libc::SYS_kexec_load,
-                libc::SYS_kexec_file_load,
-                libc::SYS_reboot,
-                libc::SYS_swapon,
-                libc::SYS_swapoff,
-                libc::SYS_userfaultfd,
-                libc::SYS_io_uring_setup,
-                libc::SYS_open_by_handle_at,
-                libc::SYS_acct,
+            calls![
+                SYS_init_module,
+                SYS_finit_module,
+                SYS_delete_module,
+                SYS_kexec_load,
+                SYS_kexec_file_load,
+                SYS_reboot,
+                SYS_swapon,
+                SYS_swapoff,
+                SYS_userfaultfd,
+                SYS_io_uring_setup,
+                SYS_open_by_handle_at,
+                SYS_acct
             ],
         ),
-        ("exec", &[libc::SYS_execve, libc::SYS_execveat]),
+        ("exec", calls![SYS_execve, SYS_execveat]),
     ]
 }
 
@@ -260,15 +258,21 @@ const TRAPS: bool = true;
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
 const TRAPS: bool = false;
 
-/// The `SIGSYS` handler: count the denial, make the call return `-EPERM`.
+/// The `SIGSYS` handler: count the denial, tell the runtime (a debugger may
+/// stop in it), make the call return `-EPERM`.
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 extern "C" fn on_sigsys(_signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: the kernel hands a valid siginfo (SIGSYS layout: the call's
     // address at offset 16, its number at 24 on 64-bit Linux) and ucontext.
     unsafe {
         let nr = *(info.cast::<u8>().add(24).cast::<libc::c_int>());
-        if let Some(counter) = DENIED.get(capability_of(i64::from(nr))) {
+        let (capability, system_call) = denied(i64::from(nr));
+        if let Some(counter) = DENIED.get(capability) {
             counter.fetch_add(1, Ordering::Relaxed);
+        }
+        // A debugger with its `sandbox` filter on stops here, inside the call.
+        if let Some(&capability) = CAPABILITIES.get(capability) {
+            ax_runtime::sandbox_denied(&ax_runtime::SandboxDenial { capability, system_call });
         }
         let context = &mut *context.cast::<libc::ucontext_t>();
         #[cfg(target_arch = "x86_64")]
@@ -304,6 +308,14 @@ pub fn apply(sandbox: &Sandbox, library: &Path, own_dir: &Path) -> Result<Vec<St
         ));
     }
     Ok(unenforced)
+}
+
+/// [`apply`] for rules sent as JSON (a [`Sandbox`] serialised): what the
+/// debug host is given to confine itself with (`ax_runtime::debug_host::Confine`).
+#[cfg(target_os = "linux")]
+pub fn apply_sent(rules: &serde_json::Value, library: &Path, own_dir: &Path) -> Result<Vec<String>, String> {
+    let sandbox = Sandbox::deserialize(rules).map_err(|e| format!("bad sandbox rules from the debugger: {e}"))?;
+    apply(&sandbox, library, own_dir)
 }
 
 fn network_name(network: Network) -> &'static str {
@@ -432,7 +444,7 @@ fn seccomp_rules(sandbox: &Sandbox) -> Result<(), String> {
         if cap == "exec" && sandbox.exec {
             continue;
         }
-        for &nr in calls {
+        for &(nr, _) in calls {
             rules.insert(nr, Vec::new());
         }
     }
