@@ -370,6 +370,53 @@ fn manifest_section_turns_export_on_and_names_the_service() {
 }
 
 #[test]
+fn sampled_out_calls_export_no_plugin_span_and_sampled_in_calls_all_of_theirs() {
+    // The plugin skips a sampled-out call's spans at their start (the host
+    // answers `enabled` from a per-thread cache): a call sampled in between
+    // two sampled out must still export every span, parented as usual.
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("ax-plugin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[plugin]\nname = \"word-count\"\nversion = \"0.1.0\"\nlibrary = {:?}\n\n[telemetry]\nenabled = true\n\
+             sample_ratio = 0.0\nmetrics_interval = \"100ms\"\n",
+            library("word-count"),
+        ),
+    )
+    .unwrap();
+    let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let calls = calls_file(
+        dir.path(),
+        &[
+            r#"{"method":"count","input":{"text":"out one"}}"#,
+            &format!(r#"{{"method":"count","input":{{"text":"in one"}},"traceparent":"{TRACEPARENT}"}}"#),
+            r#"{"method":"count","input":{"text":"out two"}}"#,
+            &format!(r#"{{"method":"count","input":{{"text":"in two"}},"traceparent":"{other}"}}"#),
+        ],
+    );
+    let mut cmd = ax();
+    cmd.args(["run", "--no-build"]).arg(&manifest).arg("--calls").arg(&calls);
+    let out = run(export_env(&mut cmd, &collector.endpoint()));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let text = collector.wait_for(6, "ax.calls");
+    let spans = parse_spans(&text);
+    let traces: std::collections::BTreeSet<&str> = spans.iter().map(|s| s.trace.as_str()).collect();
+    assert_eq!(traces, [&other[3..35], &TRACEPARENT[3..35]].into(), "only the sampled-in traces: {spans:#?}");
+    for traceparent in [TRACEPARENT, other] {
+        let trace = &traceparent[3..35];
+        let call = one(&spans, "call", |s| s.name == "word-count.count" && s.trace == trace);
+        let count = one(&spans, "count", |s| s.name == "count" && s.parent == call.id);
+        one(&spans, "count_words", |s| s.name == "count_words" && s.parent == count.id);
+    }
+    assert_eq!(spans.len(), 6, "{spans:#?}");
+    // Metrics count every call, sampled or not.
+    let counted = metric_points(&text, "ax.calls");
+    assert!(counted.iter().any(|p| p.contains("Value: 4")), "{counted:?}");
+}
+
+#[test]
 fn export_is_off_without_configuration_and_bad_settings_are_errors() {
     let mut cmd = ax();
     cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", r#"{"text":"a"}"#]);

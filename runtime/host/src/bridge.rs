@@ -362,7 +362,15 @@ thread_local! {
     static CALL_TRACED: Cell<bool> = const { Cell::new(true) };
     /// The address of the bridge whose plugin call runs on this thread (0: none).
     static CALL_BRIDGE: Cell<usize> = const { Cell::new(0) };
+    /// (bridge address, callsite) of spans only the tracer wants, met on this
+    /// thread: [`cb_enabled`] turns them down in a sampled-out call without a
+    /// lookup. Bridges are never freed, so an address names one bridge.
+    static SAMPLED_SPANS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// How many span callsites [`SAMPLED_SPANS`] keeps per thread (beyond, the
+/// others are looked up each time: correct, slower).
+const SAMPLED_SPANS_KEPT: usize = 64;
 
 /// Marks the bridge (its address) whose call runs on this thread from now
 /// on; returns the one before, to put back when the call ends.
@@ -734,17 +742,22 @@ impl Bridge {
         self.callsites.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
+    /// A span callsite only the tracer wants is `SOMETIMES`: the plugin asks
+    /// [`cb_enabled`] at each span, which says no inside a call the tracer
+    /// sampled out (then the span costs that question and nothing else).
     fn interest(&self, info: &CallsiteInfo) -> u32 {
         let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
-        let wanted = if info.is_span {
-            instr.spans
-                || instr.profile.is_some()
-                || instr.tracer.as_ref().is_some_and(|t| info.level <= t.0.max_level())
-                || self.abort.load(Ordering::Relaxed) != 0
+        if !info.is_span {
+            let wanted = instr.log_filter.would_enable(&info.target, &info.level.to_tracing());
+            return if wanted { interest::ALWAYS } else { interest::NEVER };
+        }
+        if instr.spans || instr.profile.is_some() || self.abort.load(Ordering::Relaxed) != 0 {
+            interest::ALWAYS
+        } else if instr.tracer.as_ref().is_some_and(|t| info.level <= t.0.max_level()) {
+            interest::SOMETIMES
         } else {
-            instr.log_filter.would_enable(&info.target, &info.level.to_tracing())
-        };
-        if wanted { interest::ALWAYS } else { interest::NEVER }
+            interest::NEVER
+        }
     }
 
     /// The calling thread's shadow stack for this image, outermost first.
@@ -821,14 +834,34 @@ unsafe extern "C" fn cb_register_callsite(ctx: *const c_void, meta: *const Calls
     })
 }
 
+/// Asked for `SOMETIMES` callsites only: spans only the tracer wants, and any
+/// callsite while another thread registers it.
 unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
     shield(false, || {
+        let traced = CALL_TRACED.with(Cell::get);
+        // The fast way, taken by every span after the first of its callsite on
+        // this thread: two thread-local reads; the span is the tracer's to
+        // take if the call is traced, and nobody's if it was sampled out.
+        if SAMPLED_SPANS.with(|s| s.borrow().contains(&(ctx as usize, callsite))) {
+            return traced;
+        }
         // SAFETY: ctx from our vtable.
         let bridge = unsafe { bridge(ctx) };
         // Unknown: another thread is registering it right now (tracing asks
         // `enabled` meanwhile). Forward it, so that no span of a parallel call
         // goes uncounted; whatever needs its metadata looks it up later.
-        bridge.callsite(callsite).is_none_or(|info| bridge.interest(&info) != interest::NEVER)
+        let Some(info) = bridge.callsite(callsite) else { return true };
+        let interest = bridge.interest(&info);
+        if info.is_span && interest == interest::SOMETIMES {
+            SAMPLED_SPANS.with(|s| {
+                let mut known = s.borrow_mut();
+                if known.len() < SAMPLED_SPANS_KEPT {
+                    known.push((ctx as usize, callsite));
+                }
+            });
+            return traced;
+        }
+        interest != interest::NEVER
     })
 }
 

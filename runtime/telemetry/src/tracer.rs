@@ -351,13 +351,13 @@ impl OtelTracer {
 
 impl CallTracer for OtelTracer {
     fn begin_call(&self, call: &CallStart<'_>) -> CallTrace {
-        let cx = Context::current();
-        let parent = cx.span().span_context().clone();
-        let trace = if parent.is_valid() { parent.trace_id() } else { self.ids.new_trace_id() };
-        let sampled = matches!(
-            self.sampler.should_sample(Some(&cx), trace, call.method, &SpanKind::Server, &[], &[]).decision,
-            SamplingDecision::RecordAndSample
-        );
+        // Borrowed, not cloned: this runs on every call, sampled or not.
+        let (parent, trace, sampled) = Context::map_current(|cx| {
+            let parent = cx.span().span_context().clone();
+            let trace = if parent.is_valid() { parent.trace_id() } else { self.ids.new_trace_id() };
+            let decision = self.sampler.should_sample(Some(cx), trace, call.method, &SpanKind::Server, &[], &[]);
+            (parent, trace, matches!(decision.decision, SamplingDecision::RecordAndSample))
+        });
         CallTrace(Box::new(CallState {
             // A sampled-out call's span id is never seen.
             ids: Ids { trace, span: if sampled { self.ids.new_span_id() } else { SpanId::INVALID }, sampled },
