@@ -109,7 +109,12 @@ fn every_call_reports_its_usage() {
     let plugin = host.load_library(library("word-count"), "word-count", "{}").unwrap();
     let (result, usage) = plugin.call_with("count", &json!({ "text": "a b c" }), None);
     assert!(result.is_ok());
-    assert!(usage.wall > Duration::ZERO && usage.cpu.is_some());
+    assert!(usage.wall > Duration::ZERO);
+    assert_eq!(usage.cpu, None, "the CPU clock is read only when asked: {usage:?}");
+    plugin.set_measure_cpu(true);
+    let (result, usage) = plugin.call_with("count", &json!({ "text": "a b c" }), None);
+    assert!(result.is_ok());
+    assert!(usage.cpu.is_some(), "{usage:?}");
     assert!(usage.allocated.unwrap() > 0, "decoding the input allocates: {usage:?}");
     assert_eq!(usage.paused, Duration::ZERO);
 }

@@ -162,7 +162,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let export = crate::telemetry::Export::start(&source)?;
     let tracer = export.as_ref().map(crate::telemetry::Export::tracer);
-    let instrumentation = Instrumentation { log_filter, profile, tracer, ..Instrumentation::default() };
+    let instrumentation = Instrumentation { log_filter, profile, tracer, call_cpu: true, ..Instrumentation::default() };
     let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
         .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);

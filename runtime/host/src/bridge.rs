@@ -59,6 +59,13 @@ pub struct Instrumentation {
     /// nothing is traced, every span callback pays one relaxed load). Setting
     /// one forwards every span with its fields. See [`crate::trace`].
     pub tracer: Option<Tracer>,
+    /// Read the calling thread's CPU clock around every call, for
+    /// [`crate::Usage::cpu`] (`false`, the default: `None` there). The clock
+    /// is a system call, read twice per call: on this project's VM that was
+    /// 1.2 µs, half of a short call's round trip (`benches/bridge.rs`,
+    /// `breakdown`). ax's commands turn it on; a call with a CPU budget,
+    /// profiling, and a call the tracer samples in read it anyway.
+    pub call_cpu: bool,
 }
 
 impl Default for Instrumentation {
@@ -69,6 +76,7 @@ impl Default for Instrumentation {
             log_filter: Targets::new().with_default(tracing::Level::INFO),
             profile: None,
             tracer: None,
+            call_cpu: false,
         }
     }
 }
@@ -321,6 +329,8 @@ pub(crate) struct Bridge {
     events: Arc<EventBus>,
     instrumentation: RwLock<Instrumentation>,
     span_fields: AtomicBool,
+    /// [`Instrumentation::call_cpu`], read at every call.
+    call_cpu: AtomicBool,
     callsites: RwLock<HashMap<usize, Arc<CallsiteInfo>>>,
     spans: Slab<SpanData>,
     probes: OnceLock<ProbeTable>,
@@ -517,6 +527,7 @@ impl Bridge {
             tracer_level: AtomicU8::new(tracer.as_ref().map_or(Level::Trace, |t| t.max_level()) as u8),
             tracer: RwLock::new(tracer),
             span_fields: AtomicBool::new(instrumentation.span_fields),
+            call_cpu: AtomicBool::new(instrumentation.call_cpu),
             profiler: Profiler::new(instrumentation.profile),
             instrumentation: RwLock::new(instrumentation),
             callsites: RwLock::new(HashMap::new()),
@@ -684,6 +695,7 @@ impl Bridge {
 
     pub(crate) fn set_instrumentation(&self, instrumentation: Instrumentation) {
         self.span_fields.store(instrumentation.span_fields, Ordering::Relaxed);
+        self.call_cpu.store(instrumentation.call_cpu, Ordering::Relaxed);
         let tracer = instrumentation.tracer.as_ref().map(|t| t.0.clone());
         self.tracing.store(tracer.is_some(), Ordering::Relaxed);
         self.tracer_level.store(tracer.as_ref().map_or(Level::Trace, |t| t.max_level()) as u8, Ordering::Relaxed);
@@ -691,6 +703,18 @@ impl Bridge {
         self.profiler.configure(instrumentation.profile);
         *self.instrumentation.write().unwrap_or_else(|e| e.into_inner()) = instrumentation;
         self.rearm_probes();
+    }
+
+    /// Sets [`Instrumentation::call_cpu`] alone.
+    pub(crate) fn set_call_cpu(&self, on: bool) {
+        let mut instrumentation = self.instrumentation.write().unwrap_or_else(|e| e.into_inner());
+        instrumentation.call_cpu = on;
+        self.call_cpu.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether calls read the CPU clock for [`crate::Usage::cpu`].
+    pub(crate) fn call_cpu(&self) -> bool {
+        self.call_cpu.load(Ordering::Relaxed)
     }
 
     /// The tracer, if one is set (one relaxed load when none is).

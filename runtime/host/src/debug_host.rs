@@ -560,6 +560,8 @@ pub fn serve(socket: &Path, confine: Confine) -> std::io::Result<()> {
     let stream = UnixStream::connect(socket)?;
     let writer: Writer = Arc::new(Mutex::new(Box::new(stream.try_clone()?)));
     let mut options = HostOptions::default();
+    // Usage (CPU time included) is shown to the user there.
+    options.instrumentation.call_cpu = true;
     if let Some(filter) = std::env::var("AX_LOG").ok().and_then(|f| f.parse().ok()) {
         options.instrumentation.log_filter = filter;
     }

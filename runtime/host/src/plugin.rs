@@ -96,8 +96,6 @@ struct Core {
     /// The instance; see the module docs.
     access: RwLock<Option<InstancePtr>>,
     concurrent: bool,
-    /// Whether every call reads the thread's CPU clock (see [`Plugin::set_measure_cpu`]).
-    measure_cpu: std::sync::atomic::AtomicBool,
 }
 
 /// A plugin instance. Cheap to share behind an `Arc`; every method may be called
@@ -236,7 +234,6 @@ impl Plugin {
             watchdog,
             access: RwLock::new(Some(ptr)),
             concurrent: vtable.flags & flags::CONCURRENT != 0,
-            measure_cpu: std::sync::atomic::AtomicBool::new(true),
         };
         let plugin = Plugin {
             core: Arc::new(core),
@@ -262,13 +259,10 @@ impl Plugin {
         Ok(plugin)
     }
 
-    /// Whether every call measures the CPU time of its thread (`Usage::cpu`,
-    /// on by default). The thread's CPU clock is a system call, read twice per
-    /// call: on a busy VM it was most of a short call's round trip
-    /// (`benches/bridge.rs`, `breakdown`). Off, `Usage::cpu` is `None` unless
-    /// the call has a CPU budget or profiling is on, which read it anyway.
+    /// Whether every call measures the CPU time of its thread (`Usage::cpu`):
+    /// [`Instrumentation::call_cpu`] of this instance.
     pub fn set_measure_cpu(&self, on: bool) {
-        self.core.measure_cpu.store(on, Ordering::Relaxed);
+        self.core.bridge.set_call_cpu(on);
     }
 
     /// Whether the plugin accepts parallel calls (its `CONCURRENT` flag).
@@ -653,7 +647,12 @@ impl Core {
         let counters: Option<&'static AllocCounters> = unsafe { (vtable.alloc_counters)().as_ref() };
         crate::profile::set_thread_alloc_counters(counters);
         let profiling = bridge.profiler.is_on();
-        let measure_cpu = profiling || self.measure_cpu.load(Ordering::Relaxed);
+        let traced = trace.as_ref().zip(bridge.tracer());
+        let sampled = traced.as_ref().is_some_and(|(trace, tracer)| tracer.enter_call(trace));
+        if traced.is_some() {
+            crate::bridge::set_call_traced(sampled);
+        }
+        let measure_cpu = profiling || sampled || bridge.call_cpu();
         let on_violation = self.on_violation.clone();
         let active =
             ActiveCall::begin(&self.shared_name, method, instance, budget, counters, on_violation, measure_cpu);
@@ -663,10 +662,6 @@ impl Core {
         let me = bridge as *const Bridge as usize;
         if profiling {
             bridge.profiler.begin_call(me, method);
-        }
-        let traced = trace.as_ref().zip(bridge.tracer());
-        if let Some((trace, tracer)) = &traced {
-            crate::bridge::set_call_traced(tracer.enter_call(trace));
         }
         let mut out = AxBytes::empty();
         let outer = crate::bridge::set_call_bridge(me);

@@ -302,6 +302,8 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
     let writer = Arc::new(Mutex::new(stream.try_clone()?));
     // The parent's AX_LOG (inherited) decides which log lines cross, as in-process.
     let mut options = HostOptions::default();
+    // Usage (CPU time included) is shown to the user there.
+    options.instrumentation.call_cpu = true;
     if let Some(filter) = std::env::var("AX_LOG").ok().and_then(|f| f.parse().ok()) {
         options.instrumentation.log_filter = filter;
     }

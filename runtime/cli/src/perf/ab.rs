@@ -153,7 +153,7 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
         ClockArg::Wall => Clock::Wall,
     };
 
-    let instrumentation = Instrumentation { log_filter, ..Instrumentation::default() };
+    let instrumentation = Instrumentation { log_filter, call_cpu: true, ..Instrumentation::default() };
     let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
         .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);

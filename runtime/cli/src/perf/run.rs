@@ -139,7 +139,7 @@ pub(crate) fn run(args: PerfRunArgs) -> Result<ExitCode> {
     let mut build = BuildOptions { build: !args.no_build, release: args.release, on_output: None };
     let library = source.library(&mut build)?;
     let profile = args.profile.options();
-    let instrumentation = Instrumentation { log_filter, profile, ..Instrumentation::default() };
+    let instrumentation = Instrumentation { log_filter, profile, call_cpu: true, ..Instrumentation::default() };
     let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
         .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);
