@@ -89,6 +89,22 @@ struct Watched {
     to_engine: Duration,
     engine: Duration,
     to_answer: Duration,
+    steps: Vec<(ReloadStep, Duration)>,
+}
+
+/// The median of each engine step over `runs`, as one line.
+fn step_medians(runs: &[Vec<(ReloadStep, Duration)>]) -> String {
+    let Some(first) = runs.first() else { return String::new() };
+    let medians: Vec<String> = first
+        .iter()
+        .enumerate()
+        .map(|(i, (step, _))| {
+            let mut times: Vec<Duration> = runs.iter().filter_map(|s| s.get(i)).map(|s| s.1).collect();
+            times.sort_unstable();
+            format!("{step} {:.3}", percentile(&times, 0.5).as_secs_f64() * 1e3)
+        })
+        .collect();
+    medians.join(" · ")
 }
 
 /// `cargo`: the live file is in a directory cargo manages (holding
@@ -147,6 +163,7 @@ fn watched(debounce: Duration, builds: &[(PathBuf, &str); 2], cargo: bool) -> Ve
             to_engine: engine_start.saturating_duration_since(start),
             engine: report.duration,
             to_answer: answered.saturating_duration_since(serving),
+            steps: report.steps.clone(),
         });
     }
     let stats = host.load_stats();
@@ -339,16 +356,7 @@ fn rows(builds: &[(PathBuf, &'static str); 2], smoke: bool) {
         let stats = host.load_stats();
         report(&format!("engine reload, 1 MiB state, {how}"), engine, None);
         // Where the engine's time goes: the median of each step.
-        let breakdown: Vec<String> = steps[0]
-            .iter()
-            .enumerate()
-            .map(|(i, (step, _))| {
-                let mut times: Vec<Duration> = steps.iter().map(|s| s[i].1).collect();
-                times.sort_unstable();
-                format!("{step} {:.3}", percentile(&times, 0.5).as_secs_f64() * 1e3)
-            })
-            .collect();
-        println!("  median per step (ms): {}", breakdown.join(" · "));
+        println!("  median per step (ms): {}", step_medians(&steps));
         println!("  host: {} linked, {} copied, {} bytes compared", stats.linked, stats.copied, stats.bytes_compared);
     }
 
@@ -371,6 +379,8 @@ fn rows(builds: &[(PathBuf, &'static str); 2], smoke: bool) {
             ms(engine),
             ms(to_answer)
         );
+        let steps: Vec<_> = samples.iter().map(|w| w.steps.clone()).collect();
+        println!("  median per step (ms): {}", step_medians(&steps));
     }
     println!();
 }
