@@ -3,7 +3,7 @@
 //! [`Plugin`] instance.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -30,6 +30,20 @@ pub struct HostOptions {
     /// be private to this user (created 0700 or refused), and a per-process
     /// directory with a random name is made inside.
     pub lib_root: Option<std::path::PathBuf>,
+}
+
+/// A library given its private path, not opened yet ([`Host::stage_library`]).
+#[derive(Debug)]
+pub struct StagedLibrary {
+    path: PathBuf,
+    private: PathBuf,
+}
+
+impl StagedLibrary {
+    /// The private path (a link or a copy) the library will be mapped from.
+    pub fn private_path(&self) -> &Path {
+        &self.private
+    }
 }
 
 /// Loads plugins and publishes what happens to them.
@@ -105,6 +119,26 @@ impl Host {
     ) -> Result<Plugin, LoadError> {
         let image = loader::read(path)?;
         self.start(path, &image, name, config_json, init_timeout)
+    }
+
+    /// Reads the library at `path` and links or copies it to its private path
+    /// (under [`Host::lib_dir`]) without opening it: nothing of the library
+    /// runs until [`Host::load_staged`]. A sandbox applied in between needs to
+    /// grant only the private path, and the link or copy is not hindered by it
+    /// (Landlock refuses a hard link from outside the sandbox).
+    pub fn stage_library(&self, path: &Path) -> Result<StagedLibrary, LoadError> {
+        let image = loader::read(path)?;
+        let private = loader::place(path, &image, &self.libs)?;
+        Ok(StagedLibrary { path: path.to_owned(), private })
+    }
+
+    /// Opens a library staged by [`Host::stage_library`], checks its ABI and
+    /// creates the instance, as [`Host::load_library`] does.
+    pub fn load_staged(&self, staged: StagedLibrary, name: &str, config_json: &str) -> Result<Plugin, LoadError> {
+        let StagedLibrary { path, private } = staged;
+        let library = loader::dlopen(&path, &private)?;
+        let opened = loader::resolve(&path, &private, library)?;
+        self.start_opened(&path, opened, name, config_json, None)
     }
 
     /// Opens an image already read and starts its instance.

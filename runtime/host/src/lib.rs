@@ -58,7 +58,7 @@ pub use calls_file::{CallLine, CallsFileError, no_calls, parse_call_line, read_c
 pub use crash::{CHILD_CRASH_PREFIX, install_child_crash_reporter, install_crash_reporter};
 pub use error::{CallError, LoadError, PluginFailure, SourceLocation};
 pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
-pub use host::{Host, HostOptions};
+pub use host::{Host, HostOptions, StagedLibrary};
 pub use lazy::LazyPlugin;
 pub use loader::LoadStats;
 pub use plugin::{Plugin, SavedState};

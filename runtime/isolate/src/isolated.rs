@@ -338,12 +338,17 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
         let Ok(Envelope { id, body }) = serde_json::from_str::<Envelope<Request>>(&line) else { continue };
         let reply = match body {
             Request::Load { library, name, config, sandbox } => {
-                // Confined before the library is opened, so its constructors are too.
-                let confined = match &sandbox {
-                    Some(rules) => sandbox::apply(rules, &library, host.lib_dir()),
-                    None => Ok(Vec::new()),
-                };
-                match confined.map(|unenforced| (host.load_library(&library, &name, &config), unenforced)) {
+                // Linked or copied first, then confined, then opened: its
+                // constructors run confined, and the sandbox grants only the
+                // private path (a link from outside it would be refused).
+                let loaded = host.stage_library(&library).map_err(|e| e.to_string()).and_then(|staged| {
+                    let unenforced = match &sandbox {
+                        Some(rules) => sandbox::apply(rules, staged.private_path(), host.lib_dir())?,
+                        None => Vec::new(),
+                    };
+                    Ok((host.load_staged(staged, &name, &config), unenforced))
+                });
+                match loaded {
                     Ok((Ok(p), unenforced)) => {
                         let methods = p.methods().to_vec();
                         plugin = Some(p);

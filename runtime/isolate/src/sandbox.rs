@@ -288,8 +288,10 @@ extern "C" fn on_sigsys(_signal: libc::c_int, info: *mut libc::siginfo_t, contex
 
 // ---------------------------------------------------------------- applying
 
-/// Confines the calling process: `library` is the plugin's library, `own_dir`
-/// the child host's private directory (where it copies the library). Returns
+/// Confines the calling process: `library` is the plugin's library (the
+/// isolated child passes its private link or copy, staged before this, see
+/// `Host::stage_library`), `own_dir` the child host's private directory
+/// (where it links or copies the library). Returns
 /// the rules the kernel could not enforce (empty when all are), or, without
 /// `best_effort`, an error naming them.
 #[cfg(target_os = "linux")]
