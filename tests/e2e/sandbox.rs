@@ -230,6 +230,29 @@ fn ax_run_sandboxes_a_manifest_with_a_sandbox_and_reports_its_denials() {
 }
 
 #[test]
+fn recording_denials_keeps_the_profiles_time() {
+    // ax-lsp reads a profile's mtime as when it was measured: denials recorded
+    // into an older profile must not make its timings look fresh.
+    let scene = Scene::new();
+    let dir = manifest_dir(&scene, "[sandbox]\n");
+    let out = run(ax().arg("run").arg(&dir).args(["ok", "{}", "--no-sandbox", "--profile"]));
+    assert!(out.code == Some(0), "{out:?}");
+    let profile = dir.join(".ax/profile.json");
+    let measured = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&profile).unwrap().set_modified(measured).unwrap();
+
+    let listener = Listener::start();
+    let input = json!({ "port": listener.port }).to_string();
+    let out = run(ax().arg("run").arg(&dir).args(["connect", &input]));
+    assert!(out.code == Some(0), "{out:?}");
+    let recorded: Value = serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    assert_eq!(recorded["sandbox_denials"][0]["capability"], "network", "{recorded}");
+    assert_eq!(recorded["methods"][0]["method"], "ok", "the timings are kept: {recorded}");
+    let kept = std::fs::metadata(&profile).unwrap().modified().unwrap();
+    assert_eq!(kept, measured, "the profile's time moved");
+}
+
+#[test]
 fn a_calls_denials_are_in_its_usage_and_on_its_otlp_span() {
     let scene = Scene::new();
     let listener = Listener::start();

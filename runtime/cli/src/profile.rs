@@ -133,7 +133,18 @@ pub(crate) fn record_sandbox_denials(source: &PluginSource, library: &Path, deni
     };
     let denied = !denials.is_empty();
     profile.sandbox_denials = denials;
-    match profile.write(&path) {
+    // The timings in an existing profile are as old as they were: keep its
+    // mtime, which ax-lsp compares with the sources' ("profiled before this edit").
+    let measured = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let written = profile.write(&path).map_err(|e| e.to_string()).and_then(|()| match measured {
+        Some(at) => std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(at))
+            .map_err(|e| format!("{}: cannot keep its time: {e}", path.display())),
+        None => Ok(()),
+    });
+    match written {
         Ok(()) if denied => eprintln!("ax: the sandbox's denials are recorded in {}", path.display()),
         Ok(()) => {}
         Err(e) => eprintln!("ax: WARNING: the sandbox's denials are not recorded: {e}"),
