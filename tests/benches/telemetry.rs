@@ -142,6 +142,8 @@ struct Case {
 
 impl Case {
     fn new(name: &'static str, instrumentation: Instrumentation, input: &[u8], exports: Option<Telemetry>) -> Case {
+        // Every case reads the worker's CPU clock (the paired figure), as ax's commands do.
+        let instrumentation = Instrumentation { call_cpu: true, ..instrumentation };
         let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).unwrap();
         let plugin = host.load_library(release_library("word-count"), "word-count", "{}").expect("plugin loads");
         Case { name, _host: host, plugin, input: input.to_vec(), exports, calls: 0, export_cpu: 0 }
