@@ -343,21 +343,25 @@ fn panics_and_budget_violations_are_errors_with_events() {
     );
 }
 
+/// `dir/ax-plugin.toml` for the built word-count, with export on, metrics
+/// every 100 ms and `telemetry` (TOML lines) in its `[telemetry]`.
+fn word_count_manifest(dir: &Path, telemetry: &str) -> PathBuf {
+    let manifest = dir.join("ax-plugin.toml");
+    let text = format!(
+        "[plugin]\nname = \"word-count\"\nversion = \"0.1.0\"\nlibrary = {:?}\n\n\
+         [telemetry]\nenabled = true\nmetrics_interval = \"100ms\"\n{telemetry}",
+        library("word-count"),
+    );
+    std::fs::write(&manifest, text).unwrap();
+    manifest
+}
+
 #[test]
 fn manifest_section_turns_export_on_and_names_the_service() {
     let collector = Collector::start();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("ax-plugin.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "[plugin]\nname = \"word-count\"\nversion = \"0.1.0\"\nlibrary = {:?}\n\n[telemetry]\nenabled = true\n\
-             endpoint = \"{}\"\nservice_name = \"counting-service\"\nmetrics_interval = \"100ms\"\n",
-            library("word-count"),
-            collector.endpoint()
-        ),
-    )
-    .unwrap();
+    let telemetry = format!("endpoint = \"{}\"\nservice_name = \"counting-service\"\n", collector.endpoint());
+    let manifest = word_count_manifest(dir.path(), &telemetry);
     let mut cmd = ax();
     cmd.args(["run", "--no-build"]).arg(&manifest).args(["count", r#"{"text":"one"}"#]);
     let out = run(export_env(&mut cmd, "").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").env("TRACEPARENT", TRACEPARENT));
@@ -376,16 +380,7 @@ fn sampled_out_calls_export_no_plugin_span_and_sampled_in_calls_all_of_theirs() 
     // two sampled out must still export every span, parented as usual.
     let collector = Collector::start();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("ax-plugin.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "[plugin]\nname = \"word-count\"\nversion = \"0.1.0\"\nlibrary = {:?}\n\n[telemetry]\nenabled = true\n\
-             sample_ratio = 0.0\nmetrics_interval = \"100ms\"\n",
-            library("word-count"),
-        ),
-    )
-    .unwrap();
+    let manifest = word_count_manifest(dir.path(), "sample_ratio = 0.0\n");
     let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let calls = calls_file(
         dir.path(),

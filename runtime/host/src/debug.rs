@@ -1011,19 +1011,7 @@ impl ProbeHandler for DebugAgent {
         }
         let stack = self.plugin.current_stack();
         let description = format!("budget exceeded: {reason}");
-        let stop = Stop {
-            reason: StopReason::Exception,
-            breakpoints: Vec::new(),
-            thread: current_thread_name(),
-            frames: span_frames(&stack),
-            variables: stack.last().map(|f| f.fields.clone()).unwrap_or_default(),
-            writable: Vec::new(),
-            frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
-            message: Some(description.clone()),
-            exception: Some(ExceptionStop { filter: ExceptionFilter::Budget, description, location: None }),
-            site: None,
-            history: Vec::new(),
-        };
+        let stop = exception_stop(&stack, Vec::new(), Vec::new(), ExceptionFilter::Budget, description, None);
         self.halt(stop, None, stack.len());
     }
 
@@ -1037,24 +1025,10 @@ impl ProbeHandler for DebugAgent {
             "the sandbox denied `{system_call}` (capability {capability}): the call fails with EPERM when resumed"
         );
         let name = format!("{system_call} (denied by the sandbox)");
-        let mut frames = vec![Frame { name, file: String::new(), line: 0 }];
-        frames.extend(span_frames(&stack));
-        let mut variables =
-            vec![("denied".to_owned(), serde_json::json!({ "system_call": system_call, "capability": capability }))];
-        variables.extend(stack.last().map(|f| f.fields.clone()).unwrap_or_default());
-        let stop = Stop {
-            reason: StopReason::Exception,
-            breakpoints: Vec::new(),
-            thread: current_thread_name(),
-            frames,
-            variables,
-            writable: Vec::new(),
-            frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
-            message: Some(description.clone()),
-            exception: Some(ExceptionStop { filter: ExceptionFilter::Sandbox, description, location: None }),
-            site: None,
-            history: Vec::new(),
-        };
+        let frames = vec![Frame { name, file: String::new(), line: 0 }];
+        let denied = serde_json::json!({ "system_call": system_call, "capability": capability });
+        let variables = vec![("denied".to_owned(), denied)];
+        let stop = exception_stop(&stack, frames, variables, ExceptionFilter::Sandbox, description, None);
         self.halt(stop, None, stack.len());
     }
 
@@ -1069,27 +1043,37 @@ impl ProbeHandler for DebugAgent {
             let name = stack.last().map_or_else(|| "panic".to_owned(), |f| format!("{} (panicked)", f.name));
             frames.push(Frame { name, file: panic.file.to_owned(), line: panic.line });
         }
-        frames.extend(span_frames(&stack));
-        let mut variables = vec![("panic".to_owned(), Value::String(panic.message.to_owned()))];
-        variables.extend(stack.last().map(|f| f.fields.clone()).unwrap_or_default());
-        let stop = Stop {
-            reason: StopReason::Exception,
-            breakpoints: Vec::new(),
-            thread: current_thread_name(),
-            frames,
-            variables,
-            writable: Vec::new(),
-            frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
-            message: Some(format!("panicked: {}", panic.message)),
-            exception: Some(ExceptionStop {
-                filter: ExceptionFilter::Panic,
-                description: format!("panicked: {}", panic.message),
-                location,
-            }),
-            site: None,
-            history: Vec::new(),
-        };
+        let variables = vec![("panic".to_owned(), Value::String(panic.message.to_owned()))];
+        let description = format!("panicked: {}", panic.message);
+        let stop = exception_stop(&stack, frames, variables, ExceptionFilter::Panic, description, location);
         self.halt(stop, None, stack.len());
+    }
+}
+
+/// An exception stop on the plugin's thread, inside `stack`: `frames` on top
+/// of the spans', `variables` before the innermost span's fields.
+fn exception_stop(
+    stack: &[crate::bridge::StackFrame],
+    mut frames: Vec<Frame>,
+    mut variables: Vec<(String, Value)>,
+    filter: ExceptionFilter,
+    description: String,
+    location: Option<String>,
+) -> Stop {
+    frames.extend(span_frames(stack));
+    variables.extend(stack.last().map(|f| f.fields.clone()).unwrap_or_default());
+    Stop {
+        reason: StopReason::Exception,
+        breakpoints: Vec::new(),
+        thread: current_thread_name(),
+        frames,
+        variables,
+        writable: Vec::new(),
+        frame_fields: stack.iter().rev().map(|f| f.fields.clone()).collect(),
+        message: Some(description.clone()),
+        exception: Some(ExceptionStop { filter, description, location }),
+        site: None,
+        history: Vec::new(),
     }
 }
 
