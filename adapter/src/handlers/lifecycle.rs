@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ax_isolate::Sandbox;
-use ax_isolate::sandbox::{NO_SANDBOX_ENV, Network, in_own_network_namespace, waived};
+use ax_isolate::sandbox::{NO_SANDBOX_ENV, waived};
 use ax_runtime::debug_host::{DebugReply, DebugRequest, WireResume};
 use ax_runtime::{BuildOptions, PluginSource, SourceWatcher};
 use dap::events::{BreakpointEventBody, Event, ProcessEventBody};
@@ -70,7 +70,7 @@ impl Session {
         }
         let mut sandbox = Sandbox::from_manifest(&section, mode, Path::new(""));
         if args.hot_reload
-            && let Some(folder) = library.parent().and_then(|f| std::path::absolute(f).ok())
+            && let Some(folder) = sandbox.allow_rebuilds_of(library)
         {
             self.out.output(
                 "console",
@@ -79,7 +79,6 @@ impl Session {
                     folder.display()
                 ),
             );
-            sandbox.fs_read.push(folder);
         }
         Some(sandbox)
     }
@@ -128,8 +127,7 @@ impl Session {
         }
         let child = spawn_debug_host(command, self.out.clone(), self.stopped.clone(), self.current_call.clone())?;
         if let (Some(sandbox), Some(pid)) = (&sandbox, child.pid())
-            && sandbox.network == Network::None
-            && !in_own_network_namespace(pid)
+            && sandbox.lacks_network_namespace(pid)
         {
             self.out.output(
                 "stderr",

@@ -135,10 +135,8 @@ impl Host {
     /// Opens a library staged by [`Host::stage_library`], checks its ABI and
     /// creates the instance, as [`Host::load_library`] does.
     pub fn load_staged(&self, staged: StagedLibrary, name: &str, config_json: &str) -> Result<Plugin, LoadError> {
-        let StagedLibrary { path, private } = staged;
-        let library = loader::dlopen(&path, &private)?;
-        let opened = loader::resolve(&path, &private, library)?;
-        self.start_opened(&path, opened, name, config_json, None)
+        let opened = loader::open_placed(&staged.path, &staged.private)?;
+        self.start_opened(&staged.path, opened, name, config_json, None)
     }
 
     /// Opens an image already read and starts its instance.

@@ -255,9 +255,14 @@ pub(crate) fn read(path: &Path) -> Result<Image, LoadError> {
 
 /// Gives `image` (opened from `path`) a private path, opens it and checks its ABI.
 pub(crate) fn open(path: &Path, image: &Image, libs: &LibDir) -> Result<OpenedLibrary, LoadError> {
-    let private = place(path, image, libs)?;
-    let library = dlopen(path, &private)?;
-    resolve(path, &private, library)
+    open_placed(path, &place(path, image, libs)?)
+}
+
+/// Opens `private`, the private path [`place`] gave the library at `path`,
+/// and checks its ABI.
+pub(crate) fn open_placed(path: &Path, private: &Path) -> Result<OpenedLibrary, LoadError> {
+    let library = dlopen(path, private)?;
+    resolve(path, private, library)
 }
 
 /// Hard-links `image` (opened from `path`) into a private directory when that

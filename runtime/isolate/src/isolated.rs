@@ -598,8 +598,7 @@ impl IsolatedPlugin {
             start_child_host_with(command, "__isolated-host", &socket).map_err(|m| self.load_error(m))?;
         let pid = process.id();
         if let Some(sandbox) = &self.options.sandbox
-            && sandbox.network == sandbox::Network::None
-            && !sandbox::in_own_network_namespace(pid)
+            && sandbox.lacks_network_namespace(pid)
         {
             self.events.publish_with(|| Event::Log(LogLine {
                 instance: 0,

@@ -88,6 +88,22 @@ impl Sandbox {
             command.env(OWN_NETWORK_NAMESPACE_ENV, "1");
         }
     }
+
+    /// Whether child `pid`, started with [`Sandbox::prepare_command`], should
+    /// have a network namespace of its own and has not (the kernel refused:
+    /// its sockets are still denied by seccomp).
+    pub fn lacks_network_namespace(&self, pid: u32) -> bool {
+        self.network == Network::None && !in_own_network_namespace(pid)
+    }
+
+    /// Lets a host that hot-reloads `library` read the folder it is in: a
+    /// rebuild is a new file there, which a rule on the old file does not
+    /// cover. Returns the folder added.
+    pub fn allow_rebuilds_of(&mut self, library: &Path) -> Option<PathBuf> {
+        let folder = std::path::absolute(library.parent()?).ok()?;
+        self.fs_read.push(folder.clone());
+        Some(folder)
+    }
 }
 
 /// Set by the parent when the child must enter a network namespace of its own.
