@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ax_e2e::{Output, ax, library, run, workspace_root};
 
@@ -118,6 +118,9 @@ pub(crate) struct Span {
     pub(crate) name: String,
     pub(crate) status: String,
     pub(crate) status_message: String,
+    /// As the collector prints them.
+    pub(crate) start: String,
+    pub(crate) end: String,
     pub(crate) attributes: Vec<(String, String)>,
     pub(crate) events: Vec<String>,
 }
@@ -161,6 +164,10 @@ pub(crate) fn parse_spans(text: &str) -> Vec<Span> {
             span.status = v.to_owned();
         } else if let Some(v) = field(line, "Status message") {
             span.status_message = v.to_owned();
+        } else if let Some(v) = field(line, "Start time") {
+            span.start = v.to_owned();
+        } else if let Some(v) = field(line, "End time") {
+            span.end = v.to_owned();
         } else if let Some(rest) = line.trim().strip_prefix("-> ") {
             if in_events {
                 if let Some(name) = rest.strip_prefix("Name: ") {
@@ -238,6 +245,8 @@ fn calls_and_plugin_spans_reach_a_real_collector() {
             r#"{"method":"nope"}"#,
         ],
     );
+    let unix_nanos = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let before = unix_nanos();
     let out: Output = run(export_env(
         ax().args(["run", "--no-build"]).arg(library("word-count")).arg("--calls").arg(&calls),
         &collector.endpoint(),
@@ -245,6 +254,7 @@ fn calls_and_plugin_spans_reach_a_real_collector() {
     .env("AX_LOG", "info,word_count=debug")
     // Trace-level spans too (`is_word`), which the default level leaves out.
     .env("AX_TELEMETRY_LEVEL", "trace"));
+    let after = unix_nanos();
     assert_eq!(out.code, Some(1), "the unknown method fails the run: {out:?}");
     assert_eq!(out.stdout, "{\"total\":3,\"words\":3}\n{\"total\":5,\"words\":2}\n", "{out:?}");
     assert!(!out.stderr.contains("cannot export"), "{}", out.stderr);
@@ -273,6 +283,13 @@ fn calls_and_plugin_spans_reach_a_real_collector() {
     assert_eq!(count.attr("code.filepath"), Some("Str(examples/word-count/src/lib.rs)"));
     assert!(count.events.iter().any(|e| e.starts_with("counted") && e.contains("words: Int(3)")), "{count:?}");
     let words = one(&spans, "count_words", |s| s.name == "count_words" && s.parent == count.id);
+    // Timestamps (the hooks' raw clock ticks, scaled on the `ax-otel` thread):
+    // inside the run, and each span inside its parent.
+    let nanos = |t: &str| t.parse::<u64>().unwrap_or_else(|e| panic!("a time in Unix nanoseconds, got {t:?}: {e}"));
+    let times: Vec<u64> =
+        [&call.start, &count.start, &words.start, &words.end, &count.end, &call.end].map(|t| nanos(t)).to_vec();
+    assert!(times.is_sorted(), "spans nest in time (call, count, count_words starts, then ends): {times:?}");
+    assert!(before <= times[0] && times[5] <= after, "within the run ({before}..{after}): {times:?}");
     let tokens: Vec<_> =
         spans.iter().filter(|s| s.name == "is_word" && s.parent == words.id).filter_map(|s| s.attr("token")).collect();
     assert_eq!(tokens, ["Str(a)", "Str(b)", "Str(c)"]);

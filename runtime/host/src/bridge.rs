@@ -372,10 +372,12 @@ thread_local! {
     static CALL_TRACED: Cell<bool> = const { Cell::new(true) };
     /// The address of the bridge whose plugin call runs on this thread (0: none).
     static CALL_BRIDGE: Cell<usize> = const { Cell::new(0) };
-    /// (bridge address, callsite) of spans only the tracer wants, met on this
-    /// thread: [`cb_enabled`] turns them down in a sampled-out call without a
-    /// lookup. Bridges are never freed, so an address names one bridge.
-    static SAMPLED_SPANS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+    /// (bridge address, callsite, its info) of spans only the tracer wants,
+    /// met on this thread: [`cb_enabled`] turns them down in a sampled-out call
+    /// without a lookup, and [`cb_span_new`] finds their info without taking
+    /// the callsite table's lock. Bridges are never freed, so an address names
+    /// one bridge.
+    static SAMPLED_SPANS: RefCell<Vec<(usize, usize, Arc<CallsiteInfo>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How many span callsites [`SAMPLED_SPANS`] keeps per thread (beyond, the
@@ -866,7 +868,7 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
         // The fast way, taken by every span after the first of its callsite on
         // this thread: two thread-local reads; the span is the tracer's to
         // take if the call is traced, and nobody's if it was sampled out.
-        if SAMPLED_SPANS.with(|s| s.borrow().contains(&(ctx as usize, callsite))) {
+        if SAMPLED_SPANS.with(|s| s.borrow().iter().any(|(b, c, _)| (*b, *c) == (ctx as usize, callsite))) {
             return traced;
         }
         // SAFETY: ctx from our vtable.
@@ -880,13 +882,18 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
             SAMPLED_SPANS.with(|s| {
                 let mut known = s.borrow_mut();
                 if known.len() < SAMPLED_SPANS_KEPT {
-                    known.push((ctx as usize, callsite));
+                    known.push((ctx as usize, callsite, info.clone()));
                 }
             });
             return traced;
         }
         interest != interest::NEVER
     })
+}
+
+/// The info of a span callsite only the tracer wants, if this thread met it.
+fn sampled_span_info(bridge: usize, callsite: usize) -> Option<Arc<CallsiteInfo>> {
+    SAMPLED_SPANS.with(|s| s.borrow().iter().find(|(b, c, _)| (*b, *c) == (bridge, callsite)).map(|(.., i)| i.clone()))
 }
 
 fn collect_fields(fields: &[FieldValue]) -> Vec<(&'static str, Value)> {
@@ -909,7 +916,7 @@ unsafe extern "C" fn cb_span_new(
         let fields = if keep { collect_fields(raw) } else { Vec::new() };
         // Inside a call the tracer sampled out, not even the callsite is looked up.
         let traced = (bridge.tracing.load(Ordering::Relaxed) && CALL_TRACED.with(Cell::get))
-            .then(|| bridge.callsite(callsite))
+            .then(|| sampled_span_info(ctx as usize, callsite).or_else(|| bridge.callsite(callsite)))
             .flatten()
             .and_then(|info| bridge.tracer_for(&info).map(|tracer| (tracer, info)));
         let data =
