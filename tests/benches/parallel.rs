@@ -4,9 +4,11 @@
 //! - **Load test**: N callers × M seconds against `fixture-concurrent` (a
 //!   `ConcurrentPlugin`), on two workloads — `spin` (100 µs of CPU per call,
 //!   work that parallelises) and `count` (a short call, where the host's
-//!   bookkeeping shows) — plain, with a budget on every call, and with
-//!   profiling on: calls per second, p50 and p99 latency, and the speedup of
-//!   N callers over one. word-count (not concurrent: its calls are
+//!   bookkeeping shows; the fixture's own counters, five atomic updates of one
+//!   shared line per call, show too) — plain, with a budget on every call, and
+//!   with profiling on — and `words` (the same short call touching no shared
+//!   state: the host's part alone): calls per second, p50 and p99 latency, and
+//!   the speedup of N callers over one. word-count (not concurrent: its calls are
 //!   serialised) is the contrast. Goal: ≥ 1.8× with 2 callers on 2 cores.
 //! - **Sparse calls**: 10 plugins called once a second each, for a few
 //!   seconds: the CPU time the whole process used, which must stay ≈ 0 (a
@@ -112,13 +114,14 @@ fn main() {
     );
     /// What is measured, against which plugin, calling what, how.
     type Row<'a> = (&'a str, &'a Arc<Plugin>, &'a str, &'a Value, &'a str, Option<Budget>);
-    let rows: [Row<'_>; 7] = [
+    let rows: [Row<'_>; 8] = [
         ("concurrent / spin 100 µs", &concurrent, "spin", &spin, "plain", None),
         ("concurrent / spin 100 µs", &concurrent, "spin", &spin, "budget", Some(budget)),
         ("concurrent / spin 100 µs", &profiled, "spin", &spin, "profiled", None),
         ("concurrent / count", &concurrent, "count", &text, "plain", None),
         ("concurrent / count", &concurrent, "count", &text, "budget", Some(budget)),
         ("concurrent / count", &profiled, "count", &text, "profiled", None),
+        ("concurrent / words", &concurrent, "words", &text, "plain", None),
         ("word-count (serial) / count", &word_count, "count", &text, "plain", None),
     ];
     for (what, plugin, method, input, config, budget) in rows {

@@ -288,8 +288,11 @@ impl CpuClock {
 
 /// A call in progress, as the worker and the watchdog see it.
 pub(crate) struct ActiveCall {
-    pub(crate) plugin: Arc<str>,
-    pub(crate) method: String,
+    /// The plugin's name and the method, for violation events: kept only when
+    /// the budget limits something (nothing else can be violated), so that an
+    /// unlimited call writes to no line another caller's call shares.
+    plugin: Option<Arc<str>>,
+    method: String,
     pub(crate) instance: InstanceId,
     budget: Budget,
     started: Instant,
@@ -304,8 +307,9 @@ pub(crate) struct ActiveCall {
     violations: Mutex<Vec<Violation>>,
     /// How many of `violations` have been published.
     published: Mutex<usize>,
-    /// Called (once) at the first violation, with it: asks the plugin to unwind.
-    on_violation: OnViolation,
+    /// Called (once) at the first violation, with it: asks the plugin to
+    /// unwind. Kept, like `plugin`, only when the budget limits something.
+    on_violation: Option<OnViolation>,
     /// Set (under `violations`' lock) just before `on_violation` is called:
     /// this call, and no other running in parallel, is to unwind.
     aborting: AtomicBool,
@@ -319,8 +323,8 @@ thread_local! {
 }
 
 impl ActiveCall {
-    /// Starts measuring a call on the thread running it. `plugin` and `method`
-    /// are kept (for violation events) only when `budget` limits something:
+    /// Starts measuring a call on the thread running it. `plugin`, `method`
+    /// and `on_violation` are kept only when `budget` limits something:
     /// nothing else can be violated.
     pub(crate) fn begin(
         plugin: &Arc<str>,
@@ -328,7 +332,7 @@ impl ActiveCall {
         instance: InstanceId,
         budget: Budget,
         counters: Option<&'static AllocCounters>,
-        on_violation: OnViolation,
+        on_violation: &OnViolation,
         measure_cpu: bool,
     ) -> Arc<ActiveCall> {
         // The thread's CPU clock is a system call (no vDSO): read only when asked
@@ -341,7 +345,7 @@ impl ActiveCall {
         });
         let limited = budget.is_limited();
         let call = Arc::new(ActiveCall {
-            plugin: plugin.clone(),
+            plugin: limited.then(|| plugin.clone()),
             method: if limited { method.to_owned() } else { String::new() },
             instance,
             budget,
@@ -355,7 +359,7 @@ impl ActiveCall {
             paused_since_ns: AtomicU64::new(NOT_PAUSED),
             violations: Mutex::new(Vec::new()),
             published: Mutex::new(0),
-            on_violation,
+            on_violation: limited.then(|| on_violation.clone()),
             aborting: AtomicBool::new(false),
             abort_noticed: AtomicBool::new(false),
         });
@@ -436,7 +440,9 @@ impl ActiveCall {
         }
         if first {
             self.aborting.store(true, Ordering::Release);
-            (self.on_violation)(&violations);
+            if let Some(on_violation) = &self.on_violation {
+                on_violation(&violations);
+            }
         }
     }
 
@@ -457,7 +463,7 @@ impl ActiveCall {
         for violation in &violations[(*published).min(violations.len())..] {
             events.publish_with(|| Event::BudgetViolation {
                 instance: self.instance,
-                plugin: self.plugin.to_string(),
+                plugin: self.plugin.as_deref().unwrap_or_default().to_owned(),
                 method: self.method.clone(),
                 violation: *violation,
             });
@@ -671,9 +677,9 @@ mod tests {
             1,
             budget,
             None,
-            Arc::new(move |_: &[Violation]| {
+            &(Arc::new(move |_: &[Violation]| {
                 counter.fetch_add(1, Ordering::Relaxed);
-            }),
+            }) as OnViolation),
             true,
         );
         std::thread::sleep(Duration::from_millis(15));
@@ -690,7 +696,15 @@ mod tests {
     #[test]
     fn pauses_do_not_count() {
         let budget = Budget { max_duration: Some(Duration::from_millis(20)), ..Budget::UNLIMITED };
-        let call = ActiveCall::begin(&Arc::from("p"), "m", 1, budget, None, Arc::new(|_: &[Violation]| {}), true);
+        let call = ActiveCall::begin(
+            &Arc::from("p"),
+            "m",
+            1,
+            budget,
+            None,
+            &(Arc::new(|_: &[Violation]| {}) as OnViolation),
+            true,
+        );
         let pause = Pause::begin();
         std::thread::sleep(Duration::from_millis(40));
         pause.end();

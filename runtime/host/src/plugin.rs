@@ -22,7 +22,7 @@ use crossbeam_channel::{self as channel, Receiver, RecvError, Sender, TryRecvErr
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,9 @@ use crate::error::{CallError, LoadError, PluginFailure};
 use crate::events::{Event, EventBus, InstanceId};
 use crate::loader::OpenedLibrary;
 use crate::trace::{CallEnd, CallStart, CallTrace};
+use crossbeam_utils::CachePadded;
+use crossbeam_utils::atomic::AtomicCell;
+use crossbeam_utils::sync::ShardedLock;
 
 /// Saved plugin state, as the plugin's `save_state` produced it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -94,8 +97,17 @@ struct Core {
     events: Arc<EventBus>,
     watchdog: Arc<Watchdog>,
     /// The instance; see the module docs.
-    access: RwLock<Option<InstancePtr>>,
-    concurrent: bool,
+    access: Access,
+}
+
+/// The instance, under the lock its flags call for.
+enum Access {
+    /// Every call exclusive: one uncontended lock.
+    Serial(RwLock<Option<InstancePtr>>),
+    /// Calls shared, each reading the shard of its own thread, so that
+    /// parallel calls write to no common line (one lock's reader count would be
+    /// written by every call of every caller); exclusive access takes every shard.
+    Concurrent(ShardedLock<Option<InstancePtr>>),
 }
 
 /// A plugin instance. Cheap to share behind an `Arc`; every method may be called
@@ -105,13 +117,16 @@ pub struct Plugin {
     library: PathBuf,
     methods: Vec<String>,
     sdk_version: String,
-    budget: std::sync::RwLock<Budget>,
+    /// Read at every call without writing to it (a lock's reader count is a
+    /// line every caller of a concurrent plugin would write).
+    budget: AtomicCell<Budget>,
     /// Whether the plugin runs on a dedicated thread (its `DEDICATED_THREAD` flag).
     dedicated: bool,
     /// The dedicated thread's queue (`DEDICATED_THREAD` plugins only).
     jobs: Mutex<Option<Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
-    next_call: AtomicU64,
+    /// On a line of its own: every call writes it.
+    next_call: CachePadded<AtomicU64>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -120,7 +135,7 @@ impl std::fmt::Debug for Plugin {
             .field("name", &self.core.name)
             .field("library", &self.library)
             .field("instance", &self.core.instance)
-            .field("concurrent", &self.core.concurrent)
+            .field("concurrent", &self.is_concurrent())
             .finish_non_exhaustive()
     }
 }
@@ -232,19 +247,22 @@ impl Plugin {
             vtable,
             events,
             watchdog,
-            access: RwLock::new(Some(ptr)),
-            concurrent: vtable.flags & flags::CONCURRENT != 0,
+            access: if vtable.flags & flags::CONCURRENT != 0 {
+                Access::Concurrent(ShardedLock::new(Some(ptr)))
+            } else {
+                Access::Serial(RwLock::new(Some(ptr)))
+            },
         };
         let plugin = Plugin {
             core: Arc::new(core),
             library: library.to_owned(),
             methods,
             sdk_version,
-            budget: std::sync::RwLock::new(Budget::UNLIMITED),
+            budget: AtomicCell::new(Budget::UNLIMITED),
             dedicated,
             jobs: Mutex::new(dedicated.then_some(job_tx)),
             worker: Mutex::new(worker),
-            next_call: AtomicU64::new(1),
+            next_call: CachePadded::new(AtomicU64::new(1)),
         };
         say_once_how_the_build_differs(&plugin.core.name, &plugin.sdk_version, opened.compiler_differs.as_deref());
         plugin.core.events.publish_with(|| Event::PluginLoaded {
@@ -267,7 +285,7 @@ impl Plugin {
 
     /// Whether the plugin accepts parallel calls (its `CONCURRENT` flag).
     pub fn is_concurrent(&self) -> bool {
-        self.core.concurrent
+        matches!(self.core.access, Access::Concurrent(_))
     }
 
     /// Runs `job` on the instance — holding `access` shared when `shared`
@@ -358,12 +376,12 @@ impl Plugin {
 
     /// The limits every call gets unless it overrides them.
     pub fn budget(&self) -> Budget {
-        *self.budget.read().unwrap_or_else(|e| e.into_inner())
+        self.budget.load()
     }
 
     /// Sets the limits every call gets unless it overrides them.
     pub fn set_budget(&self, budget: Budget) {
-        *self.budget.write().unwrap_or_else(|e| e.into_inner()) = budget;
+        self.budget.store(budget);
     }
 
     fn report_call(&self, call: u64, method: &str, usage: Usage, error: Option<&CallError>) {
@@ -621,12 +639,10 @@ impl Core {
     /// Runs `f` with the live instance, holding `access` shared (a call of a
     /// concurrent plugin) or exclusively; `None` once the instance is destroyed.
     fn locked<R>(&self, shared: bool, f: impl FnOnce(InstancePtr) -> R) -> Option<R> {
-        if shared && self.concurrent {
-            let guard = self.access.read();
-            (*guard).map(f)
-        } else {
-            let guard = self.access.write();
-            (*guard).map(f)
+        match &self.access {
+            Access::Concurrent(lock) if shared => (*lock.read().unwrap_or_else(PoisonError::into_inner)).map(f),
+            Access::Concurrent(lock) => (*lock.write().unwrap_or_else(PoisonError::into_inner)).map(f),
+            Access::Serial(lock) => (*lock.write()).map(f),
         }
     }
 
@@ -653,9 +669,8 @@ impl Core {
             crate::bridge::set_call_traced(sampled);
         }
         let measure_cpu = profiling || sampled || bridge.call_cpu();
-        let on_violation = self.on_violation.clone();
         let active =
-            ActiveCall::begin(&self.shared_name, method, instance, budget, counters, on_violation, measure_cpu);
+            ActiveCall::begin(&self.shared_name, method, instance, budget, counters, &self.on_violation, measure_cpu);
         if budget.is_limited() {
             self.watchdog.watch(&active);
         }
@@ -699,8 +714,10 @@ impl Core {
     /// Runs the plugin's `shutdown` and frees the instance, once every call in
     /// flight has returned; `None` if it already was.
     fn destroy(&self) -> Option<Result<(), PluginFailure>> {
-        let mut guard = self.access.write();
-        let ptr = guard.take()?;
+        let ptr = match &self.access {
+            Access::Concurrent(lock) => lock.write().unwrap_or_else(PoisonError::into_inner).take()?,
+            Access::Serial(lock) => lock.write().take()?,
+        };
         let mut err = AxBytes::empty();
         // SAFETY: the instance is live; taken out of `access`, it is never used again.
         let status = unsafe { (self.vtable.destroy)(ptr.0, &mut err) };
