@@ -461,14 +461,22 @@ impl Plugin {
 
     /// Hands the plugin a state saved earlier (possibly by another build).
     pub fn restore_state(&self, saved: &SavedState) -> Result<(), CallError> {
-        let saved = saved.clone();
-        let result = self.with_instance(false, move |core, ptr| {
+        fn restore(core: &Core, ptr: InstancePtr, saved: &SavedState) -> Result<(), PluginFailure> {
             let mut err = AxBytes::empty();
             // SAFETY: the instance is live and held exclusively.
             let status =
                 unsafe { (core.vtable.restore_state)(ptr.0, saved.schema_version, AxStr::new(&saved.bytes), &mut err) };
             if status == Status::OK { Ok(()) } else { Err(PluginFailure::from_status(status, err.as_slice())) }
-        })?;
+        }
+        let result = if self.dedicated {
+            let saved = saved.clone();
+            self.with_instance(false, move |core, ptr| restore(core, ptr, &saved))?
+        } else {
+            // On this thread, the state borrowed: a hot reload's megabytes are not copied once more.
+            let core = &self.core;
+            core.locked(false, |ptr| restore(core, ptr, saved))
+                .ok_or_else(|| CallError::Stopped { plugin: core.name.clone() })?
+        };
         result.map_err(|failure| self.failure("restore_state", failure))
     }
 
