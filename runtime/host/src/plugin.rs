@@ -27,6 +27,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ax_abi::{AllocCounters, AxBytes, AxStr, PluginVTable, Status, flags};
+use crossbeam_utils::CachePadded;
+use crossbeam_utils::atomic::AtomicCell;
+use crossbeam_utils::sync::ShardedLock;
 use parking_lot::RwLock;
 use serde_json::Value;
 
@@ -37,9 +40,6 @@ use crate::error::{CallError, LoadError, PluginFailure};
 use crate::events::{Event, EventBus, InstanceId};
 use crate::loader::OpenedLibrary;
 use crate::trace::{CallEnd, CallStart, CallTrace};
-use crossbeam_utils::CachePadded;
-use crossbeam_utils::atomic::AtomicCell;
-use crossbeam_utils::sync::ShardedLock;
 
 /// Saved plugin state, as the plugin's `save_state` produced it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
