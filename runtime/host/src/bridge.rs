@@ -868,7 +868,7 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
         // The fast way, taken by every span after the first of its callsite on
         // this thread: two thread-local reads; the span is the tracer's to
         // take if the call is traced, and nobody's if it was sampled out.
-        if SAMPLED_SPANS.with(|s| s.borrow().iter().any(|(b, c, _)| (*b, *c) == (ctx as usize, callsite))) {
+        if sampled_span(ctx as usize, callsite, |_| ()).is_some() {
             return traced;
         }
         // SAFETY: ctx from our vtable.
@@ -891,9 +891,9 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
     })
 }
 
-/// The info of a span callsite only the tracer wants, if this thread met it.
-fn sampled_span_info(bridge: usize, callsite: usize) -> Option<Arc<CallsiteInfo>> {
-    SAMPLED_SPANS.with(|s| s.borrow().iter().find(|(b, c, _)| (*b, *c) == (bridge, callsite)).map(|(.., i)| i.clone()))
+/// `f` of the info of a span callsite only the tracer wants, if this thread met it.
+fn sampled_span<R>(bridge: usize, callsite: usize, f: impl FnOnce(&Arc<CallsiteInfo>) -> R) -> Option<R> {
+    SAMPLED_SPANS.with(|s| s.borrow().iter().find(|(b, c, _)| (*b, *c) == (bridge, callsite)).map(|(.., i)| f(i)))
 }
 
 fn collect_fields(fields: &[FieldValue]) -> Vec<(&'static str, Value)> {
@@ -916,7 +916,7 @@ unsafe extern "C" fn cb_span_new(
         let fields = if keep { collect_fields(raw) } else { Vec::new() };
         // Inside a call the tracer sampled out, not even the callsite is looked up.
         let traced = (bridge.tracing.load(Ordering::Relaxed) && CALL_TRACED.with(Cell::get))
-            .then(|| sampled_span_info(ctx as usize, callsite).or_else(|| bridge.callsite(callsite)))
+            .then(|| sampled_span(ctx as usize, callsite, Arc::clone).or_else(|| bridge.callsite(callsite)))
             .flatten()
             .and_then(|info| bridge.tracer_for(&info).map(|tracer| (tracer, info)));
         let data =

@@ -288,11 +288,10 @@ impl CpuClock {
 
 /// A call in progress, as the worker and the watchdog see it.
 pub(crate) struct ActiveCall {
-    /// The plugin's name and the method, for violation events: kept only when
-    /// the budget limits something (nothing else can be violated), so that an
-    /// unlimited call writes to no line another caller's call shares.
-    plugin: Option<Arc<str>>,
-    method: String,
+    /// What a violation needs; only when the budget limits something (nothing
+    /// else can be violated), so that an unlimited call clones nothing another
+    /// caller's call shares.
+    limited: Option<Limited>,
     pub(crate) instance: InstanceId,
     budget: Budget,
     started: Instant,
@@ -307,14 +306,20 @@ pub(crate) struct ActiveCall {
     violations: Mutex<Vec<Violation>>,
     /// How many of `violations` have been published.
     published: Mutex<usize>,
-    /// Called (once) at the first violation, with it: asks the plugin to
-    /// unwind. Kept, like `plugin`, only when the budget limits something.
-    on_violation: Option<OnViolation>,
     /// Set (under `violations`' lock) just before `on_violation` is called:
     /// this call, and no other running in parallel, is to unwind.
     aborting: AtomicBool,
     /// Whether the probe handler has been told of the abort.
     abort_noticed: AtomicBool,
+}
+
+/// What a call with a limited budget keeps for its violations.
+struct Limited {
+    /// The plugin's name and the method, for violation events.
+    plugin: Arc<str>,
+    method: String,
+    /// Called (once) at the first violation, with it: asks the plugin to unwind.
+    on_violation: OnViolation,
 }
 
 thread_local! {
@@ -345,8 +350,11 @@ impl ActiveCall {
         });
         let limited = budget.is_limited();
         let call = Arc::new(ActiveCall {
-            plugin: limited.then(|| plugin.clone()),
-            method: if limited { method.to_owned() } else { String::new() },
+            limited: limited.then(|| Limited {
+                plugin: plugin.clone(),
+                method: method.to_owned(),
+                on_violation: on_violation.clone(),
+            }),
             instance,
             budget,
             started: Instant::now(),
@@ -359,7 +367,6 @@ impl ActiveCall {
             paused_since_ns: AtomicU64::new(NOT_PAUSED),
             violations: Mutex::new(Vec::new()),
             published: Mutex::new(0),
-            on_violation: limited.then(|| on_violation.clone()),
             aborting: AtomicBool::new(false),
             abort_noticed: AtomicBool::new(false),
         });
@@ -440,8 +447,8 @@ impl ActiveCall {
         }
         if first {
             self.aborting.store(true, Ordering::Release);
-            if let Some(on_violation) = &self.on_violation {
-                on_violation(&violations);
+            if let Some(limited) = &self.limited {
+                (limited.on_violation)(&violations);
             }
         }
     }
@@ -455,16 +462,14 @@ impl ActiveCall {
     /// Publishes the violations not published yet (each exactly once, whether
     /// the watchdog or the final check found it).
     pub(crate) fn publish_violations(&self, events: &EventBus) {
-        if !self.budget.is_limited() {
-            return;
-        }
+        let Some(limited) = &self.limited else { return };
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         let violations = self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for violation in &violations[(*published).min(violations.len())..] {
             events.publish_with(|| Event::BudgetViolation {
                 instance: self.instance,
-                plugin: self.plugin.as_deref().unwrap_or_default().to_owned(),
-                method: self.method.clone(),
+                plugin: limited.plugin.to_string(),
+                method: limited.method.clone(),
                 violation: *violation,
             });
         }
