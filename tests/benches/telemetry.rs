@@ -51,7 +51,7 @@ use ax_runtime::{
     CallEnd, CallStart, CallTrace, CallTracer, CallsiteInfo, Fields, Host, HostOptions, InstanceId, Instrumentation,
     Level, Plugin, SpanStart, Tracer, Usage,
 };
-use ax_telemetry::{Config, Protocol, Telemetry};
+use ax_telemetry::{Config, Protocol, Sampler, Telemetry};
 
 const INPUT: &[u8] = br#"{"text":"the quick brown fox"}"#;
 
@@ -119,14 +119,14 @@ fn collector() -> (Reaped, String) {
     (reaped, format!("http://127.0.0.1:{port}"))
 }
 
-fn config(endpoint: &str, sample_ratio: Option<f64>) -> Config {
+fn config(endpoint: &str, ratio: f64) -> Config {
     Config {
         protocol: Protocol::HttpProtobuf,
         endpoint: Some(endpoint.to_owned()),
         endpoint_shown: endpoint.to_owned(),
         service_name: "ax-bench".to_owned(),
         headers: Default::default(),
-        sample_ratio,
+        sampler: Sampler::ParentBased(ratio),
         // The default: word-count's `#[instrument]` spans, not its trace-level `is_word`.
         level: Level::Info,
         metrics_interval: Duration::from_secs(10),
@@ -141,7 +141,7 @@ struct Forwarded;
 
 impl CallTracer for Forwarded {
     fn begin_call(&self, _: &CallStart<'_>) -> CallTrace {
-        CallTrace(Box::new(()))
+        CallTrace::word(0)
     }
     fn enter_call(&self, _: &CallTrace) -> bool {
         true
@@ -158,7 +158,7 @@ impl CallTracer for Forwarded {
     fn span_close(&self, _: InstanceId, span: u64) {
         black_box(span);
     }
-    fn event(&self, _: InstanceId, _: Option<u64>, _: &Arc<CallsiteInfo>, _: Fields<'_>) {}
+    fn event(&self, _: InstanceId, _: Option<u64>, _: &'static CallsiteInfo, _: Fields<'_>) {}
 }
 
 struct Case {
@@ -322,10 +322,10 @@ fn main() {
     unsafe { std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "5") };
     let (rotel, endpoint) = collector();
     println!("telemetry bench: exporting to rotel at {endpoint} (blackhole exporter), on this machine");
-    let sampled_out = Telemetry::start(&config(&endpoint, Some(0.0))).expect("telemetry starts");
+    let sampled_out = Telemetry::start(&config(&endpoint, 0.0)).expect("telemetry starts");
     let tracer = |t: &Telemetry| Instrumentation { tracer: Some(t.tracer()), ..Instrumentation::default() };
     let sampled_out_instr = tracer(&sampled_out);
-    let short_export = Telemetry::start(&config(&endpoint, None)).expect("telemetry starts");
+    let short_export = Telemetry::start(&config(&endpoint, 1.0)).expect("telemetry starts");
     let short_export_instr = tracer(&short_export);
     let mut cases = vec![
         Case::new("off", Instrumentation::default(), INPUT, None),
@@ -342,7 +342,7 @@ fn main() {
         Case::new("export on", short_export_instr, INPUT, Some(short_export)),
     ];
     let long_input = format!(r#"{{"text":"{}"}}"#, "the quick brown fox ".repeat(500));
-    let long_export = Telemetry::start(&config(&endpoint, None)).expect("telemetry starts");
+    let long_export = Telemetry::start(&config(&endpoint, 1.0)).expect("telemetry starts");
     let long_export_instr = tracer(&long_export);
     let mut long = vec![
         Case::new("off", Instrumentation::default(), long_input.as_bytes(), None),
@@ -357,8 +357,8 @@ fn main() {
     let long_rounds = measure(&mut long, long_rounds, LONG_CALLS, &mut order);
 
     // The caller's hooks alone, on tracers of their own (their call spans are not counted above).
-    let hooks_out = Telemetry::start(&config(&endpoint, Some(0.0))).expect("telemetry starts");
-    let hooks_on = Telemetry::start(&config(&endpoint, None)).expect("telemetry starts");
+    let hooks_out = Telemetry::start(&config(&endpoint, 0.0)).expect("telemetry starts");
+    let hooks_on = Telemetry::start(&config(&endpoint, 1.0)).expect("telemetry starts");
     let [hook_out_ns, hook_on_ns] = caller_hooks([&hooks_out.tracer(), &hooks_on.tracer()]);
 
     assert_eq!(sampled_out.exported_spans(), 0, "telemetry bench: a sampled-out call exported spans");

@@ -216,6 +216,7 @@ pub(crate) fn export_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Co
         .env_remove("OTEL_SERVICE_NAME")
         .env_remove("OTEL_RESOURCE_ATTRIBUTES")
         .env_remove("OTEL_TRACES_SAMPLER")
+        .env_remove("OTEL_TRACES_SAMPLER_ARG")
         .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
         .env_remove("TRACEPARENT")
         .env_remove("AX_TELEMETRY_LEVEL")
@@ -446,6 +447,25 @@ fn export_is_off_without_configuration_and_bad_settings_are_errors() {
     cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", "{}"]);
     let out = run(export_env(&mut cmd, "http://127.0.0.1:9").env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml"));
     ax_e2e::assert_one_error(&out, &["OTEL_EXPORTER_OTLP_PROTOCOL=\"http/xml\" is invalid", "\"http/protobuf\""]);
+
+    // A sampler the specification does not name, or a ratio that is not one,
+    // is refused (OpenTelemetry's SDK would trace every call instead).
+    for (sampler, arg, said) in [
+        ("parentbased_traceid", None, "OTEL_TRACES_SAMPLER=\"parentbased_traceid\" is invalid"),
+        (
+            "traceidratio",
+            Some("50%"),
+            "OTEL_TRACES_SAMPLER_ARG=\"50%\" (for OTEL_TRACES_SAMPLER=\"traceidratio\") is invalid",
+        ),
+    ] {
+        let mut cmd = ax();
+        cmd.args(["run", "--no-build"]).arg(library("word-count")).args(["count", "{}"]);
+        let cmd = export_env(&mut cmd, "http://127.0.0.1:9").env("OTEL_TRACES_SAMPLER", sampler);
+        if let Some(arg) = arg {
+            cmd.env("OTEL_TRACES_SAMPLER_ARG", arg);
+        }
+        ax_e2e::assert_one_error(&run(cmd), &[said]);
+    }
 }
 
 #[test]
@@ -480,7 +500,7 @@ fn reloads_are_spans_and_counted_by_outcome_and_calls_carry_the_generation() {
         endpoint_shown: collector.endpoint(),
         service_name: "reload-test".to_owned(),
         headers: Default::default(),
-        sample_ratio: None,
+        sampler: ax_telemetry::Sampler::ParentBased(1.0),
         level: ax_runtime::Level::Info,
         metrics_interval: Duration::from_secs(60),
         timeout: Duration::from_secs(5),

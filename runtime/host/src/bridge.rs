@@ -23,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use ax_abi::{
@@ -63,8 +63,9 @@ pub struct Instrumentation {
     /// [`crate::Usage::cpu`] (`false`, the default: `None` there). The clock
     /// is a system call, read twice per call: on this project's VM that was
     /// 1.2 µs, half of a short call's round trip (`benches/bridge.rs`,
-    /// `breakdown`). ax's commands turn it on; a call with a CPU budget,
-    /// profiling, and a call the tracer samples in read it anyway.
+    /// `breakdown`). ax's commands turn it on; a call with a CPU budget and
+    /// profiling read it anyway; a tracer does not (a traced call's span then
+    /// carries no CPU time).
     pub call_cpu: bool,
 }
 
@@ -331,7 +332,9 @@ pub(crate) struct Bridge {
     span_fields: AtomicBool,
     /// [`Instrumentation::call_cpu`], read at every call.
     call_cpu: AtomicBool,
-    callsites: RwLock<HashMap<usize, Arc<CallsiteInfo>>>,
+    /// Each callsite's info, made once and never freed (like the bridge and
+    /// the image), so that hooks hand tracers a `&'static` without counting.
+    callsites: RwLock<HashMap<usize, &'static CallsiteInfo>>,
     spans: Slab<SpanData>,
     probes: OnceLock<ProbeTable>,
     probe_handler: RwLock<Option<Arc<dyn ProbeHandler>>>,
@@ -352,7 +355,11 @@ pub(crate) struct Bridge {
     tracing: AtomicBool,
     /// The tracer's `max_level`.
     tracer_level: AtomicU8,
-    tracer: RwLock<Option<Arc<dyn CallTracer>>>,
+    /// The tracer (null: none), read by every call and hook. One that is
+    /// replaced is never freed, as a call or hook on another thread may still
+    /// be using it; the bridge itself is never freed either, and tracers are
+    /// replaced only when the instrumentation is.
+    tracer: AtomicPtr<Arc<dyn CallTracer>>,
 }
 
 #[derive(Clone, Copy)]
@@ -377,7 +384,7 @@ thread_local! {
     /// without a lookup, and [`cb_span_new`] finds their info without taking
     /// the callsite table's lock. Bridges are never freed, so an address names
     /// one bridge.
-    static SAMPLED_SPANS: RefCell<Vec<(usize, usize, Arc<CallsiteInfo>)>> = const { RefCell::new(Vec::new()) };
+    static SAMPLED_SPANS: RefCell<Vec<(usize, usize, &'static CallsiteInfo)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How many span callsites [`SAMPLED_SPANS`] keeps per thread (beyond, the
@@ -527,7 +534,7 @@ impl Bridge {
             events,
             tracing: AtomicBool::new(tracer.is_some()),
             tracer_level: AtomicU8::new(tracer.as_ref().map_or(Level::Trace, |t| t.max_level()) as u8),
-            tracer: RwLock::new(tracer),
+            tracer: AtomicPtr::new(tracer.map_or(std::ptr::null_mut(), |tracer| Box::into_raw(Box::new(tracer)))),
             span_fields: AtomicBool::new(instrumentation.span_fields),
             call_cpu: AtomicBool::new(instrumentation.call_cpu),
             profiler: Profiler::new(instrumentation.profile),
@@ -701,7 +708,9 @@ impl Bridge {
         let tracer = instrumentation.tracer.as_ref().map(|t| t.0.clone());
         self.tracing.store(tracer.is_some(), Ordering::Relaxed);
         self.tracer_level.store(tracer.as_ref().map_or(Level::Trace, |t| t.max_level()) as u8, Ordering::Relaxed);
-        *self.tracer.write().unwrap_or_else(|e| e.into_inner()) = tracer;
+        let tracer = tracer.map_or(std::ptr::null_mut(), |tracer| Box::into_raw(Box::new(tracer)));
+        // The one before is left as it is: see `Bridge::tracer`.
+        self.tracer.store(tracer, Ordering::Release);
         self.profiler.configure(instrumentation.profile);
         *self.instrumentation.write().unwrap_or_else(|e| e.into_inner()) = instrumentation;
         self.rearm_probes();
@@ -719,17 +728,15 @@ impl Bridge {
         self.call_cpu.load(Ordering::Relaxed)
     }
 
-    /// The tracer, if one is set (one relaxed load when none is).
-    pub(crate) fn tracer(&self) -> Option<Arc<dyn CallTracer>> {
-        if !self.tracing.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.tracer.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The tracer, if one is set: one load, no lock, nothing counted.
+    pub(crate) fn tracer(&self) -> Option<&'static dyn CallTracer> {
+        // SAFETY: null or a tracer that is never freed (see `Bridge::tracer`).
+        unsafe { self.tracer.load(Ordering::Acquire).as_ref() }.map(|tracer| &**tracer)
     }
 
     /// The tracer, if one wants this callsite's spans now: at its level, and
     /// not inside a call it sampled out.
-    fn tracer_for(&self, info: &CallsiteInfo) -> Option<Arc<dyn CallTracer>> {
+    fn tracer_for(&self, info: &CallsiteInfo) -> Option<&'static dyn CallTracer> {
         if info.level as u8 > self.tracer_level.load(Ordering::Relaxed) {
             return None;
         }
@@ -740,7 +747,7 @@ impl Bridge {
     /// An event reaches the host only when the log filter (`AX_LOG`) let it
     /// through, and the tracer keeps it only inside a span it exports: the
     /// tracer's level caps spans, not events.
-    fn tracer_for_event(&self) -> Option<Arc<dyn CallTracer>> {
+    fn tracer_for_event(&self) -> Option<&'static dyn CallTracer> {
         if !self.tracing.load(Ordering::Relaxed) || !CALL_TRACED.with(Cell::get) {
             return None;
         }
@@ -759,13 +766,13 @@ impl Bridge {
 
     pub(crate) fn callsites(&self) -> Vec<CallsiteInfo> {
         let map = self.callsites.read().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<CallsiteInfo> = map.values().map(|c| (**c).clone()).collect();
+        let mut all: Vec<CallsiteInfo> = map.values().map(|c| (*c).clone()).collect();
         all.sort_by(|a, b| (&a.file, a.line, &a.name).cmp(&(&b.file, b.line, &b.name)));
         all
     }
 
-    pub(crate) fn callsite(&self, id: usize) -> Option<Arc<CallsiteInfo>> {
-        self.callsites.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    pub(crate) fn callsite(&self, id: usize) -> Option<&'static CallsiteInfo> {
+        self.callsites.read().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
     }
 
     /// A span callsite only the tracer wants is `SOMETIMES`: the plugin asks
@@ -855,7 +862,15 @@ unsafe extern "C" fn cb_register_callsite(ctx: *const c_void, meta: *const Calls
             }
         };
         let interest = bridge.interest(&info);
-        bridge.callsites.write().unwrap_or_else(|e| e.into_inner()).insert(meta.id, Arc::new(info));
+        // Registered again after a rebuild of the plugin's interest cache: the
+        // id is the address of the callsite's static metadata in the image,
+        // so its info never changes; the one made first is kept.
+        bridge
+            .callsites
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(meta.id)
+            .or_insert_with(|| Box::leak(Box::new(info)));
         interest
     })
 }
@@ -868,7 +883,7 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
         // The fast way, taken by every span after the first of its callsite on
         // this thread: two thread-local reads; the span is the tracer's to
         // take if the call is traced, and nobody's if it was sampled out.
-        if sampled_span(ctx as usize, callsite, |_| ()).is_some() {
+        if sampled_span(ctx as usize, callsite).is_some() {
             return traced;
         }
         // SAFETY: ctx from our vtable.
@@ -877,12 +892,12 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
         // `enabled` meanwhile). Forward it, so that no span of a parallel call
         // goes uncounted; whatever needs its metadata looks it up later.
         let Some(info) = bridge.callsite(callsite) else { return true };
-        let interest = bridge.interest(&info);
+        let interest = bridge.interest(info);
         if info.is_span && interest == interest::SOMETIMES {
             SAMPLED_SPANS.with(|s| {
                 let mut known = s.borrow_mut();
                 if known.len() < SAMPLED_SPANS_KEPT {
-                    known.push((ctx as usize, callsite, info.clone()));
+                    known.push((ctx as usize, callsite, info));
                 }
             });
             return traced;
@@ -891,9 +906,9 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
     })
 }
 
-/// `f` of the info of a span callsite only the tracer wants, if this thread met it.
-fn sampled_span<R>(bridge: usize, callsite: usize, f: impl FnOnce(&Arc<CallsiteInfo>) -> R) -> Option<R> {
-    SAMPLED_SPANS.with(|s| s.borrow().iter().find(|(b, c, _)| (*b, *c) == (bridge, callsite)).map(|(.., i)| f(i)))
+/// The info of a span callsite only the tracer wants, if this thread met it.
+fn sampled_span(bridge: usize, callsite: usize) -> Option<&'static CallsiteInfo> {
+    SAMPLED_SPANS.with(|s| s.borrow().iter().find(|(b, c, _)| (*b, *c) == (bridge, callsite)).map(|(.., i)| *i))
 }
 
 fn collect_fields(fields: &[FieldValue]) -> Vec<(&'static str, Value)> {
@@ -916,9 +931,9 @@ unsafe extern "C" fn cb_span_new(
         let fields = if keep { collect_fields(raw) } else { Vec::new() };
         // Inside a call the tracer sampled out, not even the callsite is looked up.
         let traced = (bridge.tracing.load(Ordering::Relaxed) && CALL_TRACED.with(Cell::get))
-            .then(|| sampled_span(ctx as usize, callsite, Arc::clone).or_else(|| bridge.callsite(callsite)))
+            .then(|| sampled_span(ctx as usize, callsite).or_else(|| bridge.callsite(callsite)))
             .flatten()
-            .and_then(|info| bridge.tracer_for(&info).map(|tracer| (tracer, info)));
+            .and_then(|info| bridge.tracer_for(info).map(|tracer| (tracer, info)));
         let data =
             SpanData { callsite, refs: AtomicUsize::new(1), fields: Mutex::new(fields), traced: traced.is_some() };
         // The slab is full only after ~4 billion live spans; u64::MAX then means "untracked".
@@ -931,7 +946,7 @@ unsafe extern "C" fn cb_span_new(
             };
             // SAFETY: field names are literals of the image, never unmapped; values valid for the call.
             let fields = unsafe { Fields::new(raw) };
-            tracer.span_new(SpanStart { instance: bridge.instance, span: id, parent, callsite: &info, fields });
+            tracer.span_new(SpanStart { instance: bridge.instance, span: id, parent, callsite: info, fields });
         }
         id
     })
@@ -1065,7 +1080,7 @@ unsafe extern "C" fn cb_event(
                 _ => bridge.current_span(),
             };
             // SAFETY: as in `cb_span_new`.
-            tracer.event(bridge.instance, parent, &info, unsafe { Fields::new(fields) });
+            tracer.event(bridge.instance, parent, info, unsafe { Fields::new(fields) });
         }
         bridge.events.publish_with(|| {
             let mut message = String::new();

@@ -676,7 +676,7 @@ impl Core {
         if traced.is_some() {
             crate::bridge::set_call_traced(sampled);
         }
-        let measure_cpu = profiling || sampled || bridge.call_cpu();
+        let measure_cpu = profiling || bridge.call_cpu();
         let active =
             ActiveCall::begin(&self.shared_name, method, instance, budget, counters, &self.on_violation, measure_cpu);
         if budget.is_limited() {

@@ -540,7 +540,7 @@ impl Profiler {
     /// callsite id; `plugin` names calls' root frames (`plugin.method`).
     pub(crate) fn snapshot(
         &self,
-        callsite: &dyn Fn(usize) -> Option<std::sync::Arc<CallsiteInfo>>,
+        callsite: &dyn Fn(usize) -> Option<&'static CallsiteInfo>,
         probes: &[ProbeSiteInfo],
         plugin: &str,
     ) -> Recorded {
@@ -565,7 +565,7 @@ impl Profiler {
             .filter(|s| s.time.count() > 0)
             .map(|s| {
                 let info = callsite(s.callsite);
-                let mut profile = describe(info.as_deref(), CallsiteKind::Span, s.time.count());
+                let mut profile = describe(info, CallsiteKind::Span, s.time.count());
                 profile.budget_violations = s.budget_violations;
                 profile.time = Some(s.time.clone());
                 profile.alloc_bytes = s.alloc_bytes;
@@ -573,7 +573,7 @@ impl Profiler {
                 profile
             })
             .collect();
-        callsites.extend(data.events.iter().map(|(&id, &n)| describe(callsite(id).as_deref(), CallsiteKind::Event, n)));
+        callsites.extend(data.events.iter().map(|(&id, &n)| describe(callsite(id), CallsiteKind::Event, n)));
         let hits = self.probe_hits.get().map_or(&[][..], |h| &h[..]);
         callsites.extend(probes.iter().zip(hits).filter(|(_, n)| n.load(Ordering::Relaxed) > 0).map(|(site, n)| {
             CallsiteProfile {
@@ -658,7 +658,6 @@ fn describe(info: Option<&CallsiteInfo>, kind: CallsiteKind, count: u64) -> Call
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
@@ -667,8 +666,8 @@ mod tests {
 
     const BRIDGE: usize = 0x1000;
 
-    fn info(id: usize, name: &str) -> Arc<CallsiteInfo> {
-        Arc::new(CallsiteInfo {
+    fn info(id: usize, name: &str) -> CallsiteInfo {
+        CallsiteInfo {
             id,
             is_span: true,
             level: Level::Info,
@@ -678,17 +677,15 @@ mod tests {
             file: "src/lib.rs".to_owned(),
             line: id as u32,
             fields: Vec::new(),
-        })
+        }
     }
 
-    /// Span callsites 8 (`outer`), 16 (`inner`), 24 (`leaf`).
-    fn lookup(id: usize) -> Option<Arc<CallsiteInfo>> {
-        match id {
-            8 => Some(info(8, "outer")),
-            16 => Some(info(16, "inner")),
-            24 => Some(info(24, "leaf")),
-            _ => None,
-        }
+    /// Span callsites 8 (`outer`), 16 (`inner`), 24 (`leaf`); like the
+    /// bridge's, they live as long as the process.
+    fn lookup(id: usize) -> Option<&'static CallsiteInfo> {
+        static SITES: std::sync::LazyLock<[CallsiteInfo; 3]> =
+            std::sync::LazyLock::new(|| [info(8, "outer"), info(16, "inner"), info(24, "leaf")]);
+        SITES.iter().find(|site| site.id == id)
     }
 
     fn busy(micros: u64) {

@@ -58,7 +58,8 @@ pub struct SpanStart<'a> {
     /// thread is in. `None` for a root span of the plugin (the call is then
     /// its parent).
     pub parent: Option<u64>,
-    pub callsite: &'a Arc<CallsiteInfo>,
+    /// Lives as long as the process (keep the reference, no need to clone).
+    pub callsite: &'static CallsiteInfo,
     /// The fields given at creation, borrowed for the duration of the hook.
     pub fields: Fields<'a>,
 }
@@ -126,8 +127,25 @@ impl std::fmt::Debug for Fields<'_> {
 }
 
 /// Whatever a tracer keeps for one call between [`CallTracer::begin_call`]
-/// and [`CallTracer::end_call`] (an OpenTelemetry span, say).
-pub struct CallTrace(pub Box<dyn Any + Send>);
+/// and [`CallTracer::end_call`]: a word (a timestamp, say), and a boxed state
+/// if it needs more (an OpenTelemetry span). A call that keeps only the word
+/// (one sampled out) allocates nothing.
+pub struct CallTrace {
+    pub word: u64,
+    pub state: Option<Box<dyn Any + Send>>,
+}
+
+impl CallTrace {
+    /// A word and no state.
+    pub fn word(word: u64) -> CallTrace {
+        CallTrace { word, state: None }
+    }
+
+    /// A state (and the word 0).
+    pub fn state(state: impl Any + Send) -> CallTrace {
+        CallTrace { word: 0, state: Some(Box::new(state)) }
+    }
+}
 
 impl std::fmt::Debug for CallTrace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,7 +184,7 @@ pub trait CallTracer: Send + Sync {
     fn span_close(&self, instance: InstanceId, span: u64);
     /// A plugin event (that passed the log filter) inside span `parent`, or
     /// outside any span of the plugin.
-    fn event(&self, instance: InstanceId, parent: Option<u64>, callsite: &Arc<CallsiteInfo>, fields: Fields<'_>);
+    fn event(&self, instance: InstanceId, parent: Option<u64>, callsite: &'static CallsiteInfo, fields: Fields<'_>);
 }
 
 /// A shared [`CallTracer`], as [`Instrumentation`](crate::Instrumentation) holds it.

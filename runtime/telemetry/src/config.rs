@@ -47,8 +47,8 @@ pub struct Config {
     pub service_name: String,
     /// From the manifest; `OTEL_EXPORTER_OTLP_HEADERS` is added by the exporter.
     pub headers: BTreeMap<String, String>,
-    /// Share of root calls traced, unless `OTEL_TRACES_SAMPLER` is set.
-    pub sample_ratio: Option<f64>,
+    /// Which calls are traced.
+    pub sampler: Sampler,
     /// The most detailed plugin spans exported (events follow the log filter).
     pub level: Level,
     pub metrics_interval: Duration,
@@ -56,6 +56,52 @@ pub struct Config {
     pub timeout: Duration,
     /// The bound on the whole flush at exit (traces and metrics in parallel).
     pub flush_timeout: Duration,
+}
+
+/// Which calls are traced: `OTEL_TRACES_SAMPLER` (with `OTEL_TRACES_SAMPLER_ARG`)
+/// if set, else the manifest's `sample_ratio` (parent-based), else every call
+/// (parent-based). The samplers of the OpenTelemetry specification that need
+/// nothing from outside the process; each is decided without a trace id when
+/// its ratio is 0 or 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sampler {
+    /// A call whose caller's context has a span (a `traceparent`) is traced
+    /// if that span was; another at this ratio. `parentbased_always_on` is 1,
+    /// `parentbased_always_off` 0.
+    ParentBased(f64),
+    /// At this ratio, whatever the caller's context. `always_on` is 1,
+    /// `always_off` 0.
+    Ratio(f64),
+}
+
+impl Sampler {
+    /// `OTEL_TRACES_SAMPLER` (and `OTEL_TRACES_SAMPLER_ARG`), as the
+    /// specification spells them.
+    fn parse(name: &str, arg: Option<&str>) -> Result<Sampler, TelemetryError> {
+        let ratio = || {
+            let text = arg.unwrap_or("");
+            text.trim().parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(|| TelemetryError::Config {
+                what: format!("OTEL_TRACES_SAMPLER_ARG={text:?} (for OTEL_TRACES_SAMPLER={name:?})"),
+                expected: "a ratio from 0 to 1, such as 0.25".to_owned(),
+            })
+        };
+        Ok(match name.trim() {
+            "always_on" => Sampler::Ratio(1.0),
+            "always_off" => Sampler::Ratio(0.0),
+            "traceidratio" => Sampler::Ratio(ratio()?),
+            "parentbased_always_on" => Sampler::ParentBased(1.0),
+            "parentbased_always_off" => Sampler::ParentBased(0.0),
+            "parentbased_traceidratio" => Sampler::ParentBased(ratio()?),
+            _ => {
+                return Err(TelemetryError::Config {
+                    what: format!("OTEL_TRACES_SAMPLER={name:?}"),
+                    expected: "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or \
+                               parentbased_traceidratio (remote samplers are not supported)"
+                        .to_owned(),
+                });
+            }
+        })
+    }
 }
 
 /// `info`, `DEBUG`, …: a level, as `AX_LOG` spells them.
@@ -109,9 +155,9 @@ impl Config {
             (None, Some(v)) => v.clone(),
             (None, None) => protocol.default_endpoint().to_owned(),
         };
-        let sample_ratio = match var("OTEL_TRACES_SAMPLER") {
-            Some(_) => None,
-            None => section.sample_ratio,
+        let sampler = match var("OTEL_TRACES_SAMPLER") {
+            Some(name) => Sampler::parse(&name, var("OTEL_TRACES_SAMPLER_ARG").as_deref())?,
+            None => Sampler::ParentBased(section.sample_ratio.unwrap_or(1.0)),
         };
         let timeout = match var("OTEL_EXPORTER_OTLP_TIMEOUT") {
             Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| TelemetryError::Config {
@@ -144,7 +190,7 @@ impl Config {
             endpoint_shown,
             service_name: section.service_name.clone().unwrap_or_else(|| plugin.to_owned()),
             headers: section.headers.clone(),
-            sample_ratio,
+            sampler,
             level: match var("AX_TELEMETRY_LEVEL") {
                 Some(level) => parse_level(&level).ok_or_else(|| TelemetryError::Config {
                     what: format!("AX_TELEMETRY_LEVEL={level:?}"),
@@ -246,6 +292,29 @@ mod tests {
     }
 
     #[test]
+    fn samplers_parse_as_the_specification_names_them() {
+        let parse = Sampler::parse;
+        assert_eq!(parse("always_on", None).unwrap(), Sampler::Ratio(1.0));
+        assert_eq!(parse("always_off", Some("0.5")).unwrap(), Sampler::Ratio(0.0));
+        assert_eq!(parse("traceidratio", Some(" 0.25 ")).unwrap(), Sampler::Ratio(0.25));
+        assert_eq!(parse("parentbased_always_on", None).unwrap(), Sampler::ParentBased(1.0));
+        assert_eq!(parse("parentbased_always_off", None).unwrap(), Sampler::ParentBased(0.0));
+        assert_eq!(parse("parentbased_traceidratio", Some("1")).unwrap(), Sampler::ParentBased(1.0));
+        for (name, arg) in
+            [("traceidratio", None), ("traceidratio", Some("1.5")), ("parentbased_traceidratio", Some("a"))]
+        {
+            let err = parse(name, arg).unwrap_err().to_string();
+            assert!(err.contains("OTEL_TRACES_SAMPLER_ARG=") && err.contains("a ratio from 0 to 1"), "{err}");
+            assert!(err.contains(name), "{err}");
+        }
+        let err = parse("jaeger_remote", None).unwrap_err().to_string();
+        assert!(
+            err.contains("OTEL_TRACES_SAMPLER=\"jaeger_remote\"") && err.contains("parentbased_traceidratio"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn manifest_endpoint_gets_signal_paths() {
         let config = Config {
             protocol: Protocol::HttpProtobuf,
@@ -253,7 +322,7 @@ mod tests {
             endpoint_shown: String::new(),
             service_name: "wc".to_owned(),
             headers: BTreeMap::new(),
-            sample_ratio: None,
+            sampler: Sampler::ParentBased(1.0),
             level: Level::Info,
             metrics_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),

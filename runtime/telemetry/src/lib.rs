@@ -35,10 +35,10 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, Tra
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, ShouldSample, SpanProcessor};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanProcessor};
 use parking_lot::Mutex;
 
-pub use config::{Config, Protocol, TraceParent};
+pub use config::{Config, Protocol, Sampler, TraceParent};
 /// Returned by [`Telemetry::attach`].
 pub use opentelemetry::ContextGuard;
 
@@ -127,17 +127,11 @@ impl Telemetry {
         let mut processor = BatchSpanProcessor::builder(span_exporter).with_batch_config(batch).build();
         processor.set_resource(&resource);
         let processor = Arc::new(processor);
-        // OTEL_TRACES_SAMPLER(_ARG) unless the manifest gives a ratio.
-        let sampler: Arc<dyn ShouldSample> = match config.sample_ratio {
-            Some(ratio) => Arc::new(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))),
-            None => Arc::from(opentelemetry_sdk::trace::Config::default().sampler),
-        };
-
         let reader = PeriodicReader::builder(metric_exporter).with_interval(config.metrics_interval).build();
         let metrics = SdkMeterProvider::builder().with_reader(reader).with_resource(resource).build();
         let instruments = Arc::new(Instruments::new(opentelemetry::metrics::MeterProvider::meter(&metrics, "ax")));
 
-        let tracer = Arc::new(OtelTracer::new(sampler, config.level, health.clone()));
+        let tracer = Arc::new(OtelTracer::new(config.sampler, config.level, health.clone()));
         let (stop, stopping) = crossbeam_channel::bounded(1);
         let converter = {
             let (processor, instruments, converter) = (processor.clone(), instruments.clone(), Converter::new(&tracer));

@@ -12,9 +12,10 @@
 //! | `ax.startup.phase.duration` (s) | histogram | `ax.plugin`, `ax.phase` |
 //! | `ax.isolated.restarts` | observable counter | `ax.plugin` |
 //!
-//! Counters and histograms are recorded where the thing happens (the call's
-//! caller, the event's thread); observable ones are read by the periodic
-//! reader's thread when it exports.
+//! The call metrics are recorded by the `ax-otel` thread from the records the
+//! calls' threads left ([`CallTally`]); the other counters and histograms where
+//! the thing happens (the event's thread); observable ones are read by the
+//! periodic reader's thread when it exports.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,70 @@ use parking_lot::Mutex;
 
 /// Bucket bounds of `ax.call.duration`, in seconds: 10 µs to 10 s.
 const CALL_BOUNDS: [f64; 13] = [1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2, 0.25, 1.0, 10.0];
+
+/// The call metrics the `ax-otel` thread records: each call's duration goes
+/// to the histogram as it comes, its counts are summed per (plugin, method,
+/// outcome) and added once per drain ([`CallTally::flush`]). Each key's
+/// attributes are made once, for the life of the thread. A linear scan finds
+/// a key: there are as many as methods times outcomes.
+#[derive(Default)]
+pub(crate) struct CallTally(Vec<Tally>);
+
+struct Tally {
+    plugin: Box<str>,
+    method: Box<str>,
+    outcome: &'static str,
+    attrs: [KeyValue; 3],
+    calls: u64,
+    errors: u64,
+}
+
+impl CallTally {
+    pub(crate) fn record(
+        &mut self,
+        instruments: &Instruments,
+        (plugin, method, outcome): (&str, &str, &'static str),
+        elapsed: Duration,
+        failed: bool,
+    ) {
+        let at = match self.0.iter().position(|t| t.outcome == outcome && *t.method == *method && *t.plugin == *plugin)
+        {
+            Some(at) => at,
+            None => {
+                self.0.push(Tally {
+                    plugin: plugin.into(),
+                    method: method.into(),
+                    outcome,
+                    attrs: [
+                        KeyValue::new("ax.plugin", plugin.to_owned()),
+                        KeyValue::new("ax.method", method.to_owned()),
+                        KeyValue::new("ax.outcome", outcome),
+                    ],
+                    calls: 0,
+                    errors: 0,
+                });
+                self.0.len() - 1
+            }
+        };
+        let tally = &mut self.0[at];
+        instruments.call_duration.record(elapsed.as_secs_f64(), &tally.attrs);
+        tally.calls += 1;
+        tally.errors += u64::from(failed);
+    }
+
+    /// Adds the counts recorded since the last flush to the counters.
+    pub(crate) fn flush(&mut self, instruments: &Instruments) {
+        for tally in &mut self.0 {
+            if tally.calls > 0 {
+                instruments.calls.add(tally.calls, &tally.attrs);
+            }
+            if tally.errors > 0 {
+                instruments.errors.add(tally.errors, &tally.attrs);
+            }
+            (tally.calls, tally.errors) = (0, 0);
+        }
+    }
+}
 
 pub(crate) struct Instruments {
     meter: Meter,
@@ -65,19 +130,6 @@ impl Instruments {
                 .build(),
             observed: Mutex::new(Vec::new()),
             meter,
-        }
-    }
-
-    pub(crate) fn call(&self, plugin: &str, method: &str, outcome: &'static str, elapsed: Duration, failed: bool) {
-        let attrs = [
-            KeyValue::new("ax.plugin", plugin.to_owned()),
-            KeyValue::new("ax.method", method.to_owned()),
-            KeyValue::new("ax.outcome", outcome),
-        ];
-        self.call_duration.record(elapsed.as_secs_f64(), &attrs);
-        self.calls.add(1, &attrs);
-        if failed {
-            self.errors.add(1, &attrs);
         }
     }
 

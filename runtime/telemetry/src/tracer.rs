@@ -46,13 +46,13 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, InstrumentationScope, KeyValue, StringValue, Value as OtelValue};
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, IdGenerator, RandomIdGenerator, SamplingDecision, ShouldSample, SpanData, SpanEvents,
-    SpanLinks, SpanProcessor,
+    BatchSpanProcessor, IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanLinks, SpanProcessor,
 };
 use parking_lot::Mutex;
 
+use crate::Sampler;
 use crate::export::Health;
-use crate::metrics::Instruments;
+use crate::metrics::{CallTally, Instruments};
 
 /// Records a thread's buffer holds before it drops: the `ax-otel` thread is
 /// woken when a buffer is half full, and drains every buffer at least every
@@ -70,7 +70,7 @@ struct Ids {
     sampled: bool,
 }
 
-/// One call from `begin_call` to `end_call`, on its caller's side.
+/// A sampled call from `begin_call` to `end_call`, on its caller's side.
 struct CallState {
     ids: Ids,
     parent: SpanId,
@@ -108,7 +108,7 @@ enum Rec {
         instance: InstanceId,
         span: u64,
         parent: Option<u64>,
-        site: Arc<CallsiteInfo>,
+        site: &'static CallsiteInfo,
         at: u64,
         fields: u32,
     },
@@ -125,7 +125,7 @@ enum Rec {
     Event {
         instance: InstanceId,
         parent: u64,
-        site: Arc<CallsiteInfo>,
+        site: &'static CallsiteInfo,
         at: u64,
         fields: u32,
     },
@@ -154,25 +154,56 @@ struct CallRec {
     error: Option<Box<CallError>>,
 }
 
+/// A call the sampler turned down, for its metrics only: a quarter of a
+/// [`CallRec`], so that the call's thread writes a single cache line.
+struct MetricRec {
+    plugin: Text,
+    method: Text,
+    /// In [`Shared::now`] ticks.
+    start: u64,
+    end: u64,
+    outcome: &'static str,
+    failed: bool,
+}
+
 /// A thread's records since the `ax-otel` thread last took them.
 #[derive(Default)]
 struct Batch {
     recs: Vec<Rec>,
     calls: Vec<CallRec>,
+    metrics: Vec<MetricRec>,
     text: Vec<u8>,
+    /// The last call's plugin and method names in `text`: the next call of
+    /// the same method refers to them instead of copying them again.
+    names: Option<(Text, Text)>,
 }
 
 impl Batch {
+    /// `plugin` and `method` in the text arena.
+    fn names(&mut self, plugin: &str, method: &str) -> (Text, Text) {
+        match self.names {
+            Some((p, m)) if self.bytes(p) == plugin.as_bytes() && self.bytes(m) == method.as_bytes() => (p, m),
+            _ => {
+                let names = (self.text(plugin), self.text(method));
+                self.names = Some(names);
+                names
+            }
+        }
+    }
+
     fn text(&mut self, s: &str) -> Text {
         let at = self.text.len() as u32;
         self.text.extend_from_slice(s.as_bytes());
         Text { at, len: s.len() as u32 }
     }
 
+    fn bytes(&self, t: Text) -> &[u8] {
+        &self.text[t.at as usize..(t.at + t.len) as usize]
+    }
+
     fn str(&self, t: Text) -> &str {
-        let bytes = &self.text[t.at as usize..(t.at + t.len) as usize];
         // Copied from a `&str`: always UTF-8.
-        std::str::from_utf8(bytes).unwrap_or("<invalid utf-8>")
+        std::str::from_utf8(self.bytes(t)).unwrap_or("<invalid utf-8>")
     }
 
     fn fields(&mut self, fields: Fields<'_>) {
@@ -188,10 +219,17 @@ impl Batch {
         }
     }
 
+    /// Records of every kind.
+    fn len(&self) -> usize {
+        self.recs.len() + self.calls.len() + self.metrics.len()
+    }
+
     fn clear(&mut self) {
         self.recs.clear();
         self.calls.clear();
+        self.metrics.clear();
         self.text.clear();
+        self.names = None;
     }
 }
 
@@ -263,7 +301,7 @@ impl Shared {
                 }
             };
             let mut batch = buffers[at].1.batch.lock();
-            let used = batch.recs.len() + batch.calls.len();
+            let used = batch.len();
             if used + records > BUFFER || batch.text.len() + text > TEXT {
                 drop(batch);
                 self.health.queue_full();
@@ -271,7 +309,7 @@ impl Shared {
             }
             write(&mut batch);
             let half = BUFFER / 2;
-            if used < half && batch.recs.len() + batch.calls.len() >= half {
+            if used < half && batch.len() >= half {
                 drop(batch);
                 if let Some(converter) = self.converter.get() {
                     converter.unpark();
@@ -286,7 +324,7 @@ fn text_len(fields: Fields<'_>) -> usize {
 }
 
 pub(crate) struct OtelTracer {
-    sampler: Arc<dyn ShouldSample>,
+    sampler: Sampler,
     /// The most detailed plugin spans and events exported.
     level: Level,
     ids: RandomIdGenerator,
@@ -341,8 +379,33 @@ fn context(ids: Ids) -> SpanContext {
     SpanContext::new(ids.trace, ids.span, flags, false, TraceState::default())
 }
 
+impl Sampler {
+    /// The trace of a call (or a span outside any call) under `parent` (the
+    /// caller's span; invalid: none), and whether it is sampled. A root that
+    /// a ratio of 0 turns down draws no trace id: it is never seen.
+    fn sample(self, parent: &SpanContext, ids: &RandomIdGenerator) -> (TraceId, bool) {
+        let ratio = match self {
+            Sampler::ParentBased(_) if parent.is_valid() => return (parent.trace_id(), parent.is_sampled()),
+            Sampler::ParentBased(ratio) | Sampler::Ratio(ratio) => ratio,
+        };
+        if ratio <= 0.0 {
+            return (TraceId::INVALID, false);
+        }
+        let trace = if parent.is_valid() { parent.trace_id() } else { ids.new_trace_id() };
+        (trace, ratio >= 1.0 || keeps(ratio, trace))
+    }
+}
+
+/// The specification's `TraceIdRatioBased` test, as every OpenTelemetry SDK
+/// applies it (so that services sharing a trace agree): the trace id's last 8
+/// bytes, as a big-endian number without its lowest bit, below `ratio` × 2⁶³.
+fn keeps(ratio: f64, trace: TraceId) -> bool {
+    let low = u64::from_be_bytes(trace.to_bytes()[8..].try_into().unwrap_or_default());
+    (low >> 1) < (ratio * (1u64 << 63) as f64) as u64
+}
+
 impl OtelTracer {
-    pub(crate) fn new(sampler: Arc<dyn ShouldSample>, level: Level, health: Arc<Health>) -> OtelTracer {
+    pub(crate) fn new(sampler: Sampler, level: Level, health: Arc<Health>) -> OtelTracer {
         let clock = quanta::Clock::new();
         OtelTracer {
             sampler,
@@ -364,25 +427,27 @@ impl OtelTracer {
 
 impl CallTracer for OtelTracer {
     fn begin_call(&self, call: &CallStart<'_>) -> CallTrace {
-        // Borrowed, not cloned: this runs on every call, sampled or not.
         let (parent, trace, sampled) = Context::map_current(|cx| {
-            let parent = cx.span().span_context().clone();
-            let trace = if parent.is_valid() { parent.trace_id() } else { self.ids.new_trace_id() };
-            let decision = self.sampler.should_sample(Some(cx), trace, call.method, &SpanKind::Server, &[], &[]);
-            (parent, trace, matches!(decision.decision, SamplingDecision::RecordAndSample))
+            let span = cx.span();
+            let parent = span.span_context();
+            let (trace, sampled) = self.sampler.sample(parent, &self.ids);
+            ((parent.span_id(), parent.is_remote()), trace, sampled)
         });
-        CallTrace(Box::new(CallState {
-            // A sampled-out call's span id is never seen.
-            ids: Ids { trace, span: if sampled { self.ids.new_span_id() } else { SpanId::INVALID }, sampled },
-            parent: if parent.is_valid() { parent.span_id() } else { SpanId::INVALID },
-            parent_remote: parent.is_remote(),
+        if !sampled {
+            // Its metrics need only when it began: no state to allocate.
+            return CallTrace::word(self.shared.now());
+        }
+        CallTrace::state(CallState {
+            ids: Ids { trace, span: self.ids.new_span_id(), sampled },
+            parent: parent.0,
+            parent_remote: parent.1,
             start: self.shared.now(),
             call: call.call,
-        }))
+        })
     }
 
     fn enter_call(&self, trace: &CallTrace) -> bool {
-        let Some(call) = trace.0.downcast_ref::<CallState>() else { return false };
+        let Some(call) = trace.state.as_ref().and_then(|s| s.downcast_ref::<CallState>()) else { return false };
         if call.ids.sampled {
             self.shared.append(1, 0, |b| b.recs.push(Rec::Enter(call.ids)));
         }
@@ -394,18 +459,27 @@ impl CallTracer for OtelTracer {
     }
 
     fn exit_call(&self, trace: &CallTrace) {
-        if trace.0.downcast_ref::<CallState>().is_some_and(|c| c.ids.sampled) {
+        if trace.state.as_ref().is_some_and(|s| s.is::<CallState>()) {
             self.shared.append(1, 0, |b| b.recs.push(Rec::Exit));
         }
     }
 
     fn end_call(&self, trace: CallTrace, end: &CallEnd<'_>) {
-        let Ok(call) = trace.0.downcast::<CallState>() else { return };
-        let end_at = self.shared.now();
         let ns = |d: Duration| d.as_nanos() as u64;
         let usage = end.usage;
-        self.shared.append(1, end.plugin.len() + end.method.len(), |b| {
-            let (plugin, method) = (b.text(end.plugin), b.text(end.method));
+        let names = end.plugin.len() + end.method.len();
+        let end_at = self.shared.now();
+        let Some(Ok(call)) = trace.state.map(|s| s.downcast::<CallState>()) else {
+            // Sampled out: its metrics only.
+            self.shared.append(1, names, |b| {
+                let (plugin, method) = b.names(end.plugin, end.method);
+                let (outcome, failed) = (outcome(end.error), end.error.is_some());
+                b.metrics.push(MetricRec { plugin, method, start: trace.word, end: end_at, outcome, failed });
+            });
+            return;
+        };
+        self.shared.append(1, names, |b| {
+            let (plugin, method) = b.names(end.plugin, end.method);
             b.calls.push(CallRec {
                 ids: call.ids,
                 parent: call.parent,
@@ -435,7 +509,7 @@ impl CallTracer for OtelTracer {
                 instance: start.instance,
                 span: start.span,
                 parent: start.parent,
-                site: start.callsite.clone(),
+                site: start.callsite,
                 at,
                 fields: fields.len() as u32,
             });
@@ -455,12 +529,12 @@ impl CallTracer for OtelTracer {
         self.shared.append(1, 0, |b| b.recs.push(Rec::SpanClose { instance, span, at }));
     }
 
-    fn event(&self, instance: InstanceId, parent: Option<u64>, callsite: &Arc<CallsiteInfo>, fields: Fields<'_>) {
+    fn event(&self, instance: InstanceId, parent: Option<u64>, callsite: &'static CallsiteInfo, fields: Fields<'_>) {
         // Kept only inside an exported span.
         let Some(parent) = parent else { return };
         let at = self.shared.now();
         self.shared.append(1 + fields.len(), text_len(fields), |b| {
-            b.recs.push(Rec::Event { instance, parent, site: callsite.clone(), at, fields: fields.len() as u32 });
+            b.recs.push(Rec::Event { instance, parent, site: callsite, at, fields: fields.len() as u32 });
             b.fields(fields);
         });
     }
@@ -481,9 +555,9 @@ struct LiveSpan {
     events: Vec<Event>,
 }
 
-/// How long the `ax-otel` thread sleeps when every buffer was empty: the
-/// first time, then twice as long each time they still are, up to the last.
-/// A buffer half full wakes it early.
+/// How long the `ax-otel` thread sleeps between drains: the first while
+/// records come, then twice as long each time every buffer was empty, up to
+/// the last. A buffer half full wakes it early.
 const POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(50));
 
 /// A buffer as the `ax-otel` thread tracks it.
@@ -498,7 +572,7 @@ struct Drained {
 /// The `ax-otel` thread's state: records in, span data and metric points out.
 pub(crate) struct Converter {
     shared: Arc<Shared>,
-    sampler: Arc<dyn ShouldSample>,
+    sampler: Sampler,
     ids: RandomIdGenerator,
     scope: InstrumentationScope,
     drained: Vec<Drained>,
@@ -506,18 +580,21 @@ pub(crate) struct Converter {
     live: HashMap<(InstanceId, u64), LiveSpan, Fast>,
     /// Callsites seen: (instance, callsite id) → name and constant attributes.
     sites: HashMap<(InstanceId, usize), Arc<Site>, Fast>,
+    /// The call metrics' counts, added to the counters after each drain.
+    tally: CallTally,
 }
 
 impl Converter {
     pub(crate) fn new(tracer: &OtelTracer) -> Converter {
         Converter {
             shared: tracer.shared.clone(),
-            sampler: tracer.sampler.clone(),
+            sampler: tracer.sampler,
             ids: RandomIdGenerator::default(),
             scope: InstrumentationScope::builder("ax").build(),
             drained: Vec::new(),
             live: HashMap::default(),
             sites: HashMap::default(),
+            tally: CallTally::default(),
         }
     }
 
@@ -542,8 +619,13 @@ impl Converter {
                 let _ = done.send(());
                 return;
             }
+            // Even while records keep coming, drain at most once a nap (unless
+            // a buffer half full wakes it): draining without a pause took each
+            // buffer's lock as often as the calls did, and every append then
+            // waited for its cache line to come back from this thread.
             if self.drain(processor, instruments) {
                 nap = POLL.0;
+                std::thread::park_timeout(nap);
             } else {
                 std::thread::park_timeout(nap);
                 nap = (nap * 2).min(POLL.1);
@@ -561,10 +643,11 @@ impl Converter {
         let mut drained = std::mem::take(&mut self.drained);
         for d in &mut drained {
             std::mem::swap(&mut *d.buffer.batch.lock(), &mut d.spare);
-            any |= !d.spare.recs.is_empty() || !d.spare.calls.is_empty();
+            any |= d.spare.len() > 0;
             self.convert(d, processor, instruments);
             d.spare.clear();
         }
+        self.tally.flush(instruments);
         // A buffer only the `ax-otel` thread holds belonged to a thread that has
         // exited, and was drained just now.
         drained.retain(|d| Arc::strong_count(&d.buffer) > 1);
@@ -576,15 +659,18 @@ impl Converter {
         let shared = self.shared.clone();
         let health = &shared.health;
         let batch = &d.spare;
+        for call in &batch.metrics {
+            let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
+            let elapsed = shared.between(call.start, call.end);
+            self.tally.record(instruments, (plugin, method, call.outcome), elapsed, call.failed);
+        }
         for call in &batch.calls {
             let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
             let elapsed = shared.between(call.start, call.end);
-            instruments.call(plugin, method, call.outcome, elapsed, call.error.is_some());
-            if call.ids.sampled {
-                health.handed_spans.fetch_add(1, Ordering::Relaxed);
-                let generation = self.shared.generations.lock().get(&call.instance).copied().unwrap_or(1);
-                processor.on_end(call_span(call, plugin, method, generation, &self.shared, &self.scope));
-            }
+            self.tally.record(instruments, (plugin, method, call.outcome), elapsed, call.error.is_some());
+            health.handed_spans.fetch_add(1, Ordering::Relaxed);
+            let generation = self.shared.generations.lock().get(&call.instance).copied().unwrap_or(1);
+            processor.on_end(call_span(call, plugin, method, generation, &self.shared, &self.scope));
         }
         let recs = &batch.recs;
         let mut i = 0;
@@ -601,13 +687,8 @@ impl Converter {
                         // Outside any call (a thread the plugin spawned): a
                         // trace of its own, sampled as a call would be.
                         None => {
-                            let trace = self.ids.new_trace_id();
-                            let decision = self
-                                .sampler
-                                .should_sample(None, trace, &site.name, &SpanKind::Internal, &[], &[])
-                                .decision;
-                            (decision == SamplingDecision::RecordAndSample)
-                                .then(|| (Ids { trace, span: self.ids.new_span_id(), sampled: true }, SpanId::INVALID))
+                            let (trace, sampled) = self.sampler.sample(&SpanContext::empty_context(), &self.ids);
+                            sampled.then(|| (Ids { trace, span: self.ids.new_span_id(), sampled }, SpanId::INVALID))
                         }
                     };
                     let Some((ids, parent)) = ids else { continue };
@@ -889,5 +970,59 @@ impl Health {
                  that do not fit are dropped and counted (this warning is not repeated)"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TraceContextExt;
+    use opentelemetry_sdk::trace::{Sampler as SdkSampler, SamplingDecision, ShouldSample};
+
+    use super::*;
+
+    fn remote(sampled: bool) -> SpanContext {
+        let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        SpanContext::new(TraceId::from(7u128 << 64 | 3), SpanId::from(9u64), flags, true, TraceState::default())
+    }
+
+    #[test]
+    fn ratios_decide_as_the_sdk_does() {
+        let ids = RandomIdGenerator::default();
+        for ratio in [0.0, 0.001, 0.25, 0.5, 0.9, 1.0] {
+            let sdk = SdkSampler::TraceIdRatioBased(ratio);
+            let mut kept = 0;
+            for _ in 0..4000 {
+                let trace = ids.new_trace_id();
+                let theirs = sdk.should_sample(None, trace, "m", &SpanKind::Server, &[], &[]).decision;
+                let ours = ratio >= 1.0 || (ratio > 0.0 && keeps(ratio, trace));
+                assert_eq!(ours, theirs == SamplingDecision::RecordAndSample, "ratio {ratio}, trace {trace}");
+                kept += usize::from(ours);
+            }
+            let share = kept as f64 / 4000.0;
+            assert!((share - ratio).abs() < 0.05, "ratio {ratio} kept {share}");
+        }
+    }
+
+    #[test]
+    fn a_parent_decides_for_parent_based_samplers_only() {
+        let ids = RandomIdGenerator::default();
+        let none = SpanContext::empty_context();
+        for parent in [remote(true), remote(false)] {
+            for ratio in [0.0, 1.0] {
+                let (trace, sampled) = Sampler::ParentBased(ratio).sample(&parent, &ids);
+                assert_eq!((trace, sampled), (parent.trace_id(), parent.is_sampled()), "parent-based {ratio}");
+                assert_eq!(Sampler::Ratio(ratio).sample(&parent, &ids).1, ratio == 1.0, "ratio {ratio}");
+            }
+        }
+        // A sampled root gets a trace of its own; a root turned down needs none.
+        let (trace, sampled) = Sampler::ParentBased(1.0).sample(&none, &ids);
+        assert!(sampled && trace != TraceId::INVALID && trace != remote(true).trace_id());
+        assert_eq!(Sampler::ParentBased(0.0).sample(&none, &ids), (TraceId::INVALID, false));
+        // As the SDK's parent-based sampler decides under an attached context.
+        let cx = Context::new().with_remote_span_context(remote(false));
+        let sdk = SdkSampler::ParentBased(Box::new(SdkSampler::AlwaysOn));
+        let theirs = sdk.should_sample(Some(&cx), remote(false).trace_id(), "m", &SpanKind::Server, &[], &[]);
+        assert_eq!(theirs.decision, SamplingDecision::Drop);
+        assert!(!Sampler::ParentBased(1.0).sample(&remote(false), &ids).1);
     }
 }
