@@ -117,8 +117,19 @@ impl Subscriber for HostSubscriber {
     }
 
     fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        // SAFETY: as above.
-        unsafe { (self.host.enabled)(self.host.ctx, callsite_id(meta)) }
+        // Asked only for callsites the host made `SOMETIMES` (spans only its
+        // tracer wants, whose answer is whether it traces the call) and while
+        // another thread registers a callsite: one question per call.
+        let ask = |callsite| {
+            // SAFETY: as above.
+            unsafe { (self.host.enabled)(self.host.ctx, callsite) }
+        };
+        if meta.is_span()
+            && let Some(wanted) = crate::shim::call_spans(|| ask(interest::CALL_SPANS))
+        {
+            return wanted;
+        }
+        ask(callsite_id(meta))
     }
 
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {

@@ -290,6 +290,12 @@ pub mod interest {
     pub const SOMETIMES: u32 = 1;
     /// Always forward.
     pub const ALWAYS: u32 = 2;
+    /// The callsite id [`super::HostVTable::enabled`] is asked with (no
+    /// callsite has it: ids are addresses) to learn whether the call running
+    /// on this thread wants the spans of `SOMETIMES` span callsites. The
+    /// answer holds for every such span of the call: a plugin asks once per
+    /// call instead of once per span.
+    pub const CALL_SPANS: usize = 0;
 }
 
 /// Static description of a tracing callsite (span or event) of a plugin. Every
@@ -501,7 +507,9 @@ pub struct HostVTable {
 
     /// Registers a callsite; returns one of [`interest`].
     pub register_callsite: unsafe extern "C" fn(ctx: *const c_void, meta: *const CallsiteMeta) -> u32,
-    /// For callsites registered `SOMETIMES`: whether to forward this occurrence.
+    /// For callsites registered `SOMETIMES`: whether to forward this
+    /// occurrence; for [`interest::CALL_SPANS`], whether the running call
+    /// wants its `SOMETIMES` spans.
     pub enabled: unsafe extern "C" fn(ctx: *const c_void, callsite: usize) -> bool,
     /// A new span; returns its id (never 0).
     pub span_new: unsafe extern "C" fn(

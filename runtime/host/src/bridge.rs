@@ -775,6 +775,16 @@ impl Bridge {
         self.callsites.read().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
     }
 
+    /// Whether something other than the tracer wants every span (see `interest`).
+    fn spans_always(&self) -> bool {
+        let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
+        self.wants_every_span(&instr)
+    }
+
+    fn wants_every_span(&self, instr: &Instrumentation) -> bool {
+        instr.spans || instr.profile.is_some() || self.abort.load(Ordering::Relaxed) != 0
+    }
+
     /// A span callsite only the tracer wants is `SOMETIMES`: the plugin asks
     /// [`cb_enabled`] at each span, which says no inside a call the tracer
     /// sampled out (then the span costs that question and nothing else).
@@ -784,7 +794,7 @@ impl Bridge {
             let wanted = instr.log_filter.would_enable(&info.target, &info.level.to_tracing());
             return if wanted { interest::ALWAYS } else { interest::NEVER };
         }
-        if instr.spans || instr.profile.is_some() || self.abort.load(Ordering::Relaxed) != 0 {
+        if self.wants_every_span(&instr) {
             interest::ALWAYS
         } else if instr.tracer.as_ref().is_some_and(|t| info.level <= t.0.max_level()) {
             interest::SOMETIMES
@@ -880,6 +890,13 @@ unsafe extern "C" fn cb_register_callsite(ctx: *const c_void, meta: *const Calls
 unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
     shield(false, || {
         let traced = CALL_TRACED.with(Cell::get);
+        if callsite == interest::CALL_SPANS {
+            // The plugin's one question per call (its answer then stands for
+            // every `SOMETIMES` span of the call, a callsite another thread
+            // is registering included, which something else may need).
+            // SAFETY: ctx from our vtable.
+            return traced || unsafe { bridge(ctx) }.spans_always();
+        }
         // The fast way, taken by every span after the first of its callsite on
         // this thread: two thread-local reads; the span is the tracer's to
         // take if the call is traced, and nobody's if it was sampled out.
@@ -894,16 +911,22 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
         let Some(info) = bridge.callsite(callsite) else { return true };
         let interest = bridge.interest(info);
         if info.is_span && interest == interest::SOMETIMES {
-            SAMPLED_SPANS.with(|s| {
-                let mut known = s.borrow_mut();
-                if known.len() < SAMPLED_SPANS_KEPT {
-                    known.push((ctx as usize, callsite, info));
-                }
-            });
+            remember_sampled_span(ctx as usize, info);
             return traced;
         }
         interest != interest::NEVER
     })
+}
+
+/// Notes on this thread that `info` is a span callsite only the tracer wants,
+/// for [`sampled_span`].
+fn remember_sampled_span(bridge: usize, info: &'static CallsiteInfo) {
+    SAMPLED_SPANS.with(|s| {
+        let mut known = s.borrow_mut();
+        if known.len() < SAMPLED_SPANS_KEPT {
+            known.push((bridge, info.id, info));
+        }
+    });
 }
 
 /// The info of a span callsite only the tracer wants, if this thread met it.
@@ -931,7 +954,18 @@ unsafe extern "C" fn cb_span_new(
         let fields = if keep { collect_fields(raw) } else { Vec::new() };
         // Inside a call the tracer sampled out, not even the callsite is looked up.
         let traced = (bridge.tracing.load(Ordering::Relaxed) && CALL_TRACED.with(Cell::get))
-            .then(|| sampled_span(ctx as usize, callsite).or_else(|| bridge.callsite(callsite)))
+            .then(|| {
+                sampled_span(ctx as usize, callsite).or_else(|| {
+                    // The first span of its callsite on this thread (a plugin
+                    // built with this SDK asks `enabled` once per call, not
+                    // per callsite, so that is where the callsite is noted).
+                    let info = bridge.callsite(callsite)?;
+                    if bridge.interest(info) == interest::SOMETIMES {
+                        remember_sampled_span(ctx as usize, info);
+                    }
+                    Some(info)
+                })
+            })
             .flatten()
             .and_then(|info| bridge.tracer_for(info).map(|tracer| (tracer, info)));
         let data =

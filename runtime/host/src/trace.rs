@@ -127,25 +127,9 @@ impl std::fmt::Debug for Fields<'_> {
 }
 
 /// Whatever a tracer keeps for one call between [`CallTracer::begin_call`]
-/// and [`CallTracer::end_call`]: a word (a timestamp, say), and a boxed state
-/// if it needs more (an OpenTelemetry span). A call that keeps only the word
-/// (one sampled out) allocates nothing.
-pub struct CallTrace {
-    pub word: u64,
-    pub state: Option<Box<dyn Any + Send>>,
-}
-
-impl CallTrace {
-    /// A word and no state.
-    pub fn word(word: u64) -> CallTrace {
-        CallTrace { word, state: None }
-    }
-
-    /// A state (and the word 0).
-    pub fn state(state: impl Any + Send) -> CallTrace {
-        CallTrace { word: 0, state: Some(Box::new(state)) }
-    }
-}
+/// and [`CallTracer::end_call`] (an OpenTelemetry span, say; a zero-sized
+/// state is not allocated).
+pub struct CallTrace(pub Box<dyn Any + Send>);
 
 impl std::fmt::Debug for CallTrace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -111,7 +111,7 @@ impl Instruments {
             call_duration: meter
                 .f64_histogram("ax.call.duration")
                 .with_unit("s")
-                .with_description("Duration of plugin calls, as their caller waited for them")
+                .with_description("Wall time of plugin calls, as budgets measure it (the plugin code's run)")
                 .with_boundaries(CALL_BOUNDS.to_vec())
                 .build(),
             calls: meter.u64_counter("ax.calls").with_description("Plugin calls answered").build(),

@@ -70,6 +70,9 @@ struct Ids {
     sampled: bool,
 }
 
+/// A call the sampler turned down, from `begin_call` to `end_call`.
+struct SampledOut;
+
 /// A sampled call from `begin_call` to `end_call`, on its caller's side.
 struct CallState {
     ids: Ids,
@@ -159,9 +162,7 @@ struct CallRec {
 struct MetricRec {
     plugin: Text,
     method: Text,
-    /// In [`Shared::now`] ticks.
-    start: u64,
-    end: u64,
+    wall: u64,
     outcome: &'static str,
     failed: bool,
 }
@@ -434,20 +435,21 @@ impl CallTracer for OtelTracer {
             ((parent.span_id(), parent.is_remote()), trace, sampled)
         });
         if !sampled {
-            // Its metrics need only when it began: no state to allocate.
-            return CallTrace::word(self.shared.now());
+            // Its metrics need only what `end_call` is told: a zero-sized
+            // state, not allocated.
+            return CallTrace(Box::new(SampledOut));
         }
-        CallTrace::state(CallState {
+        CallTrace(Box::new(CallState {
             ids: Ids { trace, span: self.ids.new_span_id(), sampled },
             parent: parent.0,
             parent_remote: parent.1,
             start: self.shared.now(),
             call: call.call,
-        })
+        }))
     }
 
     fn enter_call(&self, trace: &CallTrace) -> bool {
-        let Some(call) = trace.state.as_ref().and_then(|s| s.downcast_ref::<CallState>()) else { return false };
+        let Some(call) = trace.0.downcast_ref::<CallState>() else { return false };
         if call.ids.sampled {
             self.shared.append(1, 0, |b| b.recs.push(Rec::Enter(call.ids)));
         }
@@ -459,7 +461,7 @@ impl CallTracer for OtelTracer {
     }
 
     fn exit_call(&self, trace: &CallTrace) {
-        if trace.state.as_ref().is_some_and(|s| s.is::<CallState>()) {
+        if trace.0.is::<CallState>() {
             self.shared.append(1, 0, |b| b.recs.push(Rec::Exit));
         }
     }
@@ -468,16 +470,16 @@ impl CallTracer for OtelTracer {
         let ns = |d: Duration| d.as_nanos() as u64;
         let usage = end.usage;
         let names = end.plugin.len() + end.method.len();
-        let end_at = self.shared.now();
-        let Some(Ok(call)) = trace.state.map(|s| s.downcast::<CallState>()) else {
-            // Sampled out: its metrics only.
+        let Ok(call) = trace.0.downcast::<CallState>() else {
+            // Sampled out: its metrics only, and no clock read.
             self.shared.append(1, names, |b| {
                 let (plugin, method) = b.names(end.plugin, end.method);
                 let (outcome, failed) = (outcome(end.error), end.error.is_some());
-                b.metrics.push(MetricRec { plugin, method, start: trace.word, end: end_at, outcome, failed });
+                b.metrics.push(MetricRec { plugin, method, wall: ns(usage.wall), outcome, failed });
             });
             return;
         };
+        let end_at = self.shared.now();
         self.shared.append(1, names, |b| {
             let (plugin, method) = b.names(end.plugin, end.method);
             b.calls.push(CallRec {
@@ -661,13 +663,13 @@ impl Converter {
         let batch = &d.spare;
         for call in &batch.metrics {
             let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
-            let elapsed = shared.between(call.start, call.end);
-            self.tally.record(instruments, (plugin, method, call.outcome), elapsed, call.failed);
+            let wall = Duration::from_nanos(call.wall);
+            self.tally.record(instruments, (plugin, method, call.outcome), wall, call.failed);
         }
         for call in &batch.calls {
             let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
-            let elapsed = shared.between(call.start, call.end);
-            self.tally.record(instruments, (plugin, method, call.outcome), elapsed, call.error.is_some());
+            let wall = Duration::from_nanos(call.wall);
+            self.tally.record(instruments, (plugin, method, call.outcome), wall, call.error.is_some());
             health.handed_spans.fetch_add(1, Ordering::Relaxed);
             let generation = self.shared.generations.lock().get(&call.instance).copied().unwrap_or(1);
             processor.on_end(call_span(call, plugin, method, generation, &self.shared, &self.scope));
