@@ -379,6 +379,10 @@ thread_local! {
     static CALL_TRACED: Cell<bool> = const { Cell::new(true) };
     /// The address of the bridge whose plugin call runs on this thread (0: none).
     static CALL_BRIDGE: Cell<usize> = const { Cell::new(0) };
+    /// (bridge address, span id, callsite) of the span this thread made last.
+    /// Span ids carry the span table's generation, so an id is never that of
+    /// an earlier span of the same slot.
+    static LAST_NEW: Cell<(usize, u64, usize)> = const { Cell::new((0, 0, 0)) };
     /// (bridge address, callsite, its info) of spans only the tracer wants,
     /// met on this thread: [`cb_enabled`] turns them down in a sampled-out call
     /// without a lookup, and [`cb_span_new`] finds their info without taking
@@ -950,8 +954,6 @@ unsafe extern "C" fn cb_span_new(
     shield(u64::MAX, || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, raw) = unsafe { (bridge(ctx), slice(fields, field_count)) };
-        let keep = bridge.span_fields.load(Ordering::Relaxed);
-        let fields = if keep { collect_fields(raw) } else { Vec::new() };
         // Inside a call the tracer sampled out, not even the callsite is looked up.
         let traced = (bridge.tracing.load(Ordering::Relaxed) && CALL_TRACED.with(Cell::get))
             .then(|| {
@@ -968,10 +970,14 @@ unsafe extern "C" fn cb_span_new(
             })
             .flatten()
             .and_then(|info| bridge.tracer_for(info).map(|tracer| (tracer, info)));
-        let data =
-            SpanData { callsite, refs: AtomicUsize::new(1), fields: Mutex::new(fields), traced: traced.is_some() };
+        let fields = Mutex::new(match bridge.span_fields.load(Ordering::Relaxed) {
+            true => collect_fields(raw),
+            false => Vec::new(),
+        });
+        let data = SpanData { callsite, refs: AtomicUsize::new(1), fields, traced: traced.is_some() };
         // The slab is full only after ~4 billion live spans; u64::MAX then means "untracked".
         let id = bridge.spans.insert(data).map_or(u64::MAX, |key| key as u64 + 1);
+        LAST_NEW.with(|last| last.set((ctx as usize, id, callsite)));
         if let Some((tracer, info)) = traced {
             let parent = match parent_kind {
                 ax_abi::parent::ROOT => None,
@@ -1016,7 +1022,12 @@ unsafe extern "C" fn cb_span_enter(ctx: *const c_void, span: u64) {
     shield((), || {
         // SAFETY: ctx from our vtable.
         let bridge = unsafe { bridge(ctx) };
-        let callsite = bridge.spans.get(span_key(span)).map_or(0, |d| d.callsite);
+        // Usually the span this thread just made (`#[instrument]` enters it at
+        // once): its callsite without a look in the span table.
+        let callsite = match LAST_NEW.with(Cell::get) {
+            (b, s, callsite) if (b, s) == (ctx as usize, span) => callsite,
+            _ => bridge.spans.get(span_key(span)).map_or(0, |d| d.callsite),
+        };
         STACK.with(|s| s.borrow_mut().push(Frame { bridge: ctx as usize, span, callsite }));
         if bridge.profiler.is_on() {
             bridge.profiler.enter(ctx as usize, span, callsite);
