@@ -156,27 +156,29 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
     /// How many guards are active on this thread (a panic outside any is reported as a log event).
     static GUARD_DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// The host's answer to [`interest::CALL_SPANS`] for the guarded call
-    /// running on this thread, once asked.
-    static CALL_SPANS: Cell<Option<bool>> = const { Cell::new(None) };
+    /// Inside a guarded call (`Some`), the host's answer to
+    /// [`ax_abi::interest::CALL_SPANS`] for it once asked; `None` outside any.
+    /// One thread-local for both, as spans read it: in a cdylib each costs a
+    /// call to `__tls_get_addr`.
+    static CALL_SPANS: Cell<Option<Option<bool>>> = const { Cell::new(None) };
 }
 
 /// Whether the guarded call running on this thread wants the spans of the
 /// host's `SOMETIMES` callsites: `ask` the host the first time in the call,
 /// the same answer after; `None` outside a call (ask per span there).
 pub(crate) fn call_spans(ask: impl FnOnce() -> bool) -> Option<bool> {
-    if !in_call() {
-        return None;
-    }
     CALL_SPANS
-        .try_with(|answer| {
-            answer.get().unwrap_or_else(|| {
+        .try_with(|state| match state.get() {
+            None => None,
+            Some(Some(wanted)) => Some(wanted),
+            Some(None) => {
                 let wanted = ask();
-                answer.set(Some(wanted));
-                wanted
-            })
+                state.set(Some(Some(wanted)));
+                Some(wanted)
+            }
         })
         .ok()
+        .flatten()
 }
 
 fn install_panic_hook() {
@@ -249,10 +251,13 @@ fn guard(out: *mut AxBytes, body: impl FnOnce() -> Outcome) -> Status {
     install_panic_hook();
     GUARD_DEPTH.with(|d| d.set(d.get() + 1));
     // Each call asks the host again (another call may be traced differently).
-    CALL_SPANS.with(|answer| answer.set(None));
+    CALL_SPANS.with(|state| state.set(Some(None)));
     let result = catch_unwind(AssertUnwindSafe(body));
-    GUARD_DEPTH.with(|d| d.set(d.get() - 1));
-    CALL_SPANS.with(|answer| answer.set(None));
+    let depth = GUARD_DEPTH.with(|d| {
+        d.set(d.get() - 1);
+        d.get()
+    });
+    CALL_SPANS.with(|state| state.set((depth > 0).then_some(None)));
     let (status, bytes) = match result {
         Ok(Ok(bytes)) => (Status::OK, bytes),
         Ok(Err(error)) => (Status::ERROR, Some(to_json(&error))),

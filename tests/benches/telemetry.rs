@@ -1,13 +1,15 @@
 //! What OpenTelemetry export costs a call: word-count's `count` on a 4-word
 //! text (≈ 2.5 µs; at the default level its two `#[instrument]` spans,
 //! `count` and `count_words`, are exported with the call's own span: 3 spans
-//! per call) in five cases, each on its own host and plugin:
+//! per call) in six cases, each on its own host and plugin:
 //!
 //! - `off`: no tracer (the baseline);
 //! - `spans forwarded`: a tracer that takes the same spans as `export on`
 //!   (every call sampled, the `info` level) and does nothing with them: what
 //!   a tracer makes the plugin and the bridge do before the tracer's own work;
 //! - `sampled out`: `ax-telemetry`'s tracer with `sample_ratio = 0` (metrics only);
+//! - `sampled out, no-op`: a tracer that samples every call out and does
+//!   nothing: what sampling out costs the plugin and the bridge;
 //! - `export on`: the tracer exporting every call to a real collector (rotel,
 //!   which `scripts/test` installs in `tests/otel/.venv`, or `AX_ROTEL`);
 //! - the same on a 2 000-word text (≈ 30 µs, the same 3 spans).
@@ -135,16 +137,17 @@ fn config(endpoint: &str, ratio: f64) -> Config {
     }
 }
 
-/// A tracer that wants what `ax-telemetry`'s does (every call, spans at
-/// `info`) and keeps nothing.
-struct Forwarded;
+/// A tracer that wants what `ax-telemetry`'s does (spans at `info`) and keeps
+/// nothing: of every call (`Kept(true)`), or of none (`Kept(false)`, every
+/// call sampled out).
+struct Kept(bool);
 
-impl CallTracer for Forwarded {
+impl CallTracer for Kept {
     fn begin_call(&self, _: &CallStart<'_>) -> CallTrace {
         CallTrace(Box::new(()))
     }
     fn enter_call(&self, _: &CallTrace) -> bool {
-        true
+        self.0
     }
     fn exit_call(&self, _: &CallTrace) {}
     fn end_call(&self, _: CallTrace, _: &CallEnd<'_>) {}
@@ -334,12 +337,20 @@ fn main() {
         // drops them.
         Case::new(
             "spans forwarded",
-            Instrumentation { tracer: Some(Tracer(Arc::new(Forwarded))), ..Default::default() },
+            Instrumentation { tracer: Some(Tracer(Arc::new(Kept(true)))), ..Default::default() },
             INPUT,
             None,
         ),
         Case::new("sampled out", sampled_out_instr, INPUT, None),
         Case::new("export on", short_export_instr, INPUT, Some(short_export)),
+        // What sampling out costs the plugin and the bridge, before the
+        // tracer's hooks and its `ax-otel` thread's work on the metrics.
+        Case::new(
+            "sampled out, no-op",
+            Instrumentation { tracer: Some(Tracer(Arc::new(Kept(false)))), ..Default::default() },
+            INPUT,
+            None,
+        ),
     ];
     let long_input = format!(r#"{{"text":"{}"}}"#, "the quick brown fox ".repeat(500));
     let long_export = Telemetry::start(&config(&endpoint, 1.0)).expect("telemetry starts");
@@ -392,13 +403,15 @@ fn main() {
         "\n4-word call, {rounds} rounds of {CALLS} calls per case (per call: median off, median case, paired ratio \
          [95 % interval])"
     );
+    const ROWS: [(usize, &str); 4] =
+        [(1, "spans forwarded"), (4, "sampled out, no-op tracer"), (2, "sampled out"), (3, "export on")];
     println!("worker thread CPU time (the call's own thread):");
-    for i in 1..4 {
-        row(["", "spans forwarded", "sampled out", "export on"][i], &paired(&short, 0, i, worker), CALLS);
+    for (i, name) in ROWS {
+        row(name, &paired(&short, 0, i, worker), CALLS);
     }
     println!("caller's wall time (the export's work and the collector run on this 2-core machine too):");
-    for i in 1..4 {
-        row(["", "spans forwarded", "sampled out", "export on"][i], &paired(&short, 0, i, wall), CALLS);
+    for (i, name) in ROWS {
+        row(name, &paired(&short, 0, i, wall), CALLS);
     }
     println!("2 000-word call, {} rounds of {LONG_CALLS} calls:", long_rounds[0].len());
     row("export on, worker CPU", &paired(&long_rounds, 0, 1, worker), LONG_CALLS);

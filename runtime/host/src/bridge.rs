@@ -330,6 +330,8 @@ pub(crate) struct Bridge {
     events: Arc<EventBus>,
     instrumentation: RwLock<Instrumentation>,
     span_fields: AtomicBool,
+    /// [`Instrumentation::spans`].
+    every_span: AtomicBool,
     /// [`Instrumentation::call_cpu`], read at every call.
     call_cpu: AtomicBool,
     /// Each callsite's info, made once and never freed (like the bridge and
@@ -540,6 +542,7 @@ impl Bridge {
             tracer_level: AtomicU8::new(tracer.as_ref().map_or(Level::Trace, |t| t.max_level()) as u8),
             tracer: AtomicPtr::new(tracer.map_or(std::ptr::null_mut(), |tracer| Box::into_raw(Box::new(tracer)))),
             span_fields: AtomicBool::new(instrumentation.span_fields),
+            every_span: AtomicBool::new(instrumentation.spans),
             call_cpu: AtomicBool::new(instrumentation.call_cpu),
             profiler: Profiler::new(instrumentation.profile),
             instrumentation: RwLock::new(instrumentation),
@@ -708,6 +711,7 @@ impl Bridge {
 
     pub(crate) fn set_instrumentation(&self, instrumentation: Instrumentation) {
         self.span_fields.store(instrumentation.span_fields, Ordering::Relaxed);
+        self.every_span.store(instrumentation.spans, Ordering::Relaxed);
         self.call_cpu.store(instrumentation.call_cpu, Ordering::Relaxed);
         let tracer = instrumentation.tracer.as_ref().map(|t| t.0.clone());
         self.tracing.store(tracer.is_some(), Ordering::Relaxed);
@@ -779,26 +783,23 @@ impl Bridge {
         self.callsites.read().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
     }
 
-    /// Whether something other than the tracer wants every span (see `interest`).
+    /// Whether something other than the tracer wants every span (see
+    /// `interest`), without the instrumentation's lock.
     fn spans_always(&self) -> bool {
-        let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
-        self.wants_every_span(&instr)
-    }
-
-    fn wants_every_span(&self, instr: &Instrumentation) -> bool {
-        instr.spans || instr.profile.is_some() || self.abort.load(Ordering::Relaxed) != 0
+        self.every_span.load(Ordering::Relaxed) || self.profiler.is_on() || self.abort.load(Ordering::Relaxed) != 0
     }
 
     /// A span callsite only the tracer wants is `SOMETIMES`: the plugin asks
-    /// [`cb_enabled`] at each span, which says no inside a call the tracer
-    /// sampled out (then the span costs that question and nothing else).
+    /// [`cb_enabled`] once per call (at each span outside one), which says no
+    /// inside a call the tracer sampled out (then its spans cost that question
+    /// and nothing else).
     fn interest(&self, info: &CallsiteInfo) -> u32 {
         let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
         if !info.is_span {
             let wanted = instr.log_filter.would_enable(&info.target, &info.level.to_tracing());
             return if wanted { interest::ALWAYS } else { interest::NEVER };
         }
-        if self.wants_every_span(&instr) {
+        if self.spans_always() {
             interest::ALWAYS
         } else if instr.tracer.as_ref().is_some_and(|t| info.level <= t.0.max_level()) {
             interest::SOMETIMES
