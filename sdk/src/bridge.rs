@@ -118,18 +118,13 @@ impl Subscriber for HostSubscriber {
 
     fn enabled(&self, meta: &Metadata<'_>) -> bool {
         // Asked only for callsites the host made `SOMETIMES` (spans only its
-        // tracer wants, whose answer is whether it traces the call) and while
-        // another thread registers a callsite: one question per call.
-        let ask = |callsite| {
-            // SAFETY: as above.
-            unsafe { (self.host.enabled)(self.host.ctx, callsite) }
-        };
-        if meta.is_span()
-            && let Some(wanted) = crate::shim::call_spans(|| ask(interest::CALL_SPANS))
-        {
-            return wanted;
-        }
-        ask(callsite_id(meta))
+        // tracer wants, whose answer is whether it traces the running call)
+        // and while another thread registers a callsite. The host answers
+        // `CALL_SPANS` from its own thread-locals, which cost less than one of
+        // this library's (a call to `__tls_get_addr` in a cdylib).
+        let callsite = if meta.is_span() { interest::CALL_SPANS } else { callsite_id(meta) };
+        // SAFETY: as above.
+        unsafe { (self.host.enabled)(self.host.ctx, callsite) }
     }
 
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {

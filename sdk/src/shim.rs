@@ -156,29 +156,6 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
     /// How many guards are active on this thread (a panic outside any is reported as a log event).
     static GUARD_DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// Inside a guarded call (`Some`), the host's answer to
-    /// [`ax_abi::interest::CALL_SPANS`] for it once asked; `None` outside any.
-    /// One thread-local for both, as spans read it: in a cdylib each costs a
-    /// call to `__tls_get_addr`.
-    static CALL_SPANS: Cell<Option<Option<bool>>> = const { Cell::new(None) };
-}
-
-/// Whether the guarded call running on this thread wants the spans of the
-/// host's `SOMETIMES` callsites: `ask` the host the first time in the call,
-/// the same answer after; `None` outside a call (ask per span there).
-pub(crate) fn call_spans(ask: impl FnOnce() -> bool) -> Option<bool> {
-    CALL_SPANS
-        .try_with(|state| match state.get() {
-            None => None,
-            Some(Some(wanted)) => Some(wanted),
-            Some(None) => {
-                let wanted = ask();
-                state.set(Some(Some(wanted)));
-                Some(wanted)
-            }
-        })
-        .ok()
-        .flatten()
 }
 
 fn install_panic_hook() {
@@ -250,14 +227,8 @@ pub(crate) fn in_call() -> bool {
 fn guard(out: *mut AxBytes, body: impl FnOnce() -> Outcome) -> Status {
     install_panic_hook();
     GUARD_DEPTH.with(|d| d.set(d.get() + 1));
-    // Each call asks the host again (another call may be traced differently).
-    CALL_SPANS.with(|state| state.set(Some(None)));
     let result = catch_unwind(AssertUnwindSafe(body));
-    let depth = GUARD_DEPTH.with(|d| {
-        d.set(d.get() - 1);
-        d.get()
-    });
-    CALL_SPANS.with(|state| state.set((depth > 0).then_some(None)));
+    GUARD_DEPTH.with(|d| d.set(d.get() - 1));
     let (status, bytes) = match result {
         Ok(Ok(bytes)) => (Status::OK, bytes),
         Ok(Err(error)) => (Status::ERROR, Some(to_json(&error))),

@@ -292,9 +292,8 @@ pub mod interest {
     pub const ALWAYS: u32 = 2;
     /// The callsite id [`super::HostVTable::enabled`] is asked with (no
     /// callsite has it: ids are addresses) to learn whether the call running
-    /// on this thread wants the spans of `SOMETIMES` span callsites. The
-    /// answer holds for every such span of the call: a plugin asks once per
-    /// call instead of once per span.
+    /// on this thread wants the spans of `SOMETIMES` span callsites: the same
+    /// answer for every such span, found without looking the callsite up.
     pub const CALL_SPANS: usize = 0;
 }
 

@@ -790,9 +790,8 @@ impl Bridge {
     }
 
     /// A span callsite only the tracer wants is `SOMETIMES`: the plugin asks
-    /// [`cb_enabled`] once per call (at each span outside one), which says no
-    /// inside a call the tracer sampled out (then its spans cost that question
-    /// and nothing else).
+    /// [`cb_enabled`] at each span, which says no inside a call the tracer
+    /// sampled out (then the span costs that question and nothing else).
     fn interest(&self, info: &CallsiteInfo) -> u32 {
         let instr = self.instrumentation.read().unwrap_or_else(|e| e.into_inner());
         if !info.is_span {
@@ -896,9 +895,10 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
     shield(false, || {
         let traced = CALL_TRACED.with(Cell::get);
         if callsite == interest::CALL_SPANS {
-            // The plugin's one question per call (its answer then stands for
-            // every `SOMETIMES` span of the call, a callsite another thread
-            // is registering included, which something else may need).
+            // How this SDK asks for every `SOMETIMES` span: no lookup of the
+            // callsite (a callsite another thread is registering gets the same
+            // answer, which is yes whenever something else needs every span).
+            // Below, how a plugin built with an earlier SDK asks.
             // SAFETY: ctx from our vtable.
             return traced || unsafe { bridge(ctx) }.spans_always();
         }
@@ -959,9 +959,9 @@ unsafe extern "C" fn cb_span_new(
         let traced = (bridge.tracing.load(Ordering::Relaxed) && CALL_TRACED.with(Cell::get))
             .then(|| {
                 sampled_span(ctx as usize, callsite).or_else(|| {
-                    // The first span of its callsite on this thread (a plugin
-                    // built with this SDK asks `enabled` once per call, not
-                    // per callsite, so that is where the callsite is noted).
+                    // The first span of its callsite on this thread (this SDK
+                    // asks `enabled` without naming the callsite, so this is
+                    // where the callsite is noted).
                     let info = bridge.callsite(callsite)?;
                     if bridge.interest(info) == interest::SOMETIMES {
                         remember_sampled_span(ctx as usize, info);
