@@ -382,8 +382,8 @@ thread_local! {
     /// The address of the bridge whose plugin call runs on this thread (0: none).
     static CALL_BRIDGE: Cell<usize> = const { Cell::new(0) };
     /// (bridge address, span id, callsite) of the span this thread made last.
-    /// Span ids carry the span table's generation, so an id is never that of
-    /// an earlier span of the same slot.
+    /// Span ids carry the span table's generation, so a later span of the same
+    /// slot has another id (until the generation wraps).
     static LAST_NEW: Cell<(usize, u64, usize)> = const { Cell::new((0, 0, 0)) };
     /// (bridge address, callsite, its info) of spans only the tracer wants,
     /// met on this thread: [`cb_enabled`] turns them down in a sampled-out call
@@ -963,7 +963,8 @@ unsafe extern "C" fn cb_span_new(
                     // asks `enabled` without naming the callsite, so this is
                     // where the callsite is noted).
                     let info = bridge.callsite(callsite)?;
-                    if bridge.interest(info) == interest::SOMETIMES {
+                    // Only the tracer wants it unless something wants every span.
+                    if !bridge.spans_always() {
                         remember_sampled_span(ctx as usize, info);
                     }
                     Some(info)
