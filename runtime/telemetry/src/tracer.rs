@@ -623,8 +623,8 @@ impl Converter {
             }
             // Even while records keep coming, drain at most once a nap (unless
             // a buffer half full wakes it): draining without a pause took each
-            // buffer's lock as often as the calls did, and every append then
-            // waited for its cache line to come back from this thread.
+            // buffer's lock about as often as the calls appended, moving the
+            // lock's line and the buffer between the two cores.
             if self.drain(processor, instruments) {
                 nap = POLL.0;
                 std::thread::park_timeout(nap);
