@@ -935,6 +935,19 @@ fn serve_connection(
                 });
                 continue;
             }
+            (DebugRequest::Resume { how }, Some(target), _) => {
+                // Answered before the thread goes on: a call that then ends
+                // the host (an attached `ax run` exits after its last call)
+                // must not beat the answer to the debugger.
+                reply(writer, id, DebugReply::Done)?;
+                target.current().agent.resume(match how {
+                    WireResume::Continue => Resume::Continue,
+                    WireResume::Next => Resume::Next,
+                    WireResume::StepIn => Resume::StepIn,
+                    WireResume::StepOut => Resume::StepOut,
+                });
+                continue;
+            }
             (request, Some(target), _) => {
                 remember(&target.set, &request);
                 let Debuggee { plugin, agent } = target.current();
@@ -999,15 +1012,6 @@ fn answer_agent(request: DebugRequest, plugin: &Plugin, agent: &DebugAgent) -> D
             let spans = plugin.callsites().into_iter().filter(|c| c.is_span).map(|c| c.file.clone());
             let files: std::collections::BTreeSet<String> = probes.chain(spans).filter(|f| !f.is_empty()).collect();
             DebugReply::Files { files: files.into_iter().collect() }
-        }
-        DebugRequest::Resume { how } => {
-            agent.resume(match how {
-                WireResume::Continue => Resume::Continue,
-                WireResume::Next => Resume::Next,
-                WireResume::StepIn => Resume::StepIn,
-                WireResume::StepOut => Resume::StepOut,
-            });
-            DebugReply::Done
         }
         DebugRequest::Pause => {
             agent.pause();
