@@ -14,7 +14,7 @@
 //! - while profiling is on, hands span enters and exits, events and probe hits
 //!   to the image's [`Profiler`](crate::profile) (one relaxed load when off),
 //! - while a [`Tracer`] is set, hands span creation, fields, closing and events
-//!   to it (one relaxed load when not).
+//!   to it (one atomic load when not).
 //!
 //! Every callback is shielded with `catch_unwind`: a bug here must not abort the
 //! process through an `extern "C"` frame.
@@ -56,7 +56,7 @@ pub struct Instrumentation {
     /// time the one and count the other; see [`crate::Plugin::profile`].
     pub profile: Option<ProfileOptions>,
     /// Trace calls and the plugin's spans and events (`None`, the default:
-    /// nothing is traced, every span callback pays one relaxed load). Setting
+    /// nothing is traced, every span callback pays one atomic load). Setting
     /// one forwards every span with its fields. See [`crate::trace`].
     pub tracer: Option<Tracer>,
     /// Read the calling thread's CPU clock around every call, for
@@ -353,8 +353,6 @@ pub(crate) struct Bridge {
     /// Whether span enters go to the probe handler (function breakpoints).
     watch_spans: AtomicBool,
     pub(crate) profiler: Profiler,
-    /// Whether `tracer` is set: the only thing read when tracing is off.
-    tracing: AtomicBool,
     /// The tracer's `max_level`.
     tracer_level: AtomicU8,
     /// The tracer (null: none), read by every call and hook. One that is
@@ -538,7 +536,6 @@ impl Bridge {
         let bridge: &'static Bridge = Box::leak(Box::new(Bridge {
             instance,
             events,
-            tracing: AtomicBool::new(tracer.is_some()),
             tracer_level: AtomicU8::new(tracer.as_ref().map_or(Level::Trace, |t| t.max_level()) as u8),
             tracer: AtomicPtr::new(tracer.map_or(std::ptr::null_mut(), |tracer| Box::into_raw(Box::new(tracer)))),
             span_fields: AtomicBool::new(instrumentation.span_fields),
@@ -714,7 +711,6 @@ impl Bridge {
         self.every_span.store(instrumentation.spans, Ordering::Relaxed);
         self.call_cpu.store(instrumentation.call_cpu, Ordering::Relaxed);
         let tracer = instrumentation.tracer.as_ref().map(|t| t.0.clone());
-        self.tracing.store(tracer.is_some(), Ordering::Relaxed);
         self.tracer_level.store(tracer.as_ref().map_or(Level::Trace, |t| t.max_level()) as u8, Ordering::Relaxed);
         let tracer = tracer.map_or(std::ptr::null_mut(), |tracer| Box::into_raw(Box::new(tracer)));
         // The one before is left as it is: see `Bridge::tracer`.
@@ -736,19 +732,11 @@ impl Bridge {
         self.call_cpu.load(Ordering::Relaxed)
     }
 
-    /// The tracer, if one is set: one load, no lock, nothing counted.
+    /// The tracer, if one is set: one load, no lock, nothing counted (the
+    /// only thing read when tracing is off).
     pub(crate) fn tracer(&self) -> Option<&'static dyn CallTracer> {
         // SAFETY: null or a tracer that is never freed (see `Bridge::tracer`).
         unsafe { self.tracer.load(Ordering::Acquire).as_ref() }.map(|tracer| &**tracer)
-    }
-
-    /// The tracer, if one wants this callsite's spans now: at its level, and
-    /// not inside a call it sampled out.
-    fn tracer_for(&self, info: &CallsiteInfo) -> Option<&'static dyn CallTracer> {
-        if info.level as u8 > self.tracer_level.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.tracer_for_event()
     }
 
     /// The tracer, if one wants events now (not inside a call it sampled out).
@@ -756,10 +744,7 @@ impl Bridge {
     /// through, and the tracer keeps it only inside a span it exports: the
     /// tracer's level caps spans, not events.
     fn tracer_for_event(&self) -> Option<&'static dyn CallTracer> {
-        if !self.tracing.load(Ordering::Relaxed) || !CALL_TRACED.with(Cell::get) {
-            return None;
-        }
-        self.tracer()
+        self.tracer().filter(|_| CALL_TRACED.with(Cell::get))
     }
 
     /// The span the calling thread is in, in this image.
@@ -955,23 +940,22 @@ unsafe extern "C" fn cb_span_new(
     shield(u64::MAX, || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, raw) = unsafe { (bridge(ctx), slice(fields, field_count)) };
-        // Inside a call the tracer sampled out, not even the callsite is looked up.
-        let traced = (bridge.tracing.load(Ordering::Relaxed) && CALL_TRACED.with(Cell::get))
-            .then(|| {
-                sampled_span(ctx as usize, callsite).or_else(|| {
-                    // The first span of its callsite on this thread (this SDK
-                    // asks `enabled` without naming the callsite, so this is
-                    // where the callsite is noted).
-                    let info = bridge.callsite(callsite)?;
-                    // Only the tracer wants it unless something wants every span.
-                    if !bridge.spans_always() {
-                        remember_sampled_span(ctx as usize, info);
-                    }
-                    Some(info)
-                })
-            })
-            .flatten()
-            .and_then(|info| bridge.tracer_for(info).map(|tracer| (tracer, info)));
+        // Inside a call the tracer sampled out, not even the callsite is looked
+        // up; a span finer than the tracer's level is not handed over.
+        let traced = bridge.tracer_for_event().and_then(|tracer| {
+            let info = sampled_span(ctx as usize, callsite).or_else(|| {
+                // The first span of its callsite on this thread (this SDK asks
+                // `enabled` without naming the callsite, so this is where the
+                // callsite is noted).
+                let info = bridge.callsite(callsite)?;
+                // Only the tracer wants it unless something wants every span.
+                if !bridge.spans_always() {
+                    remember_sampled_span(ctx as usize, info);
+                }
+                Some(info)
+            })?;
+            (info.level as u8 <= bridge.tracer_level.load(Ordering::Relaxed)).then_some((tracer, info))
+        });
         let fields = Mutex::new(match bridge.span_fields.load(Ordering::Relaxed) {
             true => collect_fields(raw),
             false => Vec::new(),
@@ -998,9 +982,8 @@ unsafe extern "C" fn cb_span_record(ctx: *const c_void, span: u64, fields: *cons
     shield((), || {
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
-        if bridge.tracing.load(Ordering::Relaxed)
+        if let Some(tracer) = bridge.tracer()
             && bridge.spans.get(span_key(span)).is_some_and(|d| d.traced)
-            && let Some(tracer) = bridge.tracer()
         {
             // SAFETY: as in `cb_span_new`.
             tracer.span_record(bridge.instance, span, unsafe { Fields::new(fields) });
