@@ -6,13 +6,14 @@
 //! thread gets one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use ax_e2e::library;
 use ax_runtime::{
-    Budget, BudgetKind, CallError, Host, Instrumentation, Plugin, ProfileOptions, ReloadOptions, ReloadOutcome,
-    ReloadablePlugin,
+    Budget, BudgetKind, CallEnd, CallError, CallStart, CallTrace, CallTracer, CallsiteInfo, Fields, Host, HostOptions,
+    InstanceId, Instrumentation, Level, Plugin, ProfileOptions, ReloadOptions, ReloadOutcome, ReloadablePlugin,
+    SpanStart, Tracer,
 };
 use serde_json::{Value, json};
 
@@ -166,4 +167,77 @@ fn a_plugin_that_asks_for_a_dedicated_thread_runs_on_it() {
     }
     plugin.shutdown().unwrap();
     assert!(matches!(plugin.call("where", &Value::Null), Err(CallError::Stopped { .. })));
+}
+
+/// What a tracer heard of one span: (`new` or `close`, span id, name, parent).
+type Told = (&'static str, u64, String, Option<u64>);
+
+/// What a tracer heard of the plugin's spans.
+#[derive(Default)]
+struct Heard(Mutex<Vec<Told>>);
+
+impl CallTracer for Heard {
+    fn begin_call(&self, _: &CallStart<'_>) -> CallTrace {
+        CallTrace(Box::new(()))
+    }
+    fn enter_call(&self, _: &CallTrace) -> bool {
+        true
+    }
+    fn exit_call(&self, _: &CallTrace) {}
+    fn end_call(&self, _: CallTrace, _: &CallEnd<'_>) {}
+    fn max_level(&self) -> Level {
+        Level::Info
+    }
+    fn span_new(&self, span: SpanStart<'_>) {
+        self.0.lock().unwrap().push(("new", span.span, span.callsite.name.clone(), span.parent));
+    }
+    fn span_record(&self, _: InstanceId, _: u64, _: Fields<'_>) {}
+    fn span_close(&self, _: InstanceId, span: u64) {
+        self.0.lock().unwrap().push(("close", span, String::new(), None));
+    }
+    fn event(&self, _: InstanceId, _: Option<u64>, _: &'static CallsiteInfo, _: Fields<'_>) {}
+}
+
+/// A traced span is closed once, when its last handle goes, wherever that
+/// is; ids of spans alive together differ, across threads. Checked both ways
+/// the host keeps spans: in its span table (span fields kept, as while
+/// debugging) and not (only the tracer takes them).
+#[test]
+fn traced_spans_close_once_at_their_last_handle_on_any_thread() {
+    for span_fields in [false, true] {
+        let heard = Arc::new(Heard::default());
+        let instrumentation =
+            Instrumentation { tracer: Some(Tracer(heard.clone())), span_fields, ..Instrumentation::default() };
+        let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).unwrap();
+        let plugin = concurrent(&host);
+        assert_eq!(plugin.call("handoff", &Value::Null).unwrap(), json!({ "worker": true }));
+        in_parallel(|_| {
+            for _ in 0..200 {
+                plugin.call("count", &json!({ "text": "a b c" })).unwrap();
+            }
+        });
+        let heard = std::mem::take(&mut *heard.0.lock().unwrap());
+        let made = |name: &str| heard.iter().filter(|h| h.0 == "new" && h.2 == name).collect::<Vec<_>>();
+        let (handoff, in_worker) = (made("handoff"), made("in_worker"));
+        let ids: Vec<u64> = handoff.iter().chain(&in_worker).map(|h| h.1).collect();
+        let told: Vec<_> = heard.iter().filter(|h| ids.contains(&h.1)).collect();
+        assert_eq!((handoff.len(), in_worker.len()), (1, 1), "span_fields {span_fields}: {told:?}");
+        assert_eq!(in_worker[0].3, Some(handoff[0].1), "in_worker's parent is handoff, entered on the other thread");
+        let closes =
+            |id: u64| heard.iter().enumerate().filter(move |(_, h)| h.0 == "close" && h.1 == id).map(|(i, _)| i);
+        let (handoff_closed, worker_closed) = (closes(handoff[0].1).collect::<Vec<_>>(), closes(in_worker[0].1));
+        assert_eq!(handoff_closed.len(), 1, "closed once, at its last handle (span_fields {span_fields}): {told:?}");
+        assert!(worker_closed.max() < Some(handoff_closed[0]), "the child closed before the clone went");
+        // `count_words`, 200 times on each thread: each made and closed once,
+        // and no id was given to two spans alive at once.
+        let mut live = std::collections::HashSet::new();
+        for (event, id, name, _) in &heard {
+            match *event {
+                "new" => assert!(live.insert(*id), "id {id} of {name} given twice while alive"),
+                _ => assert!(live.remove(id), "span {id} closed but not alive"),
+            }
+        }
+        assert!(live.is_empty(), "spans never closed (span_fields {span_fields}): {live:?}");
+        assert_eq!(made("count_words").len(), THREADS * 200);
+    }
 }

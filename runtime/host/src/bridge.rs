@@ -7,7 +7,9 @@
 //! - decides per callsite whether the plugin forwards it at all
 //!   ([`Instrumentation`]; the plugin caches the answer until told to rebuild),
 //! - keeps the live spans and, per thread, the *shadow stack* of entered spans,
-//!   which is how ax knows the plugin's call stack without unwinding native frames,
+//!   which is how ax knows the plugin's call stack without unwinding native frames
+//!   (a span only the tracer takes, with no fields to keep, is not kept: its id
+//!   says all the host needs, see [`Unslabbed`]),
 //! - turns enabled events into [`Event::Log`],
 //! - records, per thread, the last probe site reached, and hands armed probe
 //!   hits to the instance's [`ProbeHandler`],
@@ -23,7 +25,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use ax_abi::{
@@ -336,8 +338,13 @@ pub(crate) struct Bridge {
     call_cpu: AtomicBool,
     /// Each callsite's info, made once and never freed (like the bridge and
     /// the image), so that hooks hand tracers a `&'static` without counting.
-    callsites: RwLock<HashMap<usize, &'static CallsiteInfo>>,
-    spans: Slab<SpanData>,
+    callsites: RwLock<Callsites>,
+    spans: Slab<SpanData, SpanTable>,
+    /// Whether any [`Unslabbed`] span of this image was ever cloned: until
+    /// then, each has one handle, and its close is its last.
+    unslabbed_cloned: AtomicBool,
+    /// The clones of [`Unslabbed`] spans not yet closed, by span id.
+    unslabbed_clones: Mutex<HashMap<u64, usize>>,
     probes: OnceLock<ProbeTable>,
     probe_handler: RwLock<Option<Arc<dyn ProbeHandler>>>,
     vtable: OnceLock<HostVTable>,
@@ -360,6 +367,70 @@ pub(crate) struct Bridge {
     /// be using it; the bridge itself is never freed either, and tracers are
     /// replaced only when the instrumentation is.
     tracer: AtomicPtr<Arc<dyn CallTracer>>,
+}
+
+/// The span table's layout: the default's, with the top two bits of a key
+/// left out, so that a slab span's id (its key + 1) never has bit 63 set,
+/// which marks [`Unslabbed`] ids.
+struct SpanTable;
+
+impl sharded_slab::Config for SpanTable {
+    const RESERVED_BITS: usize = 2;
+}
+
+/// The callsites an image registered, by id and in order of registration
+/// (the order gives the index an [`Unslabbed`] id carries).
+#[derive(Default)]
+struct Callsites {
+    by_id: HashMap<usize, (&'static CallsiteInfo, u32)>,
+    ids: Vec<usize>,
+}
+
+/// The id of a span only the tracer takes, inside a call it traces, while no
+/// span fields are kept (no debugger): such a span has no entry in the span
+/// table, whose insert, look-up and removal cost more than the rest of the
+/// bridge's work for it. Its id says what the host needs later: that it is
+/// unslabbed and traced (bit 63), its callsite's index (bits 40–62, for an
+/// enter that is not the thread's last new span), and a number unique in the
+/// process (bits 0–39, handed out to threads in blocks: unique until 2⁴⁰
+/// spans were made). Its handles are counted only once one is cloned
+/// ([`Bridge::unslabbed_clones`]).
+struct Unslabbed;
+
+impl Unslabbed {
+    const BIT: u64 = 1 << 63;
+    /// A span the host could not keep (its span table full): bit 63 is set,
+    /// but no unslabbed id has every site bit set, so none is this.
+    const UNTRACKED: u64 = u64::MAX;
+    const SITE_SHIFT: u32 = 40;
+    const SITES: u32 = 1 << 23;
+    const BLOCK: u64 = 1 << 16;
+
+    fn id(site: u32) -> u64 {
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            /// (next number, end of this thread's block).
+            static NUMBERS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
+        let number = NUMBERS.with(|n| {
+            let (mut next, mut end) = n.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(Unslabbed::BLOCK, Ordering::Relaxed);
+                end = next + Unslabbed::BLOCK;
+            }
+            n.set((next + 1, end));
+            next
+        });
+        Unslabbed::BIT | u64::from(site) << Unslabbed::SITE_SHIFT | (number & ((1 << Unslabbed::SITE_SHIFT) - 1))
+    }
+
+    fn is(id: u64) -> bool {
+        id & Unslabbed::BIT != 0 && id != Unslabbed::UNTRACKED
+    }
+
+    fn site(id: u64) -> usize {
+        ((id & !Unslabbed::BIT) >> Unslabbed::SITE_SHIFT) as usize
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -388,8 +459,11 @@ thread_local! {
     /// without a lookup, and [`cb_span_new`] finds their info without taking
     /// the callsite table's lock. Bridges are never freed, so an address names
     /// one bridge.
-    static SAMPLED_SPANS: RefCell<Vec<(usize, usize, &'static CallsiteInfo)>> = const { RefCell::new(Vec::new()) };
+    static SAMPLED_SPANS: RefCell<Vec<(usize, usize, Site)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// A callsite's info and its index in [`Callsites::ids`].
+type Site = (&'static CallsiteInfo, u32);
 
 /// How many span callsites [`SAMPLED_SPANS`] keeps per thread (beyond, the
 /// others are looked up each time: correct, slower).
@@ -466,7 +540,7 @@ pub(crate) fn crash_context(write: &mut dyn FnMut(&[u8])) {
         // pushed by this bridge's span_enter.
         let bridge = unsafe { &*(frame.bridge as *const Bridge) };
         let Ok(callsites) = bridge.callsites.try_read() else { return };
-        if let Some(info) = callsites.get(&frame.callsite) {
+        if let Some((info, _)) = callsites.by_id.get(&frame.callsite) {
             write(b" in `");
             write(info.name.as_bytes());
             write(b"` (");
@@ -543,8 +617,10 @@ impl Bridge {
             call_cpu: AtomicBool::new(instrumentation.call_cpu),
             profiler: Profiler::new(instrumentation.profile),
             instrumentation: RwLock::new(instrumentation),
-            callsites: RwLock::new(HashMap::new()),
-            spans: Slab::new(),
+            callsites: RwLock::new(Callsites::default()),
+            spans: Slab::new_with_config::<SpanTable>(),
+            unslabbed_cloned: AtomicBool::new(false),
+            unslabbed_clones: Mutex::new(HashMap::new()),
             probes: OnceLock::new(),
             probe_handler: RwLock::new(None),
             vtable: OnceLock::new(),
@@ -759,13 +835,53 @@ impl Bridge {
 
     pub(crate) fn callsites(&self) -> Vec<CallsiteInfo> {
         let map = self.callsites.read().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<CallsiteInfo> = map.values().map(|c| (*c).clone()).collect();
+        let mut all: Vec<CallsiteInfo> = map.by_id.values().map(|(c, _)| (*c).clone()).collect();
         all.sort_by(|a, b| (&a.file, a.line, &a.name).cmp(&(&b.file, b.line, &b.name)));
         all
     }
 
     pub(crate) fn callsite(&self, id: usize) -> Option<&'static CallsiteInfo> {
-        self.callsites.read().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
+        self.site(id).map(|(info, _)| info)
+    }
+
+    fn site(&self, id: usize) -> Option<Site> {
+        self.callsites.read().unwrap_or_else(|e| e.into_inner()).by_id.get(&id).copied()
+    }
+
+    /// The entry of span `id` in the span table (none for an [`Unslabbed`] id).
+    fn span(&self, id: u64) -> Option<sharded_slab::Entry<'_, SpanData, SpanTable>> {
+        if id & Unslabbed::BIT != 0 { None } else { self.spans.get(span_key(id)) }
+    }
+
+    /// Closes a handle of [`Unslabbed`] span `id`: whether it was the last.
+    /// A handle is closed by whoever holds it, so if this span was ever cloned,
+    /// the flag was set before this handle came here (see `cb_span_clone`).
+    fn unslabbed_close(&self, id: u64) -> bool {
+        if !self.unslabbed_cloned.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut clones = self.unslabbed_clones.lock().unwrap_or_else(|e| e.into_inner());
+        match clones.get_mut(&id) {
+            Some(1) => {
+                clones.remove(&id);
+                false
+            }
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The callsite of span `id`, 0 if unknown.
+    fn span_callsite(&self, id: u64) -> usize {
+        if Unslabbed::is(id) {
+            let callsites = self.callsites.read().unwrap_or_else(|e| e.into_inner());
+            callsites.ids.get(Unslabbed::site(id)).copied().unwrap_or(0)
+        } else {
+            self.span(id).map_or(0, |d| d.callsite)
+        }
     }
 
     /// Whether something other than the tracer wants every span (see
@@ -801,8 +917,7 @@ impl Bridge {
             .map(|f| {
                 let cs = self.callsite(f.callsite);
                 let fields = self
-                    .spans
-                    .get(span_key(f.span))
+                    .span(f.span)
                     .map(|d| {
                         let fields = d.fields.lock().unwrap_or_else(|e| e.into_inner());
                         fields.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect()
@@ -864,12 +979,12 @@ unsafe extern "C" fn cb_register_callsite(ctx: *const c_void, meta: *const Calls
         // Registered again after a rebuild of the plugin's interest cache: the
         // id is the address of the callsite's static metadata in the image,
         // so its info never changes; the one made first is kept.
-        bridge
-            .callsites
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(meta.id)
-            .or_insert_with(|| Box::leak(Box::new(info)));
+        let mut callsites = bridge.callsites.write().unwrap_or_else(|e| e.into_inner());
+        if !callsites.by_id.contains_key(&meta.id) {
+            let index = callsites.ids.len() as u32;
+            callsites.ids.push(meta.id);
+            callsites.by_id.insert(meta.id, (Box::leak(Box::new(info)), index));
+        }
         interest
     })
 }
@@ -898,10 +1013,10 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
         // Unknown: another thread is registering it right now (tracing asks
         // `enabled` meanwhile). Forward it, so that no span of a parallel call
         // goes uncounted; whatever needs its metadata looks it up later.
-        let Some(info) = bridge.callsite(callsite) else { return true };
-        let interest = bridge.interest(info);
-        if info.is_span && interest == interest::SOMETIMES {
-            remember_sampled_span(ctx as usize, info);
+        let Some(site) = bridge.site(callsite) else { return true };
+        let interest = bridge.interest(site.0);
+        if site.0.is_span && interest == interest::SOMETIMES {
+            remember_sampled_span(ctx as usize, site);
             return traced;
         }
         interest != interest::NEVER
@@ -910,17 +1025,17 @@ unsafe extern "C" fn cb_enabled(ctx: *const c_void, callsite: usize) -> bool {
 
 /// Notes on this thread that `info` is a span callsite only the tracer wants,
 /// for [`sampled_span`].
-fn remember_sampled_span(bridge: usize, info: &'static CallsiteInfo) {
+fn remember_sampled_span(bridge: usize, site: Site) {
     SAMPLED_SPANS.with(|s| {
         let mut known = s.borrow_mut();
         if known.len() < SAMPLED_SPANS_KEPT {
-            known.push((bridge, info.id, info));
+            known.push((bridge, site.0.id, site));
         }
     });
 }
 
 /// The info of a span callsite only the tracer wants, if this thread met it.
-fn sampled_span(bridge: usize, callsite: usize) -> Option<&'static CallsiteInfo> {
+fn sampled_span(bridge: usize, callsite: usize) -> Option<Site> {
     SAMPLED_SPANS.with(|s| s.borrow().iter().find(|(b, c, _)| (*b, *c) == (bridge, callsite)).map(|(.., i)| *i))
 }
 
@@ -943,28 +1058,31 @@ unsafe extern "C" fn cb_span_new(
         // Inside a call the tracer sampled out, not even the callsite is looked
         // up; a span finer than the tracer's level is not handed over.
         let traced = bridge.tracer_for_event().and_then(|tracer| {
-            let info = sampled_span(ctx as usize, callsite).or_else(|| {
+            let site = sampled_span(ctx as usize, callsite).or_else(|| {
                 // The first span of its callsite on this thread (this SDK asks
                 // `enabled` without naming the callsite, so this is where the
                 // callsite is noted).
-                let info = bridge.callsite(callsite)?;
+                let site = bridge.site(callsite)?;
                 // Only the tracer wants it unless something wants every span.
                 if !bridge.spans_always() {
-                    remember_sampled_span(ctx as usize, info);
+                    remember_sampled_span(ctx as usize, site);
                 }
-                Some(info)
+                Some(site)
             })?;
-            (info.level as u8 <= bridge.tracer_level.load(Ordering::Relaxed)).then_some((tracer, info))
+            (site.0.level as u8 <= bridge.tracer_level.load(Ordering::Relaxed)).then_some((tracer, site))
         });
-        let fields = Mutex::new(match bridge.span_fields.load(Ordering::Relaxed) {
-            true => collect_fields(raw),
-            false => Vec::new(),
-        });
-        let data = SpanData { callsite, refs: AtomicUsize::new(1), fields, traced: traced.is_some() };
-        // The slab is full only after ~4 billion live spans; u64::MAX then means "untracked".
-        let id = bridge.spans.insert(data).map_or(u64::MAX, |key| key as u64 + 1);
+        let keep_fields = bridge.span_fields.load(Ordering::Relaxed);
+        let id = match traced {
+            Some((_, (_, index))) if !keep_fields && index < Unslabbed::SITES - 1 => Unslabbed::id(index),
+            _ => {
+                let fields = Mutex::new(if keep_fields { collect_fields(raw) } else { Vec::new() });
+                let data = SpanData { callsite, refs: AtomicUsize::new(1), fields, traced: traced.is_some() };
+                // The slab is full only after ~4 billion live spans; then the span is untracked.
+                bridge.spans.insert(data).map_or(Unslabbed::UNTRACKED, |key| key as u64 + 1)
+            }
+        };
         LAST_NEW.with(|last| last.set((ctx as usize, id, callsite)));
-        if let Some((tracer, info)) = traced {
+        if let Some((tracer, (info, _))) = traced {
             let parent = match parent_kind {
                 ax_abi::parent::ROOT => None,
                 ax_abi::parent::EXPLICIT => Some(parent),
@@ -983,7 +1101,7 @@ unsafe extern "C" fn cb_span_record(ctx: *const c_void, span: u64, fields: *cons
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
         if let Some(tracer) = bridge.tracer()
-            && bridge.spans.get(span_key(span)).is_some_and(|d| d.traced)
+            && (Unslabbed::is(span) || bridge.span(span).is_some_and(|d| d.traced))
         {
             // SAFETY: as in `cb_span_new`.
             tracer.span_record(bridge.instance, span, unsafe { Fields::new(fields) });
@@ -991,7 +1109,7 @@ unsafe extern "C" fn cb_span_record(ctx: *const c_void, span: u64, fields: *cons
         if !bridge.span_fields.load(Ordering::Relaxed) {
             return;
         }
-        if let Some(data) = bridge.spans.get(span_key(span)) {
+        if let Some(data) = bridge.span(span) {
             let mut stored = data.fields.lock().unwrap_or_else(|e| e.into_inner());
             for (name, value) in collect_fields(fields) {
                 match stored.iter_mut().find(|(n, _)| *n == name) {
@@ -1011,7 +1129,7 @@ unsafe extern "C" fn cb_span_enter(ctx: *const c_void, span: u64) {
         // once): its callsite without a look in the span table.
         let callsite = match LAST_NEW.with(Cell::get) {
             (b, s, callsite) if (b, s) == (ctx as usize, span) => callsite,
-            _ => bridge.spans.get(span_key(span)).map_or(0, |d| d.callsite),
+            _ => bridge.span_callsite(span),
         };
         STACK.with(|s| s.borrow_mut().push(Frame { bridge: ctx as usize, span, callsite }));
         if bridge.profiler.is_on() {
@@ -1047,7 +1165,13 @@ unsafe extern "C" fn cb_span_exit(ctx: *const c_void, span: u64) {
 unsafe extern "C" fn cb_span_clone(ctx: *const c_void, span: u64) {
     shield((), || {
         // SAFETY: ctx from our vtable.
-        if let Some(data) = unsafe { bridge(ctx) }.spans.get(span_key(span)) {
+        let bridge = unsafe { bridge(ctx) };
+        if Unslabbed::is(span) {
+            // Before the count, so that whoever closes a handle of this span
+            // after it (having got it from here) counts too.
+            bridge.unslabbed_cloned.store(true, Ordering::Release);
+            *bridge.unslabbed_clones.lock().unwrap_or_else(|e| e.into_inner()).entry(span).or_default() += 1;
+        } else if let Some(data) = bridge.span(span) {
             data.refs.fetch_add(1, Ordering::Relaxed);
         }
     })
@@ -1057,12 +1181,15 @@ unsafe extern "C" fn cb_span_close(ctx: *const c_void, span: u64) -> bool {
     shield(false, || {
         // SAFETY: ctx from our vtable.
         let bridge = unsafe { bridge(ctx) };
-        let (last, traced) = bridge
-            .spans
-            .get(span_key(span))
-            .map_or((false, false), |d| (d.refs.fetch_sub(1, Ordering::AcqRel) == 1, d.traced));
+        let (last, traced) = if Unslabbed::is(span) {
+            (bridge.unslabbed_close(span), true)
+        } else {
+            bridge.span(span).map_or((false, false), |d| (d.refs.fetch_sub(1, Ordering::AcqRel) == 1, d.traced))
+        };
         if last {
-            bridge.spans.remove(span_key(span));
+            if !Unslabbed::is(span) {
+                bridge.spans.remove(span_key(span));
+            }
             if traced && let Some(tracer) = bridge.tracer() {
                 tracer.span_close(bridge.instance, span);
             }
