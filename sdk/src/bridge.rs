@@ -8,8 +8,9 @@
 //! for a rebuild: a callsite the host does not want costs what a disabled
 //! `tracing` callsite costs.
 //!
-//! Field values are flattened into [`FieldValue`]s in a thread-local buffer, so
-//! forwarding allocates nothing once the buffer has grown.
+//! Field values are flattened into [`FieldValue`]s: on the stack when they are
+//! a few numbers and flags (most `#[instrument]` spans), else in a thread-local
+//! buffer, so forwarding allocates nothing once the buffer has grown.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -272,8 +273,64 @@ thread_local! {
     static FIELD_BUF: RefCell<FieldBuf> = RefCell::new(FieldBuf::default());
 }
 
+/// Fields of at most [`Inline::MAX`] numbers and flags, recorded on the stack:
+/// no thread-local (in a cdylib, reading one is a call to `__tls_get_addr`).
+struct Inline {
+    out: [FieldValue; Inline::MAX],
+    len: usize,
+    /// A text field, or more than `MAX`: these fields need the [`FieldBuf`].
+    spilled: bool,
+}
+
+impl Inline {
+    const MAX: usize = 8;
+    const EMPTY: FieldValue = FieldValue { name: AxStr::from_str(""), kind: 0, num: 0, text: AxStr::from_str("") };
+
+    fn push(&mut self, field: &Field, kind: u8, num: u64) {
+        match self.out.get_mut(self.len) {
+            Some(slot) => {
+                *slot = FieldValue { name: AxStr::from_str(field.name()), kind, num, text: AxStr::from_str("") };
+                self.len += 1;
+            }
+            None => self.spilled = true,
+        }
+    }
+}
+
+impl Visit for Inline {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, value_kind::I64, value as u64);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, value_kind::U64, value);
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, value_kind::F64, value.to_bits());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, value_kind::BOOL, value as u64);
+    }
+    fn record_str(&mut self, _: &Field, _: &str) {
+        self.spilled = true;
+    }
+    fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {
+        self.spilled = true;
+    }
+}
+
+/// Records fields with `record` and hands them to `send`: on the stack if
+/// they fit [`Inline`], else (recorded again) in a reusable buffer.
+fn with_fields<R>(record: impl Fn(&mut dyn Visit), send: impl FnOnce(&[FieldValue]) -> R) -> R {
+    let mut inline = Inline { out: [Inline::EMPTY; Inline::MAX], len: 0, spilled: false };
+    record(&mut inline);
+    if !inline.spilled {
+        return send(&inline.out[..inline.len]);
+    }
+    with_field_buf(|buf| record(buf), send)
+}
+
 /// Records fields with `record` into a reusable buffer and hands them to `send`.
-fn with_fields<R>(record: impl FnOnce(&mut FieldBuf), send: impl FnOnce(&[FieldValue]) -> R) -> R {
+fn with_field_buf<R>(record: impl FnOnce(&mut FieldBuf), send: impl FnOnce(&[FieldValue]) -> R) -> R {
     fn run<R>(buf: &mut FieldBuf, record: impl FnOnce(&mut FieldBuf), send: impl FnOnce(&[FieldValue]) -> R) -> R {
         buf.entries.clear();
         buf.text.clear();
