@@ -663,3 +663,127 @@ fn a_collector_that_never_answers_delays_exit_by_the_flush_timeout_and_the_loss_
     let out = run(export_env(&mut cmd, &stalled.endpoint()).env("AX_TELEMETRY_FLUSH_TIMEOUT", "soon"));
     ax_e2e::assert_one_error(&out, &["AX_TELEMETRY_FLUSH_TIMEOUT=\"soon\" is invalid", "\"300ms\""]);
 }
+
+/// Hooks driven by hand, as the runtime drives them, for what no plugin here
+/// does on demand: spans outside calls, and spans that end on another thread.
+mod hooks {
+    use std::time::Duration;
+
+    use ax_runtime::{CallEnd, CallStart, CallTrace, CallsiteInfo, Fields, Level, SpanStart, Usage};
+    use ax_telemetry::{Config, Protocol, Sampler, Telemetry, TraceParent};
+
+    use super::{Collector, Span, parse_spans};
+
+    fn telemetry(collector: &Collector, sampler: Sampler) -> Telemetry {
+        Telemetry::start(&Config {
+            protocol: Protocol::HttpProtobuf,
+            endpoint: Some(collector.endpoint()),
+            endpoint_shown: collector.endpoint(),
+            service_name: "hooks".to_owned(),
+            headers: Default::default(),
+            sampler,
+            level: Level::Info,
+            metrics_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            flush_timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    fn site(name: &str) -> &'static CallsiteInfo {
+        Box::leak(Box::new(CallsiteInfo {
+            id: Box::leak(Box::new(0u8)) as *const u8 as usize,
+            is_span: true,
+            level: Level::Info,
+            name: name.to_owned(),
+            target: "hooks".to_owned(),
+            module_path: "hooks".to_owned(),
+            file: "hooks.rs".to_owned(),
+            line: 1,
+            fields: Vec::new(),
+        }))
+    }
+
+    fn span(span: u64, callsite: &'static CallsiteInfo) -> SpanStart<'static> {
+        SpanStart { instance: 1, span, parent: None, callsite, fields: Fields::EMPTY }
+    }
+
+    fn begin(telemetry: &Telemetry) -> CallTrace {
+        let tracer = telemetry.tracer();
+        let trace = tracer.0.begin_call(&CallStart { plugin: "p", method: "m", instance: 1, call: 1 });
+        assert!(tracer.0.enter_call(&trace), "the call is sampled");
+        trace
+    }
+
+    fn end(telemetry: &Telemetry, trace: CallTrace) {
+        let tracer = telemetry.tracer();
+        tracer.0.exit_call(&trace);
+        let usage = Usage::default();
+        tracer.0.end_call(trace, &CallEnd { plugin: "p", method: "m", instance: 1, usage: &usage, error: None });
+    }
+
+    /// Flushes, then the spans the collector printed (with the call's metrics).
+    fn received(collector: &Collector, telemetry: Telemetry, spans: usize) -> Vec<Span> {
+        let dropped = telemetry.shutdown();
+        assert_eq!(dropped.flush_timed_out, None, "the flush ended in time: {dropped:?}");
+        parse_spans(&collector.wait_for(spans, "ax.calls"))
+    }
+
+    /// A span outside any call that the sampler turns down is skipped, and
+    /// the records after it are still converted (they once were not: the
+    /// `ax-otel` thread went round that record forever).
+    #[test]
+    fn a_span_outside_calls_sampled_out_does_not_stop_the_export() {
+        let collector = Collector::start();
+        let telemetry = telemetry(&collector, Sampler::ParentBased(0.0));
+        let tracer = telemetry.tracer();
+        tracer.0.span_new(span(7, site("outside")));
+        tracer.0.span_close(1, 7);
+        // A call with a sampled parent is sampled: its span and one of the plugin's.
+        let parent = TraceParent { trace_id: 0x4bf9_2f35_77b3_4da6, span_id: 0x00f0_67aa_0ba9_02b7, sampled: true };
+        let attached = Telemetry::attach(&parent);
+        let trace = begin(&telemetry);
+        tracer.0.span_new(span(8, site("inside")));
+        tracer.0.span_close(1, 8);
+        end(&telemetry, trace);
+        drop(attached);
+        let spans = received(&collector, telemetry, 2);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names.len(), 2, "{spans:?}");
+        assert!(names.contains(&"p.m") && names.contains(&"inside"), "{spans:?}");
+    }
+
+    /// A span made in a call and closed on another thread, whose buffer the
+    /// `ax-otel` thread takes first (it wrote before), is exported once, a
+    /// child of the call: the close waits for the span's record.
+    #[test]
+    fn a_span_closed_on_another_thread_is_exported_whichever_buffer_comes_first() {
+        let collector = Collector::start();
+        let telemetry = telemetry(&collector, Sampler::ParentBased(1.0));
+        let tracer = telemetry.tracer();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let tracer = &tracer;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // This thread's buffer is made first: a span outside any call.
+                tracer.0.span_new(span(10, site("earlier")));
+                tracer.0.span_close(1, 10);
+                let _ = wait.recv();
+                tracer.0.span_close(1, 9);
+            });
+            // The `ax-otel` thread falls asleep for its longest nap (50 ms),
+            // so that the span's record and its close come in one drain.
+            std::thread::sleep(Duration::from_millis(300));
+            let trace = begin(&telemetry);
+            tracer.0.span_new(span(9, site("handed")));
+            let _ = go.send(());
+            std::thread::sleep(Duration::from_millis(5));
+            end(&telemetry, trace);
+        });
+        let spans = received(&collector, telemetry, 3);
+        let call = spans.iter().find(|s| s.name == "p.m").unwrap_or_else(|| panic!("the call's span: {spans:?}"));
+        let handed: Vec<&Span> = spans.iter().filter(|s| s.name == "handed").collect();
+        assert_eq!(handed.len(), 1, "exported once: {spans:?}");
+        assert_eq!(handed[0].parent, call.id, "a child of the call: {spans:?}");
+    }
+}

@@ -21,20 +21,22 @@
 //! does the rest: it keeps the table of live spans, gives each sampled span
 //! its OpenTelemetry ids (a thread's records are in order, so a root span
 //! finds the call its thread was in), builds attributes and `SpanData` for the
-//! batch span processor, and records the call metrics.
+//! batch span processor, and records the call metrics. Across threads there
+//! is no order: a span closed on another thread may have its close taken
+//! before its own record, and the close then waits for it.
 //!
 //! **Invariant:** a hook never blocks and never waits for the `ax-otel`
 //! thread: a full buffer drops the record (with the fields that follow it)
 //! and counts it. A span whose record was dropped is not exported; its close
-//! finds nothing.
+//! waits for it in vain, and is forgotten after a while.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ax_runtime::{
     CallEnd, CallError, CallStart, CallTrace, CallTracer, CallsiteInfo, FieldRef, Fields, InstanceId, Level,
@@ -562,6 +564,9 @@ struct LiveSpan {
 /// the last. A buffer half full wakes it early.
 const POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(50));
 
+/// How long a close taken before its span's record waits for it.
+const EARLY_CLOSE_KEPT: Duration = Duration::from_secs(10);
+
 /// A buffer as the `ax-otel` thread tracks it.
 struct Drained {
     buffer: Arc<Buffer>,
@@ -580,6 +585,13 @@ pub(crate) struct Converter {
     drained: Vec<Drained>,
     /// Live sampled plugin spans: (instance, span id) → the span so far.
     live: HashMap<(InstanceId, u64), LiveSpan, Fast>,
+    /// Live plugin spans the sampler turned down (made outside any call).
+    unsampled: HashSet<(InstanceId, u64), Fast>,
+    /// Closes taken before their span's record (another thread closed it,
+    /// and its buffer came first in a drain): the close's time, and when it
+    /// came. Forgotten after [`EARLY_CLOSE_KEPT`] (a span whose record was
+    /// dropped never comes).
+    early_closes: HashMap<(InstanceId, u64), (u64, Instant), Fast>,
     /// Callsites seen: (instance, callsite id) → name and constant attributes.
     sites: HashMap<(InstanceId, usize), Arc<Site>, Fast>,
     /// The call metrics' counts, added to the counters after each drain.
@@ -595,6 +607,8 @@ impl Converter {
             scope: InstrumentationScope::builder("ax").build(),
             drained: Vec::new(),
             live: HashMap::default(),
+            unsampled: HashSet::default(),
+            early_closes: HashMap::default(),
             sites: HashMap::default(),
             tally: CallTally::default(),
         }
@@ -650,6 +664,9 @@ impl Converter {
             d.spare.clear();
         }
         self.tally.flush(instruments);
+        if !self.early_closes.is_empty() {
+            self.early_closes.retain(|_, (_, came)| came.elapsed() < EARLY_CLOSE_KEPT);
+        }
         // A buffer only the `ax-otel` thread holds belonged to a thread that has
         // exited, and was drained just now.
         drained.retain(|d| Arc::strong_count(&d.buffer) > 1);
@@ -675,10 +692,11 @@ impl Converter {
             processor.on_end(call_span(call, plugin, method, generation, &self.shared, &self.scope));
         }
         let recs = &batch.recs;
-        let mut i = 0;
-        while i < recs.len() {
-            let rec = &recs[i];
-            let mut next = i + 1;
+        let mut next = 0;
+        while let Some(rec) = recs.get(next) {
+            // Past this record before anything else: an arm that skips the
+            // record must not leave the loop on it (it once went round forever).
+            next += 1;
             match rec {
                 Rec::Enter(ids) => d.call = Some(*ids),
                 Rec::Exit => d.call = None,
@@ -693,7 +711,11 @@ impl Converter {
                             sampled.then(|| (Ids { trace, span: self.ids.new_span_id(), sampled }, SpanId::INVALID))
                         }
                     };
-                    let Some((ids, parent)) = ids else { continue };
+                    let key = (*instance, *span);
+                    let Some((ids, parent)) = ids else {
+                        self.unsampled.insert(key);
+                        continue;
+                    };
                     let live = LiveSpan {
                         ids,
                         parent,
@@ -702,7 +724,15 @@ impl Converter {
                         fields: attributes(batch, fields).collect(),
                         events: Vec::new(),
                     };
-                    self.live.insert((*instance, *span), live);
+                    match self.early_closes.remove(&key) {
+                        Some((end, _)) => {
+                            health.handed_spans.fetch_add(1, Ordering::Relaxed);
+                            processor.on_end(plugin_span(live, self.shared.time(end), &self.scope));
+                        }
+                        None => {
+                            self.live.insert(key, live);
+                        }
+                    }
                 }
                 Rec::SpanRecord { instance, span, fields } => {
                     let fields = following(recs, &mut next, *fields);
@@ -711,9 +741,15 @@ impl Converter {
                     }
                 }
                 Rec::SpanClose { instance, span, at } => {
-                    if let Some(live) = self.live.remove(&(*instance, *span)) {
+                    let key = (*instance, *span);
+                    if let Some(live) = self.live.remove(&key) {
                         health.handed_spans.fetch_add(1, Ordering::Relaxed);
                         processor.on_end(plugin_span(live, self.shared.time(*at), &self.scope));
+                    } else if !self.unsampled.remove(&key) {
+                        // Closed on another thread, whose buffer was taken
+                        // before the buffer of the thread that made the span:
+                        // kept for the span's record to come.
+                        self.early_closes.insert(key, (*at, Instant::now()));
                     }
                 }
                 Rec::Event { instance, parent, site, at, fields } => {
@@ -731,7 +767,6 @@ impl Converter {
                 // Fields are taken by the record before them.
                 Rec::Field(..) => {}
             }
-            i = next;
         }
     }
 
