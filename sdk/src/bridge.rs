@@ -218,6 +218,24 @@ impl Subscriber for HostSubscriber {
     }
 }
 
+/// `Visit`'s methods for numbers and flags, as `self.push(field, kind, bits)`.
+macro_rules! numbers {
+    () => {
+        fn record_i64(&mut self, field: &Field, value: i64) {
+            self.push(field, value_kind::I64, value as u64);
+        }
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            self.push(field, value_kind::U64, value);
+        }
+        fn record_f64(&mut self, field: &Field, value: f64) {
+            self.push(field, value_kind::F64, value.to_bits());
+        }
+        fn record_bool(&mut self, field: &Field, value: bool) {
+            self.push(field, value_kind::BOOL, value as u64);
+        }
+    };
+}
+
 /// A field recorded into [`FieldBuf`]; text fields point into `FieldBuf::text`
 /// by range, turned into pointers once the text can no longer move.
 struct Entry {
@@ -247,18 +265,7 @@ impl FieldBuf {
 }
 
 impl Visit for FieldBuf {
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, value_kind::I64, value as u64);
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, value_kind::U64, value);
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push(field, value_kind::F64, value.to_bits());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, value_kind::BOOL, value as u64);
-    }
+    numbers!();
     fn record_str(&mut self, field: &Field, value: &str) {
         self.push_text(field, value_kind::STR, |t| t.push_str(value));
     }
@@ -298,18 +305,7 @@ impl Inline {
 }
 
 impl Visit for Inline {
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, value_kind::I64, value as u64);
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, value_kind::U64, value);
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push(field, value_kind::F64, value.to_bits());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, value_kind::BOOL, value as u64);
-    }
+    numbers!();
     fn record_str(&mut self, _: &Field, _: &str) {
         self.spilled = true;
     }
