@@ -465,6 +465,10 @@ thread_local! {
 /// A callsite's info and its index in [`Callsites::ids`].
 type Site = (&'static CallsiteInfo, u32);
 
+/// How many times [`Bridge::site_soon`] yields before it gives up on a
+/// callsite (one a plugin never registered).
+const REGISTERING_WAIT: usize = 1000;
+
 /// How many span callsites [`SAMPLED_SPANS`] keeps per thread (beyond, the
 /// others are looked up each time: correct, slower).
 const SAMPLED_SPANS_KEPT: usize = 64;
@@ -848,6 +852,20 @@ impl Bridge {
         self.callsites.read().unwrap_or_else(|e| e.into_inner()).by_id.get(&id).copied()
     }
 
+    /// Callsite `id`, waiting a little if it is not registered yet: `tracing`
+    /// lets a thread make a span or event while another thread is still
+    /// registering its callsite (it asks `enabled` meanwhile), and without
+    /// the wait that span was never traced, that event never logged.
+    fn site_soon(&self, id: usize) -> Option<Site> {
+        for _ in 0..REGISTERING_WAIT {
+            if let Some(site) = self.site(id) {
+                return Some(site);
+            }
+            std::thread::yield_now();
+        }
+        self.site(id)
+    }
+
     /// The entry of span `id` in the span table (none for an [`Unslabbed`] id).
     fn span(&self, id: u64) -> Option<sharded_slab::Entry<'_, SpanData, SpanTable>> {
         if id & Unslabbed::BIT != 0 { None } else { self.spans.get(span_key(id)) }
@@ -1062,7 +1080,7 @@ unsafe extern "C" fn cb_span_new(
                 // The first span of its callsite on this thread (this SDK asks
                 // `enabled` without naming the callsite, so this is where the
                 // callsite is noted).
-                let site = bridge.site(callsite)?;
+                let site = bridge.site_soon(callsite)?;
                 // Only the tracer wants it unless something wants every span.
                 if !bridge.spans_always() {
                     remember_sampled_span(ctx as usize, site);
@@ -1224,7 +1242,7 @@ unsafe extern "C" fn cb_event(
         // SAFETY: ctx from our vtable; fields valid for the call.
         let (bridge, fields) = unsafe { (bridge(ctx), slice(fields, field_count)) };
         bridge.notice_abort();
-        let Some(info) = bridge.callsite(callsite) else {
+        let Some((info, _)) = bridge.site_soon(callsite) else {
             return;
         };
         if bridge.profiler.is_on() {
