@@ -242,9 +242,26 @@ struct Buffer {
     batch: Mutex<Batch>,
 }
 
+/// One thread's buffer for one tracer, as the thread holds it.
+struct Local {
+    tracer: u64,
+    buffer: Arc<Buffer>,
+    /// The records of the sampled call this thread runs, kept here without a
+    /// lock until the call exits (or there are [`STAGED`] of them), then
+    /// handed over in one go: one lock per call instead of one per record.
+    staged: Batch,
+    /// How many sampled calls this thread is in (a call may call another).
+    calls: u32,
+}
+
+/// Records, and bytes of their text, a call keeps on its thread before it
+/// hands them over anyway (a record with more text goes straight over).
+const STAGED: usize = 1024;
+const STAGED_TEXT: usize = 64 << 10;
+
 thread_local! {
-    /// This thread's buffers: (tracer id, buffer).
-    static BUFFERS: RefCell<Vec<(u64, Arc<Buffer>)>> = const { RefCell::new(Vec::new()) };
+    /// This thread's buffers, one per tracer.
+    static BUFFERS: RefCell<Vec<Local>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Tracer ids, for [`BUFFERS`].
@@ -286,39 +303,103 @@ impl Shared {
     }
 
     /// Appends to this thread's buffer with `write`, if `records` more records
-    /// and `text` more bytes fit; else drops and counts.
+    /// and `text` more bytes fit; else drops and counts. Inside a sampled call
+    /// the records are staged on the thread instead (see [`Local::staged`]).
     fn append(&self, records: usize, text: usize, write: impl FnOnce(&mut Batch)) {
+        self.with_local(|local| {
+            // Nothing is staged outside a sampled call.
+            if local.calls == 0 {
+                self.locked(&local.buffer, records, text, write);
+                return;
+            }
+            if local.staged.len() + records > STAGED || local.staged.text.len() + text > STAGED_TEXT {
+                self.hand_over(local);
+            }
+            if text > STAGED_TEXT {
+                self.locked(&local.buffer, records, text, write);
+            } else {
+                write(&mut local.staged);
+            }
+        });
+    }
+
+    /// This thread's buffer for this tracer, made the first time.
+    fn with_local(&self, body: impl FnOnce(&mut Local)) {
         if self.stopped.load(Ordering::Relaxed) {
             return;
         }
         // An error: this thread is exiting, and has nowhere to write.
         let _ = BUFFERS.try_with(|buffers| {
             let mut buffers = buffers.borrow_mut();
-            let at = match buffers.iter().position(|(id, _)| *id == self.id) {
+            let at = match buffers.iter().position(|local| local.tracer == self.id) {
                 Some(at) => at,
                 None => {
                     let buffer = Arc::new(Buffer::default());
                     self.buffers.lock().push(buffer.clone());
-                    buffers.push((self.id, buffer));
+                    buffers.push(Local { tracer: self.id, buffer, staged: Batch::default(), calls: 0 });
                     buffers.len() - 1
                 }
             };
-            let mut batch = buffers[at].1.batch.lock();
-            let used = batch.len();
-            if used + records > BUFFER || batch.text.len() + text > TEXT {
-                drop(batch);
-                self.health.queue_full();
-                return;
-            }
-            write(&mut batch);
-            let half = BUFFER / 2;
-            if used < half && batch.len() >= half {
-                drop(batch);
-                if let Some(converter) = self.converter.get() {
-                    converter.unpark();
-                }
+            body(&mut buffers[at]);
+        });
+    }
+
+    /// A sampled call begins on this thread: its records are staged from now.
+    fn enter(&self, ids: Ids) {
+        self.with_local(|local| {
+            local.calls += 1;
+            local.staged.recs.push(Rec::Enter(ids));
+        });
+    }
+
+    /// The sampled call ends on this thread: its records are handed over.
+    fn exit(&self) {
+        self.with_local(|local| {
+            local.staged.recs.push(Rec::Exit);
+            local.calls = local.calls.saturating_sub(1);
+            if local.calls == 0 {
+                self.hand_over(local);
             }
         });
+    }
+
+    /// Moves the staged records to the thread's buffer, under its lock once
+    /// (if they do not all fit, they are dropped together, and counted once).
+    fn hand_over(&self, local: &mut Local) {
+        let staged = &mut local.staged;
+        if staged.recs.is_empty() {
+            return;
+        }
+        let (records, text) = (staged.len(), staged.text.len());
+        self.locked(&local.buffer, records, text, |batch| {
+            let base = batch.text.len() as u32;
+            batch.text.extend_from_slice(&staged.text);
+            batch.recs.extend(staged.recs.drain(..).map(|rec| match rec {
+                Rec::Field(name, Slot::Text(t)) => Rec::Field(name, Slot::Text(Text { at: t.at + base, len: t.len })),
+                rec => rec,
+            }));
+        });
+        staged.clear();
+    }
+
+    /// Appends to `buffer` under its lock, if `records` more records and
+    /// `text` more bytes fit; else drops and counts.
+    fn locked(&self, buffer: &Buffer, records: usize, text: usize, write: impl FnOnce(&mut Batch)) {
+        let mut batch = buffer.batch.lock();
+        let used = batch.len();
+        if used + records > BUFFER || batch.text.len() + text > TEXT {
+            drop(batch);
+            self.health.queue_full();
+            return;
+        }
+        write(&mut batch);
+        let half = BUFFER / 2;
+        if used < half && batch.len() >= half {
+            drop(batch);
+            if let Some(converter) = self.converter.get() {
+                converter.unpark();
+            }
+        }
     }
 }
 
@@ -453,7 +534,7 @@ impl CallTracer for OtelTracer {
     fn enter_call(&self, trace: &CallTrace) -> bool {
         let Some(call) = trace.0.downcast_ref::<CallState>() else { return false };
         if call.ids.sampled {
-            self.shared.append(1, 0, |b| b.recs.push(Rec::Enter(call.ids)));
+            self.shared.enter(call.ids);
         }
         call.ids.sampled
     }
@@ -464,7 +545,7 @@ impl CallTracer for OtelTracer {
 
     fn exit_call(&self, trace: &CallTrace) {
         if trace.0.is::<CallState>() {
-            self.shared.append(1, 0, |b| b.recs.push(Rec::Exit));
+            self.shared.exit();
         }
     }
 
