@@ -15,7 +15,9 @@
 //! buffer's text arena), and for a call its ids, clocks and usage. Nothing is
 //! looked up, allocated (once the buffer has grown), or shared with another
 //! call's thread there: the buffer's lock is only ever contended by the
-//! `ax-otel` thread swapping it for an empty one.
+//! `ax-otel` thread swapping it for an empty one. Inside a sampled call they do
+//! not even take that lock: the call's records are staged on its thread
+//! ([`Local::staged`]) and handed over together when the call exits.
 //!
 //! The `ax-otel` thread ([`convert`]) drains every thread's buffer in turn and
 //! does the rest: it keeps the table of live spans, gives each sampled span
