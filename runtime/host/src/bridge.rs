@@ -1202,15 +1202,18 @@ unsafe extern "C" fn cb_span_close(ctx: *const c_void, span: u64) -> bool {
         let (last, traced) = if Unslabbed::is(span) {
             (bridge.unslabbed_close(span), true)
         } else {
-            bridge.span(span).map_or((false, false), |d| (d.refs.fetch_sub(1, Ordering::AcqRel) == 1, d.traced))
-        };
-        if last {
-            if !Unslabbed::is(span) {
+            let (last, traced) =
+                bridge.span(span).map_or((false, false), |d| (d.refs.fetch_sub(1, Ordering::AcqRel) == 1, d.traced));
+            if last {
                 bridge.spans.remove(span_key(span));
             }
-            if traced && let Some(tracer) = bridge.tracer() {
-                tracer.span_close(bridge.instance, span);
-            }
+            (last, traced)
+        };
+        if last
+            && traced
+            && let Some(tracer) = bridge.tracer()
+        {
+            tracer.span_close(bridge.instance, span);
         }
         last
     })

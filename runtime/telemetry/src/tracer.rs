@@ -770,9 +770,8 @@ impl Converter {
             let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
             let wall = Duration::from_nanos(call.wall);
             self.tally.record(instruments, (plugin, method, call.outcome), wall, call.error.is_some());
-            health.handed_spans.fetch_add(1, Ordering::Relaxed);
             let generation = self.shared.generations.lock().get(&call.instance).copied().unwrap_or(1);
-            processor.on_end(call_span(call, plugin, method, generation, &self.shared, &self.scope));
+            hand(processor, health, call_span(call, plugin, method, generation, &self.shared, &self.scope));
         }
         let recs = &batch.recs;
         let mut next = 0;
@@ -809,8 +808,7 @@ impl Converter {
                     };
                     match self.early_closes.remove(&key) {
                         Some((end, _)) => {
-                            health.handed_spans.fetch_add(1, Ordering::Relaxed);
-                            processor.on_end(plugin_span(live, self.shared.time(end), &self.scope));
+                            hand(processor, health, plugin_span(live, self.shared.time(end), &self.scope))
                         }
                         None => {
                             self.live.insert(key, live);
@@ -826,8 +824,7 @@ impl Converter {
                 Rec::SpanClose { instance, span, at } => {
                     let key = (*instance, *span);
                     if let Some(live) = self.live.remove(&key) {
-                        health.handed_spans.fetch_add(1, Ordering::Relaxed);
-                        processor.on_end(plugin_span(live, self.shared.time(*at), &self.scope));
+                        hand(processor, health, plugin_span(live, self.shared.time(*at), &self.scope));
                     } else if !self.unsampled.remove(&key) {
                         // Closed on another thread, whose buffer was taken
                         // before the buffer of the thread that made the span:
@@ -1047,8 +1044,7 @@ pub(crate) fn reload_span(
 ) {
     let ids = RandomIdGenerator::default();
     let end = SystemTime::now();
-    health.handed_spans.fetch_add(1, Ordering::Relaxed);
-    processor.on_end(SpanData {
+    let span = SpanData {
         span_context: context(Ids { trace: ids.new_trace_id(), span: ids.new_span_id(), sampled: true }),
         parent_span_id: SpanId::INVALID,
         parent_span_is_remote: false,
@@ -1065,7 +1061,15 @@ pub(crate) fn reload_span(
             None => Status::Ok,
         },
         instrumentation_scope: InstrumentationScope::builder("ax").build(),
-    });
+    };
+    hand(processor, health, span);
+}
+
+/// Hands `span` to the batch span processor, and counts it
+/// ([`Health::handed_spans`](crate::export::Health)).
+fn hand(processor: &BatchSpanProcessor, health: &Health, span: SpanData) {
+    health.handed_spans.fetch_add(1, Ordering::Relaxed);
+    processor.on_end(span);
 }
 
 /// Asks the `ax-otel` thread to convert what is buffered and stop; waits at
