@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use ax_abi::{
@@ -282,8 +283,12 @@ thread_local! {
 
 /// Fields of at most [`Inline::MAX`] numbers and flags, recorded on the stack:
 /// no thread-local (in a cdylib, reading one is a call to `__tls_get_addr`).
+///
+/// Its slots are left uninitialised until written: filling all of them first
+/// copied 384 bytes per span, for spans that mostly have one field or none.
 struct Inline {
-    out: [FieldValue; Inline::MAX],
+    out: [MaybeUninit<FieldValue>; Inline::MAX],
+    /// `out[..len]` are initialised.
     len: usize,
     /// A text field, or more than `MAX`: these fields need the [`FieldBuf`].
     spilled: bool,
@@ -291,16 +296,24 @@ struct Inline {
 
 impl Inline {
     const MAX: usize = 8;
-    const EMPTY: FieldValue = FieldValue { name: AxStr::from_str(""), kind: 0, num: 0, text: AxStr::from_str("") };
+
+    fn new() -> Inline {
+        Inline { out: [const { MaybeUninit::uninit() }; Inline::MAX], len: 0, spilled: false }
+    }
 
     fn push(&mut self, field: &Field, kind: u8, num: u64) {
         match self.out.get_mut(self.len) {
             Some(slot) => {
-                *slot = FieldValue { name: AxStr::from_str(field.name()), kind, num, text: AxStr::from_str("") };
+                slot.write(FieldValue { name: AxStr::from_str(field.name()), kind, num, text: AxStr::from_str("") });
                 self.len += 1;
             }
             None => self.spilled = true,
         }
+    }
+
+    fn fields(&self) -> &[FieldValue] {
+        // SAFETY: `push` wrote `out[..len]`; `MaybeUninit<T>` has `T`'s layout.
+        unsafe { std::slice::from_raw_parts(self.out.as_ptr().cast::<FieldValue>(), self.len) }
     }
 }
 
@@ -317,10 +330,10 @@ impl Visit for Inline {
 /// Records fields with `record` and hands them to `send`: on the stack if
 /// they fit [`Inline`], else (recorded again) in a reusable buffer.
 fn with_fields<R>(record: impl Fn(&mut dyn Visit), send: impl FnOnce(&[FieldValue]) -> R) -> R {
-    let mut inline = Inline { out: [Inline::EMPTY; Inline::MAX], len: 0, spilled: false };
+    let mut inline = Inline::new();
     record(&mut inline);
     if !inline.spilled {
-        return send(&inline.out[..inline.len]);
+        return send(inline.fields());
     }
     with_field_buf(|buf| record(buf), send)
 }
