@@ -672,7 +672,7 @@ mod hooks {
     use ax_runtime::{CallEnd, CallStart, CallTrace, CallsiteInfo, Fields, Level, SpanStart, Usage};
     use ax_telemetry::{Config, Protocol, Sampler, Telemetry, TraceParent};
 
-    use super::{Collector, Span, parse_spans};
+    use super::{Collector, Span, metric_points, parse_spans};
 
     fn telemetry(collector: &Collector, sampler: Sampler) -> Telemetry {
         Telemetry::start(&Config {
@@ -708,10 +708,15 @@ mod hooks {
         SpanStart { instance: 1, span, parent: None, callsite, fields: Fields::EMPTY }
     }
 
+    /// A call's `begin_call` on this thread.
+    fn begin_only(telemetry: &Telemetry) -> CallTrace {
+        telemetry.tracer().0.begin_call(&CallStart { plugin: "p", method: "m", instance: 1, call: 1 })
+    }
+
+    /// A call's `begin_call` and `enter_call` on this thread.
     fn begin(telemetry: &Telemetry) -> CallTrace {
-        let tracer = telemetry.tracer();
-        let trace = tracer.0.begin_call(&CallStart { plugin: "p", method: "m", instance: 1, call: 1 });
-        assert!(tracer.0.enter_call(&trace), "the call is sampled");
+        let trace = begin_only(telemetry);
+        assert!(telemetry.tracer().0.enter_call(&trace), "the call is sampled");
         trace
     }
 
@@ -785,5 +790,120 @@ mod hooks {
         let handed: Vec<&Span> = spans.iter().filter(|s| s.name == "handed").collect();
         assert_eq!(handed.len(), 1, "exported once: {spans:?}");
         assert_eq!(handed[0].parent, call.id, "a child of the call: {spans:?}");
+    }
+
+    /// A sampled call made inside another on the same thread (a plugin whose
+    /// call makes the host call another), and a sampled-out one: both calls'
+    /// records, staged until the outer call ends, are exported (the inner
+    /// call's span and metric were once dropped with the staged records).
+    #[test]
+    fn calls_made_inside_a_call_on_its_thread_are_exported() {
+        let collector = Collector::start();
+        let parent = TraceParent { trace_id: 0x4bf9_2f35_77b3_4da6, span_id: 0x00f0_67aa_0ba9_02b7, sampled: true };
+        let telemetry = telemetry(&collector, Sampler::ParentBased(0.0));
+        let tracer = telemetry.tracer();
+        let usage = Usage::default();
+        let attached = Telemetry::attach(&parent);
+        let outer = begin(&telemetry);
+        // Sampled (its parent is), then sampled out (no parent).
+        let inner = tracer.0.begin_call(&CallStart { plugin: "p", method: "inner", instance: 1, call: 2 });
+        assert!(tracer.0.enter_call(&inner), "the inner call is sampled");
+        tracer.0.span_new(span(13, site("in the inner call")));
+        tracer.0.span_close(1, 13);
+        tracer.0.exit_call(&inner);
+        tracer.0.end_call(inner, &CallEnd { plugin: "p", method: "inner", instance: 1, usage: &usage, error: None });
+        drop(attached);
+        let out = tracer.0.begin_call(&CallStart { plugin: "p", method: "out", instance: 1, call: 3 });
+        assert!(!tracer.0.enter_call(&out), "the last call is sampled out");
+        tracer.0.exit_call(&out);
+        tracer.0.end_call(out, &CallEnd { plugin: "p", method: "out", instance: 1, usage: &usage, error: None });
+        end(&telemetry, outer);
+        let dropped = telemetry.shutdown();
+        assert_eq!(dropped.flush_timed_out, None, "the flush ended in time: {dropped:?}");
+        let text = collector.wait_for(3, "ax.calls");
+        let spans = parse_spans(&text);
+        let named = |name: &str| spans.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("{name}: {spans:?}"));
+        let (outer, inner, span) = (named("p.m"), named("p.inner"), named("in the inner call"));
+        // Both calls' parent is the caller's context: the attached one.
+        assert_eq!((&outer.parent, &inner.parent), (&"00f067aa0ba902b7".to_owned(), &outer.parent), "{spans:?}");
+        assert_eq!(span.parent, inner.id, "the span is the inner call's: {spans:?}");
+        let calls = metric_points(&text, "ax.calls");
+        assert!(calls.iter().any(|p| p.contains("ax.method: Str(out)")), "the sampled-out call is counted: {calls:?}");
+    }
+
+    /// Sampled-out calls go to the `ax-otel` thread through a ring per
+    /// thread, their names by key: every call is counted under its own
+    /// plugin and method, however fast they come and from however many
+    /// threads (a full ring goes through the buffer's lock instead).
+    #[test]
+    fn every_sampled_out_call_is_counted_under_its_names() {
+        const CALLS: usize = 6000;
+        let collector = Collector::start();
+        let telemetry = telemetry(&collector, Sampler::ParentBased(0.0));
+        let tracer = &telemetry.tracer();
+        let methods = ["alpha", "beta", "gamma"];
+        std::thread::scope(|s| {
+            for plugin in ["p", "q"] {
+                s.spawn(move || {
+                    let usage = Usage::default();
+                    for call in 0..CALLS {
+                        let method = methods[call % methods.len()];
+                        let trace = tracer.0.begin_call(&CallStart { plugin, method, instance: 1, call: call as u64 });
+                        let end = CallEnd { plugin, method, instance: 1, usage: &usage, error: None };
+                        tracer.0.end_call(trace, &end);
+                    }
+                });
+            }
+        });
+        let dropped = telemetry.shutdown();
+        assert_eq!(dropped.flush_timed_out, None, "the flush ended in time: {dropped:?}");
+        let calls = metric_points(&collector.wait_for(0, "ax.calls"), "ax.calls");
+        for plugin in ["p", "q"] {
+            for method in methods {
+                let counted: Vec<&String> = calls
+                    .iter()
+                    .filter(|p| p.contains(&format!("ax.plugin: Str({plugin})")))
+                    .filter(|p| p.contains(&format!("ax.method: Str({method})")))
+                    .collect();
+                let expected = format!("Value: {}", CALLS / methods.len());
+                assert!(
+                    counted.len() == 1 && counted[0].contains(&expected),
+                    "{plugin}.{method}: {expected} expected: {counted:?}"
+                );
+            }
+        }
+    }
+
+    /// A call whose plugin code runs on another thread than its caller's (a
+    /// plugin with a dedicated thread): its spans are handed over when the
+    /// call leaves that thread, which then idles, apart from the call's own
+    /// record on the caller's thread.
+    #[test]
+    fn a_call_run_on_another_thread_than_its_callers_exports_its_spans() {
+        let collector = Collector::start();
+        let telemetry = telemetry(&collector, Sampler::ParentBased(1.0));
+        let tracer = &telemetry.tracer();
+        let trace = begin_only(&telemetry);
+        let (back, traced) = std::sync::mpsc::channel::<CallTrace>();
+        let (idle, done) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                assert!(tracer.0.enter_call(&trace), "the call is sampled");
+                tracer.0.span_new(span(12, site("on the worker")));
+                tracer.0.span_close(1, 12);
+                tracer.0.exit_call(&trace);
+                let _ = back.send(trace);
+                // Alive and idle until the spans are in.
+                let _ = done.recv();
+            });
+            let trace = traced.recv().expect("the worker's hooks ran");
+            let usage = Usage::default();
+            tracer.0.end_call(trace, &CallEnd { plugin: "p", method: "m", instance: 1, usage: &usage, error: None });
+            let spans = received(&collector, telemetry, 2);
+            drop(idle);
+            let call = spans.iter().find(|s| s.name == "p.m").unwrap_or_else(|| panic!("the call's span: {spans:?}"));
+            let worker = spans.iter().find(|s| s.name == "on the worker");
+            assert_eq!(worker.map(|w| &w.parent), Some(&call.id), "the worker's span, a child of the call: {spans:?}");
+        });
     }
 }

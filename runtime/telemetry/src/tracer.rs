@@ -17,7 +17,10 @@
 //! call's thread there: the buffer's lock is only ever contended by the
 //! `ax-otel` thread swapping it for an empty one. Inside a sampled call they do
 //! not even take that lock: the call's records are staged on its thread
-//! ([`Local::staged`]) and handed over together when the call exits.
+//! ([`Local::staged`]) and handed over together when the call exits. A
+//! sampled-out call takes no lock at all: its metrics go through a ring with
+//! one writer and one reader ([`Counted`], its names by key), unless the ring
+//! is full.
 //!
 //! The `ax-otel` thread ([`convert`]) drains every thread's buffer in turn and
 //! does the rest: it keeps the table of live spans, gives each sampled span
@@ -161,8 +164,8 @@ struct CallRec {
     error: Option<Box<CallError>>,
 }
 
-/// A call the sampler turned down, for its metrics only: a quarter of a
-/// [`CallRec`], so that the call's thread writes a single cache line.
+/// A call the sampler turned down, for its metrics only, when its thread's
+/// [`Counted`] ring is full: a quarter of a [`CallRec`].
 struct MetricRec {
     plugin: Text,
     method: Text,
@@ -170,6 +173,23 @@ struct MetricRec {
     outcome: &'static str,
     failed: bool,
 }
+
+/// A call the sampler turned down, for its metrics only, as it goes to the
+/// `ax-otel` thread through its thread's ring ([`Local::counted`]): its
+/// plugin and method by key ([`Shared::names`]), half a cache line.
+struct Counted {
+    wall: u64,
+    outcome: &'static str,
+    names: u32,
+    failed: bool,
+}
+
+/// A plugin's name and a method's.
+type Names = (Box<str>, Box<str>);
+
+/// Sampled-out calls a thread's ring holds; when it is full they go
+/// through the buffer's lock instead, as [`MetricRec`]s.
+const COUNTED: usize = 2048;
 
 /// A thread's records since the `ax-otel` thread last took them.
 #[derive(Default)]
@@ -239,9 +259,11 @@ impl Batch {
 }
 
 /// One thread's buffer for one tracer.
-#[derive(Default)]
 struct Buffer {
     batch: Mutex<Batch>,
+    /// The `ax-otel` thread's end of the thread's ring of sampled-out calls
+    /// (only that thread locks it).
+    counted: Mutex<rtrb::Consumer<Counted>>,
 }
 
 /// One thread's buffer for one tracer, as the thread holds it.
@@ -254,6 +276,15 @@ struct Local {
     staged: Batch,
     /// How many sampled calls this thread is in (a call may call another).
     calls: u32,
+    /// Sampled-out calls, to the `ax-otel` thread without a lock: a ring
+    /// with one writer and one reader.
+    counted: rtrb::Producer<Counted>,
+    /// This thread's plugin and method names with their key in
+    /// [`Shared::names`], and the index of the last one used.
+    names: (Vec<(Names, u32)>, usize),
+    /// Whether the `ax-otel` thread was woken since the ring was last less
+    /// than half full.
+    woke: bool,
 }
 
 /// Records, and bytes of their text, a call keeps on its thread before it
@@ -286,6 +317,9 @@ pub(crate) struct Shared {
     health: Arc<Health>,
     /// The generation each instance serves as (1 unless it came from a reload).
     pub(crate) generations: Mutex<HashMap<InstanceId, u64>>,
+    /// The plugin and method names of sampled-out calls, by key: a thread
+    /// adds a pair the first time it sees it, then sends the key.
+    names: Mutex<Vec<Names>>,
 }
 
 impl Shared {
@@ -336,14 +370,74 @@ impl Shared {
             let at = match buffers.iter().position(|local| local.tracer == self.id) {
                 Some(at) => at,
                 None => {
-                    let buffer = Arc::new(Buffer::default());
+                    let (counted, taken) = rtrb::RingBuffer::new(COUNTED);
+                    let buffer = Arc::new(Buffer { batch: Mutex::default(), counted: Mutex::new(taken) });
                     self.buffers.lock().push(buffer.clone());
-                    buffers.push(Local { tracer: self.id, buffer, staged: Batch::default(), calls: 0 });
+                    buffers.push(Local {
+                        tracer: self.id,
+                        buffer,
+                        staged: Batch::default(),
+                        calls: 0,
+                        counted,
+                        names: (Vec::new(), 0),
+                        woke: false,
+                    });
                     buffers.len() - 1
                 }
             };
             body(&mut buffers[at]);
         });
+    }
+
+    /// A sampled-out call's metrics, through the thread's ring (through its
+    /// buffer's lock if the ring is full).
+    fn count(&self, end: &CallEnd<'_>) {
+        let (wall, outcome, failed) = (end.usage.wall.as_nanos() as u64, outcome(end.error), end.error.is_some());
+        self.with_local(|local| {
+            let names = self.names(local, end.plugin, end.method);
+            if local.counted.push(Counted { wall, outcome, names, failed }).is_err() {
+                let text = end.plugin.len() + end.method.len();
+                return self.locked(&local.buffer, 1, text, |b| {
+                    let (plugin, method) = b.names(end.plugin, end.method);
+                    b.metrics.push(MetricRec { plugin, method, wall, outcome, failed });
+                });
+            }
+            // Half full wakes the `ax-otel` thread, once. The cached count
+            // errs on the full side, and costs no atomic read.
+            if local.counted.cached_slots() < COUNTED / 2 && local.counted.slots() < COUNTED / 2 {
+                if !std::mem::replace(&mut local.woke, true)
+                    && let Some(converter) = self.converter.get()
+                {
+                    converter.unpark();
+                }
+            } else {
+                local.woke = false;
+            }
+        });
+    }
+
+    /// The key of `plugin` and `method` in [`Shared::names`], as this thread knows it.
+    fn names(&self, local: &mut Local, plugin: &str, method: &str) -> u32 {
+        let same = |(p, m): &Names| **p == *plugin && **m == *method;
+        let (known, last) = &mut local.names;
+        if let Some((_, key)) = known.get(*last).filter(|(names, _)| same(names)) {
+            return *key;
+        }
+        if let Some(at) = known.iter().position(|(names, _)| same(names)) {
+            *last = at;
+            return known[at].1;
+        }
+        let mut names = self.names.lock();
+        let key = match names.iter().position(same) {
+            Some(key) => key,
+            None => {
+                names.push((plugin.into(), method.into()));
+                names.len() - 1
+            }
+        } as u32;
+        known.push(((plugin.into(), method.into()), key));
+        *last = known.len() - 1;
+        key
     }
 
     /// A sampled call begins on this thread: its records are staged from now.
@@ -369,16 +463,27 @@ impl Shared {
     /// (if they do not all fit, they are dropped together, and counted once).
     fn hand_over(&self, local: &mut Local) {
         let staged = &mut local.staged;
-        if staged.recs.is_empty() {
+        if staged.len() == 0 {
             return;
         }
         let (records, text) = (staged.len(), staged.text.len());
         self.locked(&local.buffer, records, text, |batch| {
             let base = batch.text.len() as u32;
             batch.text.extend_from_slice(&staged.text);
+            let moved = |t: Text| Text { at: t.at + base, len: t.len };
             batch.recs.extend(staged.recs.drain(..).map(|rec| match rec {
-                Rec::Field(name, Slot::Text(t)) => Rec::Field(name, Slot::Text(Text { at: t.at + base, len: t.len })),
+                Rec::Field(name, Slot::Text(t)) => Rec::Field(name, Slot::Text(moved(t))),
                 rec => rec,
+            }));
+            batch.calls.extend(staged.calls.drain(..).map(|call| CallRec {
+                plugin: moved(call.plugin),
+                method: moved(call.method),
+                ..call
+            }));
+            batch.metrics.extend(staged.metrics.drain(..).map(|metric| MetricRec {
+                plugin: moved(metric.plugin),
+                method: moved(metric.method),
+                ..metric
             }));
         });
         staged.clear();
@@ -506,6 +611,7 @@ impl OtelTracer {
                 clock,
                 health,
                 generations: Mutex::new(HashMap::new()),
+                names: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -557,12 +663,7 @@ impl CallTracer for OtelTracer {
         let names = end.plugin.len() + end.method.len();
         let Ok(call) = trace.0.downcast::<CallState>() else {
             // Sampled out: its metrics only, and no clock read.
-            self.shared.append(1, names, |b| {
-                let (plugin, method) = b.names(end.plugin, end.method);
-                let (outcome, failed) = (outcome(end.error), end.error.is_some());
-                b.metrics.push(MetricRec { plugin, method, wall: ns(usage.wall), outcome, failed });
-            });
-            return;
+            return self.shared.count(end);
         };
         let end_at = self.shared.now();
         self.shared.append(1, names, |b| {
@@ -657,6 +758,9 @@ struct Drained {
     spare: Batch,
     /// The sampled call the thread is in, as its records say.
     call: Option<Ids>,
+    /// The thread had exited when this drain began: what it took were its
+    /// last records.
+    exited: bool,
 }
 
 /// The `ax-otel` thread's state: records in, span data and metric points out.
@@ -679,6 +783,8 @@ pub(crate) struct Converter {
     sites: HashMap<(InstanceId, usize), Arc<Site>, Fast>,
     /// The call metrics' counts, added to the counters after each drain.
     tally: CallTally,
+    /// [`Shared::names`], as far as this thread has read it.
+    names: Vec<Names>,
 }
 
 impl Converter {
@@ -694,6 +800,7 @@ impl Converter {
             early_closes: HashMap::default(),
             sites: HashMap::default(),
             tally: CallTally::default(),
+            names: Vec::new(),
         }
     }
 
@@ -736,13 +843,27 @@ impl Converter {
     fn drain(&mut self, processor: &BatchSpanProcessor, instruments: &Instruments) -> bool {
         {
             let mut new = self.shared.buffers.lock();
-            self.drained.extend(new.drain(..).map(|buffer| Drained { buffer, spare: Batch::default(), call: None }));
+            self.drained.extend(new.drain(..).map(|buffer| Drained {
+                buffer,
+                spare: Batch::default(),
+                call: None,
+                exited: false,
+            }));
         }
         let mut any = false;
         let mut drained = std::mem::take(&mut self.drained);
         for d in &mut drained {
+            // Only the `ax-otel` thread holds the buffer: its thread exited
+            // (the fence makes its last writes, before its release of the
+            // buffer, visible here). Checked before the records are taken: a
+            // thread that exits while they are could write after.
+            d.exited = Arc::strong_count(&d.buffer) == 1;
+            if d.exited {
+                std::sync::atomic::fence(Ordering::Acquire);
+            }
             std::mem::swap(&mut *d.buffer.batch.lock(), &mut d.spare);
             any |= d.spare.len() > 0;
+            any |= self.count(&d.buffer, instruments);
             self.convert(d, processor, instruments);
             d.spare.clear();
         }
@@ -750,10 +871,32 @@ impl Converter {
         if !self.early_closes.is_empty() {
             self.early_closes.retain(|_, (_, came)| came.elapsed() < EARLY_CLOSE_KEPT);
         }
-        // A buffer only the `ax-otel` thread holds belonged to a thread that has
-        // exited, and was drained just now.
-        drained.retain(|d| Arc::strong_count(&d.buffer) > 1);
+        drained.retain(|d| !d.exited);
         self.drained = drained;
+        any
+    }
+
+    /// Takes the sampled-out calls in a thread's ring into the call metrics;
+    /// returns whether there were any.
+    fn count(&mut self, buffer: &Buffer, instruments: &Instruments) -> bool {
+        let mut ring = buffer.counted.lock();
+        let waiting = ring.slots();
+        let Ok(counted) = ring.read_chunk(waiting) else { return false };
+        let any = !counted.is_empty();
+        for call in counted {
+            let key = call.names as usize;
+            if key >= self.names.len() {
+                self.names.extend(self.shared.names.lock().iter().skip(self.names.len()).cloned());
+            }
+            // Every key a thread sends is in `Shared::names` first.
+            let Some((plugin, method)) = self.names.get(key) else { continue };
+            self.tally.record(
+                instruments,
+                (plugin, method, call.outcome),
+                Duration::from_nanos(call.wall),
+                call.failed,
+            );
+        }
         any
     }
 
