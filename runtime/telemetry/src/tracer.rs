@@ -36,7 +36,7 @@
 //! waits for it in vain, and is forgotten after a while.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -295,6 +295,12 @@ const STAGED_TEXT: usize = 64 << 10;
 thread_local! {
     /// This thread's buffers, one per tracer.
     static BUFFERS: RefCell<Vec<Local>> = const { RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// The last sampled call's state, ended on this thread, for the next
+    /// sampled call that begins here: no allocation per call.
+    static SPARE_STATE: Cell<Option<Box<CallState>>> = const { Cell::new(None) };
 }
 
 /// Tracer ids, for [`BUFFERS`].
@@ -630,13 +636,20 @@ impl CallTracer for OtelTracer {
             // state, not allocated.
             return CallTrace(Box::new(SampledOut));
         }
-        CallTrace(Box::new(CallState {
+        let state = CallState {
             ids: Ids { trace, span: self.ids.new_span_id(), sampled },
             parent: parent.0,
             parent_remote: parent.1,
             start: self.shared.now(),
             call: call.call,
-        }))
+        };
+        CallTrace(match SPARE_STATE.try_with(Cell::take).ok().flatten() {
+            Some(mut spare) => {
+                *spare = state;
+                spare
+            }
+            None => Box::new(state),
+        })
     }
 
     fn enter_call(&self, trace: &CallTrace) -> bool {
@@ -687,6 +700,8 @@ impl CallTracer for OtelTracer {
                 error: end.error.cloned().map(Box::new),
             });
         });
+        // An error: this thread is exiting; the box is freed.
+        let _ = SPARE_STATE.try_with(|spare| spare.set(Some(call)));
     }
 
     fn span_new(&self, start: SpanStart<'_>) {
