@@ -348,23 +348,30 @@ fn copy_open_file(path: &Path, image: &Image, copy: &Path) -> Result<(), LoadErr
 /// Whether the file of `image` holds the same bytes as `other` (a private path
 /// this host made), read side by side until they differ; the bytes read count
 /// in [`LoadStats::bytes_compared`].
+///
+/// The first chunks are small and then double: two builds of a crate differ
+/// in their first kilobyte (the ELF build id), so a rebuild of the same size
+/// is told apart after 4 KiB of each instead of 256 KiB (reading those took
+/// about 0.1 ms of every reload).
 pub(crate) fn same_contents(image: &Image, other: &Path, libs: &LibDir) -> bool {
     let Ok(other) = File::open(other) else { return false };
     if other.metadata().map(|m| m.len()).ok() != Some(image.id.len) {
         return false;
     }
-    const CHUNK: usize = 256 << 10;
-    let (mut a, mut b) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    const CHUNKS: (usize, usize) = (4 << 10, 256 << 10);
+    let (mut a, mut b, mut chunk) = (Vec::new(), Vec::new(), CHUNKS.0);
     let mut offset = 0u64;
     while offset < image.id.len {
-        let want = CHUNK.min((image.id.len - offset) as usize);
-        let read =
-            image.file.read_exact_at(&mut a[..want], offset).and_then(|()| other.read_exact_at(&mut b[..want], offset));
+        let want = chunk.min((image.id.len - offset) as usize);
+        a.resize(want, 0);
+        b.resize(want, 0);
+        let read = image.file.read_exact_at(&mut a, offset).and_then(|()| other.read_exact_at(&mut b, offset));
         libs.compared.fetch_add(2 * want as u64, Ordering::Relaxed);
-        if read.is_err() || a[..want] != b[..want] {
+        if read.is_err() || a != b {
             return false;
         }
         offset += want as u64;
+        chunk = (chunk * 2).min(CHUNKS.1);
     }
     true
 }
