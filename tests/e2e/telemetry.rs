@@ -46,7 +46,26 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
+    /// Starts rotel on two free ports. A port found free can be taken by
+    /// another process before rotel binds it (the tests run in parallel,
+    /// each with its own collector and clients); rotel then exits, and it is
+    /// started again on other ports.
     pub(crate) fn start() -> Collector {
+        let mut exits = Vec::new();
+        for _ in 0..3 {
+            match Collector::try_start() {
+                Ok(collector) => return collector,
+                Err(exit) => {
+                    eprintln!("rotel exited before it listened; started again: {exit}");
+                    exits.push(exit);
+                }
+            }
+        }
+        panic!("rotel did not start listening, three times: {exits:#?}");
+    }
+
+    /// rotel listening, or why it exited.
+    fn try_start() -> Result<Collector, String> {
         let dir = tempfile::tempdir().unwrap();
         let (port, grpc) = (free_port(), free_port());
         let mut child = Command::new(rotel_agent())
@@ -75,10 +94,15 @@ impl Collector {
         });
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "rotel did not listen on port {port}");
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.path().join("rotel.log")).unwrap_or_default();
+                let printed = received.lock().unwrap().clone();
+                return Err(format!("ports {port} and {grpc}: rotel exited ({status}): {log}{printed}"));
+            }
+            assert!(Instant::now() < deadline, "rotel did not listen on port {port} within 10 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Collector { child, port, received, _dir: dir }
+        Ok(Collector { child, port, received, _dir: dir })
     }
 
     pub(crate) fn endpoint(&self) -> String {
