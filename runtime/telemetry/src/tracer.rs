@@ -481,15 +481,12 @@ impl Shared {
                 Rec::Field(name, Slot::Text(t)) => Rec::Field(name, Slot::Text(moved(t))),
                 rec => rec,
             }));
+            // A call made inside this one on this thread (a sampled-out one's
+            // metrics go through the ring, never staged).
             batch.calls.extend(staged.calls.drain(..).map(|call| CallRec {
                 plugin: moved(call.plugin),
                 method: moved(call.method),
                 ..call
-            }));
-            batch.metrics.extend(staged.metrics.drain(..).map(|metric| MetricRec {
-                plugin: moved(metric.plugin),
-                method: moved(metric.method),
-                ..metric
             }));
         });
         staged.clear();
@@ -671,13 +668,12 @@ impl CallTracer for OtelTracer {
     }
 
     fn end_call(&self, trace: CallTrace, end: &CallEnd<'_>) {
-        let ns = |d: Duration| d.as_nanos() as u64;
-        let usage = end.usage;
-        let names = end.plugin.len() + end.method.len();
         let Ok(call) = trace.0.downcast::<CallState>() else {
             // Sampled out: its metrics only, and no clock read.
             return self.shared.count(end);
         };
+        let ns = |d: Duration| d.as_nanos() as u64;
+        let (usage, names) = (end.usage, end.plugin.len() + end.method.len());
         let end_at = self.shared.now();
         self.shared.append(1, names, |b| {
             let (plugin, method) = b.names(end.plugin, end.method);
