@@ -38,6 +38,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
@@ -69,12 +70,24 @@ pub(crate) const BUFFER: usize = 64 * 1024;
 /// Bytes of field text and names a thread's buffer holds before it drops.
 const TEXT: usize = 4 << 20;
 
-/// The ids of a span, and whether it is sampled.
+/// The ids of a span, and whether it is sampled. The trace id is kept as
+/// bytes: a `TraceId` is a `u128`, whose 16-byte alignment made every
+/// [`Rec`] 64 bytes long.
 #[derive(Clone, Copy, Debug)]
 struct Ids {
-    trace: TraceId,
+    trace: [u8; 16],
     span: SpanId,
     sampled: bool,
+}
+
+impl Ids {
+    fn new(trace: TraceId, span: SpanId, sampled: bool) -> Ids {
+        Ids { trace: trace.to_bytes(), span, sampled }
+    }
+
+    fn trace(&self) -> TraceId {
+        TraceId::from_bytes(self.trace)
+    }
 }
 
 /// A call the sampler turned down, from `begin_call` to `end_call`.
@@ -108,7 +121,8 @@ enum Slot {
 }
 
 /// What a hook appends to its thread's buffer. Each `fields` count is the
-/// number of [`Rec::Field`]s that follow the record.
+/// number of [`Rec::Field`]s that follow the record. 48 bytes: the records go
+/// from the call's core to the `ax-otel` thread's, a cache line at a time.
 enum Rec {
     /// The thread entered a sampled call: its root spans are the call's children.
     Enter(Ids),
@@ -117,7 +131,8 @@ enum Rec {
     SpanNew {
         instance: InstanceId,
         span: u64,
-        parent: Option<u64>,
+        /// Span ids are never 0.
+        parent: Option<NonZeroU64>,
         site: &'static CallsiteInfo,
         at: u64,
         fields: u32,
@@ -142,7 +157,9 @@ enum Rec {
     Field(&'static str, Slot),
 }
 
-/// A call that ended, for its span (if sampled) and its metrics.
+/// A sampled call that ended, for its span and its metrics. 136 bytes: what
+/// most calls lack (an error, sandbox denials) is boxed, and an absent usage
+/// figure is [`NONE`].
 struct CallRec {
     ids: Ids,
     parent: SpanId,
@@ -155,13 +172,33 @@ struct CallRec {
     start: u64,
     end: u64,
     wall: u64,
-    cpu: Option<u64>,
-    allocated: Option<u64>,
-    peak: Option<u64>,
-    /// Denied system calls of a sandboxed plugin (all zero for most calls).
+    cpu: u64,
+    allocated: u64,
+    peak: u64,
+    rare: Option<Box<Rare>>,
+}
+
+/// A usage figure the call did not measure, in a [`CallRec`].
+const NONE: u64 = u64::MAX;
+
+// What the records' docs say of their size.
+const _: () = assert!(size_of::<Rec>() == 48 && size_of::<CallRec>() == 136);
+
+/// What a [`CallRec`] has only for some calls.
+struct Rare {
+    error: Option<CallError>,
+    /// Denied system calls of a sandboxed plugin.
     denied: SandboxDenials,
-    outcome: &'static str,
-    error: Option<Box<CallError>>,
+}
+
+impl CallRec {
+    fn error(&self) -> Option<&CallError> {
+        self.rare.as_ref().and_then(|r| r.error.as_ref())
+    }
+
+    fn usage(figure: u64) -> Option<u64> {
+        (figure != NONE).then_some(figure)
+    }
 }
 
 /// A call the sampler turned down, for its metrics only, when its thread's
@@ -575,7 +612,7 @@ pub(crate) fn outcome(error: Option<&CallError>) -> &'static str {
 
 fn context(ids: Ids) -> SpanContext {
     let flags = if ids.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
-    SpanContext::new(ids.trace, ids.span, flags, false, TraceState::default())
+    SpanContext::new(ids.trace(), ids.span, flags, false, TraceState::default())
 }
 
 impl Sampler {
@@ -639,7 +676,7 @@ impl CallTracer for OtelTracer {
             return CallTrace(Box::new(SampledOut));
         }
         let state = CallState {
-            ids: Ids { trace, span: self.ids.new_span_id(), sampled },
+            ids: Ids::new(trace, self.ids.new_span_id(), sampled),
             parent: parent.0,
             parent_remote: parent.1,
             start: self.shared.now(),
@@ -693,12 +730,11 @@ impl CallTracer for OtelTracer {
                 start: call.start,
                 end: end_at,
                 wall: ns(usage.wall),
-                cpu: usage.cpu.map(ns),
-                allocated: usage.allocated,
-                peak: usage.peak,
-                denied: usage.denied,
-                outcome: outcome(end.error),
-                error: end.error.cloned().map(Box::new),
+                cpu: usage.cpu.map_or(NONE, ns),
+                allocated: usage.allocated.unwrap_or(NONE),
+                peak: usage.peak.unwrap_or(NONE),
+                rare: (end.error.is_some() || !usage.denied.is_empty())
+                    .then(|| Box::new(Rare { error: end.error.cloned(), denied: usage.denied })),
             });
         });
         // An error: this thread is exiting; the box is freed.
@@ -712,7 +748,7 @@ impl CallTracer for OtelTracer {
             b.recs.push(Rec::SpanNew {
                 instance: start.instance,
                 span: start.span,
-                parent: start.parent,
+                parent: start.parent.and_then(NonZeroU64::new),
                 site: start.callsite,
                 at,
                 fields: fields.len() as u32,
@@ -928,7 +964,8 @@ impl Converter {
         for call in &batch.calls {
             let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
             let wall = Duration::from_nanos(call.wall);
-            self.tally.record(instruments, (plugin, method, call.outcome), wall, call.error.is_some());
+            let error = call.error();
+            self.tally.record(instruments, (plugin, method, outcome(error)), wall, error.is_some());
             let generation = self.shared.generations.lock().get(&call.instance).copied().unwrap_or(1);
             hand(processor, health, call_span(call, plugin, method, generation, &self.shared, &self.scope));
         }
@@ -943,13 +980,14 @@ impl Converter {
                 Rec::Exit => d.call = None,
                 Rec::SpanNew { instance, span, parent, site, at, fields } => {
                     let fields = following(recs, &mut next, *fields);
-                    let ids = match parent.and_then(|p| self.live.get(&(*instance, p))).map(|s| s.ids).or(d.call) {
-                        Some(p) => Some((Ids { trace: p.trace, span: self.ids.new_span_id(), sampled: true }, p.span)),
+                    let parent = parent.and_then(|p| self.live.get(&(*instance, p.get())));
+                    let ids = match parent.map(|s| s.ids).or(d.call) {
+                        Some(p) => Some((Ids { span: self.ids.new_span_id(), sampled: true, ..p }, p.span)),
                         // Outside any call (a thread the plugin spawned): a
                         // trace of its own, sampled as a call would be.
                         None => {
                             let (trace, sampled) = self.sampler.sample(&SpanContext::empty_context(), &self.ids);
-                            sampled.then(|| (Ids { trace, span: self.ids.new_span_id(), sampled }, SpanId::INVALID))
+                            sampled.then(|| (Ids::new(trace, self.ids.new_span_id(), sampled), SpanId::INVALID))
                         }
                     };
                     let key = (*instance, *span);
@@ -1101,26 +1139,23 @@ fn call_span(
         KeyValue::new("ax.method", method.to_owned()),
         KeyValue::new("ax.instance", call.instance as i64),
         KeyValue::new("ax.generation", generation as i64),
-        KeyValue::new("ax.outcome", call.outcome),
+        KeyValue::new("ax.outcome", outcome(call.error())),
         KeyValue::new("ax.call", call.call as i64),
         KeyValue::new("ax.usage.wall_ns", call.wall as i64),
     ];
-    if let Some(cpu) = call.cpu {
-        attributes.push(KeyValue::new("ax.usage.cpu_ns", cpu as i64));
+    let usage = [("ax.usage.cpu_ns", call.cpu), ("ax.usage.allocated_bytes", call.allocated), ("ax.usage.peak_bytes", call.peak)];
+    for (name, figure) in usage {
+        if let Some(figure) = CallRec::usage(figure) {
+            attributes.push(KeyValue::new(name, figure as i64));
+        }
     }
-    if let Some(bytes) = call.allocated {
-        attributes.push(KeyValue::new("ax.usage.allocated_bytes", bytes as i64));
-    }
-    if let Some(bytes) = call.peak {
-        attributes.push(KeyValue::new("ax.usage.peak_bytes", bytes as i64));
-    }
-    for (capability, count) in call.denied.iter() {
+    for (capability, count) in call.rare.iter().flat_map(|r| r.denied.iter()) {
         attributes.push(KeyValue::new(denied_key(capability), count as i64));
     }
     let start = shared.time(call.start);
     let end = start + shared.between(call.start, call.end);
     let mut events = SpanEvents::default();
-    let status = match call.error.as_deref() {
+    let status = match call.error() {
         None => Status::Ok,
         Some(error) => {
             if let CallError::BudgetExceeded { violations, .. } = error {
@@ -1204,7 +1239,7 @@ pub(crate) fn reload_span(
     let ids = RandomIdGenerator::default();
     let end = SystemTime::now();
     let span = SpanData {
-        span_context: context(Ids { trace: ids.new_trace_id(), span: ids.new_span_id(), sampled: true }),
+        span_context: context(Ids::new(ids.new_trace_id(), ids.new_span_id(), true)),
         parent_span_id: SpanId::INVALID,
         parent_span_is_remote: false,
         span_kind: SpanKind::Internal,
