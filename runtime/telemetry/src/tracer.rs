@@ -124,6 +124,7 @@ enum Slot {
 /// What a hook appends to its thread's buffer. Each `fields` count is the
 /// number of [`Rec::Field`]s that follow the record. 48 bytes: the records go
 /// from the call's core to the `ax-otel` thread's, a cache line at a time.
+#[derive(Clone, Copy)]
 enum Rec {
     /// The thread entered a sampled call: its root spans are the call's children.
     Enter(Ids),
@@ -534,10 +535,14 @@ impl Shared {
         }
         let (records, text) = (staged.len(), staged.text.len());
         self.locked(&local.buffer, records, text, |batch| {
+            if staged.text.is_empty() {
+                // Most calls: no text to move, the records copied as they are.
+                return batch.recs.extend_from_slice(&staged.recs);
+            }
             let base = batch.text.len() as u32;
             batch.text.extend_from_slice(&staged.text);
             let moved = |t: Text| Text { at: t.at + base, len: t.len };
-            batch.recs.extend(staged.recs.drain(..).map(|rec| match rec {
+            batch.recs.extend(staged.recs.iter().map(|rec| match *rec {
                 Rec::Field(name, Slot::Text(t)) => Rec::Field(name, Slot::Text(moved(t))),
                 rec => rec,
             }));
