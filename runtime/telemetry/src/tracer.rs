@@ -17,11 +17,10 @@
 //! call's thread there: the buffer's lock is only ever contended by the
 //! `ax-otel` thread swapping it for an empty one. Inside a sampled call they do
 //! not even take that lock: the call's records are staged on its thread
-//! ([`Local::staged`]) and handed over together when the call exits. The
-//! call's own record, for its span and metrics ([`CallRec`]) or for its
-//! metrics alone when sampled out ([`Counted`]), takes no lock: it goes
-//! through a ring with one writer and one reader ([`Ring`]), its plugin and
-//! method by key, unless the ring is full.
+//! ([`Local::staged`]) and handed over together when the call exits. A
+//! sampled-out call takes no lock at all: its metrics go through a ring with
+//! one writer and one reader ([`Counted`], its names by key), unless the ring
+//! is full.
 //!
 //! The `ax-otel` thread ([`convert`]) drains every thread's buffer in turn and
 //! does the rest: it keeps the table of live spans, gives each sampled span
@@ -159,16 +158,15 @@ enum Rec {
     Field(&'static str, Slot),
 }
 
-/// A sampled call that ended, for its span and its metrics, as it goes to
-/// the `ax-otel` thread through its thread's ring ([`Local::traced`]). 120
-/// bytes: its plugin and method are a key ([`Shared::names`]), what most
-/// calls lack (an error, sandbox denials) is boxed, and an absent usage
+/// A sampled call that ended, for its span and its metrics. 136 bytes: what
+/// most calls lack (an error, sandbox denials) is boxed, and an absent usage
 /// figure is [`NONE`].
 struct CallRec {
     ids: Ids,
     parent: SpanId,
     parent_remote: bool,
-    names: u32,
+    plugin: Text,
+    method: Text,
     instance: InstanceId,
     call: u64,
     /// In [`Shared::now`] ticks.
@@ -185,7 +183,7 @@ struct CallRec {
 const NONE: u64 = u64::MAX;
 
 // What the records' docs say of their size.
-const _: () = assert!(size_of::<Rec>() == 48 && size_of::<CallRec>() == 120);
+const _: () = assert!(size_of::<Rec>() == 48 && size_of::<CallRec>() == 136);
 
 /// What a [`CallRec`] has only for some calls.
 struct Rare {
@@ -204,6 +202,16 @@ impl CallRec {
     }
 }
 
+/// A call the sampler turned down, for its metrics only, when its thread's
+/// [`Counted`] ring is full: a quarter of a [`CallRec`].
+struct MetricRec {
+    plugin: Text,
+    method: Text,
+    wall: u64,
+    outcome: &'static str,
+    failed: bool,
+}
+
 /// A call the sampler turned down, for its metrics only, as it goes to the
 /// `ax-otel` thread through its thread's ring ([`Local::counted`]): its
 /// plugin and method by key ([`Shared::names`]), half a cache line.
@@ -218,66 +226,39 @@ struct Counted {
 type Names = (Box<str>, Box<str>);
 
 /// Sampled-out calls a thread's ring holds (256 KiB); when it is full they
-/// go through the buffer's lock instead. Half of it takes longer to fill
-/// than the `ax-otel` thread's shortest nap ([`POLL`]`.0`), even with calls
-/// back to back (2.2 ms of 0.55 µs calls here), so that while calls keep
-/// coming it drains the ring on its own and is never woken: with 2,048, the
-/// wake-up (a system call sending the other core an interrupt) cost every
-/// sampled-out call 13 ns on average.
+/// go through the buffer's lock instead, as [`MetricRec`]s. Half of it takes
+/// longer to fill than the `ax-otel` thread's shortest nap ([`POLL`]`.0`),
+/// even with calls back to back (2.2 ms of 0.55 µs calls here), so that
+/// while calls keep coming it drains the ring on its own and is never woken:
+/// with 2,048, the wake-up (a system call sending the other core an
+/// interrupt) cost every sampled-out call 13 ns on average.
 const COUNTED: usize = 8192;
-
-/// Sampled calls a thread's ring holds (480 KiB), for the same reason: half
-/// of it is 1.8 ms of back-to-back traced calls here.
-const TRACED: usize = 4096;
-
-/// A thread's end of a ring with one writer (the thread) and one reader
-/// (the `ax-otel` thread): no lock, no atomic read-modify-write.
-struct Ring<T> {
-    producer: rtrb::Producer<T>,
-    /// Whether the `ax-otel` thread was woken since the ring was last less
-    /// than half full.
-    woke: bool,
-}
-
-impl<T> Ring<T> {
-    fn new(slots: usize) -> (Ring<T>, rtrb::Consumer<T>) {
-        let (producer, consumer) = rtrb::RingBuffer::new(slots);
-        (Ring { producer, woke: false }, consumer)
-    }
-
-    /// Pushes `item`, or gives it back if the ring is full. The push that
-    /// makes the ring half full wakes `converter`, once.
-    fn push(&mut self, item: T, converter: Option<&Thread>) -> Result<(), T> {
-        if let Err(rtrb::PushError::Full(item)) = self.producer.push(item) {
-            return Err(item);
-        }
-        // The cached count errs on the full side, and costs no atomic read.
-        let half = self.producer.buffer().capacity() / 2;
-        if self.producer.cached_slots() < half && self.producer.slots() < half {
-            if !std::mem::replace(&mut self.woke, true)
-                && let Some(converter) = converter
-            {
-                converter.unpark();
-            }
-        } else {
-            self.woke = false;
-        }
-        Ok(())
-    }
-}
 
 /// A thread's records since the `ax-otel` thread last took them.
 #[derive(Default)]
 struct Batch {
     recs: Vec<Rec>,
-    /// Sampled calls, when their thread's ring was full.
     calls: Vec<CallRec>,
-    /// Sampled-out calls, when their thread's ring was full.
-    metrics: Vec<Counted>,
+    metrics: Vec<MetricRec>,
     text: Vec<u8>,
+    /// The last call's plugin and method names in `text`: the next call of
+    /// the same method refers to them instead of copying them again.
+    names: Option<(Text, Text)>,
 }
 
 impl Batch {
+    /// `plugin` and `method` in the text arena.
+    fn names(&mut self, plugin: &str, method: &str) -> (Text, Text) {
+        match self.names {
+            Some((p, m)) if self.bytes(p) == plugin.as_bytes() && self.bytes(m) == method.as_bytes() => (p, m),
+            _ => {
+                let names = (self.text(plugin), self.text(method));
+                self.names = Some(names);
+                names
+            }
+        }
+    }
+
     fn text(&mut self, s: &str) -> Text {
         let at = self.text.len() as u32;
         self.text.extend_from_slice(s.as_bytes());
@@ -316,16 +297,16 @@ impl Batch {
         self.calls.clear();
         self.metrics.clear();
         self.text.clear();
+        self.names = None;
     }
 }
 
 /// One thread's buffer for one tracer.
 struct Buffer {
     batch: Mutex<Batch>,
-    /// The `ax-otel` thread's ends of the thread's rings (only that thread
-    /// locks them).
+    /// The `ax-otel` thread's end of the thread's ring of sampled-out calls
+    /// (only that thread locks it).
     counted: Mutex<rtrb::Consumer<Counted>>,
-    traced: Mutex<rtrb::Consumer<CallRec>>,
 }
 
 /// One thread's buffer for one tracer, as the thread holds it.
@@ -338,13 +319,15 @@ struct Local {
     staged: Batch,
     /// How many sampled calls this thread is in (a call may call another).
     calls: u32,
-    /// Sampled-out calls, to the `ax-otel` thread without a lock.
-    counted: Ring<Counted>,
-    /// Sampled calls that ended, likewise.
-    traced: Ring<CallRec>,
+    /// Sampled-out calls, to the `ax-otel` thread without a lock: a ring
+    /// with one writer and one reader.
+    counted: rtrb::Producer<Counted>,
     /// This thread's plugin and method names with their key in
     /// [`Shared::names`], and the index of the last one used.
     names: (Vec<(Names, u32)>, usize),
+    /// Whether the `ax-otel` thread was woken since the ring was last less
+    /// than half full.
+    woke: bool,
 }
 
 /// Records, and bytes of their text, a call keeps on its thread before it
@@ -436,13 +419,8 @@ impl Shared {
             let at = match buffers.iter().position(|local| local.tracer == self.id) {
                 Some(at) => at,
                 None => {
-                    let (counted, counted_taken) = Ring::new(COUNTED);
-                    let (traced, traced_taken) = Ring::new(TRACED);
-                    let buffer = Arc::new(Buffer {
-                        batch: Mutex::default(),
-                        counted: Mutex::new(counted_taken),
-                        traced: Mutex::new(traced_taken),
-                    });
+                    let (counted, taken) = rtrb::RingBuffer::new(COUNTED);
+                    let buffer = Arc::new(Buffer { batch: Mutex::default(), counted: Mutex::new(taken) });
                     self.buffers.lock().push(buffer.clone());
                     buffers.push(Local {
                         tracer: self.id,
@@ -450,8 +428,8 @@ impl Shared {
                         staged: Batch::default(),
                         calls: 0,
                         counted,
-                        traced,
                         names: (Vec::new(), 0),
+                        woke: false,
                     });
                     buffers.len() - 1
                 }
@@ -466,19 +444,23 @@ impl Shared {
         let (wall, outcome, failed) = (end.usage.wall.as_nanos() as u64, outcome(end.error), end.error.is_some());
         self.with_local(|local| {
             let names = self.names(local, end.plugin, end.method);
-            if let Err(counted) = local.counted.push(Counted { wall, outcome, names, failed }, self.converter.get()) {
-                self.locked(&local.buffer, 1, 0, |b| b.metrics.push(counted));
+            if local.counted.push(Counted { wall, outcome, names, failed }).is_err() {
+                let text = end.plugin.len() + end.method.len();
+                return self.locked(&local.buffer, 1, text, |b| {
+                    let (plugin, method) = b.names(end.plugin, end.method);
+                    b.metrics.push(MetricRec { plugin, method, wall, outcome, failed });
+                });
             }
-        });
-    }
-
-    /// A sampled call's record, made by `call` with its names' key, through
-    /// the thread's ring (through its buffer's lock if the ring is full).
-    fn ended(&self, end: &CallEnd<'_>, call: impl FnOnce(u32) -> CallRec) {
-        self.with_local(|local| {
-            let call = call(self.names(local, end.plugin, end.method));
-            if let Err(call) = local.traced.push(call, self.converter.get()) {
-                self.locked(&local.buffer, 1, 0, |b| b.calls.push(call));
+            // Half full wakes the `ax-otel` thread, once. The cached count
+            // errs on the full side, and costs no atomic read.
+            if local.counted.cached_slots() < COUNTED / 2 && local.counted.slots() < COUNTED / 2 {
+                if !std::mem::replace(&mut local.woke, true)
+                    && let Some(converter) = self.converter.get()
+                {
+                    converter.unpark();
+                }
+            } else {
+                local.woke = false;
             }
         });
     }
@@ -545,6 +527,13 @@ impl Shared {
             batch.recs.extend(staged.recs.iter().map(|rec| match *rec {
                 Rec::Field(name, Slot::Text(t)) => Rec::Field(name, Slot::Text(moved(t))),
                 rec => rec,
+            }));
+            // A call made inside this one on this thread (a sampled-out one's
+            // metrics go through the ring, never staged).
+            batch.calls.extend(staged.calls.drain(..).map(|call| CallRec {
+                plugin: moved(call.plugin),
+                method: moved(call.method),
+                ..call
             }));
         });
         staged.clear();
@@ -731,23 +720,27 @@ impl CallTracer for OtelTracer {
             return self.shared.count(end);
         };
         let ns = |d: Duration| d.as_nanos() as u64;
-        let usage = end.usage;
+        let (usage, names) = (end.usage, end.plugin.len() + end.method.len());
         let end_at = self.shared.now();
-        self.shared.ended(end, |names| CallRec {
-            ids: call.ids,
-            parent: call.parent,
-            parent_remote: call.parent_remote,
-            names,
-            instance: end.instance,
-            call: call.call,
-            start: call.start,
-            end: end_at,
-            wall: ns(usage.wall),
-            cpu: usage.cpu.map_or(NONE, ns),
-            allocated: usage.allocated.unwrap_or(NONE),
-            peak: usage.peak.unwrap_or(NONE),
-            rare: (end.error.is_some() || !usage.denied.is_empty())
-                .then(|| Box::new(Rare { error: end.error.cloned(), denied: usage.denied })),
+        self.shared.append(1, names, |b| {
+            let (plugin, method) = b.names(end.plugin, end.method);
+            b.calls.push(CallRec {
+                ids: call.ids,
+                parent: call.parent,
+                parent_remote: call.parent_remote,
+                plugin,
+                method,
+                instance: end.instance,
+                call: call.call,
+                start: call.start,
+                end: end_at,
+                wall: ns(usage.wall),
+                cpu: usage.cpu.map_or(NONE, ns),
+                allocated: usage.allocated.unwrap_or(NONE),
+                peak: usage.peak.unwrap_or(NONE),
+                rare: (end.error.is_some() || !usage.denied.is_empty())
+                    .then(|| Box::new(Rare { error: end.error.cloned(), denied: usage.denied })),
+            });
         });
         // An error: this thread is exiting; the box is freed.
         let _ = SPARE_STATE.try_with(|spare| spare.set(Some(call)));
@@ -790,17 +783,6 @@ impl CallTracer for OtelTracer {
             b.fields(fields);
         });
     }
-}
-
-/// The plugin and method names of key `key`, from `known`, which is
-/// [`Shared::names`] as far as the `ax-otel` thread has read it.
-fn names<'a>(known: &'a mut Vec<Names>, shared: &Shared, key: u32) -> Option<&'a Names> {
-    let key = key as usize;
-    if key >= known.len() {
-        known.extend(shared.names.lock().iter().skip(known.len()).cloned());
-    }
-    // Every key a thread sends is in `Shared::names` first.
-    known.get(key)
 }
 
 /// What every span of one callsite shares.
@@ -938,7 +920,7 @@ impl Converter {
             }
             std::mem::swap(&mut *d.buffer.batch.lock(), &mut d.spare);
             any |= d.spare.len() > 0;
-            any |= self.take_rings(&d.buffer, processor, instruments);
+            any |= self.count(&d.buffer, instruments);
             self.convert(d, processor, instruments);
             d.spare.clear();
         }
@@ -951,49 +933,47 @@ impl Converter {
         any
     }
 
-    /// Takes the calls in a thread's rings: the sampled-out ones into the
-    /// call metrics, the sampled ones into the metrics and spans; returns
-    /// whether there were any.
-    fn take_rings(&mut self, buffer: &Buffer, processor: &BatchSpanProcessor, instruments: &Instruments) -> bool {
-        let mut any = false;
+    /// Takes the sampled-out calls in a thread's ring into the call metrics;
+    /// returns whether there were any.
+    fn count(&mut self, buffer: &Buffer, instruments: &Instruments) -> bool {
         let mut ring = buffer.counted.lock();
         let waiting = ring.slots();
-        if let Ok(counted) = ring.read_chunk(waiting) {
-            any |= !counted.is_empty();
-            counted.into_iter().for_each(|call| self.counted(&call, instruments));
-        }
-        let mut ring = buffer.traced.lock();
-        let waiting = ring.slots();
-        if let Ok(traced) = ring.read_chunk(waiting) {
-            any |= !traced.is_empty();
-            traced.into_iter().for_each(|call| self.traced(&call, processor, instruments));
+        let Ok(counted) = ring.read_chunk(waiting) else { return false };
+        let any = !counted.is_empty();
+        for call in counted {
+            let key = call.names as usize;
+            if key >= self.names.len() {
+                self.names.extend(self.shared.names.lock().iter().skip(self.names.len()).cloned());
+            }
+            // Every key a thread sends is in `Shared::names` first.
+            let Some((plugin, method)) = self.names.get(key) else { continue };
+            self.tally.record(
+                instruments,
+                (plugin, method, call.outcome),
+                Duration::from_nanos(call.wall),
+                call.failed,
+            );
         }
         any
-    }
-
-    /// A sampled-out call, into the call metrics.
-    fn counted(&mut self, call: &Counted, instruments: &Instruments) {
-        let Some((plugin, method)) = names(&mut self.names, &self.shared, call.names) else { return };
-        let wall = Duration::from_nanos(call.wall);
-        self.tally.record(instruments, (plugin, method, call.outcome), wall, call.failed);
-    }
-
-    /// A sampled call, into the call metrics and its span.
-    fn traced(&mut self, call: &CallRec, processor: &BatchSpanProcessor, instruments: &Instruments) {
-        let Some((plugin, method)) = names(&mut self.names, &self.shared, call.names) else { return };
-        let (wall, error) = (Duration::from_nanos(call.wall), call.error());
-        self.tally.record(instruments, (plugin, method, outcome(error)), wall, error.is_some());
-        let generation = self.shared.generations.lock().get(&call.instance).copied().unwrap_or(1);
-        let span = call_span(call, plugin, method, generation, &self.shared, &self.scope);
-        hand(processor, &self.shared.health, span);
     }
 
     fn convert(&mut self, d: &mut Drained, processor: &BatchSpanProcessor, instruments: &Instruments) {
         let shared = self.shared.clone();
         let health = &shared.health;
         let batch = &d.spare;
-        batch.metrics.iter().for_each(|call| self.counted(call, instruments));
-        batch.calls.iter().for_each(|call| self.traced(call, processor, instruments));
+        for call in &batch.metrics {
+            let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
+            let wall = Duration::from_nanos(call.wall);
+            self.tally.record(instruments, (plugin, method, call.outcome), wall, call.failed);
+        }
+        for call in &batch.calls {
+            let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
+            let wall = Duration::from_nanos(call.wall);
+            let error = call.error();
+            self.tally.record(instruments, (plugin, method, outcome(error)), wall, error.is_some());
+            let generation = self.shared.generations.lock().get(&call.instance).copied().unwrap_or(1);
+            hand(processor, health, call_span(call, plugin, method, generation, &self.shared, &self.scope));
+        }
         let recs = &batch.recs;
         let mut next = 0;
         while let Some(rec) = recs.get(next) {
@@ -1168,11 +1148,7 @@ fn call_span(
         KeyValue::new("ax.call", call.call as i64),
         KeyValue::new("ax.usage.wall_ns", call.wall as i64),
     ];
-    let usage = [
-        ("ax.usage.cpu_ns", call.cpu),
-        ("ax.usage.allocated_bytes", call.allocated),
-        ("ax.usage.peak_bytes", call.peak),
-    ];
+    let usage = [("ax.usage.cpu_ns", call.cpu), ("ax.usage.allocated_bytes", call.allocated), ("ax.usage.peak_bytes", call.peak)];
     for (name, figure) in usage {
         if let Some(figure) = CallRec::usage(figure) {
             attributes.push(KeyValue::new(name, figure as i64));
