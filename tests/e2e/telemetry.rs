@@ -858,21 +858,36 @@ mod hooks {
     /// Sampled-out calls go to the `ax-otel` thread through a ring per
     /// thread, their names by key: every call is counted under its own
     /// plugin and method, however fast they come and from however many
-    /// threads (a full ring goes through the buffer's lock instead).
+    /// threads (a full ring goes through the buffer's lock instead: each
+    /// thread makes more calls than its ring holds).
     #[test]
     fn every_sampled_out_call_is_counted_under_its_names() {
-        const CALLS: usize = 6000;
+        every_call_is_counted_under_its_names(0.0, 30_000);
+    }
+
+    /// Likewise for sampled calls, whose records go through their thread's
+    /// buffer, names and all. Fewer of them: each leaves three records there,
+    /// and the buffer must not fill (it would drop, by design).
+    #[test]
+    fn every_sampled_call_is_counted_under_its_names() {
+        every_call_is_counted_under_its_names(1.0, 12_000);
+    }
+
+    /// `calls` calls from each of two threads, sampled at `ratio`.
+    fn every_call_is_counted_under_its_names(ratio: f64, calls: usize) {
         let collector = Collector::start();
-        let telemetry = telemetry(&collector, Sampler::ParentBased(0.0));
+        let telemetry = telemetry(&collector, Sampler::ParentBased(ratio));
         let tracer = &telemetry.tracer();
         let methods = ["alpha", "beta", "gamma"];
         std::thread::scope(|s| {
             for plugin in ["p", "q"] {
                 s.spawn(move || {
                     let usage = Usage::default();
-                    for call in 0..CALLS {
+                    for call in 0..calls {
                         let method = methods[call % methods.len()];
                         let trace = tracer.0.begin_call(&CallStart { plugin, method, instance: 1, call: call as u64 });
+                        assert_eq!(tracer.0.enter_call(&trace), ratio > 0.0, "sampled as the ratio says");
+                        tracer.0.exit_call(&trace);
                         let end = CallEnd { plugin, method, instance: 1, usage: &usage, error: None };
                         tracer.0.end_call(trace, &end);
                     }
@@ -881,15 +896,16 @@ mod hooks {
         });
         let dropped = telemetry.shutdown();
         assert_eq!(dropped.flush_timed_out, None, "the flush ended in time: {dropped:?}");
-        let calls = metric_points(&collector.wait_for(0, "ax.calls"), "ax.calls");
+        assert_eq!(dropped.queue_full, 0, "no buffer was full: {dropped:?}");
+        let counts = metric_points(&collector.wait_for(0, "ax.calls"), "ax.calls");
         for plugin in ["p", "q"] {
             for method in methods {
-                let counted: Vec<&String> = calls
+                let counted: Vec<&String> = counts
                     .iter()
                     .filter(|p| p.contains(&format!("ax.plugin: Str({plugin})")))
                     .filter(|p| p.contains(&format!("ax.method: Str({method})")))
                     .collect();
-                let expected = format!("Value: {}", CALLS / methods.len());
+                let expected = format!("Value: {}", calls / methods.len());
                 assert!(
                     counted.len() == 1 && counted[0].contains(&expected),
                     "{plugin}.{method}: {expected} expected: {counted:?}"

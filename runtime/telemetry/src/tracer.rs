@@ -517,17 +517,18 @@ impl Shared {
         }
         let (records, text) = (staged.len(), staged.text.len());
         self.locked(&local.buffer, records, text, |batch| {
-            if staged.text.is_empty() {
-                // Most calls: no text to move, the records copied as they are.
-                return batch.recs.extend_from_slice(&staged.recs);
-            }
             let base = batch.text.len() as u32;
             batch.text.extend_from_slice(&staged.text);
             let moved = |t: Text| Text { at: t.at + base, len: t.len };
-            batch.recs.extend(staged.recs.iter().map(|rec| match *rec {
-                Rec::Field(name, Slot::Text(t)) => Rec::Field(name, Slot::Text(moved(t))),
-                rec => rec,
-            }));
+            if staged.text.is_empty() {
+                // Most calls: no text to move, the records copied as they are.
+                batch.recs.extend_from_slice(&staged.recs);
+            } else {
+                batch.recs.extend(staged.recs.iter().map(|rec| match *rec {
+                    Rec::Field(name, Slot::Text(t)) => Rec::Field(name, Slot::Text(moved(t))),
+                    rec => rec,
+                }));
+            }
             // A call made inside this one on this thread (a sampled-out one's
             // metrics go through the ring, never staged).
             batch.calls.extend(staged.calls.drain(..).map(|call| CallRec {
@@ -1148,7 +1149,11 @@ fn call_span(
         KeyValue::new("ax.call", call.call as i64),
         KeyValue::new("ax.usage.wall_ns", call.wall as i64),
     ];
-    let usage = [("ax.usage.cpu_ns", call.cpu), ("ax.usage.allocated_bytes", call.allocated), ("ax.usage.peak_bytes", call.peak)];
+    let usage = [
+        ("ax.usage.cpu_ns", call.cpu),
+        ("ax.usage.allocated_bytes", call.allocated),
+        ("ax.usage.peak_bytes", call.peak),
+    ];
     for (name, figure) in usage {
         if let Some(figure) = CallRec::usage(figure) {
             attributes.push(KeyValue::new(name, figure as i64));
