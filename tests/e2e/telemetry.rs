@@ -691,9 +691,14 @@ fn a_collector_that_never_answers_delays_exit_by_the_flush_timeout_and_the_loss_
 /// Hooks driven by hand, as the runtime drives them, for what no plugin here
 /// does on demand: spans outside calls, and spans that end on another thread.
 mod hooks {
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use ax_runtime::{CallEnd, CallStart, CallTrace, CallsiteInfo, Fields, Level, SpanStart, Usage};
+    use ax_e2e::library;
+    use ax_runtime::{
+        CallEnd, CallStart, CallTrace, CallsiteInfo, Fields, Host, HostOptions, Instrumentation, Level, Plugin,
+        ProbeHandler, ProbeHit, SpanStart, Usage,
+    };
     use ax_telemetry::{Config, Protocol, Sampler, Telemetry, TraceParent};
 
     use super::{Collector, Span, metric_points, parse_spans};
@@ -819,7 +824,9 @@ mod hooks {
     /// A sampled call made inside another on the same thread (a plugin whose
     /// call makes the host call another), and a sampled-out one: both calls'
     /// records, staged until the outer call ends, are exported (the inner
-    /// call's span and metric were once dropped with the staged records).
+    /// call's span and metric were once dropped with the staged records), and
+    /// a span the outer call makes after the inner one returned is the outer
+    /// call's (it was once made a trace of its own).
     #[test]
     fn calls_made_inside_a_call_on_its_thread_are_exported() {
         let collector = Collector::start();
@@ -841,18 +848,69 @@ mod hooks {
         assert!(!tracer.0.enter_call(&out), "the last call is sampled out");
         tracer.0.exit_call(&out);
         tracer.0.end_call(out, &CallEnd { plugin: "p", method: "out", instance: 1, usage: &usage, error: None });
+        tracer.0.span_new(span(14, site("in the outer call, after the inner")));
+        tracer.0.span_close(1, 14);
         end(&telemetry, outer);
         let dropped = telemetry.shutdown();
         assert_eq!(dropped.flush_timed_out, None, "the flush ended in time: {dropped:?}");
-        let text = collector.wait_for(3, "ax.calls");
+        let text = collector.wait_for(4, "ax.calls");
         let spans = parse_spans(&text);
         let named = |name: &str| spans.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("{name}: {spans:?}"));
         let (outer, inner, span) = (named("p.m"), named("p.inner"), named("in the inner call"));
+        let after = named("in the outer call, after the inner");
+        assert_eq!(after.parent, outer.id, "the span after the inner call is the outer call's: {spans:?}");
         // Both calls' parent is the caller's context: the attached one.
         assert_eq!((&outer.parent, &inner.parent), (&"00f067aa0ba902b7".to_owned(), &outer.parent), "{spans:?}");
         assert_eq!(span.parent, inner.id, "the span is the inner call's: {spans:?}");
         let calls = metric_points(&text, "ax.calls");
         assert!(calls.iter().any(|p| p.contains("ax.method: Str(out)")), "the sampled-out call is counted: {calls:?}");
+    }
+
+    /// A sampled call made on the same thread inside a call the tracer
+    /// sampled out (here a handler of the outer plugin's span calls another
+    /// plugin): once it returns, the outer call's spans are again not traced.
+    /// They were: the thread's mark was set to "traced" when the inner call
+    /// ended, instead of put back, and the outer call's next span went out
+    /// as a trace of its own.
+    #[test]
+    fn a_sampled_out_call_stays_sampled_out_after_a_sampled_call_inside_it() {
+        struct CallOnEnter {
+            inner: Arc<Plugin>,
+            called: Mutex<bool>,
+        }
+        impl ProbeHandler for CallOnEnter {
+            fn on_probe(&self, _: &mut ProbeHit<'_>) {}
+            fn on_span_enter(&self, name: &str) {
+                // Once, when the outer call enters `count` (before `count_words`).
+                if name != "count" || std::mem::replace(&mut *self.called.lock().unwrap(), true) {
+                    return;
+                }
+                let _sampled = Telemetry::attach(&TraceParent { trace_id: 0x5a, span_id: 0x5b, sampled: true });
+                self.inner.call_raw_with("words", br#"{"text":"a b c"}"#, None).0.expect("the inner call");
+            }
+        }
+        let collector = Collector::start();
+        let telemetry = telemetry(&collector, Sampler::ParentBased(1.0));
+        // Every span forwarded (a debugger's frames): the outer call's too,
+        // untraced, so that entering `count` reaches the handler.
+        let instrumentation = Instrumentation { spans: true, tracer: Some(telemetry.tracer()), ..Default::default() };
+        let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).expect("host");
+        let outer = host.load_library(library("word-count"), "word-count", "{}").expect("word-count loads");
+        let inner = Arc::new(host.load_library(library("fixture-concurrent"), "concurrent", "{}").expect("loads"));
+        outer.watch_spans(true);
+        outer.set_probe_handler(Some(Arc::new(CallOnEnter { inner, called: Mutex::new(false) })));
+        {
+            let _unsampled = Telemetry::attach(&TraceParent { trace_id: 0x6a, span_id: 0x6b, sampled: false });
+            outer.call_raw_with("count", br#"{"text":"one two"}"#, None).0.expect("the outer call");
+        }
+        let spans = received(&collector, telemetry, 2);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"concurrent.words"), "the inner call is exported: {spans:?}");
+        let inner_trace = format!("{:032x}", 0x5a);
+        assert!(
+            spans.iter().all(|s| s.trace == inner_trace),
+            "every span exported is the inner call's trace, none the outer call's: {spans:?}"
+        );
     }
 
     /// Sampled-out calls go to the `ax-otel` thread through a ring per

@@ -512,9 +512,11 @@ pub fn sandbox_denied(denial: &SandboxDenial<'_>) {
 }
 
 /// Marks whether the call running on this thread is traced (`false`: the
-/// tracer sampled it out, so its spans and events are not handed over).
-pub(crate) fn set_call_traced(traced: bool) {
-    CALL_TRACED.with(|c| c.set(traced));
+/// tracer sampled it out, so its spans and events are not handed over);
+/// returns the mark before, to put back when the call ends (a call may make
+/// another on its thread).
+pub(crate) fn set_call_traced(traced: bool) -> bool {
+    CALL_TRACED.with(|c| c.replace(traced))
 }
 
 /// Where the calling thread is in plugin code, for the crash reporter: `in

@@ -673,9 +673,7 @@ impl Core {
         let profiling = bridge.profiler.is_on();
         let traced = trace.as_ref().zip(bridge.tracer());
         let sampled = traced.as_ref().is_some_and(|(trace, tracer)| tracer.enter_call(trace));
-        if traced.is_some() {
-            crate::bridge::set_call_traced(sampled);
-        }
+        let outer_traced = traced.is_some().then(|| crate::bridge::set_call_traced(sampled));
         let measure_cpu = profiling || bridge.call_cpu();
         let active =
             ActiveCall::begin(&self.shared_name, method, instance, budget, counters, &self.on_violation, measure_cpu);
@@ -694,7 +692,9 @@ impl Core {
         crate::bridge::set_call_bridge(outer);
         if let Some((trace, tracer)) = &traced {
             tracer.exit_call(trace);
-            crate::bridge::set_call_traced(true);
+        }
+        if let Some(outer) = outer_traced {
+            crate::bridge::set_call_traced(outer);
         }
         if budget.is_limited() {
             self.watchdog.unwatch(&active);

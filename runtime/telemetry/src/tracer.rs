@@ -814,8 +814,9 @@ struct Drained {
     buffer: Arc<Buffer>,
     /// The batch swapped in for the buffer's, to be swapped again next time.
     spare: Batch,
-    /// The sampled call the thread is in, as its records say.
-    call: Option<Ids>,
+    /// The sampled calls the thread is in, innermost last, as its records
+    /// say (a call may make another on its thread).
+    calls: Vec<Ids>,
     /// The thread had exited when this drain began: what it took were its
     /// last records.
     exited: bool,
@@ -904,7 +905,7 @@ impl Converter {
             self.drained.extend(new.drain(..).map(|buffer| Drained {
                 buffer,
                 spare: Batch::default(),
-                call: None,
+                calls: Vec::new(),
                 exited: false,
             }));
         }
@@ -982,12 +983,12 @@ impl Converter {
             // record must not leave the loop on it (it once went round forever).
             next += 1;
             match rec {
-                Rec::Enter(ids) => d.call = Some(*ids),
-                Rec::Exit => d.call = None,
+                Rec::Enter(ids) => d.calls.push(*ids),
+                Rec::Exit => drop(d.calls.pop()),
                 Rec::SpanNew { instance, span, parent, site, at, fields } => {
                     let fields = following(recs, &mut next, *fields);
                     let parent = parent.and_then(|p| self.live.get(&(*instance, p.get())));
-                    let ids = match parent.map(|s| s.ids).or(d.call) {
+                    let ids = match parent.map(|s| s.ids).or(d.calls.last().copied()) {
                         Some(p) => Some((Ids { span: self.ids.new_span_id(), sampled: true, ..p }, p.span)),
                         // Outside any call (a thread the plugin spawned): a
                         // trace of its own, sampled as a call would be.
