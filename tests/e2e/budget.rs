@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ax_e2e::library;
-use ax_runtime::{Budget, BudgetKind, CallError, Event, Host, Plugin, ProbeHandler, ProbeHit, Violation};
+use ax_runtime::{
+    Budget, BudgetKind, CallError, Event, Host, HostOptions, Instrumentation, Plugin, ProbeHandler, ProbeHit, Violation,
+};
 use serde_json::{Value, json};
 
 fn hostile(host: &Host) -> Plugin {
@@ -142,6 +144,46 @@ fn time_paused_at_a_probe_counts_against_no_budget() {
     let (result, usage) = plugin.call_with("count", &json!({ "text": "a b" }), Some(&budget));
     assert!(result.is_ok(), "{result:?}");
     assert!(usage.paused >= Duration::from_millis(400), "{usage:?}");
+    assert!(usage.wall < Duration::from_millis(200), "{usage:?}");
+}
+
+/// Calls another plugin when `count` is entered, and blocks at every probe
+/// hit as a debugger stopped at a breakpoint does.
+struct CallsThenPauses {
+    inner: Plugin,
+    pause: Duration,
+}
+
+impl ProbeHandler for CallsThenPauses {
+    fn on_probe(&self, _hit: &mut ProbeHit<'_>) {
+        ax_runtime::paused(|| std::thread::sleep(self.pause));
+    }
+
+    fn on_span_enter(&self, name: &str) {
+        if name == "count" {
+            self.inner.call_with("ok", &Value::Null, None).0.expect("the inner call");
+        }
+    }
+}
+
+/// A call made inside another on its thread (here by a handler of the outer
+/// plugin's span) gives the thread back to the outer call when it ends: the
+/// outer call's pause at its probe, after the inner call, still counts against
+/// no budget. The inner call's end once left the thread with no call, and the
+/// pause went into the outer call's time, over its budget.
+#[test]
+fn a_call_made_inside_another_gives_the_thread_back_to_it() {
+    // Every span forwarded, so that entering `count` reaches the handler.
+    let instrumentation = Instrumentation { spans: true, ..Instrumentation::default() };
+    let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).unwrap();
+    let plugin = host.load_library(library("word-count"), "word-count", "{}").unwrap();
+    let pause = Duration::from_millis(400);
+    plugin.set_probe_handler(Some(Arc::new(CallsThenPauses { inner: hostile(&host), pause })));
+    plugin.watch_spans(true);
+    plugin.arm_probe(0, true);
+    let (result, usage) = plugin.call_with("count", &json!({ "text": "a b" }), Some(&duration(200)));
+    assert!(result.is_ok(), "{result:?}");
+    assert!(usage.paused >= pause, "{usage:?}");
     assert!(usage.wall < Duration::from_millis(200), "{usage:?}");
 }
 

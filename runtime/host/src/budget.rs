@@ -311,6 +311,10 @@ pub(crate) struct ActiveCall {
     aborting: AtomicBool,
     /// Whether the probe handler has been told of the abort.
     abort_noticed: AtomicBool,
+    /// The call this one was made inside on its thread (a handler of the
+    /// outer plugin's span or probe calling another plugin): the thread's
+    /// call again once this one finishes.
+    outer: Option<Arc<ActiveCall>>,
 }
 
 /// What a call with a limited budget keeps for its violations.
@@ -349,6 +353,7 @@ impl ActiveCall {
             (c.allocated.load(Ordering::Relaxed), live)
         });
         let limited = budget.is_limited();
+        let outer = CURRENT.with(|c| c.borrow_mut().take());
         let call = Arc::new(ActiveCall {
             limited: limited.then(|| Limited {
                 plugin: plugin.clone(),
@@ -369,6 +374,7 @@ impl ActiveCall {
             published: Mutex::new(0),
             aborting: AtomicBool::new(false),
             abort_noticed: AtomicBool::new(false),
+            outer,
         });
         CURRENT.with(|c| *c.borrow_mut() = Some(call.clone()));
         call
@@ -376,7 +382,7 @@ impl ActiveCall {
 
     /// Stops measuring; returns the usage and the violations recorded.
     pub(crate) fn finish(&self) -> (Usage, Vec<Violation>) {
-        CURRENT.with(|c| c.borrow_mut().take());
+        CURRENT.with(|c| *c.borrow_mut() = self.outer.clone());
         let paused = Duration::from_nanos(self.paused_wall_ns.load(Ordering::Relaxed));
         let cpu = self.cpu_start.and_then(|start| Some(thread_cpu_now()?.saturating_sub(start)));
         let usage = Usage {

@@ -669,7 +669,7 @@ impl Core {
         events.publish_with(|| Event::CallStarted { instance, call, method: method.to_owned() });
         // SAFETY: alloc_counters returns null or this thread's static counters in the image.
         let counters: Option<&'static AllocCounters> = unsafe { (vtable.alloc_counters)().as_ref() };
-        crate::profile::set_thread_alloc_counters(counters);
+        let outer_counters = crate::profile::set_thread_alloc_counters(counters);
         let profiling = bridge.profiler.is_on();
         let traced = trace.as_ref().zip(bridge.tracer());
         let sampled = traced.as_ref().is_some_and(|(trace, tracer)| tracer.enter_call(trace));
@@ -709,6 +709,7 @@ impl Core {
             bridge.clear_abort(vtable);
         }
         bridge.clear_stack();
+        crate::profile::set_thread_alloc_counters(outer_counters);
         let result = if !violations.is_empty() {
             Err(Failure::Budget(violations))
         } else if status == Status::OK {

@@ -283,22 +283,26 @@ thread_local! {
     /// The allocation counters of the plugin worker running on this thread
     /// (set by the worker at start; null elsewhere or without the SDK's
     /// counting allocator).
-    static ALLOC_COUNTERS: std::cell::Cell<*const ax_abi::AllocCounters> = const { std::cell::Cell::new(std::ptr::null()) };
+    static ALLOC_COUNTERS: std::cell::Cell<Option<&'static ax_abi::AllocCounters>> = const { std::cell::Cell::new(None) };
 }
 
-/// Tells the profiler which allocation counters belong to the calling (worker) thread.
-pub(crate) fn set_thread_alloc_counters(counters: Option<&'static ax_abi::AllocCounters>) {
-    ALLOC_COUNTERS.with(|c| c.set(counters.map_or(std::ptr::null(), |c| c as *const _)));
+/// Tells the profiler which allocation counters belong to the calling
+/// (worker) thread; returns the ones before, to put back when the call ends
+/// (a call may make another on its thread).
+pub(crate) fn set_thread_alloc_counters(
+    counters: Option<&'static ax_abi::AllocCounters>,
+) -> Option<&'static ax_abi::AllocCounters> {
+    ALLOC_COUNTERS.with(|c| c.replace(counters))
 }
 
 /// Bytes the plugin has allocated on this thread so far, and its live bytes
 /// (allocated − freed, wrapping), if it counts.
 #[inline]
 fn thread_allocated() -> Option<(u64, u64)> {
+    // Set by this thread's worker from the plugin's thread-local counters,
+    // which live as long as this thread.
     let counters = ALLOC_COUNTERS.try_with(std::cell::Cell::get).ok()?;
-    // SAFETY: set by this thread's worker from the plugin's thread-local
-    // counters, which live as long as this thread.
-    unsafe { counters.as_ref() }.map(|c| {
+    counters.map(|c| {
         let allocated = c.allocated.load(Ordering::Relaxed);
         (allocated, allocated.wrapping_sub(c.freed.load(Ordering::Relaxed)))
     })
