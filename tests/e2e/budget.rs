@@ -147,10 +147,11 @@ fn time_paused_at_a_probe_counts_against_no_budget() {
     assert!(usage.wall < Duration::from_millis(200), "{usage:?}");
 }
 
-/// Calls another plugin when `count` is entered, and blocks at every probe
-/// hit as a debugger stopped at a breakpoint does.
+/// Calls `method` of another plugin when `count` is entered, and blocks at
+/// every armed probe hit as a debugger stopped at a breakpoint does.
 struct CallsThenPauses {
     inner: Plugin,
+    method: &'static str,
     pause: Duration,
 }
 
@@ -161,9 +162,33 @@ impl ProbeHandler for CallsThenPauses {
 
     fn on_span_enter(&self, name: &str) {
         if name == "count" {
-            self.inner.call_with("ok", &Value::Null, None).0.expect("the inner call");
+            self.inner.call_with(self.method, &Value::Null, None).0.expect("the inner call");
         }
     }
+}
+
+/// word-count, which calls `method` of the hostile fixture when its `count`
+/// is entered; each pauses `pause` at its armed probes (word-count's if
+/// `outer_probe`, the fixture's if not).
+fn nesting(host: &Host, method: &'static str, pause: Duration, outer_probe: bool) -> Plugin {
+    let inner = hostile(host);
+    inner.set_probe_handler(Some(Arc::new(Pauser(pause))));
+    if !outer_probe {
+        for site in inner.probe_sites() {
+            inner.arm_probe(site.index, true);
+        }
+    }
+    let outer = host.load_library(library("word-count"), "word-count", "{}").unwrap();
+    outer.set_probe_handler(Some(Arc::new(CallsThenPauses { inner, method, pause })));
+    outer.watch_spans(true);
+    outer.arm_probe(0, outer_probe);
+    outer
+}
+
+/// A host forwarding every span, so that entering `count` reaches the handler.
+fn forwarding_host() -> Host {
+    let instrumentation = Instrumentation { spans: true, ..Instrumentation::default() };
+    Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).unwrap()
 }
 
 /// A call made inside another on its thread (here by a handler of the outer
@@ -173,15 +198,24 @@ impl ProbeHandler for CallsThenPauses {
 /// pause went into the outer call's time, over its budget.
 #[test]
 fn a_call_made_inside_another_gives_the_thread_back_to_it() {
-    // Every span forwarded, so that entering `count` reaches the handler.
-    let instrumentation = Instrumentation { spans: true, ..Instrumentation::default() };
-    let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).unwrap();
-    let plugin = host.load_library(library("word-count"), "word-count", "{}").unwrap();
+    let host = forwarding_host();
     let pause = Duration::from_millis(400);
-    plugin.set_probe_handler(Some(Arc::new(CallsThenPauses { inner: hostile(&host), pause })));
-    plugin.watch_spans(true);
-    plugin.arm_probe(0, true);
-    let (result, usage) = plugin.call_with("count", &json!({ "text": "a b" }), Some(&duration(200)));
+    let outer = nesting(&host, "ok", pause, true);
+    let (result, usage) = outer.call_with("count", &json!({ "text": "a b" }), Some(&duration(200)));
+    assert!(result.is_ok(), "{result:?}");
+    assert!(usage.paused >= pause, "{usage:?}");
+    assert!(usage.wall < Duration::from_millis(200), "{usage:?}");
+}
+
+/// A pause inside a call made inside another (a debugger stopped in the
+/// inner plugin) is the outer call's pause too: it counts against neither
+/// call's budget.
+#[test]
+fn a_pause_in_a_call_made_inside_another_counts_against_neither() {
+    let host = forwarding_host();
+    let pause = Duration::from_millis(400);
+    let outer = nesting(&host, "probe_string", pause, false);
+    let (result, usage) = outer.call_with("count", &json!({ "text": "a b" }), Some(&duration(200)));
     assert!(result.is_ok(), "{result:?}");
     assert!(usage.paused >= pause, "{usage:?}");
     assert!(usage.wall < Duration::from_millis(200), "{usage:?}");

@@ -380,6 +380,11 @@ impl ActiveCall {
         call
     }
 
+    /// This call, then the calls it was made inside, innermost first.
+    fn and_outer(&self) -> impl Iterator<Item = &ActiveCall> {
+        std::iter::successors(Some(self), |call| call.outer.as_deref())
+    }
+
     /// Stops measuring; returns the usage and the violations recorded.
     pub(crate) fn finish(&self) -> (Usage, Vec<Violation>) {
         CURRENT.with(|c| *c.borrow_mut() = self.outer.clone());
@@ -526,20 +531,23 @@ pub(crate) struct Pause {
 }
 
 impl Pause {
-    /// Starts a pause of the call running on this thread, if any.
+    /// Starts a pause of the call running on this thread, if any, and of
+    /// the calls it was made inside (the pause is theirs too).
     pub(crate) fn begin() -> Pause {
         let call = CURRENT.try_with(|c| c.borrow().clone()).ok().flatten();
         let started = Instant::now();
-        if let Some(call) = &call {
+        for call in call.iter().flat_map(|c| c.and_outer()) {
             call.paused_since_ns.store(started.duration_since(call.started).as_nanos() as u64, Ordering::Relaxed);
         }
         Pause { call, started }
     }
 
     pub(crate) fn end(self) {
-        let Some(call) = self.call else { return };
-        call.paused_wall_ns.fetch_add(self.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        call.paused_since_ns.store(NOT_PAUSED, Ordering::Relaxed);
+        let paused = self.started.elapsed().as_nanos() as u64;
+        for call in self.call.iter().flat_map(|c| c.and_outer()) {
+            call.paused_wall_ns.fetch_add(paused, Ordering::Relaxed);
+            call.paused_since_ns.store(NOT_PAUSED, Ordering::Relaxed);
+        }
     }
 }
 
