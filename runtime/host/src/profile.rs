@@ -280,9 +280,9 @@ impl Data {
 }
 
 thread_local! {
-    /// The allocation counters of the plugin worker running on this thread
-    /// (set by the worker at start; null elsewhere or without the SDK's
-    /// counting allocator).
+    /// The allocation counters of the plugin whose call runs on this thread
+    /// (set for each call; none elsewhere or without the SDK's counting
+    /// allocator).
     static ALLOC_COUNTERS: std::cell::Cell<Option<&'static ax_abi::AllocCounters>> = const { std::cell::Cell::new(None) };
 }
 
