@@ -202,19 +202,10 @@ impl CallRec {
     }
 }
 
-/// A call the sampler turned down, for its metrics only, when its thread's
-/// [`Counted`] ring is full: a quarter of a [`CallRec`].
-struct MetricRec {
-    plugin: Text,
-    method: Text,
-    wall: u64,
-    outcome: &'static str,
-    failed: bool,
-}
-
 /// A call the sampler turned down, for its metrics only, as it goes to the
-/// `ax-otel` thread through its thread's ring ([`Local::counted`]): its
-/// plugin and method by key ([`Shared::names`]), half a cache line.
+/// `ax-otel` thread through its thread's ring ([`Local::counted`]), or its
+/// buffer when the ring is full: its plugin and method by key
+/// ([`Shared::names`]), half a cache line.
 struct Counted {
     wall: u64,
     outcome: &'static str,
@@ -226,7 +217,7 @@ struct Counted {
 type Names = (Box<str>, Box<str>);
 
 /// Sampled-out calls a thread's ring holds (256 KiB); when it is full they
-/// go through the buffer's lock instead, as [`MetricRec`]s. Half of it takes
+/// go through the buffer's lock instead. Half of it takes
 /// longer to fill than the `ax-otel` thread's shortest nap ([`POLL`]`.0`),
 /// even with calls back to back (2.2 ms of 0.55 µs calls here), so that
 /// while calls keep coming it drains the ring on its own and is never woken:
@@ -239,7 +230,8 @@ const COUNTED: usize = 8192;
 struct Batch {
     recs: Vec<Rec>,
     calls: Vec<CallRec>,
-    metrics: Vec<MetricRec>,
+    /// Sampled-out calls, when their thread's ring was full.
+    metrics: Vec<Counted>,
     text: Vec<u8>,
     /// The last call's plugin and method names in `text`: the next call of
     /// the same method refers to them instead of copying them again.
@@ -444,12 +436,8 @@ impl Shared {
         let (wall, outcome, failed) = (end.usage.wall.as_nanos() as u64, outcome(end.error), end.error.is_some());
         self.with_local(|local| {
             let names = self.names(local, end.plugin, end.method);
-            if local.counted.push(Counted { wall, outcome, names, failed }).is_err() {
-                let text = end.plugin.len() + end.method.len();
-                return self.locked(&local.buffer, 1, text, |b| {
-                    let (plugin, method) = b.names(end.plugin, end.method);
-                    b.metrics.push(MetricRec { plugin, method, wall, outcome, failed });
-                });
+            if let Err(rtrb::PushError::Full(counted)) = local.counted.push(Counted { wall, outcome, names, failed }) {
+                return self.locked(&local.buffer, 1, 0, |b| b.metrics.push(counted));
             }
             // Half full wakes the `ax-otel` thread, once. The cached count
             // errs on the full side, and costs no atomic read.
@@ -942,32 +930,26 @@ impl Converter {
         let waiting = ring.slots();
         let Ok(counted) = ring.read_chunk(waiting) else { return false };
         let any = !counted.is_empty();
-        for call in counted {
-            let key = call.names as usize;
-            if key >= self.names.len() {
-                self.names.extend(self.shared.names.lock().iter().skip(self.names.len()).cloned());
-            }
-            // Every key a thread sends is in `Shared::names` first.
-            let Some((plugin, method)) = self.names.get(key) else { continue };
-            self.tally.record(
-                instruments,
-                (plugin, method, call.outcome),
-                Duration::from_nanos(call.wall),
-                call.failed,
-            );
-        }
+        counted.into_iter().for_each(|call| self.counted(&call, instruments));
         any
+    }
+
+    /// A sampled-out call, into the call metrics.
+    fn counted(&mut self, call: &Counted, instruments: &Instruments) {
+        let key = call.names as usize;
+        if key >= self.names.len() {
+            self.names.extend(self.shared.names.lock().iter().skip(self.names.len()).cloned());
+        }
+        // Every key a thread sends is in `Shared::names` first.
+        let Some((plugin, method)) = self.names.get(key) else { return };
+        self.tally.record(instruments, (plugin, method, call.outcome), Duration::from_nanos(call.wall), call.failed);
     }
 
     fn convert(&mut self, d: &mut Drained, processor: &BatchSpanProcessor, instruments: &Instruments) {
         let shared = self.shared.clone();
         let health = &shared.health;
         let batch = &d.spare;
-        for call in &batch.metrics {
-            let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
-            let wall = Duration::from_nanos(call.wall);
-            self.tally.record(instruments, (plugin, method, call.outcome), wall, call.failed);
-        }
+        batch.metrics.iter().for_each(|call| self.counted(call, instruments));
         for call in &batch.calls {
             let (plugin, method) = (batch.str(call.plugin), batch.str(call.method));
             let wall = Duration::from_nanos(call.wall);
