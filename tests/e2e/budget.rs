@@ -167,11 +167,15 @@ impl ProbeHandler for CallsThenPauses {
     }
 }
 
-/// word-count, which calls `method` of the hostile fixture when its `count`
-/// is entered; each pauses `pause` at its armed probes (word-count's if
-/// `outer_probe`, the fixture's if not).
-fn nesting(host: &Host, method: &'static str, pause: Duration, outer_probe: bool) -> Plugin {
-    let inner = hostile(host);
+/// word-count, under a 200 ms budget, calls `method` of the hostile fixture
+/// when its `count` is entered; a pause of 400 ms at an armed probe (word-count's
+/// if `outer_probe`, the fixture's if not) must count against no budget.
+fn pause_in_a_nested_call_counts_against_no_budget(method: &'static str, outer_probe: bool) {
+    // Every span forwarded, so that entering `count` reaches the handler.
+    let instrumentation = Instrumentation { spans: true, ..Instrumentation::default() };
+    let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).unwrap();
+    let pause = Duration::from_millis(400);
+    let inner = hostile(&host);
     inner.set_probe_handler(Some(Arc::new(Pauser(pause))));
     if !outer_probe {
         for site in inner.probe_sites() {
@@ -182,13 +186,10 @@ fn nesting(host: &Host, method: &'static str, pause: Duration, outer_probe: bool
     outer.set_probe_handler(Some(Arc::new(CallsThenPauses { inner, method, pause })));
     outer.watch_spans(true);
     outer.arm_probe(0, outer_probe);
-    outer
-}
-
-/// A host forwarding every span, so that entering `count` reaches the handler.
-fn forwarding_host() -> Host {
-    let instrumentation = Instrumentation { spans: true, ..Instrumentation::default() };
-    Host::with_options(HostOptions { instrumentation, ..HostOptions::default() }).unwrap()
+    let (result, usage) = outer.call_with("count", &json!({ "text": "a b" }), Some(&duration(200)));
+    assert!(result.is_ok(), "{result:?}");
+    assert!(usage.paused >= pause, "{usage:?}");
+    assert!(usage.wall < Duration::from_millis(200), "{usage:?}");
 }
 
 /// A call made inside another on its thread (here by a handler of the outer
@@ -198,13 +199,7 @@ fn forwarding_host() -> Host {
 /// pause went into the outer call's time, over its budget.
 #[test]
 fn a_call_made_inside_another_gives_the_thread_back_to_it() {
-    let host = forwarding_host();
-    let pause = Duration::from_millis(400);
-    let outer = nesting(&host, "ok", pause, true);
-    let (result, usage) = outer.call_with("count", &json!({ "text": "a b" }), Some(&duration(200)));
-    assert!(result.is_ok(), "{result:?}");
-    assert!(usage.paused >= pause, "{usage:?}");
-    assert!(usage.wall < Duration::from_millis(200), "{usage:?}");
+    pause_in_a_nested_call_counts_against_no_budget("ok", true);
 }
 
 /// A pause inside a call made inside another (a debugger stopped in the
@@ -212,13 +207,7 @@ fn a_call_made_inside_another_gives_the_thread_back_to_it() {
 /// call's budget.
 #[test]
 fn a_pause_in_a_call_made_inside_another_counts_against_neither() {
-    let host = forwarding_host();
-    let pause = Duration::from_millis(400);
-    let outer = nesting(&host, "probe_string", pause, false);
-    let (result, usage) = outer.call_with("count", &json!({ "text": "a b" }), Some(&duration(200)));
-    assert!(result.is_ok(), "{result:?}");
-    assert!(usage.paused >= pause, "{usage:?}");
-    assert!(usage.wall < Duration::from_millis(200), "{usage:?}");
+    pause_in_a_nested_call_counts_against_no_budget("probe_string", false);
 }
 
 #[test]
