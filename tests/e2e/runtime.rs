@@ -59,7 +59,7 @@ fn state_moves_to_a_new_instance_and_bad_state_is_refused() {
     second.restore_state(&saved).unwrap();
     assert_eq!(count(&second, "e"), json!({ "words": 1, "total": 5 }));
 
-    let future = ax_runtime::SavedState { schema_version: 7, bytes: b"{}".to_vec() };
+    let future = ax_runtime::SavedState { schema_version: 7, bytes: b"{}".to_vec().into() };
     let err = second.restore_state(&future).unwrap_err().to_string();
     assert_eq!(err, "word-count.restore_state: unknown state schema version 7 (state)");
     assert_eq!(count(&second, "f"), json!({ "words": 1, "total": 6 }), "a refused state leaves the old one");

@@ -559,7 +559,7 @@ fn read_state(path: &Path) -> Result<SavedState> {
     }
     let (version, payload) = rest.split_at(4);
     let schema_version = u32::from_le_bytes(version.try_into().map_err(|_| corrupt())?);
-    Ok(SavedState { schema_version, bytes: payload.to_vec() })
+    Ok(SavedState { schema_version, bytes: payload.to_vec().into() })
 }
 
 fn write_state(path: &Path, state: &SavedState) -> Result<()> {
@@ -629,7 +629,7 @@ mod tests {
     fn state_file_round_trip_and_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.state");
-        let saved = SavedState { schema_version: 3, bytes: b"{\"total\":9}".to_vec() };
+        let saved = SavedState { schema_version: 3, bytes: b"{\"total\":9}".to_vec().into() };
         write_state(&path, &saved).unwrap();
         assert_eq!(read_state(&path).unwrap(), saved);
         std::fs::write(&path, b"AXSTATE1\x01").unwrap();

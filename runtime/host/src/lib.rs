@@ -61,7 +61,7 @@ pub use events::{Event, EventBus, InstanceId, Level, LogLine, SubscriptionId};
 pub use host::{Host, HostOptions, StagedLibrary};
 pub use lazy::LazyPlugin;
 pub use loader::LoadStats;
-pub use plugin::{Plugin, SavedState};
+pub use plugin::{Plugin, SavedState, StateBytes};
 pub use profile::ProfileOptions;
 pub use reload::{ReadyHook, ReloadError, ReloadOptions, ReloadOutcome, ReloadReport, ReloadStep, ReloadablePlugin};
 pub use source::{BuildOptions, PluginSource, SourceError};

@@ -45,7 +45,67 @@ use crate::trace::{CallEnd, CallStart, CallTrace};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SavedState {
     pub schema_version: u32,
-    pub bytes: Vec<u8>,
+    pub bytes: StateBytes,
+}
+
+/// The bytes of a [`SavedState`]: the buffer the plugin handed over, kept as
+/// it is (a hot reload's megabytes are not copied into the host on their way
+/// to the next build), or bytes the host holds (`From<Vec<u8>>`: read from a
+/// file, received from a child). Reads as a `[u8]`.
+pub struct StateBytes(Held);
+
+enum Held {
+    Host(Vec<u8>),
+    /// Freed by the image that allocated it (images are never unmapped).
+    Plugin(AxBytes),
+}
+
+impl std::ops::Deref for StateBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Held::Host(bytes) => bytes,
+            Held::Plugin(bytes) => bytes.as_slice(),
+        }
+    }
+}
+
+impl AsRef<[u8]> for StateBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Default for StateBytes {
+    fn default() -> StateBytes {
+        Vec::new().into()
+    }
+}
+
+impl From<Vec<u8>> for StateBytes {
+    fn from(bytes: Vec<u8>) -> StateBytes {
+        StateBytes(Held::Host(bytes))
+    }
+}
+
+impl Clone for StateBytes {
+    fn clone(&self) -> StateBytes {
+        self.to_vec().into()
+    }
+}
+
+impl PartialEq for StateBytes {
+    fn eq(&self, other: &StateBytes) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for StateBytes {}
+
+impl std::fmt::Debug for StateBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StateBytes({} bytes)", self.len())
+    }
 }
 
 /// The instance pointer; `None` once destroyed.
@@ -451,7 +511,7 @@ impl Plugin {
             // SAFETY: the instance is live and held exclusively.
             let status = unsafe { (core.vtable.save_state)(ptr.0, &mut version, &mut out) };
             if status == Status::OK {
-                Ok(SavedState { schema_version: version, bytes: out.as_slice().to_vec() })
+                Ok(SavedState { schema_version: version, bytes: StateBytes(Held::Plugin(out)) })
             } else {
                 Err(PluginFailure::from_status(status, out.as_slice()))
             }

@@ -389,7 +389,7 @@ pub fn serve(socket: &Path) -> std::io::Result<()> {
             },
             Request::RestoreState { schema_version, bytes } => {
                 let bytes = BASE64.decode(bytes).unwrap_or_default();
-                match plugin.as_ref().map(|p| p.restore_state(&SavedState { schema_version, bytes })) {
+                match plugin.as_ref().map(|p| p.restore_state(&SavedState { schema_version, bytes: bytes.into() })) {
                     Some(Ok(())) => Reply::Done,
                     Some(Err(e)) => Reply::Failed { error: wire_error(&e), usage: WireUsage::default() },
                     None => Reply::Failed { error: WireError::Stopped, usage: WireUsage::default() },
@@ -863,7 +863,8 @@ impl IsolatedPlugin {
             && let Ok(Reply::State { schema_version, bytes }) = self.request(child, Request::SaveState, None)
         {
             let bytes = BASE64.decode(bytes).unwrap_or_default();
-            *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(SavedState { schema_version, bytes });
+            *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(SavedState { schema_version, bytes: bytes.into() });
         }
         (result, usage)
     }
@@ -929,7 +930,7 @@ impl IsolatedPlugin {
         let child = guard.as_mut().ok_or_else(stopped)?;
         match self.request(child, Request::SaveState, None) {
             Ok(Reply::State { schema_version, bytes }) => {
-                Ok(SavedState { schema_version, bytes: BASE64.decode(bytes).unwrap_or_default() })
+                Ok(SavedState { schema_version, bytes: BASE64.decode(bytes).unwrap_or_default().into() })
             }
             Ok(Reply::Failed { error, .. }) => Err(call_error(&self.name, "save_state", error)),
             _ => Err(stopped()),
