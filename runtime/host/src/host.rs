@@ -14,7 +14,7 @@ use crate::cache::{CacheConfig, QueryCache};
 use crate::error::LoadError;
 use crate::events::EventBus;
 use crate::loader::{self, Image, LibDir, OpenedLibrary};
-use crate::plugin::{Plugin, Start};
+use crate::plugin::{InitThread, Plugin, Start};
 use crate::source::PluginSource;
 use crate::startup::StartupMonitor;
 
@@ -56,6 +56,7 @@ pub struct Host {
     watchdog: Arc<Watchdog>,
     /// One query cache per plugin name, kept across reloads.
     caches: Mutex<HashMap<String, Arc<QueryCache>>>,
+    init_thread: InitThread,
 }
 
 impl Host {
@@ -74,6 +75,7 @@ impl Host {
         Ok(Host {
             watchdog: Arc::new(Watchdog::new(events.clone())),
             caches: Mutex::new(HashMap::new()),
+            init_thread: InitThread::default(),
             events,
             libs,
             next_instance: AtomicU64::new(1),
@@ -183,6 +185,7 @@ impl Host {
             init_timeout,
             watchdog: self.watchdog.clone(),
             cache: self.cache(name),
+            init_thread: &self.init_thread,
         })
     }
 
