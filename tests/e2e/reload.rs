@@ -330,11 +330,25 @@ impl CargoDir {
 
     /// Replaces the library as cargo does: a new file, linked into place after the old name is removed.
     fn rebuild(&self, variant: &str) {
+        self.replace_with(&reload_variant(variant, false));
+    }
+
+    /// [`CargoDir::rebuild`] with the contents of `build`.
+    fn replace_with(&self, build: &Path) {
         let new = self.dir.path().join("new.so");
-        std::fs::copy(reload_variant(variant, false), &new).unwrap();
+        std::fs::copy(build, &new).unwrap();
         std::fs::remove_file(self.live()).unwrap();
         std::fs::hard_link(&new, self.live()).unwrap();
         std::fs::remove_file(&new).unwrap();
+    }
+
+    /// Waits until the host has linked `n` libraries.
+    fn wait_until_linked(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.host.load_stats().linked < n {
+            assert!(Instant::now() < deadline, "{n} never linked: {:?}", self.host.load_stats());
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn load(&self) -> ReloadablePlugin {
@@ -455,4 +469,84 @@ fn a_linked_library_loaded_again_is_copied_since_dlopen_would_return_the_mapped_
     assert_eq!(version_of(&plugin), "v1");
     let stats = c.host.load_stats();
     assert_eq!((stats.linked, stats.copied), (1, 1), "{stats:?}");
+}
+
+/// The report of the first reload that succeeded in `events`, if any.
+fn succeeded(events: &[Event]) -> Option<&ax_runtime::ReloadReport> {
+    events.iter().find_map(|e| match e {
+        Event::ReloadSucceeded { report, .. } => Some(report),
+        _ => None,
+    })
+}
+
+#[test]
+fn the_watcher_maps_a_cargo_output_during_its_debounce_and_the_reload_takes_it() {
+    let c = CargoDir::new(None);
+    let plugin = Arc::new(c.load());
+    let events = c.host.events().channel();
+    let _watcher = LibraryWatcher::spawn(plugin.clone(), &c.live(), Duration::from_millis(300)).unwrap();
+    c.rebuild("v2");
+    let seen = wait_for(&events, Duration::from_secs(10), |e| reload_events(e) != (0, 0));
+    let report = succeeded(&seen).unwrap_or_else(|| panic!("{seen:#?}"));
+    let ahead = report.mapped_ahead.expect("read and mapped during the debounce");
+    assert!(report.to_string().contains("read and mapped ahead in"), "{report}");
+    // The reload itself only checked that the file is still the one mapped.
+    let load = report.steps.iter().find(|(step, _)| *step == ReloadStep::Load).unwrap().1;
+    assert!(load < ahead, "load {load:?} after mapping ahead in {ahead:?}");
+    assert_eq!(version_of(&plugin), "v2");
+    let stats = c.host.load_stats();
+    assert_eq!((stats.linked, stats.copied), (2, 0), "{stats:?}");
+}
+
+#[test]
+fn a_build_replaced_after_it_was_mapped_ahead_is_not_the_one_reloaded() {
+    let c = CargoDir::new(None);
+    let plugin = Arc::new(c.load());
+    let events = c.host.events().channel();
+    let _watcher = LibraryWatcher::spawn(plugin.clone(), &c.live(), Duration::from_millis(400)).unwrap();
+    c.rebuild("v2");
+    // Mapped ahead 10 ms after the change; the reload would come at 400 ms.
+    c.wait_until_linked(2);
+    // v1 again, as the build serving: the debounce ends with nothing to reload.
+    c.rebuild("v1");
+    let seen = and_then_quiet(&events, Vec::new(), Duration::from_millis(800));
+    assert!(!seen.iter().any(|e| matches!(e, Event::ReloadStarted { .. })), "{seen:#?}");
+    assert_eq!((plugin.generation(), version_of(&plugin)), (1, json!("v1")));
+}
+
+#[test]
+fn a_reload_asked_for_during_the_debounce_takes_the_build_mapped_ahead() {
+    // As `ax dev` does: it reloads as soon as its build returns.
+    let c = CargoDir::new(None);
+    let plugin = Arc::new(c.load());
+    let events = c.host.events().channel();
+    let _watcher = LibraryWatcher::spawn(plugin.clone(), &c.live(), Duration::from_millis(400)).unwrap();
+    c.rebuild("v2");
+    c.wait_until_linked(2);
+    let ReloadOutcome::Reloaded(report) = plugin.reload(&c.live()).unwrap() else { panic!("v2 differs from v1") };
+    assert!(report.mapped_ahead.is_some(), "{report}");
+    assert_eq!(version_of(&plugin), "v2");
+    // Linked once, not copied for a second mapping; and the debounce's end finds nothing new.
+    let seen = and_then_quiet(&events, Vec::new(), Duration::from_millis(800));
+    assert_eq!(reload_events(&seen), (1, 0), "{seen:#?}");
+    let stats = c.host.load_stats();
+    assert_eq!((stats.linked, stats.copied), (2, 0), "{stats:?}");
+}
+
+#[test]
+fn a_build_that_fails_to_load_when_mapped_ahead_rolls_back_at_the_load() {
+    let c = CargoDir::new(None);
+    let plugin = Arc::new(c.load());
+    let events = c.host.events().channel();
+    let _watcher = LibraryWatcher::spawn(plugin.clone(), &c.live(), Duration::from_millis(100)).unwrap();
+    c.replace_with(library("fixture-wrong-abi"));
+    let seen = wait_for(&events, Duration::from_secs(10), |e| reload_events(e) != (0, 0));
+    let rolled_back = seen.iter().find_map(|e| match e {
+        Event::ReloadRolledBack { step, error, .. } => Some((*step, error.clone())),
+        _ => None,
+    });
+    let (step, error) = rolled_back.unwrap_or_else(|| panic!("{seen:#?}"));
+    assert_eq!(step, ReloadStep::Load);
+    assert!(error.contains(&format!("plugin ABI version 999, expected {}", ax_abi::ABI_VERSION)), "{error}");
+    assert_eq!((plugin.generation(), version_of(&plugin)), (1, json!("v1")));
 }

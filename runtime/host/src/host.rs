@@ -159,6 +159,11 @@ impl Host {
         loader::open(path, image, &self.libs)
     }
 
+    /// Whether [`Host::open`] would link `image` (opened from `path`) rather than copy it.
+    pub(crate) fn would_link(&self, path: &Path, image: &Image) -> bool {
+        loader::would_link(path, image, &self.libs)
+    }
+
     /// Whether `image` holds the same bytes as `private`, a private path of
     /// this host (counted in [`Host::load_stats`]).
     pub(crate) fn same_contents(&self, image: &Image, private: &Path) -> bool {

@@ -36,6 +36,7 @@
 //! or plugin-spawned threads is a crash on common platforms, and the host keeps
 //! `'static` pointers into the image (callsite names, probe sites).
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read as _, Seek as _};
 use std::os::unix::ffi::OsStrExt as _;
@@ -202,6 +203,11 @@ pub(crate) struct FileId {
 }
 
 impl FileId {
+    /// The identity of the file at `path` now, if there is one.
+    pub(crate) fn at(path: &Path) -> Option<FileId> {
+        std::fs::metadata(path).ok().map(|meta| FileId::of(&meta))
+    }
+
     fn of(meta: &std::fs::Metadata) -> FileId {
         FileId {
             dev: meta.dev(),
@@ -271,11 +277,7 @@ pub(crate) fn open_placed(path: &Path, private: &Path) -> Result<OpenedLibrary, 
 pub(crate) fn place(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf, LoadError> {
     let file = (image.id.dev, image.id.ino);
     let mut linked_files = LINKED_FILES.lock().unwrap_or_else(|e| e.into_inner());
-    if image.uid == rundir::euid()
-        && !linked_files.contains(&file)
-        && replaced_by_rename(path)
-        && let Some(dir) = libs.link_dir(image.id.dev)
-    {
+    if let Some(dir) = link_dir(path, image, libs, &linked_files) {
         let link = libs.unique_path_in(dir, path).map_err(|source| LoadError::Copy {
             path: path.to_owned(),
             copy: dir.to_owned(),
@@ -301,11 +303,24 @@ pub(crate) fn place(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf
     Ok(copy)
 }
 
+/// Where `image` (opened from `path`) would be linked by [`place`], or `None`
+/// if it would be copied.
+fn link_dir<'a>(path: &Path, image: &Image, libs: &'a LibDir, linked_files: &BTreeSet<(u64, u64)>) -> Option<&'a Path> {
+    let linkable = image.uid == rundir::euid()
+        && !linked_files.contains(&(image.id.dev, image.id.ino))
+        && replaced_by_rename(path);
+    if linkable { libs.link_dir(image.id.dev) } else { None }
+}
+
+/// Whether [`place`] would link `image` (opened from `path`) rather than copy it.
+pub(crate) fn would_link(path: &Path, image: &Image, libs: &LibDir) -> bool {
+    link_dir(path, image, libs, &LINKED_FILES.lock().unwrap_or_else(|e| e.into_inner())).is_some()
+}
+
 /// The files (device, inode) linked in this process: `dlopen` finds a loaded
 /// image by its inode, whatever the path, so a file mapped once must be copied
 /// to be loaded again (a reconfigure, a build loaded back, another host).
-static LINKED_FILES: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+static LINKED_FILES: std::sync::Mutex<BTreeSet<(u64, u64)>> = std::sync::Mutex::new(BTreeSet::new());
 
 /// Whether `path` is an output of cargo, which replaces its outputs and never
 /// rewrites them in place: its directory is a cargo profile directory.
