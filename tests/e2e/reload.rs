@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ax_e2e::{library, reload_variant, workspace_root};
+use ax_e2e::{ax, library, reload_variant, workspace_root};
 use ax_runtime::{
     Event, Host, HostOptions, LibraryWatcher, ReloadOptions, ReloadOutcome, ReloadStep, ReloadablePlugin,
 };
@@ -444,6 +444,47 @@ fn across_file_systems_the_library_is_copied() {
     let stats = c.host.load_stats();
     assert_eq!((stats.linked, stats.copied), (0, 2), "{stats:?}");
     assert!(!mapped_inode(&c.live()));
+}
+
+#[test]
+fn on_a_desktop_a_cargo_output_is_linked_beside_it_never_through_a_planted_link() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    // A desktop: the per-user runtime directory and /dev/shm are memory, the
+    // project on disk, so neither can hold a link to its cargo output.
+    let Ok(runtime) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("skipped: no /dev/shm");
+        return;
+    };
+    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let c = CargoDir::new(None);
+    if std::fs::metadata(runtime.path()).unwrap().dev() == std::fs::metadata(c.dir.path()).unwrap().dev() {
+        eprintln!("skipped: /dev/shm and the temp dir are one file system here");
+        return;
+    }
+    let run = || {
+        let out = ax()
+            .arg("run")
+            .arg(c.live())
+            .args(["count", r#"{"text":"a b"}"#])
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env_remove("AX_LIB_DIR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(r#""version":"v1""#));
+    };
+    run();
+    let links = c.dir.path().join("debug/.ax-links");
+    let meta = std::fs::symlink_metadata(&links).expect("linked beside the library, in .ax-links");
+    assert!(meta.is_dir() && meta.mode() & 0o777 == 0o700, "{meta:?}");
+    assert_eq!(std::fs::read_dir(&links).unwrap().count(), 0, "the process's directory is removed at exit");
+
+    // Planted: `.ax-links` a symbolic link to a directory someone else chose.
+    std::fs::remove_dir(&links).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &links).unwrap();
+    run();
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0, "nothing made through the link");
 }
 
 #[test]

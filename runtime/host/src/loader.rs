@@ -36,15 +36,15 @@
 //! or plugin-spawned threads is a crash on common platforms, and the host keeps
 //! `'static` pointers into the image (callsite names, probe sites).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read as _, Seek as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::os::unix::io::AsRawFd as _;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use ax_abi::{ABI_VERSION, CANARY_MAGIC, Canary, ENTRY_SYMBOL, EntryFn, PluginVTable, VTableHeader};
 
@@ -57,14 +57,27 @@ pub(crate) struct LibDir {
     /// `<root>/<pid>-<random>`: copies, and links from its file system.
     dir: PathBuf,
     dev: u64,
-    /// When the root was the default one: links for libraries on the per-user
-    /// runtime directory's file system go to a per-process directory there
-    /// (made on first use; `None` inside once it proved unusable).
-    runtime_links: Option<OnceLock<Option<(u64, PathBuf)>>>,
+    /// When the root was the default one, where libraries on other file
+    /// systems are linked.
+    links: Option<LinkDirs>,
     next: AtomicU64,
     linked: AtomicU64,
     copied: AtomicU64,
     compared: AtomicU64,
+}
+
+/// Per-process link directories besides the root, each made on first use
+/// (`None` inside once it proved unusable).
+#[derive(Debug, Default)]
+struct LinkDirs {
+    /// `<runtime dir>/libs/<pid>-<random>`, for libraries on the per-user
+    /// runtime directory's file system.
+    runtime: OnceLock<Option<(u64, PathBuf)>>,
+    /// `<profile dir>/.ax-links/<pid>-<random>` by cargo profile directory,
+    /// for cargo outputs on a file system neither the root nor the runtime
+    /// directory is on: a desktop's runtime directory and `/dev/shm` are
+    /// memory, its projects on disk.
+    beside: Mutex<BTreeMap<PathBuf, Option<PathBuf>>>,
 }
 
 /// What the host did to give libraries their private paths (see
@@ -92,7 +105,8 @@ impl LibDir {
     /// The default root ([`rundir::lib_root`]): `$AX_LIB_DIR`, else
     /// `/dev/shm/ax-<uid>` on an executable tmpfs, else the per-user runtime
     /// directory; created private or refused. Unless `AX_LIB_DIR` names the
-    /// root, libraries on the runtime directory's file system are linked there.
+    /// root, libraries on the runtime directory's file system are linked there,
+    /// and cargo outputs on another file system beside them ([`LinkDirs`]).
     pub(crate) fn default_dirs() -> std::io::Result<LibDir> {
         let explicit = std::env::var_os("AX_LIB_DIR").is_some_and(|d| !d.is_empty());
         LibDir::with_runtime_links(&rundir::lib_root()?, !explicit)
@@ -106,7 +120,7 @@ impl LibDir {
         Ok(LibDir {
             dir,
             dev,
-            runtime_links: runtime_links.then(OnceLock::new),
+            links: runtime_links.then(LinkDirs::default),
             next: AtomicU64::new(0),
             linked: AtomicU64::new(0),
             copied: AtomicU64::new(0),
@@ -126,12 +140,14 @@ impl LibDir {
         }
     }
 
-    /// A private directory on the file system `dev`, if this host has one.
-    fn link_dir(&self, dev: u64) -> Option<&Path> {
+    /// A private directory on the file system `dev` of the library at `path`
+    /// (a cargo output), if this host has or can make one.
+    fn link_dir(&self, path: &Path, dev: u64) -> Option<PathBuf> {
         if dev == self.dev {
-            return Some(&self.dir);
+            return Some(self.dir.clone());
         }
-        let made = self.runtime_links.as_ref()?.get_or_init(|| {
+        let links = self.links.as_ref()?;
+        let runtime = links.runtime.get_or_init(|| {
             let root = rundir::runtime_dir().ok()?.join("libs");
             rundir::private_dir(&root).ok()?;
             if std::fs::metadata(&root).ok()?.dev() == self.dev {
@@ -141,7 +157,14 @@ impl LibDir {
             let dir = rundir::unique_dir(&root, &std::process::id().to_string()).ok()?;
             Some((std::fs::metadata(&dir).ok()?.dev(), dir))
         });
-        made.as_ref().filter(|(made_dev, _)| *made_dev == dev).map(|(_, dir)| dir.as_path())
+        if let Some((made_dev, dir)) = runtime
+            && *made_dev == dev
+        {
+            return Some(dir.clone());
+        }
+        let profile = path.parent()?;
+        let mut beside = links.beside.lock().unwrap_or_else(|e| e.into_inner());
+        beside.entry(profile.to_owned()).or_insert_with(|| link_dir_beside(profile, dev)).clone()
     }
 
     /// A fresh name in `dir` for a private path of `original`.
@@ -157,10 +180,28 @@ impl Drop for LibDir {
     fn drop(&mut self) {
         // The images stay mapped; removing their files does not unmap them.
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(Some((_, dir))) = self.runtime_links.as_ref().and_then(OnceLock::get) {
+        let Some(links) = &self.links else { return };
+        if let Some(Some((_, dir))) = links.runtime.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        for dir in links.beside.lock().unwrap_or_else(|e| e.into_inner()).values().flatten() {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// `<profile>/.ax-links/<pid>-<random>`, made private, if `profile` (a cargo
+/// profile directory) is on the file system `dev`, ours, and writable by no
+/// one else (who could otherwise swap `.ax-links` between its check and its use).
+fn link_dir_beside(profile: &Path, dev: u64) -> Option<PathBuf> {
+    let meta = std::fs::metadata(profile).ok()?;
+    if meta.dev() != dev || meta.uid() != rundir::euid() || meta.mode() & 0o022 != 0 {
+        return None;
+    }
+    let root = profile.join(".ax-links");
+    rundir::private_dir(&root).ok()?;
+    sweep_dead(&root);
+    rundir::unique_dir(&root, &std::process::id().to_string()).ok()
 }
 
 #[cfg(target_os = "linux")]
@@ -278,9 +319,9 @@ pub(crate) fn place(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf
     let file = (image.id.dev, image.id.ino);
     let mut linked_files = LINKED_FILES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(dir) = link_dir(path, image, libs, &linked_files) {
-        let link = libs.unique_path_in(dir, path).map_err(|source| LoadError::Copy {
+        let link = libs.unique_path_in(&dir, path).map_err(|source| LoadError::Copy {
             path: path.to_owned(),
-            copy: dir.to_owned(),
+            copy: dir.clone(),
             source,
         })?;
         match link_open_file(&image.file, &link) {
@@ -305,11 +346,11 @@ pub(crate) fn place(path: &Path, image: &Image, libs: &LibDir) -> Result<PathBuf
 
 /// Where `image` (opened from `path`) would be linked by [`place`], or `None`
 /// if it would be copied.
-fn link_dir<'a>(path: &Path, image: &Image, libs: &'a LibDir, linked_files: &BTreeSet<(u64, u64)>) -> Option<&'a Path> {
+fn link_dir(path: &Path, image: &Image, libs: &LibDir, linked_files: &BTreeSet<(u64, u64)>) -> Option<PathBuf> {
     let linkable = image.uid == rundir::euid()
         && !linked_files.contains(&(image.id.dev, image.id.ino))
         && replaced_by_rename(path);
-    if linkable { libs.link_dir(image.id.dev) } else { None }
+    if linkable { libs.link_dir(path, image.id.dev) } else { None }
 }
 
 /// Whether [`place`] would link `image` (opened from `path`) rather than copy it.
