@@ -342,6 +342,17 @@ impl CargoDir {
         std::fs::remove_file(&new).unwrap();
     }
 
+    /// v1 loaded from a new cargo directory, its events, and a watcher with `debounce`.
+    fn watched(
+        debounce: Duration,
+    ) -> (CargoDir, Arc<ReloadablePlugin>, std::sync::mpsc::Receiver<Event>, LibraryWatcher) {
+        let c = CargoDir::new(None);
+        let plugin = Arc::new(c.load());
+        let events = c.host.events().channel();
+        let watcher = LibraryWatcher::spawn(plugin.clone(), &c.live(), debounce).unwrap();
+        (c, plugin, events, watcher)
+    }
+
     /// Waits until the host has linked `n` libraries.
     fn wait_until_linked(&self, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -522,10 +533,7 @@ fn succeeded(events: &[Event]) -> Option<&ax_runtime::ReloadReport> {
 
 #[test]
 fn the_watcher_maps_a_cargo_output_during_its_debounce_and_the_reload_takes_it() {
-    let c = CargoDir::new(None);
-    let plugin = Arc::new(c.load());
-    let events = c.host.events().channel();
-    let _watcher = LibraryWatcher::spawn(plugin.clone(), &c.live(), Duration::from_millis(300)).unwrap();
+    let (c, plugin, events, _watcher) = CargoDir::watched(Duration::from_millis(300));
     c.rebuild("v2");
     let seen = wait_for(&events, Duration::from_secs(10), |e| reload_events(e) != (0, 0));
     let report = succeeded(&seen).unwrap_or_else(|| panic!("{seen:#?}"));
@@ -541,10 +549,7 @@ fn the_watcher_maps_a_cargo_output_during_its_debounce_and_the_reload_takes_it()
 
 #[test]
 fn a_build_replaced_after_it_was_mapped_ahead_is_not_the_one_reloaded() {
-    let c = CargoDir::new(None);
-    let plugin = Arc::new(c.load());
-    let events = c.host.events().channel();
-    let _watcher = LibraryWatcher::spawn(plugin.clone(), &c.live(), Duration::from_millis(400)).unwrap();
+    let (c, plugin, events, _watcher) = CargoDir::watched(Duration::from_millis(400));
     c.rebuild("v2");
     // Mapped ahead 10 ms after the change; the reload would come at 400 ms.
     c.wait_until_linked(2);
@@ -558,10 +563,7 @@ fn a_build_replaced_after_it_was_mapped_ahead_is_not_the_one_reloaded() {
 #[test]
 fn a_reload_asked_for_during_the_debounce_takes_the_build_mapped_ahead() {
     // As `ax dev` does: it reloads as soon as its build returns.
-    let c = CargoDir::new(None);
-    let plugin = Arc::new(c.load());
-    let events = c.host.events().channel();
-    let _watcher = LibraryWatcher::spawn(plugin.clone(), &c.live(), Duration::from_millis(400)).unwrap();
+    let (c, plugin, events, _watcher) = CargoDir::watched(Duration::from_millis(400));
     c.rebuild("v2");
     c.wait_until_linked(2);
     let ReloadOutcome::Reloaded(report) = plugin.reload(&c.live()).unwrap() else { panic!("v2 differs from v1") };
@@ -576,10 +578,7 @@ fn a_reload_asked_for_during_the_debounce_takes_the_build_mapped_ahead() {
 
 #[test]
 fn a_build_that_fails_to_load_when_mapped_ahead_rolls_back_at_the_load() {
-    let c = CargoDir::new(None);
-    let plugin = Arc::new(c.load());
-    let events = c.host.events().channel();
-    let _watcher = LibraryWatcher::spawn(plugin.clone(), &c.live(), Duration::from_millis(100)).unwrap();
+    let (c, plugin, events, _watcher) = CargoDir::watched(Duration::from_millis(100));
     c.replace_with(library("fixture-wrong-abi"));
     let seen = wait_for(&events, Duration::from_secs(10), |e| reload_events(e) != (0, 0));
     let rolled_back = seen.iter().find_map(|e| match e {
