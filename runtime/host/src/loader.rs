@@ -5,14 +5,15 @@
 //! path already loaded returns the stale image (which would defeat hot
 //! reload), and so that a rebuild can replace the original while the private
 //! one serves. Private paths live in a per-process directory (random name,
-//! mode 0700, inside a per-user root of [`crate::rundir`]) removed when the
-//! [`LibDir`] is dropped; directories of processes that died are swept at the
-//! next start. Names are fresh and random; files and links are created
+//! mode 0700, inside a per-user root of [`crate::rundir`], or for a link of a
+//! cargo output on another file system, inside a private `.ax-links` beside
+//! it) removed when the [`LibDir`] is dropped; directories of processes that
+//! died are swept at the next start. Names are fresh and random; files and links are created
 //! exclusively (`O_EXCL|O_NOFOLLOW`, `linkat` never replaces).
 //!
 //! **A link where it is safe, a copy elsewhere.** A library in a cargo profile
-//! directory (one holding cargo's `.cargo-lock`) is hard-linked when the
-//! private directory is on its file system: cargo replaces its outputs, never
+//! directory (one holding cargo's `.cargo-lock`) is hard-linked into a
+//! private directory on its file system: cargo replaces its outputs, never
 //! rewrites them (the linkers write a new file, which cargo links into place
 //! after removing the old name), so the inode ax maps is never written again.
 //! Any other file is copied: `cp` onto an existing file truncates and rewrites
@@ -361,7 +362,7 @@ pub(crate) fn would_link(path: &Path, image: &Image, libs: &LibDir) -> bool {
 /// The files (device, inode) linked in this process: `dlopen` finds a loaded
 /// image by its inode, whatever the path, so a file mapped once must be copied
 /// to be loaded again (a reconfigure, a build loaded back, another host).
-static LINKED_FILES: std::sync::Mutex<BTreeSet<(u64, u64)>> = std::sync::Mutex::new(BTreeSet::new());
+static LINKED_FILES: Mutex<BTreeSet<(u64, u64)>> = Mutex::new(BTreeSet::new());
 
 /// Whether `path` is an output of cargo, which replaces its outputs and never
 /// rewrites them in place: its directory is a cargo profile directory.
