@@ -1,6 +1,7 @@
 //! Another local user is an attacker: these tests create real users (as root,
 //! with `useradd`, removed at the end even on failure) and run the attacks as
 //! them through `setpriv`: planting the runtime directories with symlinks,
+//! planting the folder where a cargo output's link would go beside it,
 //! connecting to a child host's socket, driving `ax-dap --port`, stalling and
 //! flooding the attach listener. Pass = the victim's files unchanged, the
 //! attacker's library (`fixture-attacker`, whose constructor writes a marker)
@@ -203,6 +204,61 @@ fn planted_runtime_directories_are_refused_and_nothing_is_written_through_them()
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let made = roots.iter().filter_map(|root| std::fs::symlink_metadata(root).ok()).collect::<Vec<_>>();
     assert!(!made.is_empty() && made.iter().all(|m| m.uid() == victim.uid && m.permissions().mode() & 0o777 == 0o700));
+}
+
+#[test]
+fn no_link_is_made_beside_a_cargo_output_that_another_user_can_reach() {
+    let test = "no_link_is_made_beside_a_cargo_output_that_another_user_can_reach";
+    let (Some(victim), Some(attacker)) = (User::create(test, "v"), User::create(test, "a")) else { return };
+    if !artifacts_reachable(test) {
+        return;
+    }
+    // As on a desktop: the victim's runtime directory is memory, their cargo
+    // output on disk, so ax would link it beside the output, in `.ax-links`.
+    let Ok(runtime) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("skipped {test}: no /dev/shm");
+        return;
+    };
+    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(runtime.path(), Some(victim.uid), Some(victim.gid)).unwrap();
+    let spot = shared_dir();
+    if std::fs::metadata(spot.path()).unwrap().dev() == std::fs::metadata(runtime.path()).unwrap().dev() {
+        eprintln!("skipped {test}: /dev/shm and the temp dir are one file system here");
+        return;
+    }
+    // The victim's profile directory, careless: writable by everyone.
+    let profile = spot.path().join("debug");
+    std::fs::create_dir(&profile).unwrap();
+    let lib = profile.join("libword_count.so");
+    std::fs::write(profile.join(".cargo-lock"), "").unwrap();
+    std::fs::copy(library("word-count"), &lib).unwrap();
+    for path in [&profile, &lib] {
+        std::os::unix::fs::chown(path, Some(victim.uid), Some(victim.gid)).unwrap();
+    }
+    std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = || {
+        let out = victim
+            .command("env")
+            .arg(format!("XDG_RUNTIME_DIR={}", runtime.path().display()))
+            .arg(binary("ax"))
+            .arg("run")
+            .arg(&lib)
+            .args(["count", r#"{"text":"x y"}"#])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"total":2,"words":2}"#);
+    };
+    let links = profile.join(".ax-links");
+    run();
+    assert!(std::fs::symlink_metadata(&links).is_err(), "a link directory in a folder anyone can write");
+
+    // The attacker plants `.ax-links` (theirs, open to all, where they could
+    // swap a link for their library between its making and its loading).
+    let planted = attacker.sh(&format!("mkdir -m 777 {}", links.display()));
+    assert!(planted.status.success(), "{}", String::from_utf8_lossy(&planted.stderr));
+    run();
+    assert_eq!(std::fs::read_dir(&links).unwrap().count(), 0, "the victim's ax wrote in the attacker's folder");
 }
 
 #[test]
