@@ -92,13 +92,15 @@ test('a data breakpoint from the Variables pane stops exactly when the value cha
 test('a logpoint reads the previous hit with prev(); historySize 0 refuses it', async () => {
   const lines = [];
   dc.on('output', (e) => lines.push(e.body.output));
+  // Listening from before the launch: nothing stops, so the end can come with configurationDone's response.
+  const terminated = dc.waitForEvent('terminated');
   await launch({ plugin: wordCount, calls: ['a', 'b c', 'd e'].map(count) }, () =>
     dc.setBreakpointsRequest({
       source: { path: source },
       breakpoints: [{ line: probeLine, logMessage: '{prev(words)} -> {words}' }],
     }),
   );
-  await dc.waitForEvent('terminated');
+  await terminated;
   assert.deepStrictEqual(lines.filter((l) => l.includes(' -> ')), ['null -> 1\n', '1 -> 2\n', '2 -> 2\n']);
   await dc.stop();
 
