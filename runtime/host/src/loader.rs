@@ -8,8 +8,9 @@
 //! mode 0700, inside a per-user root of [`crate::rundir`], or for a link of a
 //! cargo output on another file system, inside a private `.ax-links` beside
 //! it) removed when the [`LibDir`] is dropped; directories of processes that
-//! died are swept at the next start. Names are fresh and random; files and links are created
-//! exclusively (`O_EXCL|O_NOFOLLOW`, `linkat` never replaces).
+//! died (their `.lock` no longer held) are swept at the next start. Names
+//! are fresh and random; files and links are created exclusively
+//! (`O_EXCL|O_NOFOLLOW`, `linkat` never replaces).
 //!
 //! **A link where it is safe, a copy elsewhere.** A library in a cargo profile
 //! directory (one holding cargo's `.cargo-lock`) is hard-linked into a
@@ -41,7 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read as _, Seek as _};
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::os::unix::io::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +62,8 @@ pub(crate) struct LibDir {
     /// When the root was the default one, where libraries on other file
     /// systems are linked.
     links: Option<LinkDirs>,
+    /// The locks that say this process's directories are in use ([`own_dir`]).
+    locks: Mutex<Vec<File>>,
     next: AtomicU64,
     linked: AtomicU64,
     copied: AtomicU64,
@@ -115,13 +118,13 @@ impl LibDir {
 
     fn with_runtime_links(root: &Path, runtime_links: bool) -> std::io::Result<LibDir> {
         rundir::private_dir(root)?;
-        sweep_dead(root);
-        let dir = rundir::unique_dir(root, &std::process::id().to_string())?;
+        let (dir, lock) = own_dir(root)?;
         let dev = std::fs::metadata(&dir)?.dev();
         Ok(LibDir {
             dir,
             dev,
             links: runtime_links.then(LinkDirs::default),
+            locks: Mutex::new(vec![lock]),
             next: AtomicU64::new(0),
             linked: AtomicU64::new(0),
             copied: AtomicU64::new(0),
@@ -154,8 +157,7 @@ impl LibDir {
             if std::fs::metadata(&root).ok()?.dev() == self.dev {
                 return None;
             }
-            sweep_dead(&root);
-            let dir = rundir::unique_dir(&root, &std::process::id().to_string()).ok()?;
+            let dir = self.own_dir(&root)?;
             Some((std::fs::metadata(&dir).ok()?.dev(), dir))
         });
         if let Some((made_dev, dir)) = runtime
@@ -165,7 +167,14 @@ impl LibDir {
         }
         let profile = path.parent()?;
         let mut beside = links.beside.lock().unwrap_or_else(|e| e.into_inner());
-        beside.entry(profile.to_owned()).or_insert_with(|| link_dir_beside(profile, dev)).clone()
+        beside.entry(profile.to_owned()).or_insert_with(|| self.own_dir(&link_root_beside(profile, dev)?)).clone()
+    }
+
+    /// [`own_dir`] in `root`, its lock kept for as long as this `LibDir`.
+    fn own_dir(&self, root: &Path) -> Option<PathBuf> {
+        let (dir, lock) = own_dir(root).ok()?;
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).push(lock);
+        Some(dir)
     }
 
     /// A fresh name in `dir` for a private path of `original`.
@@ -191,20 +200,52 @@ impl Drop for LibDir {
     }
 }
 
-/// `<profile>/.ax-links/<pid>-<random>`, made private, if `profile` (a cargo
-/// profile directory) is on the file system `dev`, ours, and writable by no
-/// one else (who could otherwise swap `.ax-links` between its check and its use).
-fn link_dir_beside(profile: &Path, dev: u64) -> Option<PathBuf> {
+/// `<profile>/.ax-links`, made private, if `profile` (a cargo profile
+/// directory) is on the file system `dev`, ours, and writable by no one else
+/// (who could otherwise swap `.ax-links` between its check and its use).
+fn link_root_beside(profile: &Path, dev: u64) -> Option<PathBuf> {
     let meta = std::fs::metadata(profile).ok()?;
     if meta.dev() != dev || meta.uid() != rundir::euid() || meta.mode() & 0o022 != 0 {
         return None;
     }
     let root = profile.join(".ax-links");
     rundir::private_dir(&root).ok()?;
-    sweep_dead(&root);
-    rundir::unique_dir(&root, &std::process::id().to_string()).ok()
+    Some(root)
 }
 
+/// The name of the lock file in each per-process directory.
+const LOCK: &str = ".lock";
+
+/// Makes `<root>/<pid>-<random>` for this process, after sweeping the
+/// directories of processes that are gone; returns it with its lock, held
+/// (`flock`) until the file is closed, by this process's exit at the latest.
+fn own_dir(root: &Path) -> std::io::Result<(PathBuf, File)> {
+    sweep_dead(root);
+    let mut attempts = 3;
+    loop {
+        let dir = rundir::unique_dir(root, &std::process::id().to_string())?;
+        let lock = match rundir::create_new_file(&dir.join(LOCK), 0o600) {
+            Ok(lock) => lock,
+            // Swept before it had its lock, by a process in another PID
+            // namespace, to which this one's pid is not running.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts > 1 => {
+                attempts -= 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = try_lock(&lock) {
+            tracing::debug!("{}: not locked ({e})", dir.display());
+        }
+        return Ok((dir, lock));
+    }
+}
+
+/// Removes the per-process directories in `root` whose process is gone: its
+/// lock is free. A directory of another PID namespace (a container sharing a
+/// project with its host) has a pid this one cannot see, so the lock decides,
+/// not `/proc`; without a lock file (or where locks do not work), its pid
+/// not running here does.
 #[cfg(target_os = "linux")]
 fn sweep_dead(root: &Path) {
     let Ok(entries) = std::fs::read_dir(root) else {
@@ -216,10 +257,34 @@ fn sweep_dead(root: &Path) {
         let Some(pid) = pid else {
             continue;
         };
-        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+        if pid == std::process::id() {
+            continue;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(entry.path().join(LOCK));
+        let gone = match lock.map(|lock| try_lock(&lock)) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) if e == rustix::io::Errno::WOULDBLOCK => false,
+            Ok(Err(_)) | Err(_) => !alive(pid),
+        };
+        if gone {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// Takes the exclusive `flock` of `file` without waiting (it goes with the
+/// file's last descriptor).
+fn try_lock(file: &File) -> rustix::io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+}
+
+/// Whether a process `pid` runs in this PID namespace.
+#[cfg(target_os = "linux")]
+fn alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -603,6 +668,32 @@ fn check_canary(path: &Path, found: &Canary) -> Result<Option<String>, LoadError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_directory_is_swept_when_its_lock_is_free_whatever_its_pid() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str, lock: bool| {
+            let dir = root.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            if lock {
+                File::create(dir.join(LOCK)).unwrap();
+            }
+            dir
+        };
+        // Pids above any pid_max: as processes of another PID namespace look from here.
+        let in_use = dir("4194305-aa", true);
+        let held = File::open(in_use.join(LOCK)).unwrap();
+        try_lock(&held).unwrap();
+        let exited = dir("4194306-bb", true);
+        let older = dir("4194307-cc", false);
+        sweep_dead(root.path());
+        assert!(in_use.exists(), "its owner holds its lock");
+        assert!(!exited.exists() && !older.exists());
+        drop(held);
+        sweep_dead(root.path());
+        assert!(!in_use.exists());
+    }
 
     fn canary_error(c: &Canary) -> String {
         check_canary(Path::new("lib.so"), c).unwrap_err().to_string()
