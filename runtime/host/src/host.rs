@@ -159,7 +159,8 @@ impl Host {
         loader::open(path, image, &self.libs)
     }
 
-    /// Whether [`Host::open`] would link `image` (opened from `path`) rather than copy it.
+    /// Whether [`Host::open`] would link `image` (opened from `path`) rather than
+    /// copy it (see [`loader::would_link`]).
     pub(crate) fn would_link(&self, path: &Path, image: &Image) -> bool {
         loader::would_link(path, image, &self.libs)
     }

@@ -419,7 +419,8 @@ fn link_dir(path: &Path, image: &Image, libs: &LibDir, linked_files: &BTreeSet<(
     if linkable { libs.link_dir(path, image.id.dev) } else { None }
 }
 
-/// Whether [`place`] would link `image` (opened from `path`) rather than copy it.
+/// Whether [`place`] would link `image` (opened from `path`) rather than copy
+/// it; makes the private directory it would link into if there is none yet.
 pub(crate) fn would_link(path: &Path, image: &Image, libs: &LibDir) -> bool {
     link_dir(path, image, libs, &LINKED_FILES.lock().unwrap_or_else(|e| e.into_inner())).is_some()
 }

@@ -233,7 +233,7 @@ impl Seen {
 
 /// A library read and mapped ahead of its reload ([`ReloadablePlugin::map_ahead`]).
 #[derive(Debug)]
-pub(crate) struct Ahead {
+struct Ahead {
     image: Image,
     /// The load, or why it failed: the reload reports it as its own.
     opened: Result<OpenedLibrary, LoadError>,
