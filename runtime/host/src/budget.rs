@@ -17,7 +17,7 @@
 //! probe handler, such as a debugger stopped at a breakpoint) counts against no
 //! budget.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -329,6 +329,9 @@ struct Limited {
 thread_local! {
     /// The call running on this worker thread, for pause accounting.
     static CURRENT: RefCell<Option<Arc<ActiveCall>>> = const { RefCell::new(None) };
+    /// The last call finished on this thread that nothing else held: the next
+    /// call here takes its allocation instead of another.
+    static SPARE: Cell<Option<Arc<ActiveCall>>> = const { Cell::new(None) };
 }
 
 impl ActiveCall {
@@ -354,7 +357,7 @@ impl ActiveCall {
         });
         let limited = budget.is_limited();
         let outer = CURRENT.with(|c| c.borrow_mut().take());
-        let call = Arc::new(ActiveCall {
+        let call = ActiveCall {
             limited: limited.then(|| Limited {
                 plugin: plugin.clone(),
                 method: method.to_owned(),
@@ -375,9 +378,30 @@ impl ActiveCall {
             aborting: AtomicBool::new(false),
             abort_noticed: AtomicBool::new(false),
             outer,
-        });
+        };
+        let call = match SPARE.try_with(Cell::take).ok().flatten() {
+            Some(mut spare) => match Arc::get_mut(&mut spare) {
+                Some(slot) => {
+                    *slot = call;
+                    spare
+                }
+                None => Arc::new(call),
+            },
+            None => Arc::new(call),
+        };
         CURRENT.with(|c| *c.borrow_mut() = Some(call.clone()));
         call
+    }
+
+    /// Keeps a finished call's allocation for the next call on this thread,
+    /// if nothing else holds it (a watchdog that was looking at it drops it).
+    pub(crate) fn recycle(mut call: Arc<ActiveCall>) {
+        let Some(done) = Arc::get_mut(&mut call) else { return };
+        // What it shares with others goes now, not at the next call.
+        done.outer = None;
+        done.limited = None;
+        // An error: this thread is exiting; the call is freed.
+        let _ = SPARE.try_with(|spare| spare.set(Some(call)));
     }
 
     /// This call, then the calls it was made inside, innermost first.

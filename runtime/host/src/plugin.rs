@@ -782,6 +782,7 @@ impl Core {
         if active.aborting() {
             bridge.clear_abort(vtable);
         }
+        ActiveCall::recycle(active);
         bridge.clear_stack();
         crate::profile::set_thread_alloc_counters(outer_counters);
         let result = if !violations.is_empty() {
