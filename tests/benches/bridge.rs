@@ -218,6 +218,8 @@ fn breakdown(c: &mut Criterion, host: &Host, input: &[u8]) {
     group.bench_function("round_trip_count_value", |b| b.iter(|| word_count.call("count", &value).unwrap()));
     group.bench_function("thread_cpu_clock_x2", |b| b.iter(|| (thread_cpu_now(), thread_cpu_now())));
     group.bench_function("wall_clock_x2", |b| b.iter(|| (Instant::now(), Instant::now())));
+    let counter = quanta::Clock::new();
+    group.bench_function("counter_x2", |b| b.iter(|| counter.delta(counter.raw(), counter.raw())));
     group.bench_function("round_trip_noop_budget", |b| {
         b.iter(|| bench.call_raw_with("noop", b"null", Some(&generous)).0.unwrap())
     });
@@ -231,14 +233,15 @@ fn print_breakdown(out_dir: &Path) {
     let m = |id: &str| median_ns(out_dir, "breakdown", id);
     let Some(native) = m("native_count") else { return };
     let diff = |a: &str, b: &str| Some(m(a)? - m(b)?);
-    let rows: [(&str, Option<f64>); 13] = [
+    let rows: [(&str, Option<f64>); 14] = [
         ("native count (JSON in, count, JSON out)", Some(native)),
         ("plugin side of count, no host (shim, JSON, code)", m("plugin_side_count")),
         ("plugin side of a no-op", m("plugin_side_noop")),
         ("round trip, count (call_raw)", m("round_trip_count")),
         ("round trip, no-op (call_raw)", m("round_trip_noop")),
         ("  host bookkeeping: no-op round trip - plugin side", diff("round_trip_noop", "plugin_side_noop")),
-        ("    of which 2 wall clock reads", m("wall_clock_x2")),
+        ("    of which 2 clock reads (TSC, after 1000 calls)", m("counter_x2")),
+        ("    2 Instant::now (a thread's first 1000 calls)", m("wall_clock_x2")),
         ("host encodes and decodes a Value (call - call_raw)", diff("round_trip_count_value", "round_trip_count")),
         ("a wall-time budget (watchdog watch/unwatch)", diff("round_trip_noop_budget", "round_trip_noop")),
         ("profiling on (reads the CPU clock too)", diff("round_trip_noop_profiled", "round_trip_noop")),

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use ax_abi::AllocCounters;
 
+use crate::clock::Started;
 use crate::events::{Event, EventBus, InstanceId};
 
 /// How often the watchdog samples running calls.
@@ -294,7 +295,7 @@ pub(crate) struct ActiveCall {
     limited: Option<Limited>,
     pub(crate) instance: InstanceId,
     budget: Budget,
-    started: Instant,
+    started: Started,
     cpu_clock: Option<CpuClock>,
     cpu_start: Option<Duration>,
     counters: Option<&'static AllocCounters>,
@@ -365,7 +366,7 @@ impl ActiveCall {
             }),
             instance,
             budget,
-            started: Instant::now(),
+            started: Started::now(),
             cpu_clock: if measure_cpu { CpuClock::current() } else { None },
             cpu_start: if measure_cpu { thread_cpu_now() } else { None },
             counters,
@@ -561,7 +562,7 @@ impl Pause {
         let call = CURRENT.try_with(|c| c.borrow().clone()).ok().flatten();
         let started = Instant::now();
         for call in call.iter().flat_map(|c| c.and_outer()) {
-            call.paused_since_ns.store(started.duration_since(call.started).as_nanos() as u64, Ordering::Relaxed);
+            call.paused_since_ns.store(call.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         Pause { call, started }
     }
