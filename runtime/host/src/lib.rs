@@ -20,7 +20,7 @@ pub mod bridge;
 mod budget;
 mod cache;
 mod calls_file;
-mod clock;
+pub mod clock;
 #[cfg(unix)]
 mod crash;
 pub mod debug;

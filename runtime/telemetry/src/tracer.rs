@@ -11,7 +11,7 @@
 //!
 //! The hooks only append fixed-size [`Rec`]ords to a buffer of the calling
 //! thread ([`Buffer`], one per thread and tracer): span and callsite ids,
-//! raw clock ticks ([`Shared::now`]), field slots (numbers as they are, text copied into the
+//! timestamps ([`Shared::now`]), field slots (numbers as they are, text copied into the
 //! buffer's text arena), and for a call its ids, clocks and usage. Nothing is
 //! looked up, allocated (once the buffer has grown), or shared with another
 //! call's thread there: the buffer's lock is only ever contended by the
@@ -44,6 +44,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use ax_runtime::clock;
 use ax_runtime::{
     CallEnd, CallError, CallStart, CallTrace, CallTracer, CallsiteInfo, FieldRef, Fields, InstanceId, Level,
     PluginFailure, SandboxDenials, SpanStart,
@@ -341,6 +342,10 @@ thread_local! {
 /// Tracer ids, for [`BUFFERS`].
 static NEXT_TRACER: AtomicU64 = AtomicU64::new(1);
 
+/// The tag of a [`Shared::now`] timestamp read from the monotonic clock (a
+/// counter's ticks stay below it for a century of uptime).
+const MONOTONIC: u64 = 1 << 63;
+
 /// What the hooks and the `ax-otel` thread share.
 pub(crate) struct Shared {
     id: u64,
@@ -349,12 +354,11 @@ pub(crate) struct Shared {
     /// The `ax-otel` thread, to wake when a buffer is half full.
     converter: OnceLock<Thread>,
     stopped: AtomicBool,
-    /// The hooks' clock: the CPU's time-stamp counter where it is invariant
-    /// (a read costs ~12 ns here, `Instant::now` ~30 ns), else the monotonic
-    /// clock. Timestamps are its raw ticks; the `ax-otel` thread scales them.
-    clock: quanta::Clock,
-    /// The tick count at this time.
-    anchor: (u64, SystemTime),
+    /// The hooks' timestamps ([`Shared::now`]) count from this moment.
+    anchor: (Instant, SystemTime),
+    /// A reading of the counter and the time since `anchor` at that moment,
+    /// taken the first time a counter timestamp is scaled.
+    ticks_anchor: OnceLock<(u64, Duration)>,
     health: Arc<Health>,
     /// The generation each instance serves as (1 unless it came from a reload).
     pub(crate) generations: Mutex<HashMap<InstanceId, u64>>,
@@ -364,19 +368,37 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// A timestamp, in raw ticks of [`Shared::clock`].
+    /// A timestamp: the raw ticks of the CPU's time-stamp counter once the
+    /// process calibrated it (a read costs ~9 ns here, see
+    /// [`ax_runtime::clock`]), else the nanoseconds since `anchor` on the
+    /// monotonic clock (~20 ns), tagged [`MONOTONIC`]. The `ax-otel` thread
+    /// scales them. Calibrating here would hold up the first call ~0.6 ms.
     fn now(&self) -> u64 {
-        self.clock.raw()
+        match clock::counter() {
+            Some(counter) => counter.raw(),
+            None => MONOTONIC | self.anchor.0.elapsed().as_nanos() as u64,
+        }
+    }
+
+    /// The time from `anchor` to a [`Shared::now`] timestamp.
+    fn since_anchor(&self, at: u64) -> Duration {
+        if at & MONOTONIC != 0 {
+            return Duration::from_nanos(at & !MONOTONIC);
+        }
+        // A counter timestamp: the counter was calibrated before it was taken.
+        let Some(counter) = clock::counter() else { return Duration::ZERO };
+        let &(ticks, since) = self.ticks_anchor.get_or_init(|| (counter.raw(), self.anchor.0.elapsed()));
+        if at >= ticks { since + counter.delta(ticks, at) } else { since.saturating_sub(counter.delta(at, ticks)) }
     }
 
     /// The time of a [`Shared::now`] timestamp.
     fn time(&self, at: u64) -> SystemTime {
-        self.anchor.1 + self.between(self.anchor.0, at)
+        self.anchor.1 + self.since_anchor(at)
     }
 
     /// The time between two [`Shared::now`] timestamps.
     fn between(&self, start: u64, end: u64) -> Duration {
-        Duration::from_nanos(self.clock.delta_as_nanos(start, end))
+        self.since_anchor(end).saturating_sub(self.since_anchor(start))
     }
 
     /// Appends to this thread's buffer with `write`, if `records` more records
@@ -636,7 +658,6 @@ fn keeps(ratio: f64, trace: TraceId) -> bool {
 
 impl OtelTracer {
     pub(crate) fn new(sampler: Sampler, level: Level, health: Arc<Health>) -> OtelTracer {
-        let clock = quanta::Clock::new();
         OtelTracer {
             sampler,
             level,
@@ -646,8 +667,8 @@ impl OtelTracer {
                 buffers: Mutex::new(Vec::new()),
                 converter: OnceLock::new(),
                 stopped: AtomicBool::new(false),
-                anchor: (clock.raw(), SystemTime::now()),
-                clock,
+                anchor: (Instant::now(), SystemTime::now()),
+                ticks_anchor: OnceLock::new(),
                 health,
                 generations: Mutex::new(HashMap::new()),
                 names: Mutex::new(Vec::new()),
@@ -1294,6 +1315,28 @@ mod tests {
     fn remote(sampled: bool) -> SpanContext {
         let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
         SpanContext::new(TraceId::from(7u128 << 64 | 3), SpanId::from(9u64), flags, true, TraceState::default())
+    }
+
+    #[test]
+    fn timestamps_before_and_after_the_counter_is_calibrated_are_on_one_timeline() {
+        let shared = OtelTracer::new(Sampler::Ratio(1.0), Level::Info, Arc::default()).shared;
+        // Whatever the clock (another test may have calibrated the counter),
+        // and one read from the monotonic clock as before calibration.
+        let first = shared.now();
+        let monotonic = MONOTONIC | shared.anchor.0.elapsed().as_nanos() as u64;
+        std::thread::sleep(Duration::from_millis(20));
+        clock::calibrate();
+        let counter = shared.now();
+        assert_eq!(counter & MONOTONIC, 0, "a calibrated counter stamps");
+        for before in [first, monotonic] {
+            let between = shared.between(before, counter);
+            assert!(between >= Duration::from_millis(20) && between < Duration::from_secs(5), "{between:?}");
+            assert_eq!(shared.time(counter).duration_since(shared.time(before)).unwrap(), between);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let later = shared.now();
+        assert!(shared.between(counter, later) >= Duration::from_millis(5));
+        assert!(shared.time(first) >= shared.anchor.1);
     }
 
     #[test]
