@@ -42,7 +42,7 @@ pub use config::{Config, Protocol, Sampler, TraceParent};
 /// Returned by [`Telemetry::attach`].
 pub use opentelemetry::ContextGuard;
 
-use crate::export::Health;
+use crate::export::{Health, Signal};
 use crate::metrics::Instruments;
 use crate::tracer::{Converter, OtelTracer};
 
@@ -270,21 +270,25 @@ impl Telemetry {
             {
                 let _ = converter.join();
             }
-            let (done, finished) = crossbeam_channel::bounded(2);
+            // Only a refusal during the flush stops the wait for it.
+            self.health.clear_refused();
             let processor = self.processor.clone();
-            let traces_done = done.clone();
-            let traces = std::thread::Builder::new().name("ax-otel-flush".to_owned()).spawn(move || {
+            let traces = flush(move || {
                 let _ = processor.force_flush();
                 let _ = processor.shutdown();
-                let _ = traces_done.send(());
             });
             let metrics = self.metrics.clone();
-            let metrics = std::thread::Builder::new().name("ax-otel-flush".to_owned()).spawn(move || {
+            let metrics = flush(move || {
                 let _ = metrics.shutdown();
-                let _ = done.send(());
             });
-            let flushes = usize::from(traces.is_ok()) + usize::from(metrics.is_ok());
-            let finished_in_time = (0..flushes).all(|_| finished.recv_deadline(deadline).is_ok());
+            let mut finished_in_time = true;
+            for (signal, finished) in [(Signal::Traces, traces), (Signal::Metrics, metrics)] {
+                match finished.map(|finished| wait(&finished, deadline, || self.health.refused(signal))) {
+                    Some(Waited::Finished) | None => {}
+                    Some(Waited::Refused) => self.health.gave_up(signal),
+                    Some(Waited::TimedOut) => finished_in_time = false,
+                }
+            }
             if !finished_in_time {
                 let health = &self.health;
                 let handed = health.handed_spans.load(Ordering::Relaxed);
@@ -307,8 +311,74 @@ impl Telemetry {
     }
 }
 
+/// Runs `body` on a flush thread; the receiver hears when it has returned
+/// (`None`: no thread).
+fn flush(body: impl FnOnce() + Send + 'static) -> Option<crossbeam_channel::Receiver<()>> {
+    let (done, finished) = crossbeam_channel::bounded(1);
+    let spawned = std::thread::Builder::new().name("ax-otel-flush".to_owned()).spawn(move || {
+        body();
+        let _ = done.send(());
+    });
+    spawned.ok().map(|_| finished)
+}
+
+/// How a wait for a flush ended.
+enum Waited {
+    Finished,
+    /// Its exporter could not connect: it would only retry.
+    Refused,
+    TimedOut,
+}
+
+/// Waits for a flush until `deadline`, looking every few milliseconds whether
+/// its exporter was `refused` a connection.
+fn wait(finished: &crossbeam_channel::Receiver<()>, deadline: Instant, refused: impl Fn() -> bool) -> Waited {
+    loop {
+        let look = (Instant::now() + Duration::from_millis(2)).min(deadline);
+        if finished.recv_deadline(look).is_ok() {
+            return Waited::Finished;
+        }
+        if refused() {
+            return Waited::Refused;
+        }
+        if Instant::now() >= deadline {
+            return Waited::TimedOut;
+        }
+    }
+}
+
 impl Drop for Telemetry {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[test]
+    fn a_flush_is_waited_for_until_it_ends_its_exporter_is_refused_or_time_is_up() {
+        let far = Instant::now() + Duration::from_secs(60);
+        let ends = flush(|| std::thread::sleep(Duration::from_millis(20))).expect("a thread");
+        assert!(matches!(wait(&ends, far, || false), Waited::Finished));
+
+        // A flush whose exporter cannot connect would retry: not waited for.
+        let refused = AtomicBool::new(false);
+        let retries = flush(|| std::thread::sleep(Duration::from_secs(30))).expect("a thread");
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                refused.store(true, Ordering::Relaxed);
+            });
+            assert!(matches!(wait(&retries, far, || refused.load(Ordering::Relaxed)), Waited::Refused));
+        });
+        assert!(started.elapsed() < Duration::from_secs(30), "the wait ended before the flush");
+
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(matches!(wait(&retries, soon, || false), Waited::TimedOut));
     }
 }
