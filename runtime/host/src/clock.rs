@@ -9,7 +9,7 @@
 //! started from then on read the counter. Where the counter is not invariant
 //! across cores and frequencies, quanta's clock is the monotonic clock.
 //! OpenTelemetry export stamps its records with the same counter once it is
-//! calibrated ([`counter`]): an `ax run` of a few calls never waits for it.
+//! calibrated ([`ticks`]): an `ax run` of a few calls never waits for it.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -69,9 +69,14 @@ fn count_call() {
     }
 }
 
-/// The counter, once the process calibrated it.
-pub fn counter() -> Option<&'static quanta::Clock> {
-    COUNTER.get()
+/// A reading of the counter, once the process calibrated it.
+pub fn ticks() -> Option<u64> {
+    COUNTER.get().map(quanta::Clock::raw)
+}
+
+/// The time between two [`ticks`] readings (zero unless `end` is after `start`).
+pub fn ticks_between(start: u64, end: u64) -> Duration {
+    COUNTER.get().map_or(Duration::ZERO, |counter| counter.delta(start, end))
 }
 
 /// Calibrates the counter now, on this thread (~0.6 ms), unless it is: for a

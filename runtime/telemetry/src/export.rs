@@ -151,7 +151,7 @@ impl<E: SpanExporter> SpanExporter for Guarded<E> {
         match &result {
             Ok(()) => self.health.exported_spans.fetch_add(count, Ordering::Relaxed),
             Err(error) => {
-                self.health.failed("spans", started.elapsed(), error);
+                self.health.failed(Signal::Traces.name(), started.elapsed(), error);
                 self.health.dropped_spans.fetch_add(count, Ordering::Relaxed)
             }
         };
@@ -198,7 +198,7 @@ impl<E: PushMetricExporter> PushMetricExporter for Guarded<E> {
         let result = self.run(self.inner.export(metrics)).await;
         self.health.metric_points_in_flight.fetch_sub(points, Ordering::Relaxed);
         if let Err(error) = &result {
-            self.health.failed("metrics", started.elapsed(), error);
+            self.health.failed(Signal::Metrics.name(), started.elapsed(), error);
             self.health.dropped_metric_exports.fetch_add(1, Ordering::Relaxed);
         }
         result

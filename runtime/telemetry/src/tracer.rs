@@ -374,10 +374,7 @@ impl Shared {
     /// monotonic clock (~20 ns), tagged [`MONOTONIC`]. The `ax-otel` thread
     /// scales them. Calibrating here would hold up the first call ~0.6 ms.
     fn now(&self) -> u64 {
-        match clock::counter() {
-            Some(counter) => counter.raw(),
-            None => MONOTONIC | self.anchor.0.elapsed().as_nanos() as u64,
-        }
+        clock::ticks().unwrap_or_else(|| MONOTONIC | self.anchor.0.elapsed().as_nanos() as u64)
     }
 
     /// The time from `anchor` to a [`Shared::now`] timestamp.
@@ -386,9 +383,12 @@ impl Shared {
             return Duration::from_nanos(at & !MONOTONIC);
         }
         // A counter timestamp: the counter was calibrated before it was taken.
-        let Some(counter) = clock::counter() else { return Duration::ZERO };
-        let &(ticks, since) = self.ticks_anchor.get_or_init(|| (counter.raw(), self.anchor.0.elapsed()));
-        if at >= ticks { since + counter.delta(ticks, at) } else { since.saturating_sub(counter.delta(at, ticks)) }
+        let &(ticks, since) = self.ticks_anchor.get_or_init(|| (clock::ticks().unwrap_or(at), self.anchor.0.elapsed()));
+        if at >= ticks {
+            since + clock::ticks_between(ticks, at)
+        } else {
+            since.saturating_sub(clock::ticks_between(at, ticks))
+        }
     }
 
     /// The time of a [`Shared::now`] timestamp.
