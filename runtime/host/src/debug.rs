@@ -321,7 +321,12 @@ pub struct DebugAgent {
     stopped_thread: AtomicU64,
     events: Sender<DebugEvent>,
     receiver: Receiver<DebugEvent>,
+    /// Where logpoint lines go instead of `events`, when set.
+    output: RwLock<Option<OutputSink>>,
 }
+
+/// Takes a logpoint's line on the thread that hit it.
+pub type OutputSink = Box<dyn Fn(String) + Send + Sync>;
 
 impl std::fmt::Debug for DebugAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -401,6 +406,7 @@ impl DebugAgent {
             stopped_thread: AtomicU64::new(0),
             events,
             receiver,
+            output: RwLock::new(None),
         });
         let current = plugin.instrumentation();
         plugin.set_instrumentation(Instrumentation { spans: true, span_fields: true, ..current });
@@ -411,6 +417,14 @@ impl DebugAgent {
     /// The agent's events (stops and logpoint output).
     pub fn events(&self) -> &Receiver<DebugEvent> {
         &self.receiver
+    }
+
+    /// Hands logpoint lines to `sink` on the thread that hit them, before
+    /// that thread goes on, instead of queueing them as events: whatever the
+    /// call's caller says after the call returns comes after its lines. A
+    /// later sink replaces it (a debugger that attaches again).
+    pub fn set_output(&self, sink: OutputSink) {
+        *self.output.write().unwrap_or_else(|e| e.into_inner()) = Some(sink);
     }
 
     /// Replaces the breakpoints of `file` with `specs`; says what became of each.
@@ -908,7 +922,11 @@ impl DebugAgent {
                 continue;
             }
             if let Some(log) = &bp.log {
-                let _ = self.events.send(DebugEvent::Output(log.render(env)));
+                let line = log.render(env);
+                match &*self.output.read().unwrap_or_else(|e| e.into_inner()) {
+                    Some(sink) => sink(line),
+                    None => drop(self.events.send(DebugEvent::Output(line))),
+                }
                 continue;
             }
             ids.push(bp.id);

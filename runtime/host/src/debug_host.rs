@@ -1035,17 +1035,27 @@ fn answer_agent(request: DebugRequest, plugin: &Plugin, agent: &DebugAgent) -> D
 }
 
 /// Sends the agent's stops and logpoint lines to the adapter as they happen.
+/// A logpoint's line is written on the thread that hit it, so a call's answer
+/// never overtakes its last lines.
 fn forward_agent_events(agent: &Arc<DebugAgent>, writer: Writer) {
+    let lines = writer.clone();
+    agent.set_output(Box::new(move |text| {
+        let _ = reply(&lines, 0, logpoint_line(text));
+    }));
     let events = agent.events().clone();
     std::thread::spawn(move || {
         for event in events.iter() {
             let note = match event {
                 DebugEvent::Stopped(stop) => stopped(*stop),
-                DebugEvent::Output(text) => DebugReply::Output { category: "console".to_owned(), text: text + "\n" },
+                DebugEvent::Output(text) => logpoint_line(text),
             };
             if reply(&writer, 0, note).is_err() {
                 return;
             }
         }
     });
+}
+
+fn logpoint_line(text: String) -> DebugReply {
+    DebugReply::Output { category: "console".to_owned(), text: text + "\n" }
 }
