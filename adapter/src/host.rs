@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use ax_isolate::child_host::start_child_host_with;
 use ax_runtime::debug_host::{DebugReply, DebugRequest, WireStopReason};
-use crossbeam_channel::{self as channel, Sender};
+use crossbeam_channel::{self as channel, Receiver, Sender};
 use dap::events::{BreakpointEventBody, Event, ModuleEventBody, StoppedEventBody};
 use dap::types::{BreakpointEventReason, ModuleEventReason, StoppedEventReason};
 use serde_json::{Value, json};
@@ -40,10 +40,18 @@ pub(crate) struct DebugHost {
     pub(crate) ending: AtomicBool,
     /// The exit code an attached host announced before closing its connection.
     pub(crate) finished: Mutex<Option<i32>>,
+    /// A child's stdout and stderr readers: disconnected once both have
+    /// read to the end of their pipe.
+    pub(crate) pipes: Mutex<Option<Receiver<()>>>,
 }
 
 impl DebugHost {
     pub(crate) fn ask(&self, request: DebugRequest) -> Result<DebugReply, String> {
+        self.ask_within(request, None)
+    }
+
+    /// [`DebugHost::ask`], giving up on the answer after `timeout`.
+    fn ask_within(&self, request: DebugRequest, timeout: Option<Duration>) -> Result<DebugReply, String> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = channel::bounded(1);
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
@@ -56,7 +64,10 @@ impl DebugHost {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.write_all(&line).and_then(|()| writer.flush()).map_err(|_| gone())?;
         drop(writer);
-        rx.recv().map_err(|_| gone())
+        match timeout {
+            Some(timeout) => rx.recv_timeout(timeout).map_err(|_| gone()),
+            None => rx.recv().map_err(|_| gone()),
+        }
     }
 
     /// Asks for something answered by `Done`.
@@ -77,6 +88,43 @@ impl DebugHost {
             let _ = process.wait();
         }
         (self.shutdown)();
+    }
+
+    /// Ends a launched host after its last call, as `ax run` would: the
+    /// plugin's shutdown runs (for up to a second), then the process is
+    /// ended and what it printed is read to the end, so that every line a
+    /// call printed is sent before the session says it has ended.
+    pub(crate) fn finish(&self) {
+        self.ending.store(true, Ordering::Relaxed);
+        if self.ask_within(DebugRequest::Shutdown, Some(Duration::from_secs(1))).is_ok() {
+            // Exiting on its own flushes what the plugin printed last.
+            self.exit_within(Duration::from_secs(1));
+        }
+        self.end();
+        self.read_output_to_end();
+    }
+
+    /// The child's exit status, once it has exited, waiting up to `timeout`.
+    fn exit_within(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let process = self.process.as_ref()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match process.lock().unwrap_or_else(|e| e.into_inner()).try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {}
+                _ => return None,
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (up to two seconds: something the plugin started may hold its
+    /// pipes open) for a child's stdout and stderr to be read to their end.
+    pub(crate) fn read_output_to_end(&self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        if let Some(pipes) = self.pipes.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            while let Ok(()) = pipes.recv_deadline(deadline) {}
+        }
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -111,23 +159,28 @@ pub(crate) fn spawn_debug_host(
     let started = start_child_host_with(command, "__debug-host", &socket);
     let _ = std::fs::remove_dir_all(&dir);
     let (mut process, stream) = started.map_err(|m| anyhow!("cannot start the plugin's debug host: {m}"))?;
+    let (open, pipes) = channel::bounded::<()>(0);
     for (pipe, category) in [
         (process.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), "stdout"),
         (process.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), "stderr"),
     ] {
-        let (Some(pipe), out) = (pipe, out.clone()) else { continue };
+        let (Some(pipe), out, open) = (pipe, out.clone(), open.clone()) else { continue };
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 out.output(category, format!("{line}\n"));
             }
+            drop(open);
         });
     }
+    drop(open);
     let reader = stream.try_clone()?;
     let closer = stream.try_clone()?;
     let shutdown = Box::new(move || {
         let _ = closer.shutdown(std::net::Shutdown::Both);
     });
-    Ok(connect(Some(process), Box::new(stream), Box::new(reader), shutdown, out, stopped, current_call))
+    let host = connect(Some(process), Box::new(stream), Box::new(reader), shutdown, out, stopped, current_call);
+    *host.pipes.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipes);
+    Ok(host)
 }
 
 /// Routes a debug host connection: replies to the request waiting for them,
@@ -151,6 +204,7 @@ pub(crate) fn connect(
         next_id: AtomicU64::new(1),
         ending: AtomicBool::new(false),
         finished: Mutex::new(None),
+        pipes: Mutex::new(None),
     });
     let host = child.clone();
     std::thread::spawn(move || {
@@ -244,6 +298,8 @@ pub(crate) fn connect(
             return;
         }
         let how = exit_of(&host);
+        // Its last words (a panic's message, say) before the news.
+        host.read_output_to_end();
         out.output("stderr", format!("the plugin's host process ended: {how}\n"));
         out.ended(1);
     });
@@ -253,21 +309,14 @@ pub(crate) fn connect(
 /// How the debug host ended, waiting for it briefly.
 pub(crate) fn exit_of(host: &DebugHost) -> String {
     use std::os::unix::process::ExitStatusExt as _;
-    let Some(process) = &host.process else {
+    if host.process.is_none() {
         return "the attached host closed its connection (it finished or was stopped)".to_owned();
-    };
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let status = process.lock().unwrap_or_else(|e| e.into_inner()).try_wait();
-        match status {
-            Ok(Some(status)) => {
-                return match status.signal() {
-                    Some(signal) => format!("killed by {}", ax_isolate::signal_name(signal)),
-                    None => format!("{status}"),
-                };
-            }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => return "it closed its connection".to_owned(),
-        }
+    }
+    match host.exit_within(Duration::from_secs(2)) {
+        Some(status) => match status.signal() {
+            Some(signal) => format!("killed by {}", ax_isolate::signal_name(signal)),
+            None => format!("{status}"),
+        },
+        None => "it closed its connection".to_owned(),
     }
 }

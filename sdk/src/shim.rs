@@ -352,6 +352,9 @@ unsafe extern "C" fn destroy<E: Exports>(instance_ptr: *mut c_void, out_err: *mu
         drop(plugin);
         Ok(None)
     });
+    // The plugin's standard library is its own: nobody else flushes the
+    // line it left unfinished on stdout, and the host may exit next.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     if status == Status::OK { drop_status } else { status }
 }
 

@@ -121,6 +121,30 @@ fn a_crashing_plugin_ends_the_session_not_the_adapter() {
 }
 
 #[test]
+fn what_the_plugin_prints_in_its_last_call_comes_before_the_end() {
+    // Repeated: the lines and the end used to race, and the end often won.
+    for round in 0..5 {
+        let mut dap = DapClient::start();
+        let calls: Vec<Value> =
+            (0..3).map(|i| json!({ "method": "print", "input": { "text": format!("call {i}") } })).collect();
+        launch(&mut dap, library("fixture-hostile"), Value::from(calls));
+        dap.request("configurationDone", json!({}));
+        dap.event("terminated");
+        let output = dap.output();
+        for line in ["call 2 (stdout)\n", "call 2 (stderr)\n"] {
+            assert!(output.contains(line), "round {round}: {line:?} is missing: {output}");
+        }
+        // A line left unfinished goes out with the next line, the last one
+        // when the plugin is shut down after the last call.
+        assert!(output.contains("call 1 (unfinished)call 2 (stdout)\n"), "{output}");
+        assert!(output.contains("call 2 (unfinished)"), "round {round}: {output}");
+        assert!(!output.contains("process ended"), "an ordinary end is not a crash: {output}");
+        dap.request("disconnect", json!({}));
+        assert!(dap.wait());
+    }
+}
+
+#[test]
 fn malformed_and_unknown_requests_get_error_responses() {
     let mut dap = DapClient::start();
     let unknown = dap.request("frobnicate", json!({}));

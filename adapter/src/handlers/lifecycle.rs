@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -306,7 +305,7 @@ impl Session {
                 out.output("console", text);
                 return;
             }
-            child.ending.store(true, Ordering::Relaxed);
+            child.finish();
             out.ended(i64::from(failed > 0));
         });
         Ok(())
