@@ -242,22 +242,31 @@ mod tests {
                 x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
             }
         };
-        // This process keeping one CPU busy is not "other".
-        let probe = Conditions::start();
-        spin(300);
-        let ours = probe.finish();
-        // Another process keeping one CPU busy is.
-        let mut busy = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let probe = Conditions::start();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let theirs = probe.finish();
-        let _ = busy.kill();
-        let _ = busy.wait();
         let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-        let (ours, theirs) = (ours.other_cpu.unwrap(), theirs.other_cpu.unwrap());
-        // Other jobs on this machine move both; the busy shell adds about one CPU.
-        assert!(theirs - ours > 0.6, "ours {ours:.2}, with a busy shell {theirs:.2}");
-        assert!(ours < 0.5 * cpus, "ours {ours:.2} of {cpus} CPUs");
+        // A busy shell adds about one CPU only while one is free: on a
+        // machine other jobs keep saturated it adds less (measured 0.55 with
+        // two busy loops on two CPUs). So the pair is measured up to five
+        // times, for a moment when a CPU is free; an accounting that counts
+        // our own thread, or misses other processes, fails every time.
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            // This process keeping one CPU busy is not "other".
+            let probe = Conditions::start();
+            spin(300);
+            let ours = probe.finish().other_cpu.unwrap();
+            // Another process keeping one CPU busy is.
+            let mut busy = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let probe = Conditions::start();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let theirs = probe.finish().other_cpu.unwrap();
+            let _ = busy.kill();
+            let _ = busy.wait();
+            if theirs - ours > 0.6 && ours < 0.5 * cpus {
+                return;
+            }
+            seen.push(format!("ours {ours:.2}, with a busy shell {theirs:.2}"));
+        }
+        panic!("of {cpus} CPUs, the busy shell never showed (or ours did): {}", seen.join("; "));
     }
 }
