@@ -9,7 +9,7 @@
 //!   library, with a host vtable that does nothing: the SDK's shim, JSON in
 //!   and out, the plugin's code), the host's bookkeeping (the rest of the
 //!   round trip) and what it is made of (clock reads), the round trip with the
-//!   thread's CPU clock read around it (`call_cpu`, as ax's commands), a JSON `Value` encoded
+//!   thread's CPU clock read around it (`call_cpu`, as `ax perf` and the debugger), a JSON `Value` encoded
 //!   and decoded by the host, a budget, profiling, and the hand-off to a
 //!   dedicated thread that calls used to pay and that only plugins asking for
 //!   one (`DEDICATED_THREAD`) still do.

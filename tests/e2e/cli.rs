@@ -254,6 +254,8 @@ fn budgets_from_flags_and_calls_files_and_usage_with_stats() {
     assert_one_error(&out, &["fixture_hostile.sleep: budget exceeded: max_duration 30.0 ms"]);
     assert!(out.stdout.contains("\"ok\":true"), "the next call ran: {out:?}");
     assert_eq!(out.stderr.matches("stats: ").count(), 2, "{out:?}");
+    // ax run reads a call's CPU clock only when something shows it: --stats does.
+    assert_eq!(out.stderr.matches(" · cpu ").count(), 2, "{out:?}");
 }
 
 #[test]

@@ -110,7 +110,10 @@ pub(crate) fn run(args: DevArgs) -> Result<ExitCode> {
     let library = source.library(&mut build)?;
     let export = crate::telemetry::Export::start(&source)?;
     let tracer = export.as_ref().map(crate::telemetry::Export::tracer);
-    let instrumentation = Instrumentation { log_filter, tracer, call_cpu: true, ..Instrumentation::default() };
+    // A call's CPU time (two system calls per call) only where it is shown:
+    // on its exported span.
+    let call_cpu = tracer.is_some();
+    let instrumentation = Instrumentation { log_filter, tracer, call_cpu, ..Instrumentation::default() };
     let host = Arc::new(
         Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
             .context("cannot set up the plugin host")?,

@@ -162,7 +162,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let export = crate::telemetry::Export::start(&source)?;
     let tracer = export.as_ref().map(crate::telemetry::Export::tracer);
-    let instrumentation = Instrumentation { log_filter, profile, tracer, call_cpu: true, ..Instrumentation::default() };
+    // A call's CPU time (two system calls per call) only where it is shown:
+    // `--stats`, and the exported call span. A CPU budget and profiling read
+    // it anyway.
+    let call_cpu = args.stats || tracer.is_some();
+    let instrumentation = Instrumentation { log_filter, profile, tracer, call_cpu, ..Instrumentation::default() };
     let host = Host::with_options(HostOptions { instrumentation, ..HostOptions::default() })
         .context("cannot set up the plugin host")?;
     crate::logging::print_plugin_logs(&host);
