@@ -381,4 +381,112 @@ mod tests {
         let soon = Instant::now() + Duration::from_millis(20);
         assert!(matches!(wait(&retries, soon, || false), Waited::TimedOut));
     }
+
+    /// OTLP over gRPC to a real collector (rotel, which `scripts/test`
+    /// installs; `cargo test -p ax-telemetry --features grpc`), and to a port
+    /// where nothing listens.
+    #[cfg(feature = "grpc")]
+    mod grpc {
+        use std::net::{TcpListener, TcpStream};
+        use std::path::PathBuf;
+        use std::process::{Command, Stdio};
+
+        use ax_runtime::{CallEnd, CallStart, Level, Usage};
+
+        use super::*;
+
+        fn config(endpoint: String) -> Config {
+            Config {
+                protocol: Protocol::Grpc,
+                endpoint_shown: endpoint.clone(),
+                endpoint: Some(endpoint),
+                service_name: "ax-grpc-test".to_owned(),
+                headers: Default::default(),
+                sampler: Sampler::ParentBased(1.0),
+                level: Level::Info,
+                metrics_interval: Duration::from_secs(60),
+                timeout: Duration::from_secs(5),
+                flush_timeout: Duration::from_secs(30),
+            }
+        }
+
+        /// `calls` sampled calls through the tracer's hooks: one span each.
+        fn calls(telemetry: &Telemetry, calls: u64) {
+            let Tracer(tracer) = telemetry.tracer();
+            let usage = Usage::default();
+            for call in 0..calls {
+                let trace = tracer.begin_call(&CallStart { plugin: "p", method: "m", instance: 1, call });
+                tracer.enter_call(&trace);
+                tracer.exit_call(&trace);
+                let end = CallEnd { plugin: "p", method: "m", instance: 1, usage: &usage, error: None };
+                tracer.end_call(trace, &end);
+            }
+        }
+
+        fn free_port() -> u16 {
+            TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        }
+
+        fn rotel_agent() -> PathBuf {
+            if let Some(path) = std::env::var_os("AX_ROTEL") {
+                return path.into();
+            }
+            let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/otel/.venv/lib");
+            let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+                dirs.filter_map(Result::ok)
+                    .map(|d| d.path().join("site-packages/rotel/rotel-agent"))
+                    .find(|p| p.is_file())
+            });
+            found.unwrap_or_else(|| panic!("rotel-agent not found under {}: run ./scripts/test", lib.display()))
+        }
+
+        #[test]
+        fn spans_reach_a_real_collector_over_grpc() {
+            let dir = std::env::temp_dir().join(format!("ax-grpc-test-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (http, grpc) = (free_port(), free_port());
+            let mut rotel = Command::new(rotel_agent())
+                .args(["start", "--exporter", "blackhole"])
+                .arg("--otlp-http-endpoint")
+                .arg(format!("127.0.0.1:{http}"))
+                .arg("--otlp-grpc-endpoint")
+                .arg(format!("127.0.0.1:{grpc}"))
+                .arg("--pid-file")
+                .arg(dir.join("rotel.pid"))
+                .arg("--log-file")
+                .arg(dir.join("rotel.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("rotel-agent starts");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", grpc)).is_err() {
+                assert!(Instant::now() < deadline, "rotel did not listen on {grpc} within 10 s");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut telemetry = Telemetry::start(&config(format!("http://127.0.0.1:{grpc}"))).unwrap();
+            calls(&telemetry, 5);
+            let dropped = telemetry.stop();
+            let _ = rotel.kill();
+            let _ = rotel.wait();
+            let _ = std::fs::remove_dir_all(&dir);
+            assert_eq!(telemetry.exported_spans(), 5, "{dropped:?}");
+            assert_eq!((dropped.spans, dropped.metric_exports, dropped.queue_full), (0, 0, 0), "{dropped:?}");
+            assert!(!telemetry.health.refused(Signal::Traces));
+        }
+
+        #[test]
+        fn a_grpc_collector_that_is_not_there_is_given_up_on_at_exit() {
+            // A port nothing listens on any more.
+            let port = free_port();
+            let mut telemetry = Telemetry::start(&config(format!("http://127.0.0.1:{port}"))).unwrap();
+            calls(&telemetry, 3);
+            let dropped = telemetry.stop();
+            // The flush saw the refusal (so it stopped waiting for the
+            // exporter's retries) and counted what it held.
+            assert!(telemetry.health.refused(Signal::Traces), "{dropped:?}");
+            assert_eq!(dropped.spans, 3, "{dropped:?}");
+            assert!(dropped.flush_timed_out.is_none(), "{dropped:?}");
+        }
+    }
 }
