@@ -124,39 +124,36 @@ pub fn release_library(package: &str) -> &'static Path {
 /// `refuse-state`, `slow-init`), built with `AX_RELOAD_VARIANT` set and copied to
 /// `target/reload-variants/<profile>/<variant>/` so that variants live side by side.
 pub fn reload_variant(variant: &str, release: bool) -> PathBuf {
-    static BUILT: Mutex<Vec<(String, bool, PathBuf)>> = Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, _, path)) = built.iter().find(|(v, r, _)| v == variant && *r == release) {
-        return path.clone();
-    }
-    let artifacts = build(&["fixture-reload-counter"], release, &[("AX_RELOAD_VARIANT", variant)]);
-    let lib = artifacts.libraries.get("fixture-reload-counter").expect("the reload fixture builds a cdylib");
-    let profile = if release { "release" } else { "debug" };
-    let dir = workspace_root().join("target/reload-variants").join(profile).join(variant);
-    std::fs::create_dir_all(&dir).expect("variant directory");
-    let copy = dir.join(lib.file_name().expect("a file name"));
-    std::fs::copy(lib, &copy).expect("variant copied");
-    built.push((variant.to_owned(), release, copy.clone()));
-    copy
+    built_variant("fixture-reload-counter", ("AX_RELOAD_VARIANT", variant), release, "target/reload-variants")
 }
 
 /// The `fixture-perf-ab` plugin built to do `extra_percent` % more work per
 /// call than its default build (`AX_PERF_AB_EXTRA_PERCENT`), copied to
-/// `target/perf-ab-variants/<extra_percent>/` so that builds live side by side.
-pub fn perf_ab_variant(extra_percent: u32) -> PathBuf {
-    static BUILT: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
+/// `target/perf-ab-variants/<profile>/<extra_percent>/` so that builds live
+/// side by side. The release builds are the ones to time: two copies of one
+/// debug build can differ by several percent from where they land.
+pub fn perf_ab_variant(extra_percent: u32, release: bool) -> PathBuf {
+    let value = extra_percent.to_string();
+    built_variant("fixture-perf-ab", ("AX_PERF_AB_EXTRA_PERCENT", &value), release, "target/perf-ab-variants")
+}
+
+/// `package` built with the compile-time variable `set` and copied to
+/// `<dir>/<profile>/<value>/`, once per test process.
+fn built_variant(package: &str, set: (&str, &str), release: bool, dir: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let profile = if release { "release" } else { "debug" };
+    let key = format!("{package} {}={} {profile}", set.0, set.1);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, path)) = built.iter().find(|(e, _)| *e == extra_percent) {
+    if let Some((_, path)) = built.iter().find(|(k, _)| *k == key) {
         return path.clone();
     }
-    let value = extra_percent.to_string();
-    let artifacts = build(&["fixture-perf-ab"], false, &[("AX_PERF_AB_EXTRA_PERCENT", &value)]);
-    let lib = artifacts.libraries.get("fixture-perf-ab").expect("the perf-ab fixture builds a cdylib");
-    let dir = workspace_root().join("target/perf-ab-variants").join(&value);
+    let artifacts = build(&[package], release, &[set]);
+    let lib = artifacts.libraries.get(package).unwrap_or_else(|| panic!("{package} builds no cdylib"));
+    let dir = workspace_root().join(dir).join(profile).join(set.1);
     std::fs::create_dir_all(&dir).expect("variant directory");
     let copy = dir.join(lib.file_name().expect("a file name"));
     std::fs::copy(lib, &copy).expect("variant copied");
-    built.push((extra_percent, copy.clone()));
+    built.push((key, copy.clone()));
     copy
 }
 

@@ -5,9 +5,12 @@
 //! warmed up, then called in alternating pairs whose order is drawn at random,
 //! so that whatever the machine does at a given moment hits both alike. The
 //! run is cut into `--segments` (default 8), each on fresh copies of both
-//! libraries: two copies of the *same* build differ by up to about 1 % from
-//! where their code lands (measured here), and a verdict must not rest on one
-//! such draw.
+//! libraries, each copy at an address of its own drawing (`placement`): two
+//! copies of the *same* build can differ by 5 % from where they land (the
+//! perf-ab fixture, measured here), and a verdict must not rest on one such
+//! draw. Without the draw, every segment put its two copies at the same
+//! distance from each other, and the same build got "slower" or "faster" in
+//! 2 runs of 6.
 //!
 //! Both plugins' worker threads are started pinned to one CPU (Linux), so a
 //! core that is busier or slower than the other cannot favour one side for
@@ -184,12 +187,11 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
         false => None,
     };
     let isolate = isolate.as_ref();
-    let (baseline, candidate) =
-        load_pair(&host, [(&baseline_library, "baseline"), (&candidate_library, "candidate")], isolate)?;
+    let mut order = Order::new(args.seed);
+    let sides = [(&baseline_library, "baseline"), (&candidate_library, "candidate")];
+    let (baseline, candidate) = load_pair(&host, sides, isolate, &mut order)?;
     baseline.shutdown()?;
     candidate.shutdown()?;
-    let sides = [(&baseline_library, "baseline"), (&candidate_library, "candidate")];
-    let mut order = Order::new(args.seed);
     let mut benchmarks = Vec::new();
     for spec in &specs {
         let (samples, elapsed) = measure(&host, sides, isolate, spec, limits, &mut order)?;
@@ -277,7 +279,13 @@ impl Subject {
 /// Loads one side, named `NAME@side` so that two builds of one plugin keep
 /// apart everything the host keys by name (the query cache); in a child host
 /// of its own with `isolate`.
-fn load(host: &Host, side: &Side, which: &str, isolate: Option<&IsolationOptions>) -> Result<Subject> {
+fn load(
+    host: &Host,
+    side: &Side,
+    which: &str,
+    isolate: Option<&IsolationOptions>,
+    order: &mut Order,
+) -> Result<Subject> {
     let name = format!("{}@{which}", side.source.name());
     let context = || format!("the {which} ({})", side.path.display());
     let config = side.source.config_json();
@@ -287,11 +295,34 @@ fn load(host: &Host, side: &Side, which: &str, isolate: Option<&IsolationOptions
                 .with_context(context)?,
         ),
         None => {
+            placement::shift(order.gap_pages());
             let plugin = host.load_library(&side.library, &name, &config).with_context(context)?;
             plugin.set_budget(side.source.budget());
             Subject::InProcess(plugin)
         }
     })
+}
+
+/// Where the next library lands. Libraries are mapped one below the other, so
+/// without this each segment would put its two copies at the same distance
+/// from each other and from the host's code, and a placement that favours one
+/// side would favour it in every segment.
+#[cfg(unix)]
+mod placement {
+    /// Moves the next mapping down by `pages` pages: reserves that much
+    /// address space (no memory: nothing may touch it), for the process's life.
+    pub(super) fn shift(pages: usize) {
+        // SAFETY: sysconf reads a constant.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        // SAFETY: a new anonymous mapping that is never read, written or unmapped.
+        let _ = unsafe { libc::mmap(std::ptr::null_mut(), pages * page, libc::PROT_NONE, flags, -1, 0) };
+    }
+}
+
+#[cfg(not(unix))]
+mod placement {
+    pub(super) fn shift(_pages: usize) {}
 }
 
 /// Pinning the calling thread, and the threads it starts, to one CPU.
@@ -340,7 +371,8 @@ mod one_cpu {
     }
 }
 
-/// Which side goes first in each pair: a xorshift64* stream, seeded.
+/// Which side goes first in each pair, and where each copy lands: a
+/// xorshift64* stream, seeded.
 struct Order(u64);
 
 impl Order {
@@ -353,11 +385,20 @@ impl Order {
         Order(seed | 1)
     }
 
-    fn baseline_first(&mut self) -> bool {
+    fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 63 == 1
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn baseline_first(&mut self) -> bool {
+        self.next() >> 63 == 1
+    }
+
+    /// A gap before a library: 1 to 512 pages (up to 2 MiB here).
+    fn gap_pages(&mut self) -> usize {
+        (self.next() >> 32) as usize % 512 + 1
     }
 }
 
@@ -374,10 +415,15 @@ fn timed(plugin: &Subject, spec: &Spec, side: &str) -> Result<(u64, Option<u64>)
 /// Loads a fresh copy of both sides, both worker threads started on one CPU
 /// so that neither gets the quieter or the faster core (this thread goes back
 /// to every CPU after).
-fn load_pair(host: &Host, sides: [(&Side, &str); 2], isolate: Option<&IsolationOptions>) -> Result<(Subject, Subject)> {
+fn load_pair(
+    host: &Host,
+    sides: [(&Side, &str); 2],
+    isolate: Option<&IsolationOptions>,
+    order: &mut Order,
+) -> Result<(Subject, Subject)> {
     let pinned = one_cpu::pin();
-    let baseline = load(host, sides[0].0, sides[0].1, isolate)?;
-    let candidate = load(host, sides[1].0, sides[1].1, isolate);
+    let baseline = load(host, sides[0].0, sides[0].1, isolate, order)?;
+    let candidate = load(host, sides[1].0, sides[1].1, isolate, order);
     drop(pinned);
     Ok((baseline, candidate?))
 }
@@ -406,7 +452,7 @@ fn measure(
     let mut elapsed = Duration::ZERO;
     let segments = limits.segments.max(1);
     for segment in 0..segments {
-        let (baseline, candidate) = load_pair(host, sides, isolate)?;
+        let (baseline, candidate) = load_pair(host, sides, isolate, order)?;
         for _ in 0..limits.warmup {
             timed(&baseline, spec, "baseline")?;
             timed(&candidate, spec, "candidate")?;
@@ -444,4 +490,31 @@ fn measure(
         samples.candidate_cpu_ns.clear();
     }
     Ok((samples, elapsed))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    /// An anonymous mapping of one page: where the next mapping lands.
+    fn probe() -> usize {
+        // SAFETY: a new anonymous mapping, unmapped by nothing (the test's address space).
+        let at = unsafe {
+            libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        assert_ne!(at, libc::MAP_FAILED);
+        at as usize
+    }
+
+    #[test]
+    fn a_shift_moves_the_next_mapping_down_by_its_gap() {
+        // Other threads of the test process may map too: one clean try of three.
+        let page = 4096;
+        let moved = (0..3).any(|_| {
+            let (a, b) = (probe(), probe());
+            super::placement::shift(37);
+            let c = probe();
+            // Mapped top-down, one below the other; the gap sits between b and c.
+            a.checked_sub(b) == Some(page) && b.checked_sub(c) == Some(page + 37 * page)
+        });
+        assert!(moved, "a 37-page gap did not move the next mapping down by 37 pages");
+    }
 }
