@@ -1,6 +1,6 @@
 //! `ax perf ab` through the real binary, on real builds of `fixture-perf-ab`
-//! that differ by how much work a call does (`ax_e2e::perf_ab_variant`), release
-//! builds but for one test of a debug build's copies.
+//! that differ by how much work a call does (`ax_e2e::perf_ab_variant`, release
+//! builds).
 //!
 //! The quick tests check the command's contract: JSON fields, exit statuses,
 //! Markdown, bad input. `perf_goals` (ignored; run by `scripts/perf-goals`,
@@ -40,9 +40,7 @@ fn json(out: &Output) -> Value {
 
 #[test]
 fn the_same_build_gets_no_verdict_and_the_json_says_why() {
-    // A debug build: its copies differ by several percent from where they
-    // land, and that must not pass for a change either.
-    let lib = perf_ab_variant(0, false);
+    let lib = perf_ab_variant(0, true);
     let out = ab(&lib, &lib, &["--time", "500ms", "--json"]);
     let result = json(&out);
     assert_eq!(result["format"], "ax-perf-ab");
