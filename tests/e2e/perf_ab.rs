@@ -40,7 +40,7 @@ fn json(out: &Output) -> Value {
 
 #[test]
 fn the_same_build_gets_no_verdict_and_the_json_says_why() {
-    let lib = perf_ab_variant(0, true);
+    let lib = perf_ab_variant(0);
     let out = ab(&lib, &lib, &["--time", "500ms", "--json"]);
     let result = json(&out);
     assert_eq!(result["format"], "ax-perf-ab");
@@ -62,7 +62,7 @@ fn the_same_build_gets_no_verdict_and_the_json_says_why() {
 
 #[test]
 fn a_slower_build_is_slower_and_fails_the_command() {
-    let (base, slow) = (perf_ab_variant(0, true), perf_ab_variant(10, true));
+    let (base, slow) = (perf_ab_variant(0), perf_ab_variant(10));
     let out = ab(&base, &slow, &["--time", "1s", "--markdown"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stdout.starts_with("| benchmark | pairs | baseline | candidate | change |"), "{out:?}");
@@ -90,7 +90,7 @@ fn a_slower_build_is_slower_and_fails_the_command() {
 
 #[test]
 fn isolated_pairs_find_the_slower_build_too() {
-    let (base, slow) = (perf_ab_variant(0, true), perf_ab_variant(10, true));
+    let (base, slow) = (perf_ab_variant(0), perf_ab_variant(10));
     let out = ab(&base, &slow, &["--isolate", "--time", "1s", "--json"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     let result = json(&out);
@@ -100,7 +100,7 @@ fn isolated_pairs_find_the_slower_build_too() {
 
 #[test]
 fn bad_input_gets_one_error_line() {
-    let lib = perf_ab_variant(0, true);
+    let lib = perf_ab_variant(0);
     let lib = path(&lib);
     let cases: [(&[&str], &[&str]); 5] = [
         (&["--method", "mix", "--threshold", "big"], &["--threshold \"big\": not a percentage"]),
@@ -309,7 +309,7 @@ fn stored_compares(lib: &Path, runs: usize) -> (Vec<Outcome>, Option<Vec<Outcome
 #[test]
 #[ignore = "slow (about 3 minutes): run by scripts/perf-goals"]
 fn perf_goals() {
-    let (same, ten, one) = (perf_ab_variant(0, true), perf_ab_variant(10, true), perf_ab_variant(1, true));
+    let (same, ten, one) = (perf_ab_variant(0), perf_ab_variant(10), perf_ab_variant(1));
     let runs = std::env::var("AX_PERF_GOALS_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(20usize);
 
     let load_before = load_average();

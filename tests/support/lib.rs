@@ -127,14 +127,14 @@ pub fn reload_variant(variant: &str, release: bool) -> PathBuf {
     built_variant("fixture-reload-counter", ("AX_RELOAD_VARIANT", variant), release, "target/reload-variants")
 }
 
-/// The `fixture-perf-ab` plugin built to do `extra_percent` % more work per
-/// call than its default build (`AX_PERF_AB_EXTRA_PERCENT`), copied to
-/// `target/perf-ab-variants/<profile>/<extra_percent>/` so that builds live
-/// side by side. The release builds are the ones to time: two copies of one
-/// debug build can differ by several percent from where they land.
-pub fn perf_ab_variant(extra_percent: u32, release: bool) -> PathBuf {
+/// The `fixture-perf-ab` plugin built (release) to do `extra_percent` % more
+/// work per call than its default build (`AX_PERF_AB_EXTRA_PERCENT`), copied
+/// to `target/perf-ab-variants/release/<extra_percent>/` so that builds live
+/// side by side. Release builds are the ones to time: two copies of one debug
+/// build can differ by several percent from where they land.
+pub fn perf_ab_variant(extra_percent: u32) -> PathBuf {
     let value = extra_percent.to_string();
-    built_variant("fixture-perf-ab", ("AX_PERF_AB_EXTRA_PERCENT", &value), release, "target/perf-ab-variants")
+    built_variant("fixture-perf-ab", ("AX_PERF_AB_EXTRA_PERCENT", &value), true, "target/perf-ab-variants")
 }
 
 /// `package` built with the compile-time variable `set` and copied to
