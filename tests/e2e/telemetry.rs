@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ax_e2e::{Output, ax, library, run, workspace_root};
+use ax_e2e::{Output, assert_one_error, ax, library, run, workspace_root};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -512,6 +512,75 @@ fn collector_down_calls_succeed_and_ax_warns_once() {
     // Every span was counted as dropped: 20 calls of 3 spans each (the call,
     // count, count_words; the trace-level is_word spans are below the default level).
     assert!(out.stderr.contains("telemetry not delivered: 60 span(s)"), "{}", out.stderr);
+}
+
+/// `tests/otel/tls/tls_proxy.py`: HTTPS on a port of its own, in front of a
+/// collector's plain HTTP port, with a certificate of the test authority
+/// (`tests/otel/tls/ca.pem`).
+struct TlsProxy {
+    child: Child,
+    port: u16,
+}
+
+impl TlsProxy {
+    fn start(target: u16) -> TlsProxy {
+        let dir = workspace_root().join("tests/otel/tls");
+        let mut child = Command::new("python3")
+            .arg(dir.join("tls_proxy.py"))
+            .arg(dir.join("cert.pem"))
+            .arg(dir.join("key.pem"))
+            .arg(target.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the TLS proxy");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("the TLS proxy printed {line:?}, not its port"));
+        TlsProxy { child, port }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn https_reaches_a_collector_whose_authority_is_given_and_says_why_not_otherwise() {
+    let collector = Collector::start();
+    let proxy = TlsProxy::start(collector.port);
+    let endpoint = format!("https://127.0.0.1:{}", proxy.port);
+    let count = |certificate: Option<&Path>| {
+        let mut cmd = ax();
+        export_env(cmd.args(["run", "--no-build"]).arg(library("word-count")), &endpoint)
+            .args(["count", r#"{"text":"a b"}"#])
+            .env_remove("OTEL_EXPORTER_OTLP_CERTIFICATE");
+        if let Some(certificate) = certificate {
+            cmd.env("OTEL_EXPORTER_OTLP_CERTIFICATE", certificate);
+        }
+        run(&mut cmd)
+    };
+
+    // The test authority is no system's: calls go on, and ax says why.
+    let out = count(None);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.contains("cannot export")).collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(warnings[0].contains("certificate"), "the warning names the certificate: {warnings:?}");
+
+    // Trusted through OTEL_EXPORTER_OTLP_CERTIFICATE: the spans arrive.
+    let out = count(Some(&workspace_root().join("tests/otel/tls/ca.pem")));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(!out.stderr.contains("cannot export"), "{}", out.stderr);
+    let spans = parse_spans(&collector.wait_for(3, "ax.calls"));
+    assert!(spans.iter().any(|s| s.name == "word_count.count"), "{spans:?}");
+
+    // A file that holds no certificate: one error line naming the variable.
+    let out = count(Some(library("word-count")));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_one_error(&out, &["OTEL_EXPORTER_OTLP_CERTIFICATE=", "expected a PEM file of the certificate authorities"]);
 }
 
 #[test]

@@ -35,16 +35,26 @@ pub(crate) fn init() -> Result<Targets> {
 /// ax's crates only (every target starting with `ax`: `ax_runtime`,
 /// `ax_telemetry`, `ax::telemetry`, …), other crates at `warn` unless named.
 fn own_filter(filter: &Targets) -> Targets {
-    let Some(level) = filter.default_level().filter(|l| *l > LevelFilter::WARN) else { return filter.clone() };
-    let mut own = Targets::new().with_targets(filter.iter()).with_default(LevelFilter::WARN);
-    if !filter.iter().any(|(target, _)| target == OWN_TARGETS) {
-        own = own.with_target(OWN_TARGETS, level);
+    let named = |name: &str| filter.iter().any(|(target, _)| target == name);
+    let mut own = match filter.default_level().filter(|l| *l > LevelFilter::WARN) {
+        None => filter.clone(),
+        Some(level) => {
+            let own = Targets::new().with_targets(filter.iter()).with_default(LevelFilter::WARN);
+            if named(OWN_TARGETS) { own } else { own.with_target(OWN_TARGETS, level) }
+        }
+    };
+    if !named(CERTIFICATE_VERIFIER) {
+        own = own.with_target(CERTIFICATE_VERIFIER, LevelFilter::OFF);
     }
     own
 }
 
 /// The prefix of every target ax's crates log under.
 const OWN_TARGETS: &str = "ax";
+
+/// Logs an error per certificate it rejects; ax's export warning says it
+/// once, with the cause.
+const CERTIFICATE_VERIFIER: &str = "rustls_platform_verifier";
 
 /// Prints the plugin's log lines to stderr as they happen.
 pub(crate) fn print_plugin_logs(host: &Host) {
@@ -73,5 +83,8 @@ mod tests {
         let own = own_filter(&"warn,word_count=debug".parse().unwrap());
         assert!(!own.would_enable("reqwest", &tracing::Level::INFO));
         assert!(own.would_enable("word_count", &tracing::Level::DEBUG));
+        assert!(!own.would_enable("rustls_platform_verifier::verification", &tracing::Level::ERROR));
+        let own = own_filter(&"warn,rustls_platform_verifier=debug".parse().unwrap());
+        assert!(own.would_enable("rustls_platform_verifier::verification", &tracing::Level::ERROR));
     }
 }

@@ -117,7 +117,7 @@ fn parse_level(text: &str) -> Option<Level> {
 }
 
 /// Reads a variable, treating an empty value as unset.
-fn var(name: &str) -> Option<String> {
+pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 

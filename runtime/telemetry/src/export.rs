@@ -27,7 +27,7 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::TelemetryError;
-use crate::config::{Config, Protocol};
+use crate::config::{Config, Protocol, var};
 
 /// What could not be delivered, shared by the exporters of one [`crate::Telemetry`].
 #[derive(Debug, Default)]
@@ -48,6 +48,9 @@ pub(crate) struct Health {
     /// Per [`Signal`]: a request of its exporter could not connect (nothing
     /// listens, or no route) since [`Health::clear_refused`].
     refused: [AtomicBool; 2],
+    /// Why the first connection that failed did (its innermost error: a
+    /// refused connection, a certificate not trusted, …).
+    refused_because: std::sync::Mutex<Option<String>>,
 }
 
 /// The two kinds of telemetry an exporter sends.
@@ -69,6 +72,20 @@ impl Signal {
 impl Health {
     pub(crate) fn new(endpoint: String, timeout: Duration) -> Health {
         Health { endpoint, timeout, ..Health::default() }
+    }
+
+    /// Notes that a connection of `signal`'s exporter failed, and why.
+    fn refuse(&self, signal: Signal, error: &(dyn std::error::Error + 'static)) {
+        let mut because = self.refused_because.lock().unwrap_or_else(|e| e.into_inner());
+        if because.is_none() {
+            let mut innermost = error;
+            while let Some(source) = innermost.source() {
+                innermost = source;
+            }
+            *because = Some(innermost.to_string());
+        }
+        drop(because);
+        self.refused[signal as usize].store(true, Ordering::Relaxed);
     }
 
     /// Forgets the connections refused so far.
@@ -95,16 +112,26 @@ impl Health {
                 self.dropped_metric_exports.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.warn(signal.name(), &"could not connect");
+        self.warn(signal.name(), &self.could_not_connect().unwrap_or_else(|| "could not connect".to_owned()));
+    }
+
+    /// "could not connect (why)", once a connection failed.
+    fn could_not_connect(&self) -> Option<String> {
+        let because = self.refused_because.lock().unwrap_or_else(|e| e.into_inner());
+        because.as_ref().map(|because| format!("could not connect ({because})"))
     }
 
     /// Warns (once) that an export that took `took` failed with `error`.
     fn failed(&self, what: &str, took: Duration, error: &dyn std::fmt::Display) {
-        // The HTTP client reports its own deadline as a "network error".
-        let timed_out;
+        // The HTTP client reports its own deadline as a "network error", and
+        // a failed connection (a certificate not trusted) deep in its chain.
+        let plainer;
         let error: &dyn std::fmt::Display = if took >= self.timeout {
-            timed_out = format!("timed out after {} s without an answer", self.timeout.as_secs_f64());
-            &timed_out
+            plainer = format!("timed out after {} s without an answer", self.timeout.as_secs_f64());
+            &plainer
+        } else if let Some(could_not_connect) = self.could_not_connect() {
+            plainer = could_not_connect;
+            &plainer
         } else {
             error
         };
@@ -251,9 +278,9 @@ impl HttpClient for Watched {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let result = self.inner.send_bytes(request).await;
         if let Err(error) = &result
-            && error.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_connect)
+            && let Some(error) = error.downcast_ref::<reqwest::Error>().filter(|e| e.is_connect())
         {
-            self.health.refused[self.signal as usize].store(true, Ordering::Relaxed);
+            self.health.refuse(self.signal, error);
         }
         result
     }
@@ -261,14 +288,49 @@ impl HttpClient for Watched {
 
 /// reqwest's blocking client with `timeout`, made on a thread of its own (as
 /// the exporter does): made or dropped inside a Tokio runtime it panics.
-fn http_client(timeout: Duration) -> Result<reqwest::blocking::Client, TelemetryError> {
+/// HTTPS trusts the system's certificate authorities, and those of the PEM
+/// file `OTEL_EXPORTER_OTLP_CERTIFICATE` names (a private CA, a test's).
+/// Reading the system's took 15 ms of every `ax run`: they are read only
+/// when an endpoint is `https:`.
+fn http_client(config: &Config) -> Result<reqwest::blocking::Client, TelemetryError> {
+    let timeout = config.timeout;
+    let authorities = certificate_authorities()?;
+    let https = [
+        Some(config.endpoint_shown.clone()),
+        var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|url| url.trim().to_ascii_lowercase().starts_with("https:"));
     std::thread::Builder::new()
         .name("ax-otel-client".to_owned())
-        .spawn(move || reqwest::blocking::Client::builder().timeout(timeout).build())
+        .spawn(move || {
+            let builder = reqwest::blocking::Client::builder().timeout(timeout);
+            let builder =
+                if https { builder.tls_certs_merge(authorities) } else { builder.tls_certs_only(authorities) };
+            builder.build()
+        })
         .map_err(|e| build_error("traces", e))?
         .join()
         .map_err(|_| build_error("traces", "making the HTTP client panicked"))?
         .map_err(|e| build_error("traces", e))
+}
+
+/// The certificates of `OTEL_EXPORTER_OTLP_CERTIFICATE`, if it is set.
+fn certificate_authorities() -> Result<Vec<reqwest::Certificate>, TelemetryError> {
+    const VARIABLE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+    let Some(path) = var(VARIABLE) else { return Ok(Vec::new()) };
+    let invalid = |problem: String| TelemetryError::Config {
+        what: format!("{VARIABLE}={path:?} ({problem})"),
+        expected: "a PEM file of the certificate authorities to trust".to_owned(),
+    };
+    let pem = std::fs::read(&path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(invalid("no certificate in it".to_owned()));
+    }
+    Ok(certificates)
 }
 
 /// The span and metric exporters for `config`.
@@ -279,7 +341,7 @@ pub(crate) fn exporters(
     let headers: HashMap<String, String> = config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     match config.protocol {
         Protocol::HttpProtobuf => {
-            let client = http_client(config.timeout)?;
+            let client = http_client(config)?;
             let watched = |signal| Watched { inner: client.clone(), health: health.clone(), signal };
             let mut spans = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
@@ -394,11 +456,10 @@ fn plain_grpc_endpoint(config: &Config, signal: Signal) -> Option<String> {
         Signal::Traces => ("traces", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
         Signal::Metrics => ("metrics", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
     };
-    let set = |variable: &str| std::env::var(variable).ok().filter(|url| !url.is_empty());
     let url = config
         .signal_endpoint(name)
-        .or_else(|| set(variable))
-        .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .or_else(|| var(variable))
+        .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
         .unwrap_or_else(|| "http://localhost:4317".to_owned());
     url.starts_with("http://").then_some(url)
 }
@@ -432,8 +493,8 @@ impl tower_service::Service<http::Uri> for WatchedConnector {
         let (connecting, health, signal) = (self.inner.call(uri), self.health.clone(), self.signal);
         Box::pin(async move {
             let connected = connecting.await;
-            if connected.is_err() {
-                health.refused[signal as usize].store(true, Ordering::Relaxed);
+            if let Err(error) = &connected {
+                health.refuse(signal, error);
             }
             connected
         })
