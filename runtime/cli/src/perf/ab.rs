@@ -7,8 +7,8 @@
 //! run is cut into `--segments` (default 8), each on fresh copies of both
 //! libraries, each copy at an address of its own drawing (`placement`): two
 //! copies of the *same* build can differ by 5 % from where they land (the
-//! perf-ab fixture, measured here), and a verdict must not rest on one such
-//! draw. Without the draw, every segment put its two copies at the same
+//! perf-ab fixture's debug build, measured here; 0.05 % for its release
+//! build), and a verdict must not rest on one such draw. Without the draw, every segment put its two copies at the same
 //! distance from each other, and the same build got "slower" or "faster" in
 //! 2 runs of 6.
 //!
