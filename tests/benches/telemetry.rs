@@ -138,6 +138,7 @@ fn config(endpoint: &str, ratio: f64) -> Config {
         metrics_interval: Duration::from_secs(10),
         timeout: Duration::from_secs(5),
         flush_timeout: Duration::from_secs(5),
+        certificate: None,
     }
 }
 

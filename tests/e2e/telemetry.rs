@@ -600,6 +600,7 @@ fn reloads_are_spans_and_counted_by_outcome_and_calls_carry_the_generation() {
         metrics_interval: Duration::from_secs(60),
         timeout: Duration::from_secs(5),
         flush_timeout: Duration::from_secs(1),
+        certificate: None,
     };
     let telemetry = Telemetry::start(&config).unwrap();
     let instrumentation = Instrumentation { tracer: Some(telemetry.tracer()), ..Instrumentation::default() };
@@ -786,6 +787,7 @@ mod hooks {
             metrics_interval: Duration::from_secs(60),
             timeout: Duration::from_secs(5),
             flush_timeout: Duration::from_secs(5),
+            certificate: None,
         })
         .unwrap()
     }

@@ -9,6 +9,7 @@
 //! variable is set, and off whenever `OTEL_SDK_DISABLED=true`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ax_manifest::{OtlpProtocol, TelemetryLevel, TelemetrySection};
@@ -56,6 +57,9 @@ pub struct Config {
     pub timeout: Duration,
     /// The bound on the whole flush at exit (traces and metrics in parallel).
     pub flush_timeout: Duration,
+    /// A PEM file of certificate authorities to trust for an `https://`
+    /// collector besides the system's (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
+    pub certificate: Option<PathBuf>,
 }
 
 /// Which calls are traced: `OTEL_TRACES_SAMPLER` (with `OTEL_TRACES_SAMPLER_ARG`)
@@ -207,6 +211,7 @@ impl Config {
             metrics_interval,
             timeout,
             flush_timeout,
+            certificate: var("OTEL_EXPORTER_OTLP_CERTIFICATE").map(PathBuf::from),
         }))
     }
 
@@ -327,6 +332,7 @@ mod tests {
             metrics_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             flush_timeout: Duration::from_secs(1),
+            certificate: None,
         };
         assert_eq!(config.signal_endpoint("traces").as_deref(), Some("http://otel:4318/v1/traces"));
         assert_eq!(Config { endpoint: None, ..config }.signal_endpoint("traces"), None);

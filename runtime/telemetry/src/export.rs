@@ -61,6 +61,15 @@ pub(crate) enum Signal {
 }
 
 impl Signal {
+    /// Its name in OTLP's paths and variables.
+    #[cfg(feature = "grpc")]
+    fn otlp_name(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Signal::Traces => "spans",
@@ -294,7 +303,7 @@ impl HttpClient for Watched {
 /// when an endpoint is `https:`.
 fn http_client(config: &Config) -> Result<reqwest::blocking::Client, TelemetryError> {
     let timeout = config.timeout;
-    let authorities = certificate_authorities()?;
+    let (_, authorities) = certificate_authorities(config)?;
     let https = [
         Some(config.endpoint_shown.clone()),
         var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
@@ -317,20 +326,20 @@ fn http_client(config: &Config) -> Result<reqwest::blocking::Client, TelemetryEr
         .map_err(|e| build_error("traces", e))
 }
 
-/// The certificates of `OTEL_EXPORTER_OTLP_CERTIFICATE`, if it is set.
-fn certificate_authorities() -> Result<Vec<reqwest::Certificate>, TelemetryError> {
-    const VARIABLE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
-    let Some(path) = var(VARIABLE) else { return Ok(Vec::new()) };
+/// The certificates of `config.certificate` (`OTEL_EXPORTER_OTLP_CERTIFICATE`),
+/// if set: the file's PEM text and what reqwest read of it.
+fn certificate_authorities(config: &Config) -> Result<(Vec<u8>, Vec<reqwest::Certificate>), TelemetryError> {
+    let Some(path) = &config.certificate else { return Ok(Default::default()) };
     let invalid = |problem: String| TelemetryError::Config {
-        what: format!("{VARIABLE}={path:?} ({problem})"),
+        what: format!("OTEL_EXPORTER_OTLP_CERTIFICATE={:?} ({problem})", path.display().to_string()),
         expected: "a PEM file of the certificate authorities to trust".to_owned(),
     };
-    let pem = std::fs::read(&path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+    let pem = std::fs::read(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
     let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
     if certificates.is_empty() {
         return Err(invalid("no certificate in it".to_owned()));
     }
-    Ok(certificates)
+    Ok((pem, certificates))
 }
 
 /// The span and metric exporters for `config`.
@@ -425,20 +434,32 @@ fn grpc_exporters(
         spans = spans.with_endpoint(url.clone());
         metrics = metrics.with_endpoint(url);
     }
-    // Over plain HTTP/2, ax makes the connections (see `WatchedConnector`);
-    // otherwise (HTTPS, an endpoint without a scheme) the exporter does.
-    let channel = |signal| {
-        let url = plain_grpc_endpoint(config, signal)?;
-        let endpoint = tonic::transport::Endpoint::from_shared(url).ok()?;
+    // ax makes the connections (see `WatchedConnector`), with TLS for an
+    // `https://` endpoint: the system's authorities and those of
+    // `OTEL_EXPORTER_OTLP_CERTIFICATE`. An endpoint without a scheme is left
+    // to the exporter.
+    let (pem, _) = certificate_authorities(config)?;
+    let channel = |signal| -> Result<Option<tonic::transport::Channel>, TelemetryError> {
+        let Some(url) = grpc_endpoint(config, signal) else { return Ok(None) };
+        let invalid = |e: tonic::transport::Error| build_error(signal.otlp_name(), format!("{url}: {e}"));
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone()).map_err(invalid)?;
+        if url.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+            if !pem.is_empty() {
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(&pem));
+            }
+            endpoint = endpoint.tls_config(tls).map_err(invalid)?;
+        }
         let mut inner = Connector::new();
         inner.set_nodelay(true);
+        inner.enforce_http(false);
         let watched = WatchedConnector { inner, health: health.clone(), signal };
-        Some(endpoint.timeout(config.timeout).connect_with_connector_lazy(watched))
+        Ok(Some(endpoint.timeout(config.timeout).connect_with_connector_lazy(watched)))
     };
-    if let Some(channel) = channel(Signal::Traces) {
+    if let Some(channel) = channel(Signal::Traces)? {
         spans = spans.with_channel(channel);
     }
-    if let Some(channel) = channel(Signal::Metrics) {
+    if let Some(channel) = channel(Signal::Metrics)? {
         metrics = metrics.with_channel(channel);
     }
     let spans = spans.build().map_err(|e| build_error("traces", e))?;
@@ -446,22 +467,19 @@ fn grpc_exporters(
     Ok((guard(spans, health, Some(runtime.clone())), guard(metrics, health, Some(runtime))))
 }
 
-/// The `http://` URL the gRPC exporter of `signal` would connect to, found
-/// as it finds it: ax's configuration, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
-/// (or `…_METRICS_…`), `OTEL_EXPORTER_OTLP_ENDPOINT`, the default. `None`
-/// for any other URL.
+/// The `http://` or `https://` URL the gRPC exporter of `signal` would
+/// connect to, found as it finds it: ax's configuration,
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (or `…_METRICS_…`),
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, the default. `None` for any other URL.
 #[cfg(feature = "grpc")]
-fn plain_grpc_endpoint(config: &Config, signal: Signal) -> Option<String> {
-    let (name, variable) = match signal {
-        Signal::Traces => ("traces", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-        Signal::Metrics => ("metrics", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
-    };
+fn grpc_endpoint(config: &Config, signal: Signal) -> Option<String> {
+    let name = signal.otlp_name();
     let url = config
         .signal_endpoint(name)
-        .or_else(|| var(variable))
+        .or_else(|| var(&format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", name.to_ascii_uppercase())))
         .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
         .unwrap_or_else(|| "http://localhost:4317".to_owned());
-    url.starts_with("http://").then_some(url)
+    (url.starts_with("http://") || url.starts_with("https://")).then_some(url)
 }
 
 /// tonic's connection to the collector for `signal`, noting in [`Health`] one

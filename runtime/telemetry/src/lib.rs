@@ -407,6 +407,7 @@ mod tests {
                 metrics_interval: Duration::from_secs(60),
                 timeout: Duration::from_secs(5),
                 flush_timeout: Duration::from_secs(30),
+                certificate: None,
             }
         }
 
@@ -440,12 +441,20 @@ mod tests {
             found.unwrap_or_else(|| panic!("rotel-agent not found under {}: run ./scripts/test", lib.display()))
         }
 
-        #[test]
-        fn spans_reach_a_real_collector_over_grpc() {
-            let dir = std::env::temp_dir().join(format!("ax-grpc-test-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
+        /// A child process, killed when dropped (a failing test too).
+        struct Killed(std::process::Child);
+
+        impl Drop for Killed {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+
+        /// rotel listening for gRPC: the process and its gRPC port.
+        fn rotel(dir: &std::path::Path) -> (Killed, u16) {
             let (http, grpc) = (free_port(), free_port());
-            let mut rotel = Command::new(rotel_agent())
+            let rotel = Command::new(rotel_agent())
                 .args(["start", "--exporter", "blackhole"])
                 .arg("--otlp-http-endpoint")
                 .arg(format!("127.0.0.1:{http}"))
@@ -459,20 +468,62 @@ mod tests {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("rotel-agent starts");
+            let rotel = Killed(rotel);
             let deadline = Instant::now() + Duration::from_secs(10);
             while TcpStream::connect(("127.0.0.1", grpc)).is_err() {
                 assert!(Instant::now() < deadline, "rotel did not listen on {grpc} within 10 s");
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let mut telemetry = Telemetry::start(&config(format!("http://127.0.0.1:{grpc}"))).unwrap();
+            (rotel, grpc)
+        }
+
+        /// Five calls exported as `config` says, and flushed: all five spans taken.
+        fn five_spans_reach(config: &Config) {
+            let mut telemetry = Telemetry::start(config).unwrap();
             calls(&telemetry, 5);
             let dropped = telemetry.stop();
-            let _ = rotel.kill();
-            let _ = rotel.wait();
-            let _ = std::fs::remove_dir_all(&dir);
             assert_eq!(telemetry.exported_spans(), 5, "{dropped:?}");
             assert_eq!((dropped.spans, dropped.metric_exports, dropped.queue_full), (0, 0, 0), "{dropped:?}");
             assert!(!telemetry.health.refused(Signal::Traces));
+        }
+
+        #[test]
+        fn spans_reach_a_real_collector_over_grpc() {
+            let dir = tempdir("plain");
+            let (_rotel, grpc) = rotel(&dir);
+            five_spans_reach(&config(format!("http://127.0.0.1:{grpc}")));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+
+        #[test]
+        fn spans_reach_a_collector_over_grpc_with_tls_and_the_authority_given() {
+            let dir = tempdir("tls");
+            let (_rotel, grpc) = rotel(&dir);
+            // rotel has no TLS: tests/otel/tls/tls_proxy.py serves it, with a
+            // certificate of the test authority.
+            let tls = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/otel/tls");
+            let mut proxy = Command::new("python3")
+                .arg(tls.join("tls_proxy.py"))
+                .arg(tls.join("cert.pem"))
+                .arg(tls.join("key.pem"))
+                .arg(grpc.to_string())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3 runs the TLS proxy");
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(proxy.stdout.take().unwrap()), &mut line).unwrap();
+            let _proxy = Killed(proxy);
+            let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("the proxy printed {line:?}"));
+            let config =
+                Config { certificate: Some(tls.join("ca.pem")), ..config(format!("https://127.0.0.1:{port}")) };
+            five_spans_reach(&config);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+
+        fn tempdir(name: &str) -> PathBuf {
+            let dir = std::env::temp_dir().join(format!("ax-grpc-test-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
         }
 
         #[test]

@@ -27,6 +27,8 @@ async def pipe(reader, writer):
 async def main(cert, key, target):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
+    # gRPC's client asks for HTTP/2 by ALPN; an HTTP/1.1 client gets that.
+    context.set_alpn_protocols(["h2", "http/1.1"])
 
     async def serve(client_reader, client_writer):
         try:
