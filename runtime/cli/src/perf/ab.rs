@@ -189,6 +189,7 @@ pub(crate) fn run(args: AbArgs) -> Result<ExitCode> {
     let isolate = isolate.as_ref();
     let mut order = Order::new(args.seed);
     let sides = [(&baseline_library, "baseline"), (&candidate_library, "candidate")];
+    super::note_debug_build("ax perf ab", &[&baseline_library.source, &candidate_library.source], args.release);
     let (baseline, candidate) = load_pair(&host, sides, isolate, &mut order)?;
     baseline.shutdown()?;
     candidate.shutdown()?;

@@ -77,6 +77,21 @@ fn measuring_log_filter() -> Result<(Targets, String)> {
 /// The plugins' log filter while measuring, unless `AX_LOG` is set.
 const MEASURING_LOG_FILTER: &str = "warn";
 
+/// Says, on stderr, that `command` times a debug build, when one of
+/// `sources` is a crate built without `--release` (a bare library's
+/// profile is unknown): an unoptimised build says little about the one that
+/// ships, and where its code lands alone moved the test fixture's calls by
+/// up to 5 % (docs/perf-report.md).
+fn note_debug_build(command: &str, sources: &[&ax_runtime::PluginSource], release: bool) {
+    let crate_built = sources.iter().any(|s| !matches!(s, ax_runtime::PluginSource::Library(_)));
+    if crate_built && !release {
+        eprintln!(
+            "{command}: timing a debug build (unoptimised, and moved by where its code lands); --release times what \
+             you ship"
+        );
+    }
+}
+
 /// `"2%"`, `"0.5"`, `" 3 % "` as a fraction (0.02, 0.005, 0.03); `flag` names it in errors.
 fn percentage(flag: &str, text: &str) -> Result<f64> {
     let number = text.trim().strip_suffix('%').unwrap_or(text.trim()).trim();

@@ -157,6 +157,7 @@ pub(crate) fn run(args: PerfRunArgs) -> Result<ExitCode> {
         plugin.name(),
         if std::env::var_os("AX_LOG").is_some() { " (AX_LOG)" } else { " (set AX_LOG to change)" }
     );
+    super::note_debug_build("ax perf run", &[&source], args.release);
     let progress = progress_bar();
     let mut errors = Vec::new();
     for spec in &specs {
