@@ -42,7 +42,7 @@ pub(crate) struct DebugHost {
     pub(crate) finished: Mutex<Option<i32>>,
     /// A child's stdout and stderr readers: disconnected once both have
     /// read to the end of their pipe.
-    pub(crate) pipes: Mutex<Option<Receiver<()>>>,
+    pipes: Mutex<Option<Receiver<()>>>,
 }
 
 impl DebugHost {
@@ -120,7 +120,7 @@ impl DebugHost {
 
     /// Waits (up to two seconds: something the plugin started may hold its
     /// pipes open) for a child's stdout and stderr to be read to their end.
-    pub(crate) fn read_output_to_end(&self) {
+    fn read_output_to_end(&self) {
         let deadline = Instant::now() + Duration::from_secs(2);
         if let Some(pipes) = self.pipes.lock().unwrap_or_else(|e| e.into_inner()).take() {
             while let Ok(()) = pipes.recv_deadline(deadline) {}

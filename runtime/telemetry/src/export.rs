@@ -50,7 +50,7 @@ pub(crate) struct Health {
     refused: [AtomicBool; 2],
     /// Why the first connection that failed did (its innermost error: a
     /// refused connection, a certificate not trusted, …).
-    refused_because: std::sync::Mutex<Option<String>>,
+    refused_because: parking_lot::Mutex<Option<String>>,
 }
 
 /// The two kinds of telemetry an exporter sends.
@@ -85,7 +85,7 @@ impl Health {
 
     /// Notes that a connection of `signal`'s exporter failed, and why.
     fn refuse(&self, signal: Signal, error: &(dyn std::error::Error + 'static)) {
-        let mut because = self.refused_because.lock().unwrap_or_else(|e| e.into_inner());
+        let mut because = self.refused_because.lock();
         if because.is_none() {
             let mut innermost = error;
             while let Some(source) = innermost.source() {
@@ -126,25 +126,20 @@ impl Health {
 
     /// "could not connect (why)", once a connection failed.
     fn could_not_connect(&self) -> Option<String> {
-        let because = self.refused_because.lock().unwrap_or_else(|e| e.into_inner());
-        because.as_ref().map(|because| format!("could not connect ({because})"))
+        self.refused_because.lock().as_ref().map(|because| format!("could not connect ({because})"))
     }
 
     /// Warns (once) that an export that took `took` failed with `error`.
     fn failed(&self, what: &str, took: Duration, error: &dyn std::fmt::Display) {
         // The HTTP client reports its own deadline as a "network error", and
         // a failed connection (a certificate not trusted) deep in its chain.
-        let plainer;
-        let error: &dyn std::fmt::Display = if took >= self.timeout {
-            plainer = format!("timed out after {} s without an answer", self.timeout.as_secs_f64());
-            &plainer
+        if took >= self.timeout {
+            self.warn(what, &format!("timed out after {} s without an answer", self.timeout.as_secs_f64()));
         } else if let Some(could_not_connect) = self.could_not_connect() {
-            plainer = could_not_connect;
-            &plainer
+            self.warn(what, &could_not_connect);
         } else {
-            error
-        };
-        self.warn(what, error);
+            self.warn(what, error);
+        }
     }
 
     /// Warns, the first time only, that `what` could not be exported.
